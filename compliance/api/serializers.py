@@ -1,0 +1,133 @@
+"""Shapes of the ingest API. Types only: the rules live in compliance.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from compliance.models import ConsentEvent, ConsentState, Contact
+from compliance.services import ConsentDecision, ContactIdentity
+
+
+class ContactIdentitySerializer(serializers.Serializer):
+    email = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=254)
+    phone = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=40)
+    app_user_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=128)
+    zoho_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=32)
+    first_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    last_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class ConsentEventInputSerializer(serializers.Serializer):
+    contact = ContactIdentitySerializer()
+    purpose = serializers.CharField(max_length=50)
+    status = serializers.CharField(max_length=20)
+    frequency = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=10)
+    source = serializers.CharField(max_length=20)
+    ip_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=45)
+    user_agent = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    policy_version = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=50)
+    occurred_at = serializers.DateTimeField()
+    idempotency_key = serializers.CharField(required=False, max_length=200)
+    evidence = serializers.DictField(required=False, default=dict)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    def to_domain(self, header_key: str | None = None) -> tuple[ContactIdentity, ConsentDecision]:
+        data: dict[str, Any] = self.validated_data
+        contact = data["contact"]
+        identity = ContactIdentity(
+            email=contact.get("email"),
+            phone=contact.get("phone"),
+            app_user_id=contact.get("app_user_id"),
+            zoho_id=contact.get("zoho_id"),
+            first_name=contact.get("first_name", ""),
+            last_name=contact.get("last_name", ""),
+        )
+        decision = ConsentDecision(
+            purpose=data["purpose"],
+            status=data["status"],
+            source=data["source"],
+            occurred_at=data["occurred_at"],
+            idempotency_key=data.get("idempotency_key") or header_key or "",
+            frequency=data.get("frequency") or None,
+            ip_address=data.get("ip_address") or None,
+            user_agent=data.get("user_agent", ""),
+            policy_version=data.get("policy_version") or None,
+            evidence=data.get("evidence") or {},
+            reason=data.get("reason", ""),
+        )
+        return identity, decision
+
+
+class BatchInputSerializer(serializers.Serializer):
+    events = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+
+
+class ConsentEventSerializer(serializers.ModelSerializer):
+    contact_id = serializers.IntegerField(read_only=True)
+    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    policy_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+
+    class Meta:
+        model = ConsentEvent
+        fields = [
+            "id",
+            "contact_id",
+            "purpose",
+            "version",
+            "previous_status",
+            "status",
+            "frequency",
+            "source",
+            "ip_address",
+            "user_agent",
+            "policy_version",
+            "occurred_at",
+            "recorded_at",
+            "actor",
+            "evidence",
+            "reason",
+            "idempotency_key",
+            "prev_hash",
+            "hash",
+        ]
+        read_only_fields = fields
+
+
+class ConsentStateSerializer(serializers.ModelSerializer):
+    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    event_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ConsentState
+        fields = ["purpose", "status", "frequency", "version", "event_id", "occurred_at", "refresh_due_at"]
+        read_only_fields = fields
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["id", "email", "phone", "app_user_id", "zoho_id", "first_name", "last_name", "created_at"]
+        read_only_fields = fields
+
+
+class ContactConsentsSerializer(serializers.Serializer):
+    contact = ContactSerializer()
+    states = ConsentStateSerializer(many=True)
+    history = ConsentEventSerializer(many=True)
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="HTTP status this item alone would have had.")
+    event = ConsentEventSerializer(required=False)
+    detail = serializers.CharField(required=False)
+    errors = serializers.DictField(required=False)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    replayed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    results = BatchItemResultSerializer(many=True)

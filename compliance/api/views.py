@@ -1,0 +1,161 @@
+"""The ingest API: validate the shape, call one service, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance import selectors, services
+from compliance.api.errors import error_response, validation_body
+from compliance.api.permissions import CanReadConsent, IsApiClient
+from compliance.api.serializers import (
+    BatchInputSerializer,
+    BatchResultSerializer,
+    ConsentEventInputSerializer,
+    ConsentEventSerializer,
+    ContactConsentsSerializer,
+    ContactSerializer,
+)
+from compliance.models import Contact
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(description="Invalid input; `errors` names each wrong field."),
+    401: OpenApiResponse(description="No or invalid API key."),
+    403: OpenApiResponse(description="This client may not write that source."),
+    409: OpenApiResponse(description="Idempotency key used before for different content."),
+    429: OpenApiResponse(description="Too many requests."),
+}
+
+
+def _idempotency_header(request: Request) -> str | None:
+    return request.headers.get("Idempotency-Key") or None
+
+
+class ConsentEventCreateView(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        request=ConsentEventInputSerializer,
+        responses={
+            201: ConsentEventSerializer,
+            200: OpenApiResponse(ConsentEventSerializer, description="A replay of an earlier request."),
+            **ERROR_RESPONSES,
+        },
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        summary="Record one consent decision",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ConsentEventInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        identity, decision = serializer.to_domain(_idempotency_header(request))
+        result = services.consent_ingest(identity=identity, decision=decision, api_client=request.user)
+        return Response(
+            ConsentEventSerializer(result.event).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class ConsentEventBatchView(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        request=BatchInputSerializer,
+        responses={
+            200: BatchResultSerializer,
+            413: OpenApiResponse(description="More events than CONSENT_BATCH_MAX (1,000)."),
+            **ERROR_RESPONSES,
+        },
+        summary="Record up to 1,000 consent decisions; each item succeeds or fails alone",
+    )
+    def post(self, request: Request) -> Response:
+        raw_events = request.data.get("events") if isinstance(request.data, dict) else None
+        if isinstance(raw_events, list) and len(raw_events) > settings.CONSENT_BATCH_MAX:
+            return Response(
+                {
+                    "detail": f"At most {settings.CONSENT_BATCH_MAX} events per batch; this one has {len(raw_events)}.",
+                    "errors": {"events": [f"At most {settings.CONSENT_BATCH_MAX} events."]},
+                },
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        envelope = BatchInputSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+
+        items: list[Any] = []
+        for raw in envelope.validated_data["events"]:
+            item = ConsentEventInputSerializer(data=raw)
+            items.append(item.to_domain() if item.is_valid() else ValidationError(item.errors))
+        outcomes = services.consent_ingest_batch(
+            items=[i for i in items if not isinstance(i, ValidationError)], api_client=request.user
+        )
+        outcome_iter = iter(outcomes)
+        results = []
+        counts = {"created": 0, "replayed": 0, "failed": 0}
+        for index, item in enumerate(items):
+            if isinstance(item, ValidationError):
+                results.append({"index": index, "status": 400, **validation_body(item.detail)})
+                counts["failed"] += 1
+                continue
+            outcome = next(outcome_iter)
+            if isinstance(outcome, services.RecordResult):
+                counts["created" if outcome.created else "replayed"] += 1
+                results.append(
+                    {
+                        "index": index,
+                        "status": 201 if outcome.created else 200,
+                        "event": ConsentEventSerializer(outcome.event).data,
+                    }
+                )
+            else:
+                code, body = error_response(outcome)
+                counts["failed"] += 1
+                results.append({"index": index, "status": code, **body})
+        return Response({**counts, "results": results}, status=status.HTTP_200_OK)
+
+
+class ContactListView(APIView):
+    permission_classes = [CanReadConsent]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("email", str, description="Email address (case does not matter)"),
+            OpenApiParameter("phone", str, description="Phone in international format"),
+            OpenApiParameter("app_user_id", str),
+        ],
+        responses={200: ContactSerializer(many=True), **ERROR_RESPONSES},
+        summary="Find contacts by an identifier",
+    )
+    def get(self, request: Request) -> Response:
+        params = {name: request.query_params.get(name, "") for name in ("email", "phone", "app_user_id")}
+        if not any(params.values()):
+            raise ValidationError({"email": ["Give email, phone or app_user_id."]})
+        try:
+            contacts = selectors.contact_find(**params)
+        except DjangoValidationError as exc:
+            field = next(name for name, value in params.items() if value)
+            raise ValidationError({field: exc.messages}) from exc
+        return Response(ContactSerializer(contacts[:50], many=True).data)
+
+
+class ContactConsentsView(APIView):
+    permission_classes = [CanReadConsent]
+
+    @extend_schema(
+        responses={200: ContactConsentsSerializer, 404: None}, summary="Current state and full history"
+    )
+    def get(self, request: Request, contact_id: int) -> Response:
+        contact = get_object_or_404(Contact, pk=contact_id)
+        body = {
+            "contact": contact,
+            "states": selectors.contact_states(contact=contact),
+            "history": selectors.event_history(contact=contact),
+        }
+        return Response(ContactConsentsSerializer(body).data)

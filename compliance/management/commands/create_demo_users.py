@@ -1,0 +1,56 @@
+"""Create one demo user per role (idempotent) and print their logins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from compliance.roles import ROLE_LABELS, Role, roles_install
+
+# username, role, first name, last name. The password is "<username>-demo-pass".
+DEMO_USERS = (
+    ("officer", Role.OFFICER, "Olivia", "Officer"),
+    ("auditor", Role.AUDITOR, "Arthur", "Auditor"),
+    ("admin", Role.ADMIN, "Ada", "Admin"),
+)
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo-pass"
+
+
+def demo_users_ensure() -> dict[str, AbstractUser]:
+    """The demo cast by role, created or reset to its known password and role."""
+    User = get_user_model()
+    users: dict[str, AbstractUser] = {}
+    with transaction.atomic():
+        if Group.objects.filter(name__in=ROLE_LABELS).count() != len(ROLE_LABELS):
+            roles_install()
+        for username, role, first_name, last_name in DEMO_USERS:
+            user, _ = User.objects.get_or_create(username=username)
+            user.first_name, user.last_name = first_name, last_name
+            user.email = f"{username}@consent-desk.example"
+            user.is_active = True
+            # Only admins enter the Django admin; staff status is half of that (see compliance/admin.py).
+            user.is_staff = role == Role.ADMIN
+            user.set_password(demo_password(username))
+            user.save()
+            user.groups.set([Group.objects.get(name=role)])
+            users[role] = user
+    return users
+
+
+class Command(BaseCommand):
+    help = "Create (or reset) one demo user per role: officer, auditor, admin. Prints their logins."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        users = demo_users_ensure()
+        self.stdout.write("Demo users (username / password / role):")
+        for username, role, _, _ in DEMO_USERS:
+            self.stdout.write(
+                f"  {users[role].get_username():8} / {demo_password(username):18} / {ROLE_LABELS[role]}"
+            )

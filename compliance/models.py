@@ -1,0 +1,364 @@
+"""The consent ledger.
+
+Events are append-only: the database itself rejects UPDATE and DELETE of
+`ConsentEvent` and `Seal` rows (and TRUNCATE on PostgreSQL), see
+`compliance/ledger_guard.py`. Every write goes through `compliance.services`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+GENESIS_HASH = "0" * 64
+
+
+class Contact(models.Model):
+    """A data subject. Several identifiers, one person."""
+
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +4915112345678")
+    app_user_id = models.CharField(max_length=128, null=True, blank=True)
+    zoho_id = models.CharField("Zoho CRM record id", max_length=32, null=True, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # Identifiers are unique when present; NULL means "not known".
+            models.UniqueConstraint(
+                fields=["email"], condition=Q(email__isnull=False), name="compliance_contact_email_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["app_user_id"],
+                condition=Q(app_user_id__isnull=False),
+                name="compliance_contact_app_user_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(email__isnull=False)
+                | Q(phone__isnull=False)
+                | Q(app_user_id__isnull=False)
+                | Q(zoho_id__isnull=False),
+                name="compliance_contact_has_identifier",
+            ),
+        ]
+        indexes = [
+            # GET /api/v1/contacts?phone=… and the phone lookup of the write path.
+            models.Index(fields=["phone"], name="compliance_contact_phone"),
+            # The sync's "which contact is this CRM record" lookup.
+            models.Index(fields=["zoho_id"], name="compliance_contact_zoho_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or self.phone or self.app_user_id or f"contact {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("compliance:contact_detail", args=[self.pk])
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part) or str(self)
+
+
+class Purpose(models.Model):
+    """What consent is for."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+        PHONE = "phone", "Phone"
+        NONE = "none", "No channel"
+
+    code = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    double_opt_in_required = models.BooleanField(default=False)
+    validity_months = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Months an opt-in stays valid before it must be refreshed."
+    )
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class PolicyVersion(models.Model):
+    """A privacy notice as it was published. Published versions never change."""
+
+    label = models.CharField(max_length=50, unique=True)
+    effective_at = models.DateField()
+    text = models.TextField(blank=True)
+    url = models.URLField(blank=True)
+    sha256 = models.CharField(max_length=64, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-effective_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(text="") | ~Q(url=""), name="compliance_policyversion_text_or_url"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            stored = PolicyVersion.objects.filter(pk=self.pk, published_at__isnull=False).exists()
+            if stored:
+                raise ValidationError(f"Policy version {self.label} is published and cannot change.")
+        self.sha256 = hashlib.sha256((self.text or self.url).encode()).hexdigest()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        if not self.text and not self.url:
+            raise ValidationError("A policy version needs its full text or a URL.")
+
+
+class ConsentStatus(models.TextChoices):
+    OPTED_IN = "opted_in", "Opted in"
+    OPTED_OUT = "opted_out", "Opted out"
+    PENDING = "pending", "Pending double opt-in"
+    EXPIRED = "expired", "Expired"
+
+
+class Frequency(models.TextChoices):
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+
+
+class Source(models.TextChoices):
+    MOBILE_APP = "mobile_app", "Mobile app"
+    WEB_PORTAL = "web_portal", "Web portal"
+    CUSTOMER_SERVICE = "customer_service", "Customer service (phone)"
+    EMAIL_LINK = "email_link", "Email unsubscribe link"
+    CAMPAIGNS = "campaigns", "Zoho Campaigns"
+    CRM = "crm", "Zoho CRM"
+    IMPORT = "import", "Import"
+    ADMIN = "admin", "Admin correction"
+    SYSTEM = "system", "System"
+
+
+class ApiClient(models.Model):
+    """A system that calls the ingest API (the mobile app's backend, the web portal)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    key_prefix = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    sources = models.JSONField(default=list, help_text="The sources this client may write.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF's IsAuthenticated asks the authenticated principal this.
+    is_authenticated = True
+
+    def may_write(self, source: str) -> bool:
+        return source in self.sources
+
+
+class ConsentEvent(models.Model):
+    """One consent decision. Insert-only; the hash chains it to its predecessor."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
+    version = models.PositiveIntegerField()
+    previous_status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices)
+    frequency = models.CharField(max_length=10, choices=Frequency.choices, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, null=True, blank=True)
+    occurred_at = models.DateTimeField(help_text="When the person acted.")
+    recorded_at = models.DateTimeField(help_text="When Consent Desk recorded it.")
+    api_client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, null=True, blank=True)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    actor = models.CharField(max_length=150, help_text="Who recorded it, e.g. api:mobile-app or user:alice.")
+    evidence = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    request_digest = models.CharField(
+        max_length=64, help_text="SHA-256 of the request content, to tell a replay from a conflict."
+    )
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        # What the roles in compliance/roles.py are made of.
+        permissions = [
+            ("view_history", "Browse consent history"),
+            ("view_dashboards", "See the discrepancy and error-rate dashboards"),
+            ("download_reports", "Download signed audit reports"),
+            ("record_phone_consent", "Record a consent decision taken by phone"),
+            ("correct_consent", "Record an admin correction"),
+            ("fix_discrepancies", "Resolve sync discrepancies"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "purpose", "version"], name="compliance_consentevent_chain_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="compliance_consentevent_version_positive"
+            ),
+        ]
+        indexes = [
+            # History browsing: newest first, filtered by date range.
+            models.Index(fields=["-recorded_at"], name="compliance_event_recent"),
+            # Reports and the history filter by purpose and time.
+            models.Index(fields=["purpose", "occurred_at"], name="compliance_event_purpose"),
+            models.Index(fields=["source", "occurred_at"], name="compliance_event_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}/{self.purpose_id} v{self.version} {self.status}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValidationError("Consent events are append-only; record a compensating event instead.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Consent events are append-only and cannot be deleted.")
+
+
+class ConsentState(models.Model):
+    """The latest decision per contact and purpose: what dashboards and the sync read."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="states")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="states")
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
+    frequency = models.CharField(max_length=10, choices=Frequency.choices, blank=True)
+    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, null=True, related_name="+")
+    occurred_at = models.DateTimeField(null=True)
+    version = models.PositiveIntegerField(default=0, help_text="Version of the chain's newest event.")
+    head_hash = models.CharField(max_length=64, default=GENESIS_HASH, help_text="Hash of the newest event.")
+    refresh_due_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "purpose"], name="compliance_consentstate_one_per_purpose"
+            ),
+        ]
+        indexes = [
+            # Dashboards count states by purpose and status.
+            models.Index(fields=["purpose", "status"], name="compliance_state_status"),
+            # The refresh job: opt-ins whose validity runs out.
+            models.Index(
+                fields=["refresh_due_at"],
+                condition=Q(refresh_due_at__isnull=False),
+                name="compliance_state_refresh_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}/{self.purpose_id}: {self.status or 'none'}"
+
+
+class Suppression(models.Model):
+    """A reason not to mail that is not a consent decision (a hard bounce, a complaint)."""
+
+    class Kind(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        MANUAL = "manual", "Manual"
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="suppressions")
+    channel = models.CharField(max_length=10, choices=Purpose.Channel.choices, default=Purpose.Channel.EMAIL)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    detail = models.CharField(max_length=300, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "channel", "kind"],
+                condition=Q(lifted_at__isnull=True),
+                name="compliance_suppression_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} {self.channel} {self.kind}"
+
+
+class Seal(models.Model):
+    """A checkpoint over every event since the previous seal, chained to it. Insert-only."""
+
+    sequence = models.PositiveIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    first_event_id = models.BigIntegerField(null=True)
+    last_event_id = models.BigIntegerField(help_text="Every event with an id up to this one is covered.")
+    event_count = models.PositiveIntegerField()
+    events_digest = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"seal {self.sequence} ({self.hash[:12]})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValidationError("Seals are append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class OutboxEntry(models.Model):
+    """'This contact's state changed': the sync consumes these. Written in the event's transaction."""
+
+    class Priority(models.IntegerChoices):
+        WITHDRAWAL = 0, "Withdrawal"
+        OPT_IN = 1, "Opt-in"
+        OTHER = 2, "Other"
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, null=True, related_name="+")
+    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, null=True, related_name="+")
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.OTHER)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "outbox entries"
+        indexes = [
+            # The sync's claim: pending rows, most urgent and oldest first.
+            models.Index(
+                fields=["priority", "id"],
+                condition=Q(processed_at__isnull=True),
+                name="compliance_outbox_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox {self.pk} contact {self.contact_id}"

@@ -1,0 +1,49 @@
+"""The Zoho API client: CRM, Campaigns and the shared OAuth token. See docs/zoho-client.md."""
+
+from sync.zoho.auth import AccessToken, TokenManager
+from sync.zoho.bulk import BulkRead, BulkReadJob
+from sync.zoho.calllog import CallLog, DatabaseCallLog, NullCallLog
+from sync.zoho.campaigns import CampaignsClient, CampaignsResult
+from sync.zoho.client import ZohoClient
+from sync.zoho.config import ZohoConfig
+from sync.zoho.crm import CrmClient, CrmUser, FieldInfo, RecordResult
+from sync.zoho.datacenters import DATA_CENTRES, DataCentre, data_centre
+from sync.zoho.errors import (
+    ZohoAuthError,
+    ZohoAuthRevoked,
+    ZohoError,
+    ZohoPermanentError,
+    ZohoRateLimited,
+    ZohoTokenExpired,
+    ZohoTransientError,
+)
+from sync.zoho.transport import ZohoTransport
+
+__all__ = [
+    "DATA_CENTRES",
+    "AccessToken",
+    "BulkRead",
+    "BulkReadJob",
+    "CallLog",
+    "CampaignsClient",
+    "CampaignsResult",
+    "CrmClient",
+    "CrmUser",
+    "DataCentre",
+    "DatabaseCallLog",
+    "FieldInfo",
+    "NullCallLog",
+    "RecordResult",
+    "TokenManager",
+    "ZohoAuthError",
+    "ZohoAuthRevoked",
+    "ZohoClient",
+    "ZohoConfig",
+    "ZohoError",
+    "ZohoPermanentError",
+    "ZohoRateLimited",
+    "ZohoTokenExpired",
+    "ZohoTransientError",
+    "ZohoTransport",
+    "data_centre",
+]

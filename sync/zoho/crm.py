@@ -1,0 +1,404 @@
+"""Zoho CRM: records (update, read, search), COQL, field metadata, the API user."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sync.zoho.errors import ZohoError, ZohoPermanentError
+from sync.zoho.transport import Request, ZohoTransport
+
+if TYPE_CHECKING:
+    from sync.zoho.bulk import BulkRead
+
+MAX_RECORDS_PER_CALL = 100
+COQL_MAX_ROWS = 2000
+SEARCH_PER_PAGE = 200
+# Per-record codes that retrying cannot fix.
+PERMANENT_RECORD_CODES = frozenset(
+    {
+        "INVALID_DATA",
+        "NO_PERMISSION",
+        "MANDATORY_NOT_FOUND",
+        "DUPLICATE_DATA",
+        "INVALID_MODULE",
+        "ALREADY_MODIFIED",
+        "LIMIT_EXCEEDED",
+        "NOT_APPROVED",
+    }
+)
+_RECORD_ID = re.compile(r"^\d{1,30}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.$]*$")
+
+
+def coql_credits(limit: int) -> int:
+    """Credits charged for a COQL call by its LIMIT (1-200: 1, 201-1000: 2, 1001-2000: 3)."""
+    if limit <= 200:
+        return 1
+    return 2 if limit <= 1000 else 3
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """Zoho's answer for one record of a write, in input order."""
+
+    code: str
+    status: str
+    message: str
+    details: Mapping[str, Any]
+    record_id: str | None
+    modified_time: str | None = None
+    modified_by: Mapping[str, Any] | None = None
+    # For errors: True when retrying cannot help; None for successes.
+    permanent: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success" and self.code == "SUCCESS"
+
+    @classmethod
+    def from_entry(cls, entry: Any, sent_id: str | None) -> RecordResult:
+        if not isinstance(entry, dict):
+            return cls("UNKNOWN", "error", f"unexpected entry {entry!r}", {}, sent_id, permanent=False)
+        raw_details = entry.get("details")
+        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+        code = str(entry.get("code") or "")
+        status = str(entry.get("status") or ("success" if code == "SUCCESS" else "error"))
+        ok = status == "success" and code == "SUCCESS"
+        record_id = details.get("id") if ok else (details.get("id") or sent_id)
+        return cls(
+            code=code,
+            status=status,
+            message=str(entry.get("message") or ""),
+            details=details,
+            record_id=str(record_id) if record_id is not None else None,
+            modified_time=details.get("Modified_Time"),
+            modified_by=details.get("Modified_By"),
+            permanent=None if ok else code in PERMANENT_RECORD_CODES,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """What the API user may do with one field of a module.
+
+    ``api_editable`` is False when the field is read-only, when
+    ``operation_type.api_update`` is false, when the metadata says
+    ``api_editable: false``, or when the API user's profile (``profile_id``
+    given to `CrmClient.fields`) has anything but ``read_write`` on it.
+    """
+
+    api_name: str
+    data_type: str
+    label: str
+    read_only: bool
+    api_editable: bool
+    custom: bool
+    # Profile id -> permission_type ("read_write", "read_only", "hidden").
+    profile_permissions: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, profile_id: str | None = None) -> FieldInfo:
+        read_only = bool(data.get("read_only")) or bool(data.get("field_read_only"))
+        operation = data.get("operation_type")
+        api_update = operation.get("api_update") if isinstance(operation, dict) else None
+        permissions = {
+            str(p.get("id")): str(p.get("permission_type", ""))
+            for p in data.get("profiles") or []
+            if isinstance(p, dict) and p.get("id") is not None
+        }
+        editable = not read_only and api_update is not False and data.get("api_editable") is not False
+        if profile_id is not None and profile_id in permissions:
+            editable = editable and permissions[profile_id] == "read_write"
+        return cls(
+            api_name=str(data.get("api_name", "")),
+            data_type=str(data.get("data_type", "")),
+            label=str(data.get("field_label") or data.get("display_label") or data.get("api_name", "")),
+            read_only=read_only,
+            api_editable=editable,
+            custom=bool(data.get("custom_field")),
+            profile_permissions=permissions,
+            raw=data,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrmUser:
+    id: str
+    email: str
+    full_name: str
+    status: str
+    profile_id: str | None
+    profile_name: str | None
+    role_name: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    out = [str(i) for i in ids]
+    for rid in out:
+        if not _RECORD_ID.match(rid):
+            raise ZohoPermanentError(f"{rid!r} is not a Zoho record id", code="INVALID_DATA")
+    return out
+
+
+def _check_fields(fields: Iterable[str]) -> list[str]:
+    out = list(fields)
+    for name in out:
+        if not _FIELD_NAME.match(name):
+            raise ZohoPermanentError(f"{name!r} is not a field API name", code="INVALID_DATA")
+    return out
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class CrmClient:
+    def __init__(self, transport: ZohoTransport) -> None:
+        self.transport = transport
+        self.version = transport.config.crm_api_version
+
+    def _path(self, rest: str) -> str:
+        return f"/crm/{self.version}/{rest}"
+
+    # Writes ------------------------------------------------------------------
+
+    def update(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        module: str = "Contacts",
+        trigger: Sequence[str] | None = None,
+    ) -> list[RecordResult]:
+        """Update up to 100 records (each with its ``id``) in one call.
+
+        Returns one `RecordResult` per input record, in input order. Per-record
+        failures are results, not exceptions; a failure of the whole call raises.
+        ``trigger``: Zoho's list (``["workflow", "approval", "blueprint"]``); None
+        leaves it out, so Zoho runs all three as it does by default; ``[]`` runs none.
+        """
+        if not records:
+            return []
+        if len(records) > MAX_RECORDS_PER_CALL:
+            raise ZohoPermanentError(
+                f"Zoho takes at most {MAX_RECORDS_PER_CALL} records per update, not {len(records)}",
+                code="LIMIT_EXCEEDED",
+                details={"limit": MAX_RECORDS_PER_CALL},
+            )
+        body: dict[str, Any] = {"data": [dict(r) for r in records]}
+        if trigger is not None:
+            body["trigger"] = list(trigger)
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.update",
+                method="PUT",
+                host="api",
+                path=self._path(module),
+                json=body,
+                records=len(records),
+                credits=1,
+                per_record=True,
+            )
+        )
+        entries = response.body.get("data") if isinstance(response.body, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(records):
+            got = len(entries) if isinstance(entries, list) else 0
+            raise ZohoError(
+                f"Zoho answered {got} results for {len(records)} records",
+                permanent=False,
+                http_status=response.status_code,
+            )
+        return [
+            RecordResult.from_entry(entry, str(sent.get("id")) if sent.get("id") is not None else None)
+            for entry, sent in zip(entries, records, strict=True)
+        ]
+
+    # Reads -------------------------------------------------------------------
+
+    def get(self, record_id: str, *, module: str = "Contacts") -> dict[str, Any] | None:
+        """One record with all its fields, or None when Zoho has no such record (204)."""
+        (rid,) = _check_ids([record_id])
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.get",
+                method="GET",
+                host="api",
+                path=self._path(f"{module}/{rid}"),
+                records=1,
+                credits=1,
+            )
+        )
+        data = response.body.get("data") if isinstance(response.body, dict) else None
+        return data[0] if data else None
+
+    def get_many(
+        self, ids: Sequence[str], fields: Sequence[str], *, module: str = "Contacts"
+    ) -> list[dict[str, Any]]:
+        """Up to 100 records by id with the chosen fields (Zoho omits ids it does not have)."""
+        checked = _check_ids(ids)
+        if not checked:
+            return []
+        if len(checked) > MAX_RECORDS_PER_CALL:
+            raise ZohoPermanentError(
+                f"Zoho reads at most {MAX_RECORDS_PER_CALL} ids per call, not {len(checked)}",
+                code="LIMIT_EXCEEDED",
+                details={"limit": MAX_RECORDS_PER_CALL, "param_name": "ids"},
+            )
+        wanted = _check_fields(["id", *[f for f in fields if f != "id"]])
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.get",
+                method="GET",
+                host="api",
+                path=self._path(module),
+                params={
+                    "ids": ",".join(checked),
+                    "fields": ",".join(wanted),
+                    "per_page": MAX_RECORDS_PER_CALL,
+                },
+                records=len(checked),
+                credits=1,
+            )
+        )
+        data = response.body.get("data") if isinstance(response.body, dict) else None
+        return list(data or [])
+
+    def search_by_email(
+        self, email: str, *, module: str = "Contacts", fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Records whose email is ``email`` (several when the CRM holds duplicates); [] on 204."""
+        params: dict[str, Any] = {"email": email, "per_page": SEARCH_PER_PAGE}
+        if fields:
+            params["fields"] = ",".join(_check_fields(fields))
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.search",
+                method="GET",
+                host="api",
+                path=self._path(f"{module}/search"),
+                params=params,
+                credits=1,
+            )
+        )
+        data = response.body.get("data") if isinstance(response.body, dict) else None
+        return list(data or [])
+
+    def coql(self, query: str) -> tuple[list[dict[str, Any]], bool]:
+        """One COQL query: (rows, more_records). Its LIMIT must be at most 2,000."""
+        match = re.search(r"\blimit\s+(\d+)", query, re.IGNORECASE)
+        limit = int(match.group(1)) if match else 200
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.coql",
+                method="POST",
+                host="api",
+                path=self._path("coql"),
+                json={"select_query": query},
+                credits=coql_credits(limit),
+            )
+        )
+        body = response.body if isinstance(response.body, dict) else {}
+        rows = list(body.get("data") or [])
+        info = body.get("info") or {}
+        if "more_records" in info:
+            return rows, bool(info["more_records"])
+        return rows, len(rows) >= limit  # no info: a full page may have more
+
+    def coql_iter(
+        self,
+        fields: Sequence[str],
+        *,
+        module: str = "Contacts",
+        where: str | None = None,
+        page_size: int = COQL_MAX_ROWS,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row matching ``where``, in id order, paging by keyset
+        (``id > last order by id``) so the 100,000-row OFFSET ceiling never applies.
+        ``where`` is COQL criteria written by us (never from user input)."""
+        if not 1 <= page_size <= COQL_MAX_ROWS:
+            raise ValueError(f"page_size must be between 1 and {COQL_MAX_ROWS}")
+        selected = _check_fields(["id", *[f for f in fields if f != "id"]])
+        last = "0"
+        while True:
+            criteria = f"id > {_quote(last)}"
+            if where:
+                criteria = f"({where}) and {criteria}"
+            # COQL built from API names we checked and our own criteria, not user input.
+            select = ", ".join(selected)
+            query = f"select {select} from {module} where {criteria} order by id asc limit {page_size}"  # noqa: S608
+            rows, more = self.coql(query)
+            yield from rows
+            if not rows or (len(rows) < page_size and not more):
+                return
+            last = str(rows[-1]["id"])
+
+    # Metadata ----------------------------------------------------------------
+
+    def fields(self, module: str = "Contacts", *, profile_id: str | None = None) -> dict[str, FieldInfo]:
+        """Field metadata of a module, by API name. With ``profile_id`` (the API user's,
+        from `current_user`), ``api_editable`` also reflects that profile's permission."""
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.fields",
+                method="GET",
+                host="api",
+                path=self._path("settings/fields"),
+                params={"module": module},
+                credits=1,
+            )
+        )
+        body = response.body if isinstance(response.body, dict) else {}
+        infos = (
+            FieldInfo.from_json(f, profile_id=profile_id)
+            for f in body.get("fields") or []
+            if isinstance(f, dict)
+        )
+        return {info.api_name: info for info in infos}
+
+    def current_user(self) -> CrmUser:
+        """The user the API acts as, with its profile (what decides field permissions)."""
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.current_user",
+                method="GET",
+                host="api",
+                path=self._path("users"),
+                params={"type": "CurrentUser"},
+                credits=1,
+            )
+        )
+        users = response.body.get("users") if isinstance(response.body, dict) else None
+        if not users:
+            raise ZohoPermanentError("Zoho returned no current user", http_status=response.status_code)
+        user = users[0]
+        profile = user.get("profile") or {}
+        role = user.get("role") or {}
+        return CrmUser(
+            id=str(user.get("id", "")),
+            email=str(user.get("email", "")),
+            full_name=str(user.get("full_name") or user.get("name") or ""),
+            status=str(user.get("status", "")),
+            profile_id=str(profile["id"]) if profile.get("id") else None,
+            profile_name=profile.get("name"),
+            role_name=role.get("name"),
+            raw=user,
+        )
+
+    # Bulk read ---------------------------------------------------------------
+
+    @property
+    def bulk(self) -> BulkRead:
+        from sync.zoho.bulk import BulkRead
+
+        return BulkRead(self.transport)
