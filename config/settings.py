@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -192,6 +193,59 @@ ZOHO_REFRESH_TOKEN = os.environ.get("ZOHO_REFRESH_TOKEN", "")
 ZOHO_CAMPAIGNS_LIST_KEYS = env_list("ZOHO_CAMPAIGNS_LIST_KEYS")
 ZOHO_CRM_API_VERSION = os.environ.get("ZOHO_CRM_API_VERSION", "v8")
 ZOHO_TIMEOUT_S = float(os.environ.get("ZOHO_TIMEOUT_S", "30"))
+
+# Sync behaviour.
+CONSENT_VERIFY_DELAY_S = env_int("CONSENT_VERIFY_DELAY_S", 60)
+SYNC_MAX_RETRIES = env_int("SYNC_MAX_RETRIES", 3)
+SYNC_RETRY_BASE_S = env_int("SYNC_RETRY_BASE_S", 60)
+DISCREPANCY_ALERT_THRESHOLD = env_int("DISCREPANCY_ALERT_THRESHOLD", 10)
+SYNC_CREATE_MISSING_IN_CRM = env_bool("SYNC_CREATE_MISSING_IN_CRM", False)
+ZOHO_CUSTOM_FIELDS = {
+    "sms_marketing": os.environ.get("ZOHO_FIELD_SMS", "SMS_Opt_In"),
+    "profiling": os.environ.get("ZOHO_FIELD_PROFILING", "Profiling_Consent"),
+    "third_party_sharing": os.environ.get("ZOHO_FIELD_THIRD_PARTY", "Third_Party_Sharing_Consent"),
+    "bounce_reason": os.environ.get("ZOHO_FIELD_BOUNCE_REASON", "Email_Bounce_Reason"),
+}
+
+# Celery. The embedded default broker is SQLAlchemy on a SQLite file: no server
+# to run. Production: CELERY_BROKER_URL=redis://… (or amqp://… for RabbitMQ).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Every task is idempotent (it re-reads state by id), so a message is acknowledged
+# only after the task ran, and redelivered if the worker process died meanwhile.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per worker process: a killed worker loses at most one in flight
+# and a slow batch does not hold back others.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers an unacknowledged message after the visibility timeout; it must be
+# longer than the longest countdown (retry backoff) and the hard time limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200)}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_S", 240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_S", 300)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CAMPAIGNS_PULL_INTERVAL_S = env_int("CAMPAIGNS_PULL_INTERVAL_S", 15 * 60)
+# Each entry expires before its next run, so a backlog never piles up duplicates.
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {"task": "sync.outbox_sweep", "schedule": 30.0, "options": {"expires": 25}},
+    "verify-due": {"task": "sync.verify_due", "schedule": 30.0, "options": {"expires": 25}},
+    "retry-due": {"task": "sync.retry_due", "schedule": 60.0, "options": {"expires": 55}},
+    "campaigns-pull": {
+        "task": "sync.campaigns_pull",
+        "schedule": float(CAMPAIGNS_PULL_INTERVAL_S),
+        "options": {"expires": CAMPAIGNS_PULL_INTERVAL_S - 5},
+    },
+    "reconcile-daily": {
+        "task": "sync.reconcile",
+        "schedule": crontab(hour=env_int("RECONCILE_HOUR_UTC", 3), minute=0),
+        "options": {"expires": 3600},
+    },
+    "seal-ledger": {"task": "compliance.seal_ledger", "schedule": 3600.0, "options": {"expires": 3000}},
+}
 
 LOGGING = {
     "version": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 
@@ -63,3 +65,255 @@ class ZohoCall(models.Model):
     def __str__(self) -> str:
         status = self.http_status if self.http_status is not None else "-"
         return f"{self.operation} {self.method} {self.path} → {status} {self.outcome}"
+
+
+class FieldMapping(models.Model):
+    """Which CRM field carries a purpose, how the value translates, and which way it flows.
+
+    Admins edit these (Django admin); every save bumps `version`, and each push
+    records the mapping versions it used.
+    """
+
+    class Transform(models.TextChoices):
+        CONSENTED = "consented", "true when opted in"
+        NOT_CONSENTED = "not_consented", "true when not opted in (e.g. Email_Opt_Out)"
+
+    class Direction(models.TextChoices):
+        TO_ZOHO = "to_zoho", "Consent Desk → Zoho"
+        FROM_ZOHO = "from_zoho", "Zoho → Consent Desk (opt-outs only)"
+        BOTH = "both", "Both ways (opt-outs only come back)"
+
+    purpose = models.ForeignKey("compliance.Purpose", on_delete=models.PROTECT, related_name="+")
+    crm_field = models.CharField(
+        max_length=120,
+        help_text="API name, or Data_Processing_Basis_Details.<key> for a key of the consent object.",
+    )
+    transform = models.CharField(max_length=20, choices=Transform.choices, default=Transform.CONSENTED)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.TO_ZOHO)
+    is_active = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purpose__code", "crm_field"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["crm_field"],
+                condition=models.Q(is_active=True),
+                name="sync_fieldmapping_one_active_field",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose_id} → {self.crm_field} ({self.transform}, {self.direction})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            self.version += 1
+        super().save(*args, **kwargs)
+
+    @property
+    def pushes(self) -> bool:
+        return self.direction in (self.Direction.TO_ZOHO, self.Direction.BOTH)
+
+    @property
+    def pulls(self) -> bool:
+        return self.direction in (self.Direction.FROM_ZOHO, self.Direction.BOTH)
+
+    def value_for(self, opted_in: bool) -> bool:
+        return opted_in if self.transform == self.Transform.CONSENTED else not opted_in
+
+
+class CrmLink(models.Model):
+    """Where a contact stands with Zoho CRM: linked to one record, not there, or ambiguous."""
+
+    class State(models.TextChoices):
+        LINKED = "linked", "Linked to a CRM record"
+        NOT_IN_CRM = "not_in_crm", "Not in CRM"
+        DUPLICATE = "duplicate", "Several CRM records share the email"
+
+    contact = models.OneToOneField("compliance.Contact", on_delete=models.PROTECT, related_name="crm_link")
+    state = models.CharField(max_length=12, choices=State.choices)
+    candidates = models.JSONField(default=list, blank=True, help_text="CRM record ids found for the email.")
+    checked_at = models.DateTimeField()
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.state}"
+
+
+class SyncPush(models.Model):
+    """One contact's projection sent to CRM in one batched update call, and its verification."""
+
+    class Verification(models.TextChoices):
+        PENDING = "pending", "Waiting for read-back"
+        VERIFIED = "verified", "Verified in Zoho"
+        MISMATCH = "mismatch", "Read-back differs"
+        SUPERSEDED = "superseded", "A newer push replaced it"
+        REJECTED = "rejected", "Zoho refused the record"
+
+    contact = models.ForeignKey("compliance.Contact", on_delete=models.PROTECT, related_name="+")
+    zoho_id = models.CharField(max_length=32)
+    call = models.ForeignKey(ZohoCall, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    sent = models.JSONField(help_text="The field values sent.")
+    ledger_versions = models.JSONField(help_text="Chain version per purpose code that the values project.")
+    response = models.JSONField(default=dict, help_text="Zoho's per-record answer.")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verify_due_at = models.DateTimeField(null=True, blank=True)
+    verification = models.CharField(max_length=12, choices=Verification.choices, default=Verification.PENDING)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    readback = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # The verify sweep: pushes waiting for read-back whose delay has passed.
+            models.Index(
+                fields=["verify_due_at"],
+                condition=models.Q(verification="pending"),
+                name="sync_syncpush_verify_due",
+            ),
+            # A contact's push history (discrepancy evidence, contact page).
+            models.Index(fields=["contact", "-created_at"], name="sync_syncpush_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"push {self.pk} contact {self.contact_id} {self.verification}"
+
+
+class Discrepancy(models.Model):
+    """Zoho differs from the ledger, with the evidence and the likely cause."""
+
+    class Kind(models.TextChoices):
+        NOT_APPLIED = "not_applied", "Accepted but not applied"
+        OVERWRITTEN = "overwritten", "Overwritten after our write"
+        PERMISSION_DENIED = "permission_denied", "Permission denied"
+        RECORD_MISSING = "record_missing", "CRM record missing"
+        DUPLICATE = "duplicate", "Duplicate CRM records"
+        NOT_IN_CRM = "not_in_crm", "Not in CRM"
+        REJECTED = "rejected", "Rejected by Zoho"
+        UNEVIDENCED_OPT_IN = "unevidenced_opt_in", "Opt-in in CRM without evidence"
+        DRIFT = "drift", "Found by reconciliation"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    contact = models.ForeignKey("compliance.Contact", on_delete=models.PROTECT, related_name="+")
+    zoho_id = models.CharField(max_length=32, blank=True)
+    crm_field = models.CharField(max_length=120, blank=True, help_text="Blank for a record-level problem.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    expected = models.JSONField(null=True, blank=True)
+    actual = models.JSONField(null=True, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    hint = models.TextField(blank=True, help_text="The likely root cause, in words.")
+    retries = models.PositiveSmallIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "discrepancies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "crm_field"],
+                condition=models.Q(status="open"),
+                name="sync_discrepancy_one_open_per_field",
+            ),
+        ]
+        indexes = [
+            # Dashboard and threshold alert: open discrepancies by kind.
+            models.Index(fields=["kind"], condition=models.Q(status="open"), name="sync_discrepancy_open"),
+            # The retry sweep: open discrepancies whose backoff has passed.
+            models.Index(
+                fields=["next_retry_at"], condition=models.Q(status="open"), name="sync_discrepancy_retry_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.crm_field or 'record'} contact {self.contact_id} ({self.status})"
+
+
+class Alert(models.Model):
+    """Something the compliance team must look at: emailed once, bannered until acknowledged."""
+
+    class Kind(models.TextChoices):
+        RETRIES_EXHAUSTED = "retries_exhausted", "A change failed after every retry"
+        THRESHOLD = "threshold", "Too many open discrepancies"
+        AUTH = "auth", "Zoho refuses our credentials"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    discrepancy = models.ForeignKey(
+        Discrepancy, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_to = models.JSONField(default=list, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = [
+            # Exactly one alert per discrepancy that ran out of retries.
+            models.UniqueConstraint(
+                fields=["discrepancy"],
+                condition=models.Q(kind="retries_exhausted"),
+                name="sync_alert_one_per_discrepancy",
+            ),
+        ]
+        indexes = [
+            # The banner: unacknowledged alerts, newest first.
+            models.Index(
+                fields=["-created_at"],
+                condition=models.Q(acknowledged_at__isnull=True),
+                name="sync_alert_unacked",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message[:60]}"
+
+
+class CampaignsObservation(models.Model):
+    """An unsubscribe or bounce seen in Zoho Campaigns, recorded once however often it is seen."""
+
+    class Status(models.TextChoices):
+        UNSUBSCRIBED = "unsub", "Unsubscribed"
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCE = "soft_bounce", "Soft bounce"
+
+    list_key = models.CharField(max_length=100, blank=True)
+    campaign_key = models.CharField(max_length=100, blank=True)
+    email = models.EmailField()
+    status = models.CharField(max_length=12, choices=Status.choices)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["list_key", "campaign_key", "email", "status"], name="sync_campaignsobservation_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.email}"
+
+
+class ReconciliationRun(models.Model):
+    """One full comparison of the ledger with every CRM contact."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    method = models.CharField(max_length=10, help_text="coql or bulk")
+    records_read = models.PositiveIntegerField(default=0)
+    contacts_compared = models.PositiveIntegerField(default=0)
+    opened = models.PositiveIntegerField(default=0)
+    resolved = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.pk} ({self.method})"

@@ -3,7 +3,7 @@
 Transactional tests end with `flush`, which TRUNCATEs (PostgreSQL) or DELETEs
 (SQLite) every table; the ledger's triggers rightly refuse that. Around the
 flush only, the triggers are dropped and put back, and the reference data that
-migrations created (the purposes) is restored, as serialized_rollback would.
+migrations created (purposes, default field mappings) is restored, as serialized_rollback would.
 Role groups come back through post_migrate, which flush sends.
 """
 
@@ -21,6 +21,8 @@ def _wrap(operations_class: Any) -> None:
         from compliance import ledger_guard
         from compliance.models import Purpose
         from compliance.purposes import purposes_install
+        from sync.mappings import field_mappings_install
+        from sync.models import FieldMapping
 
         ledger_guard.drop(self.connection)
         try:
@@ -28,6 +30,7 @@ def _wrap(operations_class: Any) -> None:
         finally:
             ledger_guard.install(self.connection)
         purposes_install(Purpose)
+        field_mappings_install(FieldMapping, Purpose)
 
     execute_sql_flush._ledger_aware = True  # type: ignore[attr-defined]
     operations_class.execute_sql_flush = execute_sql_flush

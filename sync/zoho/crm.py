@@ -337,7 +337,7 @@ class CrmClient:
             query = f"select {select} from {module} where {criteria} order by id asc limit {page_size}"  # noqa: S608
             rows, more = self.coql(query)
             yield from rows
-            if not rows or (len(rows) < page_size and not more):
+            if not rows or not more:
                 return
             last = str(rows[-1]["id"])
 
