@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -442,24 +442,72 @@ def consent_ingest(
         )
 
 
+# A batch commits every this many items: one WAL flush per chunk instead of per
+# event, while row locks are held only briefly.
+BATCH_COMMIT_EVERY = 100
+
+
 def consent_ingest_batch(
-    *, items: list[tuple[ContactIdentity, ConsentDecision] | ConsentRejected], api_client: ApiClient | None
+    *, items: list[tuple[ContactIdentity, ConsentDecision]], api_client: ApiClient | None
 ) -> list[RecordResult | ConsentRejected | IdempotencyConflict]:
-    """Record many decisions; each item stands alone, so one bad item blocks no other."""
+    """Record many decisions; each item stands alone, so one bad item blocks no other.
+
+    Items run in savepoints inside one transaction per chunk. Should a chunk hit
+    a deadlock with a concurrent writer, it rolls back whole and its items run
+    again one transaction each (they carry idempotency keys, so nothing doubles).
+    """
     lookups = _Lookups()
-    results: list[RecordResult | ConsentRejected | IdempotencyConflict] = []
-    for item in items:
-        if isinstance(item, ConsentRejected):
-            results.append(item)
-            continue
+
+    def one(
+        item: tuple[ContactIdentity, ConsentDecision],
+    ) -> RecordResult | ConsentRejected | IdempotencyConflict:
         identity, decision = item
         try:
-            results.append(
-                consent_ingest(identity=identity, decision=decision, api_client=api_client, lookups=lookups)
+            return consent_ingest(
+                identity=identity, decision=decision, api_client=api_client, lookups=lookups
             )
         except (ConsentRejected, IdempotencyConflict) as exc:
-            results.append(exc)
+            return exc
+
+    results: list[RecordResult | ConsentRejected | IdempotencyConflict] = []
+    for start in range(0, len(items), BATCH_COMMIT_EVERY):
+        chunk = items[start : start + BATCH_COMMIT_EVERY]
+        try:
+            with transaction.atomic():
+                outcomes = [one(item) for item in chunk]
+        except OperationalError:
+            outcomes = [one(item) for item in chunk]
+        results.extend(outcomes)
     return results
+
+
+def consent_expire_due(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Record `expired` for opt-ins whose validity ran out; returns how many.
+
+    Each expiry is an ordinary event from source `system`, keyed on the opt-in it
+    ends, so running the job twice expires nothing twice.
+    """
+    now = now or timezone.now()
+    due = (
+        ConsentState.objects.filter(status=ConsentStatus.OPTED_IN, refresh_due_at__lte=now)
+        .select_related("contact", "purpose")
+        .order_by("refresh_due_at")[:limit]
+    )
+    lookups = _Lookups()
+    expired = 0
+    for state in due:
+        decision = ConsentDecision(
+            purpose=state.purpose.code,
+            status=ConsentStatus.EXPIRED,
+            source=Source.SYSTEM,
+            occurred_at=state.refresh_due_at or now,
+            idempotency_key=f"expire:{state.event_id}",
+            evidence={"opt_in_event": state.event_id, "validity_months": state.purpose.validity_months},
+            reason="Consent not refreshed within the purpose's validity.",
+        )
+        if consent_record(contact=state.contact, decision=decision, lookups=lookups).created:
+            expired += 1
+    return expired
 
 
 def suppression_add(

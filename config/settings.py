@@ -245,6 +245,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
     "seal-ledger": {"task": "compliance.seal_ledger", "schedule": 3600.0, "options": {"expires": 3000}},
+    "expire-due-consents": {
+        "task": "compliance.expire_due",
+        "schedule": crontab(minute=30),
+        "options": {"expires": 3000},
+    },
 }
 
 LOGGING = {

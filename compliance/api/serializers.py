@@ -24,7 +24,8 @@ class ConsentEventInputSerializer(serializers.Serializer):
     purpose = serializers.CharField(max_length=50)
     status = serializers.CharField(max_length=20)
     frequency = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=10)
-    source = serializers.CharField(max_length=20)
+    # DRF's stubs type Field.source as an attribute; here it is our field of that name.
+    source = serializers.CharField(max_length=20)  # type: ignore[assignment]
     ip_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=45)
     user_agent = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
     policy_version = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=50)
@@ -66,8 +67,12 @@ class BatchInputSerializer(serializers.Serializer):
 
 class ConsentEventSerializer(serializers.ModelSerializer):
     contact_id = serializers.IntegerField(read_only=True)
-    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    policy_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    purpose: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
+    policy_version: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="label", read_only=True
+    )
 
     class Meta:
         model = ConsentEvent
@@ -96,7 +101,9 @@ class ConsentEventSerializer(serializers.ModelSerializer):
 
 
 class ConsentStateSerializer(serializers.ModelSerializer):
-    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    purpose: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     event_id = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -123,7 +130,7 @@ class BatchItemResultSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="HTTP status this item alone would have had.")
     event = ConsentEventSerializer(required=False)
     detail = serializers.CharField(required=False)
-    errors = serializers.DictField(required=False)
+    errors = serializers.DictField(required=False)  # type: ignore[assignment]  # a field, not Serializer.errors
 
 
 class BatchResultSerializer(serializers.Serializer):

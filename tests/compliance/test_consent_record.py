@@ -20,7 +20,9 @@ ANA = ContactIdentity(email="Ana@Example.com", phone="+49 151 12345678", app_use
 
 def test_it_appends_versions_with_previous_status_and_a_hash_chain(decide):
     first = services.consent_ingest(identity=ANA, decision=decide(status="opted_in")).event
-    second = services.consent_ingest(identity=ANA, decision=decide(status="opted_out", policy_version=None)).event
+    second = services.consent_ingest(
+        identity=ANA, decision=decide(status="opted_out", policy_version=None)
+    ).event
 
     assert (first.version, first.previous_status, first.status) == (1, "", "opted_in")
     assert (second.version, second.previous_status, second.status) == (2, "opted_in", "opted_out")
@@ -32,8 +34,12 @@ def test_it_appends_versions_with_previous_status_and_a_hash_chain(decide):
 
 def test_it_normalises_identifiers_and_finds_the_same_contact_by_any_of_them(decide):
     services.consent_ingest(identity=ANA, decision=decide())
-    services.consent_ingest(identity=ContactIdentity(phone="+4915112345678"), decision=decide(purpose="profiling"))
-    services.consent_ingest(identity=ContactIdentity(app_user_id="u-1842"), decision=decide(purpose="phone_marketing"))
+    services.consent_ingest(
+        identity=ContactIdentity(phone="+4915112345678"), decision=decide(purpose="profiling")
+    )
+    services.consent_ingest(
+        identity=ContactIdentity(app_user_id="u-1842"), decision=decide(purpose="phone_marketing")
+    )
 
     contact = Contact.objects.get()
     assert contact.email == "ana@example.com"
@@ -74,7 +80,8 @@ def test_an_opt_in_is_due_for_refresh_after_its_purposes_validity(decide):
 def test_a_late_arriving_older_decision_is_kept_in_history_but_does_not_override_a_newer_one(decide):
     now = timezone.now()
     services.consent_ingest(
-        identity=ANA, decision=decide(status="opted_out", policy_version=None, occurred_at=now - timedelta(hours=1))
+        identity=ANA,
+        decision=decide(status="opted_out", policy_version=None, occurred_at=now - timedelta(hours=1)),
     )
     late = services.consent_ingest(
         identity=ANA, decision=decide(status="opted_in", occurred_at=now - timedelta(days=3))
@@ -103,7 +110,8 @@ def test_the_same_idempotency_key_with_other_content_is_refused(decide):
 
     with pytest.raises(IdempotencyConflict):
         services.consent_ingest(
-            identity=ANA, decision=decide(idempotency_key="app-req-1", status="opted_out", policy_version=None)
+            identity=ANA,
+            decision=decide(idempotency_key="app-req-1", status="opted_out", policy_version=None),
         )
     assert ConsentEvent.objects.count() == 1
 
@@ -178,7 +186,9 @@ def test_an_admin_correction_records_who_and_why(decide):
     admin = User.objects.create_user("root-cause")
     event = services.consent_ingest(
         identity=ANA,
-        decision=decide(status="opted_out", source="admin", policy_version=None, reason="Customer called; typo"),
+        decision=decide(
+            status="opted_out", source="admin", policy_version=None, reason="Customer called; typo"
+        ),
         actor_user=admin,
     ).event
     assert (event.actor, event.reason) == ("user:root-cause", "Customer called; typo")
@@ -218,3 +228,24 @@ def test_the_five_purposes_exist_with_their_channels():
         "profiling": "none",
         "third_party_sharing": "none",
     }
+
+
+def test_an_opt_in_past_its_validity_expires_once_with_a_system_event(decide):
+    occurred = datetime(2024, 1, 10, 12, tzinfo=UTC)
+    services.consent_ingest(identity=ANA, decision=decide(purpose="phone_marketing", occurred_at=occurred))
+    services.consent_ingest(identity=ANA, decision=decide(purpose="profiling", occurred_at=timezone.now()))
+
+    with time_machine.travel(datetime(2025, 1, 11, tzinfo=UTC), tick=False):
+        first = services.consent_expire_due()
+        again = services.consent_expire_due()
+
+    assert (first, again) == (1, 0)
+    expiry = ConsentEvent.objects.get(status="expired")
+    assert (expiry.purpose.code, expiry.source, expiry.previous_status) == (
+        "phone_marketing",
+        "system",
+        "opted_in",
+    )
+    assert expiry.occurred_at == datetime(2025, 1, 10, 12, tzinfo=UTC)
+    assert ConsentState.objects.get(purpose__code="phone_marketing").status == "expired"
+    assert OutboxEntry.objects.filter(event=expiry, priority=OutboxEntry.Priority.WITHDRAWAL).exists()

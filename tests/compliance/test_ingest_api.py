@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from compliance.models import ApiClient, ConsentEvent, Contact
@@ -98,7 +100,10 @@ def test_bad_input_gets_400_naming_the_field_and_writes_nothing(api, event_body,
 def test_malformed_json_gets_400(api):
     response = api.post(URL, data="{not json", content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("JSON parse error") or "parse" in response.json()["detail"].lower()
+    assert (
+        response.json()["detail"].startswith("JSON parse error")
+        or "parse" in response.json()["detail"].lower()
+    )
 
 
 def test_a_body_that_is_not_an_object_gets_400(api):
@@ -146,7 +151,10 @@ def test_throttled_clients_get_429(api, event_body, settings):
     try:
         codes = [api.post(URL, event_body(), format="json").status_code for _ in range(3)]
     finally:
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_client": "100000/min"}}
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"api_client": "100000/min"},
+        }
         api_settings.reload()
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
         cache.clear()
@@ -207,7 +215,9 @@ def test_a_contacts_consents_show_current_state_and_full_history(api, event_body
     contact_id = Contact.objects.get().pk
 
     body = api.get(f"/api/v1/contacts/{contact_id}/consents").json()
-    assert [(s["purpose"], s["status"], s["version"]) for s in body["states"]] == [("sms_marketing", "opted_out", 2)]
+    assert [(s["purpose"], s["status"], s["version"]) for s in body["states"]] == [
+        ("sms_marketing", "opted_out", 2)
+    ]
     assert [(e["version"], e["status"]) for e in body["history"]] == [(2, "opted_out"), (1, "opted_in")]
     assert api.get("/api/v1/contacts/999999/consents").status_code == 404
 
@@ -244,3 +254,44 @@ def test_create_api_client_prints_the_key_on_its_last_line_and_stores_only_its_h
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert api.get("/api/v1/contacts?email=x@example.com").status_code == 200
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+field_values = {
+    "contact": st.one_of(
+        json_values, st.fixed_dictionaries({}, optional={"email": json_values, "phone": json_values})
+    ),
+    "purpose": st.one_of(json_values, st.sampled_from(["sms_marketing", "email_marketing"])),
+    "status": st.one_of(json_values, st.sampled_from(["opted_in", "opted_out", "pending", "expired"])),
+    "source": st.one_of(json_values, st.sampled_from(["mobile_app", "crm", "admin"])),
+    "occurred_at": st.one_of(json_values, st.just("2026-11-20T09:14:03Z"), st.just("9999-99-99")),
+    "ip_address": json_values,
+    "frequency": json_values,
+    "evidence": json_values,
+    "policy_version": json_values,
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    mutations=st.dictionaries(st.sampled_from(sorted(field_values)), st.none(), max_size=4), data=st.data()
+)
+def test_no_input_produces_a_500(api, event_body, mutations, data):
+    body = event_body()
+    for name in mutations:
+        body[name] = data.draw(field_values[name])
+    single = api.post(URL, body, format="json")
+    batch = api.post(BATCH_URL, {"events": [body, data.draw(json_values)]}, format="json")
+
+    assert single.status_code < 500, single.content
+    assert batch.status_code < 500, batch.content

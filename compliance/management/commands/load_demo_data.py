@@ -106,7 +106,7 @@ LAST_NAMES = (
 )  # fmt: skip
 ASCII = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 DOMAINS = ("example.com", "example.org", "example.net", "mail.example.de", "post.example.eu")
-USER_AGENTS = {
+USER_AGENTS: dict[str, tuple[str, ...]] = {
     Source.MOBILE_APP: (
         "NorthwindApp/4.12.0 (iPhone; iOS 18.3; Scale/3.00)",
         "NorthwindApp/4.11.2 (Android 15; Pixel 8)",
