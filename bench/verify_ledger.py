@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 DB = "bench_verify"
 PURPOSE_WEIGHTS = {
@@ -105,7 +105,9 @@ def build(events: int, contacts: int, seals: int, seed: int) -> None:
             purpose = purposes[code]
             key = (contact_id, purpose.id)
             head = heads.get(key)
-            version, previous_status, prev_hash = (head[0], head[1], head[2]) if head else (0, "", chain.GENESIS_HASH)
+            version, previous_status, prev_hash = (
+                (head[0], head[1], head[2]) if head else (0, "", chain.GENESIS_HASH)
+            )
             evidence: dict = {}
             frequency = ""
             policy_id = None
@@ -119,15 +121,20 @@ def build(events: int, contacts: int, seals: int, seed: int) -> None:
                 if purpose.channel in ("email", "sms"):
                     frequency = rng.choice(("weekly", "monthly"))
                 if purpose.double_opt_in_required:
-                    evidence = {"double_opt_in_confirmed_at": (start + timedelta(seconds=event_id)).isoformat()}
+                    evidence = {
+                        "double_opt_in_confirmed_at": (start + timedelta(seconds=event_id)).isoformat()
+                    }
             else:
                 status = "opted_out"
                 if purpose.channel == "email" and rng.random() < 0.5:
                     source = "email_link"
                     evidence = {"campaign": f"c-{rng.randint(1, 40)}"}
             occurred_at = start + timedelta(seconds=event_id * 20, microseconds=rng.randint(0, 999999))
-            recorded_at = occurred_at + timedelta(seconds=rng.randint(1, 5), microseconds=rng.randint(0, 999999))
-            ip = f"198.51.100.{event_id % 250 + 1}" if event_id % 4 else f"2001:db8::{event_id % 65535:x}"
+            recorded_at = occurred_at + timedelta(
+                seconds=rng.randint(1, 5), microseconds=rng.randint(0, 999999)
+            )
+            # As the write path stores it (normalise_ip) and PostgreSQL returns it.
+            ip = f"198.51.100.{event_id % 250 + 1}" if event_id % 4 else f"2001:db8::{event_id % 65535 + 1:x}"
             values = (
                 contact_id,
                 purpose.id,
@@ -148,7 +155,9 @@ def build(events: int, contacts: int, seals: int, seed: int) -> None:
             )
             digest = hashlib.sha256(values[15].encode()).hexdigest()
             event_hash = hash_fn(prev_hash, values)
-            rows.append((event_id, *values[:13], json.dumps(evidence), *values[14:], digest, prev_hash, event_hash))
+            rows.append(
+                (event_id, *values[:13], json.dumps(evidence), *values[14:], digest, prev_hash, event_hash)
+            )
             heads[key] = [version + 1, status, event_hash, event_id, occurred_at, frequency, purpose]
         with raw.cursor() as cur:
             with cur.copy(
@@ -159,24 +168,38 @@ def build(events: int, contacts: int, seals: int, seed: int) -> None:
             ) as copy:
                 for row in rows:
                     copy.write_row((*row, client.id))
-            cur.execute("SELECT setval(pg_get_serial_sequence('compliance_consentevent', 'id'), %s)", [event_id])
+            cur.execute(
+                "SELECT setval(pg_get_serial_sequence('compliance_consentevent', 'id'), %s)", [event_id]
+            )
         print(f"  events: {event_id} in {time.perf_counter() - t0:.1f}s", flush=True)
         if part < seals:
             seal = services.ledger_seal()
-            print(f"  seal {seal.sequence}: {seal.event_count} events up to id {seal.last_event_id}", flush=True)
+            print(
+                f"  seal {seal.sequence}: {seal.event_count} events up to id {seal.last_event_id}", flush=True
+            )
 
-    with raw.cursor() as cur:
-        with cur.copy(
+    with (
+        raw.cursor() as cur,
+        cur.copy(
             "COPY compliance_consentstate (contact_id, purpose_id, status, frequency, event_id, occurred_at, "
             "version, head_hash, refresh_due_at, updated_at) FROM STDIN"
-        ) as copy:
-            for (contact_id, purpose_id), (version, status, head_hash, eid, occ, freq, purpose) in heads.items():
-                refresh = (
-                    services.add_months(occ, purpose.validity_months)
-                    if status == "opted_in" and purpose.validity_months
-                    else None
-                )
-                copy.write_row((contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now))
+        ) as copy,
+    ):
+        for (contact_id, purpose_id), (
+            version,
+            status,
+            head_hash,
+            eid,
+            occ,
+            freq,
+            purpose,
+        ) in heads.items():
+            refresh = (
+                services.add_months(occ, purpose.validity_months)
+                if status == "opted_in" and purpose.validity_months
+                else None
+            )
+            copy.write_row((contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now))
     connection.close()
     _common.psql("VACUUM ANALYZE", DB)
     print(
@@ -225,15 +248,40 @@ class RssSampler(threading.Thread):
             time.sleep(0.02)
 
 
-def time_verify(runs: int) -> None:
+# Runs verify_ledger with compliance.verification loaded from another file (to time a
+# previous version of it against the same ledger).
+SUBSTITUTE = """
+import importlib.util, os, sys
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+import django
+django.setup()
+spec = importlib.util.spec_from_file_location("compliance.verification", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["compliance.verification"] = module
+spec.loader.exec_module(module)
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "verify_ledger"])
+"""
+
+
+def time_verify(runs: int, verification_file: str | None) -> None:
     env = _common.bench_env(DB)
     command = [_common.PYTHON, "manage.py", "verify_ledger"]
-    print(f"command: DATABASE_URL={env['DATABASE_URL']} LEDGER_SEAL_LOG={env['LEDGER_SEAL_LOG']} " + " ".join(command))
+    if verification_file:
+        command = [_common.PYTHON, "-c", SUBSTITUTE, verification_file]
+    shown = command if not verification_file else [*command[:2], "<SUBSTITUTE>", verification_file]
+    print(
+        f"command: DATABASE_URL={env['DATABASE_URL']} LEDGER_SEAL_LOG={env['LEDGER_SEAL_LOG']} "
+        + " ".join(shown)
+    )
     walls = []
     for run in range(1, runs + 1):
         load = Path("/proc/loadavg").read_text().split()[:3]
         started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         sampler = RssSampler(proc.pid)
         sampler.start()
         out, err = proc.communicate()
@@ -247,7 +295,9 @@ def time_verify(runs: int) -> None:
             f"load before {' '.join(load)}"
         )
         print(f"  output: {(out or err).strip()[-300:]}")
-    print(f"median {statistics.median(walls):.2f}s, best {min(walls):.2f}s over {runs} runs (goal: at most 5 s)")
+    print(
+        f"median {statistics.median(walls):.2f}s, best {min(walls):.2f}s over {runs} runs (goal: at most 5 s)"
+    )
 
 
 def tamper_check() -> None:
@@ -280,16 +330,16 @@ def tamper_check() -> None:
     ids = list(ConsentEvent.objects.order_by("id").values_list("id", flat=True))
     seal = Seal.objects.order_by("sequence").first()
     compare("intact")
-    # Each case runs on a fresh copy of the intact state: tamper, compare, undo by rebuild is slow,
-    # so the cases are cumulative and ordered from the newest event backwards.
+    # The cases accumulate, each breaking the ledger at an earlier point than the last,
+    # so each verdict names the newest case (and the order of checks is exercised).
+    tamper(("UPDATE compliance_consentstate SET version = version + 1 WHERE event_id = %s", [ids[-2]]))
+    compare("a state row's version raised")
     last = ids[-1]
     tamper(("UPDATE compliance_consentevent SET reason = 'edited' WHERE id = %s", [last]))
     compare("newest event edited")
-    tamper(("UPDATE compliance_consentstate SET version = version + 1 WHERE event_id = %s", [ids[-2]]))
-    compare("a state row's version raised")
     mid = ids[len(ids) // 2 + 1]
     tamper(("UPDATE compliance_consentevent SET hash = repeat('f', 64) WHERE id = %s", [mid]))
-    compare("hash of an unsealed/late event replaced")
+    compare("hash of a sealed event replaced")
     in_seal = ids[seal.event_count // 2]
     tamper(
         ("UPDATE compliance_outboxentry SET event_id = NULL WHERE event_id = %s", [in_seal]),
@@ -299,21 +349,31 @@ def tamper_check() -> None:
     compare("an event in seal 1 deleted")
     tamper(("UPDATE compliance_seal SET events_digest = repeat('0', 64) WHERE sequence = 1", []))
     compare("seal 1 digest replaced")
-    tamper(("UPDATE compliance_consentevent SET ip_address = '192.0.2.1' WHERE id = %s", [ids[3]]))
-    compare("fourth event edited")
+    tamper(("UPDATE compliance_consentevent SET ip_address = '192.0.2.1/24' WHERE id = %s", [ids[3]]))
+    compare("fourth event's address given a netmask")
     print("tamper check passed: the verdicts agree (database is now tampered; rebuild before timing)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    global DB
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--contacts", type=int, default=None, help="default: events / 7")
-    parser.add_argument("--seals", type=int, default=4, help="seals made while building (the tail stays unsealed)")
+    parser.add_argument(
+        "--seals", type=int, default=4, help="seals made while building (the tail stays unsealed)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--database", default=DB, help=f"a bench* database (default {DB})")
     parser.add_argument("--tamper-check", action="store_true", help="compare serial and parallel verdicts")
+    parser.add_argument(
+        "--verification-file", help="time verify_ledger with compliance/verification.py taken from this file"
+    )
     args = parser.parse_args()
+    DB = args.database
     print("machine:")
     _common.print_machine()
     if not args.skip_build:
@@ -321,7 +381,7 @@ def main() -> None:
     if args.tamper_check:
         tamper_check()
     else:
-        time_verify(args.runs)
+        time_verify(args.runs, args.verification_file)
 
 
 if __name__ == "__main__":

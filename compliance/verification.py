@@ -5,14 +5,26 @@ previous event (version + 1, previous hash) and hash to what it stores; each
 seal must chain to the previous seal and cover exactly the events in its range;
 each chain's head must be what the current-state row says; each seal copied out
 of the database must still be in it.
+
+On PostgreSQL, a large ledger verified outside any transaction is checked by
+worker processes, each taking the chains of the contacts whose id falls in its
+share (contact_id modulo the number of workers), all reading the one snapshot
+that this process exports; the seals' digests are computed by the database in
+that snapshot meanwhile. The verdict is the one the single pass would give: the
+first broken point in id order wins.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Iterator
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -56,20 +68,39 @@ def _read_seal_log(path: Path) -> list[tuple[int, str]]:
     return entries
 
 
-def ledger_verify(*, seal_log: Path | None = None, chunk_size: int = 20000) -> Verdict:
-    """Verify the whole ledger; the verdict names the first broken point."""
+# Below this many events one process is quicker than starting workers.
+PARALLEL_MIN_EVENTS = 100_000
+MAX_WORKERS = 4
+
+
+def ledger_verify(
+    *, seal_log: Path | None = None, chunk_size: int = 20000, workers: int | None = None
+) -> Verdict:
+    """Verify the whole ledger; the verdict names the first broken point.
+
+    `workers`: processes checking the chains (PostgreSQL outside a transaction
+    only, where other connections can share this one's snapshot); by default
+    one per CPU core, up to MAX_WORKERS, once the ledger holds
+    PARALLEL_MIN_EVENTS events.
+    """
     counters = {"events": 0, "seals": 0, "chains": 0}
     try:
         # One snapshot for the whole pass on PostgreSQL (REPEATABLE READ), so
         # writers carrying on meanwhile do not look like tampering.
         outermost = not connection.in_atomic_block
         with transaction.atomic():
-            if connection.vendor == "postgresql" and outermost:
+            shareable = connection.vendor == "postgresql" and outermost
+            if shareable:
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            heads = _verify_events_and_seals(counters, chunk_size)
-            _verify_states(heads)
-            counters["chains"] = len(heads)
+            if workers is None:
+                workers = _default_workers() if shareable else 1
+            if shareable and workers > 1:
+                _verify_in_parallel(counters, chunk_size, workers)
+            else:
+                heads = _verify_events_and_seals(counters, chunk_size)
+                _verify_states(heads)
+                counters["chains"] = len(heads)
             if seal_log is not None:
                 _verify_seal_log(seal_log)
     except _Broken as broken:
@@ -89,29 +120,9 @@ def _verify_events_and_seals(
 
     def close_seal(seal: Seal) -> None:
         nonlocal previous_seal_hash, digest, covered, first_in_seal
-        expected_sequence = counters["seals"] + 1
-        if seal.sequence != expected_sequence:
-            raise _Broken(f"seal {expected_sequence} is missing (found seal {seal.sequence} in its place)")
-        if seal.prev_hash != previous_seal_hash:
-            raise _Broken(f"seal {seal.sequence} does not chain to seal {seal.sequence - 1}")
-        recomputed = chain.seal_hash(
-            sequence=seal.sequence,
-            created_at=seal.created_at,
-            first_event_id=seal.first_event_id,
-            last_event_id=seal.last_event_id,
-            event_count=seal.event_count,
-            events_digest=seal.events_digest,
-            prev_hash=seal.prev_hash,
+        _check_seal(
+            seal, counters["seals"] + 1, previous_seal_hash, covered, first_in_seal, digest.hexdigest()
         )
-        if recomputed != seal.hash:
-            raise _Broken(f"seal {seal.sequence} was altered (its hash does not match its content)")
-        if covered != seal.event_count or first_in_seal != seal.first_event_id:
-            raise _Broken(
-                f"seal {seal.sequence} covers {seal.event_count} events from id {seal.first_event_id}, "
-                f"but the ledger now holds {covered} from id {first_in_seal}: events were deleted or inserted"
-            )
-        if digest.hexdigest() != seal.events_digest:
-            raise _Broken(f"seal {seal.sequence}: the events it covers were altered or swapped")
         counters["seals"] += 1
         previous_seal_hash = seal.hash
         digest = hashlib.sha256()
@@ -131,14 +142,11 @@ def _verify_events_and_seals(
         head_version, head_hash = heads.get(key, genesis)
         version = values[2]
         if version != head_version + 1:
-            raise _Broken(
-                f"event {event_id} (contact {key[0]}, purpose {key[1]}) has version {version} after version "
-                f"{head_version}: an event is missing or was moved"
-            )
+            raise _Broken(_version_gap(event_id, key, version, head_version))
         if prev_hash != head_hash:
-            raise _Broken(f"event {event_id} does not chain to the event before it in its chain")
+            raise _Broken(_unchained(event_id))
         if event_hash(prev_hash, values) != stored_hash:
-            raise _Broken(f"event {event_id} was altered (its hash does not match its content)")
+            raise _Broken(_altered(event_id))
         heads[key] = (version, stored_hash)
         counters["events"] += 1
         if seal_index < len(seals):
@@ -152,13 +160,78 @@ def _verify_events_and_seals(
     return heads
 
 
+def _check_seal(
+    seal: Seal,
+    expected_sequence: int,
+    previous_seal_hash: str,
+    covered: int,
+    first_in_seal: int | None,
+    digest: str,
+) -> None:
+    """One seal against the one before it and the events it covers (counted and digested by the caller)."""
+    if seal.sequence != expected_sequence:
+        raise _Broken(f"seal {expected_sequence} is missing (found seal {seal.sequence} in its place)")
+    if seal.prev_hash != previous_seal_hash:
+        raise _Broken(f"seal {seal.sequence} does not chain to seal {seal.sequence - 1}")
+    recomputed = chain.seal_hash(
+        sequence=seal.sequence,
+        created_at=seal.created_at,
+        first_event_id=seal.first_event_id,
+        last_event_id=seal.last_event_id,
+        event_count=seal.event_count,
+        events_digest=seal.events_digest,
+        prev_hash=seal.prev_hash,
+    )
+    if recomputed != seal.hash:
+        raise _Broken(f"seal {seal.sequence} was altered (its hash does not match its content)")
+    if covered != seal.event_count or first_in_seal != seal.first_event_id:
+        raise _Broken(
+            f"seal {seal.sequence} covers {seal.event_count} events from id {seal.first_event_id}, "
+            f"but the ledger now holds {covered} from id {first_in_seal}: events were deleted or inserted"
+        )
+    if digest != seal.events_digest:
+        raise _Broken(f"seal {seal.sequence}: the events it covers were altered or swapped")
+
+
+def _version_gap(event_id: int, key: tuple[int, int], version: int, head_version: int) -> str:
+    return (
+        f"event {event_id} (contact {key[0]}, purpose {key[1]}) has version {version} after version "
+        f"{head_version}: an event is missing or was moved"
+    )
+
+
+def _unchained(event_id: int) -> str:
+    return f"event {event_id} does not chain to the event before it in its chain"
+
+
+def _altered(event_id: int) -> str:
+    return f"event {event_id} was altered (its hash does not match its content)"
+
+
+def _missing_states(count: int) -> str:
+    return f"{count} chains have events but no current state"
+
+
 def _verify_states(heads: dict[tuple[int, int], tuple[int, str]]) -> None:
     """The current-state rows remember each chain's head: a deleted tail shows here."""
     rows = ConsentState.objects.filter(version__gt=0).values_list(
         "contact_id", "purpose_id", "version", "head_hash"
     )
+    states: Any = rows.iterator(chunk_size=20000)  # a generator: closed below
+    try:
+        seen = _check_states(heads, states)
+    finally:
+        # Close the server-side cursor now, inside the transaction that opened it,
+        # not whenever a traceback that holds it is let go.
+        states.close()
+    if seen != len(heads):
+        raise _Broken(_missing_states(len(heads) - seen))
+
+
+def _check_states(heads: dict[tuple[int, int], tuple[int, str]], rows: Iterable[tuple]) -> int:
+    """Each state row against its chain's head; returns how many rows were checked."""
     seen = 0
-    for contact_id, purpose_id, version, head_hash in rows.iterator(chunk_size=20000):
+    for contact_id, purpose_id, version, head_hash in rows:
         seen += 1
         head = heads.get((contact_id, purpose_id))
         if head is None:
@@ -168,8 +241,7 @@ def _verify_states(heads: dict[tuple[int, int], tuple[int, str]]) -> None:
                 f"contact {contact_id}, purpose {purpose_id}: the chain ends at version {head[0]} but "
                 f"version {version} was recorded: its newest events were deleted or altered"
             )
-    if seen != len(heads):
-        raise _Broken(f"{len(heads) - seen} chains have events but no current state")
+    return seen
 
 
 def _verify_seal_log(path: Path) -> None:
@@ -179,3 +251,325 @@ def _verify_seal_log(path: Path) -> None:
             raise _Broken(f"seal {sequence} is in the seal log {path} but no longer in the database")
         if stored[sequence] != logged_hash:
             raise _Broken(f"seal {sequence} differs from its copy in the seal log {path}")
+
+
+# --- Parallel verification (PostgreSQL) ------------------------------------------------------
+
+
+def _default_workers() -> int:
+    workers = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+    if workers < 2:
+        return 1
+    with connection.cursor() as cursor:
+        # The highest id is an upper bound on the count, read from the primary key alone.
+        cursor.execute(f"SELECT max(id) FROM {ConsentEvent._meta.db_table}")  # noqa: S608
+        (highest,) = cursor.fetchone()
+    return workers if (highest or 0) >= PARALLEL_MIN_EVENTS else 1
+
+
+def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int) -> None:
+    """The single pass's checks and verdict, with the chains split across worker processes.
+
+    Runs inside the caller's REPEATABLE READ transaction, whose snapshot the
+    workers import, so all of them see exactly the same ledger.
+    """
+    seals = list(Seal.objects.order_by("sequence"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cursor.fetchone()
+    context = multiprocessing.get_context("fork")
+    pipes, processes = [], []
+    for remainder in range(workers):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_chain_worker, args=(snapshot, workers, remainder, chunk_size, sender), daemon=True
+        )
+        process.start()
+        sender.close()
+        pipes.append(receiver)
+        processes.append(process)
+    try:
+        # Meanwhile, each seal's share of the events: what the single pass would have
+        # counted and digested when it closed the seal.
+        coverage = _seal_coverage(seals)
+        results = []
+        for remainder, receiver in enumerate(pipes):
+            try:
+                result = receiver.recv()
+            except EOFError:
+                raise RuntimeError(f"verify_ledger worker {remainder} died without an answer") from None
+            if "error" in result:
+                raise RuntimeError(f"verify_ledger worker {remainder} failed: {result['error']}")
+            results.append(result)
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+    # The first broken point in the single pass's order. An event fails at its id;
+    # a seal is closed once every event up to its upper bound has been checked.
+    event_problem = min((r["event_problem"] for r in results if r["event_problem"]), default=None)
+    previous_seal_hash = chain.GENESIS_HASH
+    for index, (seal, (high, covered, first_in_seal, digest)) in enumerate(zip(seals, coverage, strict=True)):
+        if event_problem is not None and event_problem[0] <= high:
+            break
+        try:
+            _check_seal(seal, index + 1, previous_seal_hash, covered, first_in_seal, digest)
+        except _Broken:
+            counters["events"] = _events_up_to(high, inclusive=True)
+            counters["seals"] = index
+            raise
+        previous_seal_hash = seal.hash
+    if event_problem is not None:
+        event_id, problem = event_problem
+        counters["events"] = _events_up_to(event_id, inclusive=False)
+        counters["seals"] = sum(1 for high, *_ in coverage if high < event_id)
+        raise _Broken(problem)
+    counters["events"] = sum(r["events"] for r in results)
+    counters["seals"] = len(seals)
+    for result in results:
+        if result["state_problem"]:
+            raise _Broken(result["state_problem"])
+    chains = sum(r["chains"] for r in results)
+    seen = sum(r["states_seen"] for r in results)
+    if seen != chains:
+        raise _Broken(_missing_states(chains - seen))
+    counters["chains"] = chains
+
+
+def _seal_coverage(seals: list[Seal]) -> list[tuple[int, int, int | None, str]]:
+    """Per seal: (upper bound, events covered, first id covered, SHA-256 of their hashes in id order).
+
+    The single pass gives each event to the first seal not yet closed, and closes
+    a seal at the first event past its last_event_id, so a seal covers the ids
+    above every earlier seal's bound up to the highest bound so far.
+    """
+    bounds = []
+    low = 0
+    for seal in seals:
+        high = max(low, seal.last_event_id)
+        bounds.append((seal.sequence, low, high))
+        low = high
+    if not bounds:
+        return []
+    table = ConsentEvent._meta.db_table
+    rows_sql = ", ".join(["(%s::bigint, %s::bigint, %s::int)"] * len(bounds))
+    params = [value for index, (_sequence, low, high) in enumerate(bounds) for value in (low, high, index)]
+    with connection.cursor() as cursor:
+        # Sorting a seal's hashes for the digest needs memory, not temporary files.
+        cursor.execute("SET LOCAL work_mem = '512MB'")
+        query = (
+            "SELECT b.position, count(e.id), min(e.id),"  # noqa: S608 - placeholders and _meta names
+            " sha256(convert_to(coalesce(string_agg(e.hash, '' ORDER BY e.id), ''), 'UTF8'))"
+            f" FROM (VALUES {rows_sql}) AS b(low, high, position)"
+            f" LEFT JOIN {table} e ON e.id > b.low AND e.id <= b.high"
+            " GROUP BY b.position ORDER BY b.position"
+        )
+        cursor.execute(query, params)
+        found = cursor.fetchall()
+        cursor.execute("RESET work_mem")
+    return [
+        (high, covered, first_id, bytes(digest).hex())
+        for (_sequence, _low, high), (_position, covered, first_id, digest) in zip(bounds, found, strict=True)
+    ]
+
+
+def _events_up_to(event_id: int, *, inclusive: bool) -> int:
+    with connection.cursor() as cursor:
+        operator = "<=" if inclusive else "<"
+        cursor.execute(
+            f"SELECT count(*) FROM {ConsentEvent._meta.db_table} WHERE id {operator} %s",  # noqa: S608
+            [event_id],
+        )
+        (count,) = cursor.fetchone()
+    return count
+
+
+def _chain_worker(snapshot: str, modulus: int, remainder: int, chunk_size: int, answer: Any) -> None:
+    """In a forked process: check the chains of the contacts with contact_id % modulus == remainder."""
+    # Short-lived and cycle-free: collecting would only walk the growing map of chain heads.
+    gc.disable()
+    try:
+        result = _check_chain_share(snapshot, modulus, remainder, chunk_size)
+    except BaseException as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    answer.send(result)
+    answer.close()
+
+
+def _check_chain_share(snapshot: str, modulus: int, remainder: int, chunk_size: int) -> dict[str, Any]:
+    from psycopg import IsolationLevel, sql
+    from psycopg.types.datetime import TimestamptzLoader
+
+    # A connection of our own, configured as Django configures its own (the
+    # inherited one belongs to the parent and is never touched here).
+    raw = connection.Database.connect(**connection.get_connection_params())  # type: ignore[attr-defined]
+    try:
+        raw.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
+        raw.commit()
+        # psycopg's compiled loader instead of Django's Python subclass of it (a third
+        # of the time here): both give the same instant in the session's time zone,
+        # set just above to Django's, so isoformat() gives the same text.
+        raw.adapters.register_loader("timestamptz", TimestamptzLoader)
+        raw.isolation_level = IsolationLevel.REPEATABLE_READ
+        raw.read_only = True
+        raw.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        return _check_chain_rows(raw, modulus, remainder, chunk_size)
+    finally:
+        raw.close()
+
+
+# The layout _fast_event_hash is written for. If chain.EVENT_HASHED_FIELDS ever
+# differs, the fast path is off and chain.event_hash does all the work.
+_FAST_LAYOUT = (
+    "contact_id",
+    "purpose_id",
+    "version",
+    "previous_status",
+    "status",
+    "frequency",
+    "source",
+    "ip_address",
+    "user_agent",
+    "policy_version_id",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "evidence",
+    "reason",
+    "idempotency_key",
+)
+_quote = json.encoder.encode_basestring  # what chain's encoder uses for strings (ensure_ascii=False)
+
+
+def _fast_event_hash(prev_hash: str, row: tuple, evidence: str) -> str:
+    """chain.event_hash, byte for byte, for a row of (id, hash, prev_hash, *_FAST_LAYOUT columns)
+    whose two timestamps were read as naive UTC and whose evidence is already canonical JSON.
+
+    Builds the same canonical JSON without the general encoder and without
+    formatting time zones (half the time of the reference). It only ever confirms
+    a hash: a row it does not match is judged by chain.event_hash, and a worker
+    that finds the two disagreeing on its first rows does not use it at all.
+    """
+    (_, _, _, contact, purpose, version, previous, status, frequency, source, ip, agent, policy, occurred,
+     recorded, actor, _, reason, key) = row  # fmt: skip
+    return hashlib.sha256(
+        f"{prev_hash}\n[{contact},{purpose},{version},{_quote(previous)},{_quote(status)},{_quote(frequency)},"
+        f"{_quote(source)},{'null' if ip is None else _quote(ip)},{_quote(agent)},"
+        f"{'null' if policy is None else policy},"
+        f'"{occurred.isoformat(timespec="microseconds")}+00:00",'
+        f'"{recorded.isoformat(timespec="microseconds")}+00:00",'
+        f"{_quote(actor)},{evidence},{_quote(reason)},{_quote(key)}]".encode()
+    ).hexdigest()
+
+
+def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -> dict[str, Any]:
+    # The fast path reads the timestamps as naive UTC and puts the zone back itself,
+    # which is what the single pass gets when Django's connection time zone is UTC.
+    fast = naive = chain.EVENT_HASHED_FIELDS == _FAST_LAYOUT and connection.timezone_name == "UTC"
+    tz = connection.timezone
+    names = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
+    # Rows come in binary (cheaper on both ends), so the two columns Django reads as
+    # text are asked for as their text output: the same strings the single pass gets.
+    as_text = {"ip_address": "inet_out({})::text", "evidence": "{}::text"}
+    if naive:
+        as_text |= {"occurred_at": "{} AT TIME ZONE 'UTC'", "recorded_at": "{} AT TIME ZONE 'UTC'"}
+    # get_field() knows fields by attname too ("contact_id").
+    columns = ", ".join(
+        as_text.get(name, "{}").format(ConsentEvent._meta.get_field(name).column)  # type: ignore[union-attr]
+        for name in names
+    )
+    table = ConsentEvent._meta.db_table
+    # Row positions: id, hash, prev_hash, then the hashed values.
+    evidence_at = names.index("evidence")
+    occurred_at, recorded_at = names.index("occurred_at"), names.index("recorded_at")
+    from_db: Any = ConsentEvent._meta.get_field("evidence").from_db_value
+    heads: dict[tuple[int, int], tuple[int, str]] = {}
+    get_head = heads.get
+    event_hash = chain.event_hash
+    dumps = chain._dumps
+    trial = 1000 if fast else 0  # rows on which both paths run and must agree
+    genesis = (0, chain.GENESIS_HASH)
+    checked = 0
+    problem: tuple[int, str] | None = None
+    with raw.cursor(name=f"verify_ledger_{remainder}", binary=True) as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {table} WHERE contact_id %% %s = %s ORDER BY id",  # noqa: S608
+            [modulus, remainder],
+        )
+        while problem is None:
+            rows = cursor.fetchmany(chunk_size)
+            if not rows:
+                break
+            for row in rows:
+                key = (row[3], row[4])
+                head_version, head_hash = get_head(key, genesis)
+                if row[5] != head_version + 1:
+                    problem = (row[0], _version_gap(row[0], key, row[5], head_version))
+                    break
+                if row[2] != head_hash:
+                    problem = (row[0], _unchained(row[0]))
+                    break
+                # jsonb arrives as text, as it does for the JSONField of the single pass.
+                evidence = row[evidence_at]
+                if fast and not trial:
+                    try:
+                        matches = _fast_event_hash(
+                            head_hash,
+                            row,
+                            "{}" if evidence == "{}" else dumps(from_db(evidence, None, connection)),
+                        )
+                    except (TypeError, AttributeError):  # a value of a type it is not written for
+                        matches = ""
+                    if matches == row[1]:
+                        heads[key] = (row[5], row[1])
+                        continue
+                values = list(row[3:])
+                values[evidence_at - 3] = {} if evidence == "{}" else from_db(evidence, None, connection)
+                if naive:
+                    values[occurred_at - 3] = row[occurred_at].replace(tzinfo=tz)
+                    values[recorded_at - 3] = row[recorded_at].replace(tzinfo=tz)
+                reference = event_hash(head_hash, tuple(values))
+                if trial:
+                    trial -= 1
+                    try:
+                        agrees = _fast_event_hash(head_hash, row, dumps(values[evidence_at - 3])) == reference
+                    except (TypeError, AttributeError):
+                        agrees = False
+                    if not agrees:
+                        fast, trial = False, 0
+                if reference != row[1]:
+                    problem = (row[0], _altered(row[0]))
+                    break
+                heads[key] = (row[5], row[1])
+            checked += len(rows) if problem is None else 0
+    if problem is not None:
+        checked = -1  # the parent counts the events before the failure itself
+    result: dict[str, Any] = {
+        "events": checked,
+        "chains": len(heads),
+        "event_problem": problem,
+        "states_seen": 0,
+        "state_problem": None,
+    }
+    if problem is None:
+        state_table = ConsentState._meta.db_table
+        with raw.cursor(name=f"verify_ledger_states_{remainder}", binary=True) as cursor:
+            cursor.execute(
+                f"SELECT contact_id, purpose_id, version, head_hash FROM {state_table} "  # noqa: S608
+                "WHERE version > 0 AND contact_id %% %s = %s",
+                [modulus, remainder],
+            )
+            states = cursor.fetchall()  # as many as the chains, whose heads are held already
+        # Every state row equal to its chain's head and one row per chain: compared as
+        # two maps at once; only a difference needs the row-by-row pass that names it.
+        recorded = {(row[0], row[1]): (row[2], row[3]) for row in states}
+        if len(recorded) == len(states) and recorded == heads:
+            result["states_seen"] = len(states)
+        else:
+            try:
+                result["states_seen"] = _check_states(heads, states)
+            except _Broken as broken:
+                result["state_problem"] = str(broken)
+    return result

@@ -1,11 +1,19 @@
-"""Run the embedded demo: zohosim and the web app, stopped together with Ctrl-C.
+"""Run the embedded demo: zohosim, the web app, a Celery worker and beat, stopped together with Ctrl-C.
 
 `make demo` calls this after migrating and loading the demo data. Every process
-gets the same environment, pointing the Zoho client at zohosim.
+gets the same environment, pointing the Zoho client at zohosim, and the worker and
+beat share the embedded broker (SQLAlchemy on a SQLite file under var/).
+
+zohosim starts with the seeds' story: the API user may not edit the email consent
+fields (Zoho accepts the write and ignores them) and a workflow rule resets phone
+consent after our write; one CRM record per demo contact with an email holds "no
+consent". Within minutes SMS changes verify, email and phone ones become
+discrepancies with their hints, and after three retries, alerts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,11 +37,87 @@ def demo_environment() -> dict[str, str]:
     return env
 
 
-def processes() -> list[tuple[str, list[str]]]:
+# The seeds' Zoho org (docs/zohosim.md, "Faults").
+SEED_FAULTS = {
+    "field_no_permission": {
+        "fields": ["Email_Opt_Out", "Data_Processing_Basis_Details.Contact_Through_Email"],
+        "mode": "silent",
+    },
+    "workflow_reset": {
+        "field": "Data_Processing_Basis_Details.Contact_Through_Phone",
+        "value": False,
+        "delay_s": 30,
+    },
+}
+NO_CONSENT = {
+    "Email_Opt_Out": True,
+    "SMS_Opt_In": False,
+    "Profiling_Consent": False,
+    "Third_Party_Sharing_Consent": False,
+    "Data_Processing_Basis_Details": {"Contact_Through_Email": False, "Contact_Through_Phone": False},
+}
+
+
+def seed_document() -> dict[str, object]:
+    """CRM records for the demo contacts (found by email on the first push)."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from compliance.models import Contact
+
+    contacts = [
+        {**NO_CONSENT, "First_Name": first, "Last_Name": last or "Unknown", "Email": email}
+        for first, last, email in Contact.objects.filter(email__isnull=False).values_list(
+            "first_name", "last_name", "email"
+        )
+    ]
+    return {"contacts": contacts}
+
+
+def zohosim_prepare(sim_url: str, seed_file: str) -> None:
+    """Wait for zohosim, then set the seeds' faults (the records come with --seed-file)."""
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.put(f"{sim_url}/_sim/faults", json=SEED_FAULTS, timeout=5).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def processes(seed_file: str | None = None) -> list[tuple[str, list[str]]]:
     python = sys.executable
     return [
-        ("zohosim", [python, "-m", "zohosim", "--host", "127.0.0.1", "--port", ZOHOSIM_PORT]),
-        ("web", [python, "-m", "gunicorn", "config.wsgi", "--workers", "2", "--bind", WEB, "--access-logfile", "-"]),
+        (
+            "zohosim",
+            [python, "-m", "zohosim", "--host", "127.0.0.1", "--port", ZOHOSIM_PORT]
+            + (["--seed-file", seed_file] if seed_file else []),
+        ),
+        (
+            "web",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--workers",
+                "2",
+                "--bind",
+                WEB,
+                "--access-logfile",
+                "-",
+            ],
+        ),
+        (
+            "worker",
+            [python, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "INFO"],
+        ),
+        ("beat", [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"]),
     ]
 
 
@@ -48,10 +132,17 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for name, command in processes():
+    seed_file = os.path.join(env.get("DEMO_VAR_DIR", "var"), "zohosim-seed.json")
+    with open(seed_file, "w") as handle:
+        json.dump(seed_document(), handle)
+    for name, command in processes(seed_file):
         running.append((name, subprocess.Popen(command, env=env)))  # noqa: S603 - our own interpreter
         print(f"[demo] started {name}: {' '.join(command[1:])}", flush=True)
-    print(f"[demo] Consent Desk on http://{WEB}/  (zohosim on http://127.0.0.1:{ZOHOSIM_PORT}/) - Ctrl-C stops all", flush=True)
+    zohosim_prepare(f"http://127.0.0.1:{ZOHOSIM_PORT}", seed_file)
+    print(
+        f"[demo] Consent Desk on http://{WEB}/  (zohosim on http://127.0.0.1:{ZOHOSIM_PORT}/) - Ctrl-C stops all",
+        flush=True,
+    )
     exit_code = 0
     while not stopping:
         for name, process in running:

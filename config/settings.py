@@ -200,6 +200,28 @@ SYNC_MAX_RETRIES = env_int("SYNC_MAX_RETRIES", 3)
 SYNC_RETRY_BASE_S = env_int("SYNC_RETRY_BASE_S", 60)
 DISCREPANCY_ALERT_THRESHOLD = env_int("DISCREPANCY_ALERT_THRESHOLD", 10)
 SYNC_CREATE_MISSING_IN_CRM = env_bool("SYNC_CREATE_MISSING_IN_CRM", False)
+SYNC_OUTBOX_LEASE_S = env_int("SYNC_OUTBOX_LEASE_S", 600)
+# Quota: Zoho counts credits per org over a rolling 24 h; the sync keeps its own budget,
+# one shared per-second rate (Redis through CACHE_URL), and a shared cool-down after a 429.
+ZOHO_QUOTA_ENABLED = env_bool("ZOHO_QUOTA_ENABLED", True)
+ZOHO_DAILY_CREDITS = env_int("ZOHO_DAILY_CREDITS", 100_000)
+ZOHO_CREDITS_RESERVE_FRACTION = float(os.environ.get("ZOHO_CREDITS_RESERVE_FRACTION", "0.2"))
+ZOHO_RATE_LIMIT_PER_S = env_int("ZOHO_RATE_LIMIT_PER_S", 10)
+ZOHO_RATE_SHARE_OPT_IN = float(os.environ.get("ZOHO_RATE_SHARE_OPT_IN", "0.8"))
+ZOHO_RATE_SHARE_RECONCILE = float(os.environ.get("ZOHO_RATE_SHARE_RECONCILE", "0.5"))
+ZOHO_429_COOLDOWN_S = float(os.environ.get("ZOHO_429_COOLDOWN_S", "2"))
+ZOHO_429_COOLDOWN_MAX_S = float(os.environ.get("ZOHO_429_COOLDOWN_MAX_S", "60"))
+ZOHO_QUOTA_MAX_WAIT_S = float(os.environ.get("ZOHO_QUOTA_MAX_WAIT_S", "30"))
+ZOHO_OFF_PEAK_HOURS = os.environ.get("ZOHO_OFF_PEAK_HOURS", "0-6")
+# Who changed a CRM record: our API user (found through the API when unset), or a workflow.
+ZOHO_API_USER_ID = os.environ.get("ZOHO_API_USER_ID", "")
+ZOHO_WORKFLOW_USER_IDS = env_list("ZOHO_WORKFLOW_USER_IDS")
+ZOHO_WORKFLOW_USER_NAME_PREFIXES = env_list("ZOHO_WORKFLOW_USER_NAME_PREFIXES", "Workflow")
+CRM_AFTERMATH_WINDOW_S = env_int("CRM_AFTERMATH_WINDOW_S", 120)
+RECONCILE_BULK_THRESHOLD = env_int("RECONCILE_BULK_THRESHOLD", 50_000)
+RECONCILE_CHUNK = env_int("RECONCILE_CHUNK", 2000)
+RECONCILE_BULK_POLL_S = float(os.environ.get("RECONCILE_BULK_POLL_S", "5"))
+CAMPAIGNS_RECENT_LIMIT = env_int("CAMPAIGNS_RECENT_LIMIT", 20)
 ZOHO_CUSTOM_FIELDS = {
     "sms_marketing": os.environ.get("ZOHO_FIELD_SMS", "SMS_Opt_In"),
     "profiling": os.environ.get("ZOHO_FIELD_PROFILING", "Profiling_Consent"),
@@ -221,7 +243,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers an unacknowledged message after the visibility timeout; it must be
 # longer than the longest countdown (retry backoff) and the hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200)}
+# (Only Redis and SQS brokers know this option; the SQLAlchemy transport would pass it
+# to create_engine and fail, RabbitMQ redelivers on a lost connection instead.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200)}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sqs://"))
+    else {}
+)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_S", 240)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_S", 300)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

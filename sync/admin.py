@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from sync.models import ZohoCall
+from sync.models import Alert, CrmLink, Discrepancy, SyncPush, ZohoCall
 
 
 @admin.register(ZohoCall)
@@ -50,3 +50,59 @@ class ZohoCallAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(SyncPush)
+class SyncPushAdmin(admin.ModelAdmin):
+    """Pushes are evidence of what was sent and what Zoho answered: read-only."""
+
+    actions = None
+    list_display = (
+        "created_at",
+        "contact",
+        "zoho_id",
+        "attempt",
+        "verification",
+        "verify_due_at",
+        "verified_at",
+    )
+    list_filter = ("verification",)
+    search_fields = ("zoho_id", "contact__email")
+    raw_id_fields = ("contact", "call")
+    ordering = ("-created_at",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(admin.ModelAdmin):
+    list_display = ("opened_at", "contact", "crm_field", "kind", "status", "retries", "next_retry_at")
+    list_filter = ("status", "kind")
+    search_fields = ("zoho_id", "crm_field", "contact__email")
+    raw_id_fields = ("contact",)
+    readonly_fields = ("expected", "actual", "evidence", "hint", "opened_at", "updated_at")
+    ordering = ("-opened_at",)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "discrepancy", "acknowledged_at", "acknowledged_by")
+    list_filter = ("kind",)
+    raw_id_fields = ("discrepancy",)
+    readonly_fields = ("kind", "discrepancy", "message", "created_at", "emailed_to")
+    ordering = ("-created_at",)
+
+
+@admin.register(CrmLink)
+class CrmLinkAdmin(admin.ModelAdmin):
+    list_display = ("contact", "state", "candidates", "checked_at", "last_verified_at")
+    list_filter = ("state",)
+    search_fields = ("contact__email",)
+    raw_id_fields = ("contact",)

@@ -191,6 +191,14 @@ class ZohoTransport:
         base = self._base(request.host, token)
         url = f"{base}{request.path}"
         secrets = (*self.config.secrets, *((token.value,) if token else ()))
+        # Quota (sync/quota.py): before each CRM call, wait for the rate limit shared by all
+        # workers and any 429 cool-down (or defer low-priority work); after it, report the
+        # status and X-API-CREDITS-REMAINING. Urgency comes from `quota.urgency(...)`.
+        from sync import quota
+
+        gate = quota.gate(self.config.cache_prefix) if request.service == "crm" else None
+        if gate is not None:
+            gate.before_call(request.operation)
         handle = self.call_log.start(
             CallStart(
                 service=request.service,
@@ -223,6 +231,8 @@ class ZohoTransport:
             raise
         finally:
             self.call_log.finish(handle, end)
+            if gate is not None:
+                gate.after_call(end.http_status, end.credits_remaining)
 
     def _send(self, request: Request, url: str, token: AccessToken | None) -> httpx.Response:
         headers = dict(request.headers)

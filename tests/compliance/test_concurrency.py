@@ -79,7 +79,9 @@ def test_the_same_request_sent_concurrently_is_recorded_once(decide):
     def writer(_: int) -> tuple[int, bool]:
         start.wait()
         try:
-            result = services.consent_ingest(identity=ContactIdentity(email="retry@example.com"), decision=decision)
+            result = services.consent_ingest(
+                identity=ContactIdentity(email="retry@example.com"), decision=decision
+            )
             return result.event.pk, result.created
         finally:
             connection.close()

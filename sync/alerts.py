@@ -1,0 +1,82 @@
+"""Alerts to the compliance team: one `Alert` row and one email each.
+
+A discrepancy that failed every retry gets exactly one alert (a unique constraint
+makes a second one impossible, even from two workers at once). The email goes
+through Django's email backend to ``COMPLIANCE_ALERT_EMAILS`` once the alert's
+transaction commits. The banner for logged-in officers reads
+`alerts_unacknowledged()`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from sync.models import Alert, Discrepancy
+
+logger = logging.getLogger(__name__)
+
+
+def alerts_unacknowledged() -> QuerySet[Alert]:
+    """The banner's alerts: not yet acknowledged, newest first, with their discrepancy."""
+    return (
+        Alert.objects.filter(acknowledged_at__isnull=True)
+        .select_related("discrepancy")
+        .order_by("-created_at")
+    )
+
+
+def _email(alert: Alert, subject: str) -> None:
+    recipients = list(settings.COMPLIANCE_ALERT_EMAILS)
+    if not recipients:
+        return
+    try:
+        send_mail(f"[Consent Desk] {subject}", alert.message, None, recipients)
+    except Exception:  # the alert row and banner stand even when mail is down
+        logger.exception("Could not email alert %s", alert.pk)
+        return
+    Alert.objects.filter(pk=alert.pk).update(emailed_to=recipients)
+
+
+def alert_retries_exhausted(*, discrepancy: Discrepancy) -> Alert | None:
+    """The one alert for a discrepancy that failed every retry; None when it exists already."""
+    contact = discrepancy.contact
+    target = discrepancy.crm_field or "the CRM record"
+    message = (
+        f"Consent for {contact} did not reach Zoho CRM on {target} after "
+        f"{discrepancy.retries} retries ({discrepancy.get_kind_display()}).\n\n"
+        f"Expected: {discrepancy.expected!r}\nZoho shows: {discrepancy.actual!r}\n"
+        f"Likely cause: {discrepancy.hint}\n\nZoho record: {discrepancy.zoho_id or '-'}; "
+        f"discrepancy {discrepancy.pk}."
+    )
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                kind=Alert.Kind.RETRIES_EXHAUSTED, discrepancy=discrepancy, message=message
+            )
+    except IntegrityError:
+        return None
+    subject = f"Consent change not applied in Zoho: {target} of {contact}"
+    transaction.on_commit(lambda: _email(alert, subject))
+    return alert
+
+
+def alert_auth(*, message: str) -> Alert | None:
+    """Zoho refuses our credentials: one open alert at a time (until acknowledged)."""
+    if Alert.objects.filter(kind=Alert.Kind.AUTH, acknowledged_at__isnull=True).exists():
+        return None
+    alert = Alert.objects.create(kind=Alert.Kind.AUTH, message=message)
+    transaction.on_commit(lambda: _email(alert, "Zoho refuses Consent Desk's credentials"))
+    return alert
+
+
+def alert_acknowledge(*, alert: Alert, by: str) -> Alert:
+    alert.acknowledged_at = timezone.now()
+    alert.acknowledged_by = by[:150]
+    alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+    return alert

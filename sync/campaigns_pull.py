@@ -1,0 +1,278 @@
+"""Campaigns pull: what Zoho Campaigns learns (unsubscribes, bounces) comes back into the ledger.
+
+For each configured list (``ZOHO_CAMPAIGNS_LIST_KEYS``):
+
+* ``unsub`` subscribers: a person's withdrawal, recorded through the ledger's
+  one write path as ``opted_out`` of ``email_marketing`` with source
+  ``campaigns`` and evidence (the list key and Campaigns' row). An address we
+  hold no contact for is still a person's decision: the contact is created by
+  email. If the ledger already holds a withdrawal for that contact, the row is
+  only observed (it is usually the echo of our own "write to both" unsubscribe).
+* ``bounce`` subscribers: a hard-bounce suppression (not a consent decision),
+  which reaches CRM as ``Email_Opt_Out`` plus the bounce-reason field through
+  the projection and the outbox.
+
+For each recently sent campaign: ``senthardbounce`` recipients become hard-bounce
+suppressions; ``sentsoftbounce`` recipients are only counted.
+
+Idempotency: every row seen is a `CampaignsObservation` (unique per list,
+campaign, email and status), written in the same transaction as its ledger
+write. A row already observed is skipped, so pulling twice records each
+unsubscribe and bounce once. The unsubscribe's idempotency key is
+``campaigns:unsub:<list>:<email>`` and its ``occurred_at`` the moment we first
+saw it (Campaigns gives no unsubscribe time), so even a replay through the
+ledger is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from compliance import services
+from compliance.identifiers import normalise_email
+from compliance.models import ConsentState, ConsentStatus, Source, Suppression
+from sync.models import CampaignsObservation
+from sync.zoho import ZohoClient
+from sync.zoho.errors import ZohoError
+
+logger = logging.getLogger("sync.campaigns_pull")
+
+PURPOSE = "email_marketing"
+Status = CampaignsObservation.Status
+
+
+@dataclass
+class PullResult:
+    lists: int = 0
+    campaigns: int = 0
+    unsubscribes_seen: int = 0
+    unsubscribes_recorded: int = 0
+    hard_bounces_seen: int = 0
+    suppressions_added: int = 0
+    soft_bounces_counted: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    transient_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def unsubscribe_key(list_key: str, email: str) -> str:
+    return f"campaigns:unsub:{list_key}:{email}"
+
+
+def _email(row: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = row.get(name)
+        if value:
+            try:
+                return normalise_email(str(value))
+            except ValidationError:
+                return None
+    return None
+
+
+def _seen(*, list_key: str, campaign_key: str, status: str) -> set[str]:
+    return set(
+        CampaignsObservation.objects.filter(
+            list_key=list_key, campaign_key=campaign_key, status=status
+        ).values_list("email", flat=True)
+    )
+
+
+def _observe(
+    *, list_key: str, campaign_key: str, email: str, status: str, row: Mapping[str, Any]
+) -> CampaignsObservation | None:
+    """Create the observation; None when another worker recorded it first."""
+    try:
+        with transaction.atomic():
+            return CampaignsObservation.objects.create(
+                list_key=list_key, campaign_key=campaign_key, email=email, status=status, raw=dict(row)
+            )
+    except IntegrityError:
+        return None
+
+
+def _already_withdrawn(email: str) -> bool:
+    return ConsentState.objects.filter(
+        contact__email=email,
+        purpose__code=PURPOSE,
+        status__in=(ConsentStatus.OPTED_OUT, ConsentStatus.EXPIRED),
+    ).exists()
+
+
+def unsubscribe_record(*, list_key: str, row: Mapping[str, Any], email: str) -> bool:
+    """Record one unsubscribe seen in a list, once. True when a ledger event was written."""
+    with transaction.atomic():
+        observation = _observe(
+            list_key=list_key, campaign_key="", email=email, status=Status.UNSUBSCRIBED, row=row
+        )
+        if observation is None:
+            return False
+        if _already_withdrawn(email):
+            return False
+        result = services.consent_ingest(
+            identity=services.ContactIdentity(email=email),
+            decision=services.ConsentDecision(
+                purpose=PURPOSE,
+                status=ConsentStatus.OPTED_OUT,
+                source=Source.CAMPAIGNS,
+                occurred_at=observation.first_seen_at,
+                idempotency_key=unsubscribe_key(list_key, email),
+                evidence={
+                    "campaigns_list_key": list_key,
+                    "campaigns_row": dict(row),
+                    "observed_at": observation.first_seen_at.isoformat(),
+                },
+            ),
+        )
+        return result.created
+
+
+def hard_bounce_record(*, list_key: str, campaign_key: str, row: Mapping[str, Any], email: str) -> bool:
+    """Record one hard bounce, once, as a suppression. True when a suppression was added."""
+    with transaction.atomic():
+        observation = _observe(
+            list_key=list_key, campaign_key=campaign_key, email=email, status=Status.HARD_BOUNCE, row=row
+        )
+        if observation is None:
+            return False
+        contact = services.contact_resolve(identity=services.ContactIdentity(email=email))
+        where = f"campaign {campaign_key}" if campaign_key else f"list {list_key}"
+        _, created = services.suppression_add(
+            contact=contact,
+            kind=Suppression.Kind.HARD_BOUNCE,
+            source=Source.CAMPAIGNS,
+            detail=f"Zoho Campaigns hard bounce ({where})",
+            evidence={
+                "campaigns_list_key": list_key,
+                "campaigns_campaign_key": campaign_key,
+                "campaigns_row": dict(row),
+                "observed_at": observation.first_seen_at.isoformat(),
+            },
+        )
+        return created
+
+
+def soft_bounce_count(*, campaign_key: str, row: Mapping[str, Any], email: str) -> bool:
+    return (
+        _observe(list_key="", campaign_key=campaign_key, email=email, status=Status.SOFT_BOUNCE, row=row)
+        is not None
+    )
+
+
+def _rows(result: PullResult, where: str, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Rows of one Campaigns read; a failure is noted and ends that read, not the pull."""
+    try:
+        yield from rows
+    except ZohoError as exc:
+        logger.warning("Campaigns pull: %s failed: %s", where, exc)
+        result.errors.append(f"{where}: {exc}")
+        if not exc.permanent:
+            result.transient_errors += 1
+
+
+def _bounce(result: PullResult, **kwargs: Any) -> bool:
+    try:
+        return hard_bounce_record(**kwargs)
+    except services.ConsentRejected as exc:
+        result.errors.append(f"hard bounce {kwargs.get('email')}: {exc}")
+        return False
+
+
+def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str] | None = None) -> PullResult:
+    """Pull unsubscribes and bounces from every configured list and recent campaign."""
+    keys = list(list_keys if list_keys is not None else getattr(settings, "ZOHO_CAMPAIGNS_LIST_KEYS", []))
+    owns = client is None
+    zoho = client or ZohoClient.from_settings()
+    result = PullResult()
+    try:
+        for list_key in keys:
+            result.lists += 1
+            seen = _seen(list_key=list_key, campaign_key="", status=Status.UNSUBSCRIBED)
+            for row in _rows(
+                result, f"list {list_key} unsub", zoho.campaigns.list_subscribers(list_key, "unsub")
+            ):
+                email = _email(row, "contact_email", "Contact Email", "email")
+                if email is None:
+                    result.skipped += 1
+                    continue
+                result.unsubscribes_seen += 1
+                if email in seen:
+                    continue
+                try:
+                    result.unsubscribes_recorded += unsubscribe_record(
+                        list_key=list_key, row=row, email=email
+                    )
+                except (services.ConsentRejected, services.IdempotencyConflict) as exc:
+                    result.errors.append(f"unsubscribe {email}: {exc}")
+            seen = _seen(list_key=list_key, campaign_key="", status=Status.HARD_BOUNCE)
+            for row in _rows(
+                result, f"list {list_key} bounce", zoho.campaigns.list_subscribers(list_key, "bounce")
+            ):
+                email = _email(row, "contact_email", "Contact Email", "email")
+                if email is None:
+                    result.skipped += 1
+                    continue
+                result.hard_bounces_seen += 1
+                if email not in seen:
+                    result.suppressions_added += _bounce(
+                        result, list_key=list_key, campaign_key="", row=row, email=email
+                    )
+        campaigns: list[dict[str, Any]] = []
+        try:
+            campaigns = zoho.campaigns.recent_campaigns(
+                limit=int(getattr(settings, "CAMPAIGNS_RECENT_LIMIT", 20))
+            )
+        except ZohoError as exc:
+            result.errors.append(f"recent campaigns: {exc}")
+            result.transient_errors += 0 if exc.permanent else 1
+        for campaign in campaigns:
+            campaign_key = str(campaign.get("campaign_key") or campaign.get("campaignkey") or "")
+            if not campaign_key:
+                continue
+            result.campaigns += 1
+            seen = _seen(list_key="", campaign_key=campaign_key, status=Status.HARD_BOUNCE)
+            rows = zoho.campaigns.campaign_recipients(campaign_key, "senthardbounce")
+            for row in _rows(result, f"campaign {campaign_key} senthardbounce", rows):
+                email = _email(row, "contactemailaddress", "contact_email")
+                if email is None:
+                    result.skipped += 1
+                    continue
+                result.hard_bounces_seen += 1
+                if email not in seen:
+                    result.suppressions_added += _bounce(
+                        result, list_key="", campaign_key=campaign_key, row=row, email=email
+                    )
+            seen = _seen(list_key="", campaign_key=campaign_key, status=Status.SOFT_BOUNCE)
+            rows = zoho.campaigns.campaign_recipients(campaign_key, "sentsoftbounce")
+            for row in _rows(result, f"campaign {campaign_key} sentsoftbounce", rows):
+                email = _email(row, "contactemailaddress", "contact_email")
+                if email is None:
+                    result.skipped += 1
+                    continue
+                if email not in seen:
+                    result.soft_bounces_counted += soft_bounce_count(
+                        campaign_key=campaign_key, row=row, email=email
+                    )
+    finally:
+        if owns:
+            zoho.close()
+    logger.info("Campaigns pull: %s", result.as_dict())
+    return result
+
+
+def soft_bounces(*, email: str | None = None) -> int:
+    """How many soft bounces were seen (for one address, or in all)."""
+    query = CampaignsObservation.objects.filter(status=Status.SOFT_BOUNCE)
+    if email:
+        query = query.filter(email=email.lower())
+    return query.count()

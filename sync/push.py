@@ -1,0 +1,514 @@
+"""Push: send each contact's projection to Zoho CRM, 100 contacts per update call.
+
+`outbox_batch_push` is what the workers run for one outbox claim; `contacts_push`
+is the push itself (also used by retries, with ``force``):
+
+1. find each contact's CRM record: `Contact.zoho_id`, else the record a previous
+   search linked (`CrmLink`), else a search by email. None: the contact is "not in
+   CRM" (not an error). Several: a `duplicate` discrepancy, and neither record is
+   ever written until an admin picks one;
+2. project the *current* ledger state through the field mapping;
+3. skip contacts whose latest push already carries these ledger versions and
+   values (a redelivered task, a worker killed after the call): a version is never
+   written twice, a lost answer is settled by the read-back instead;
+4. write the `SyncPush` rows (the attempt) *before* the call, then ONE
+   `crm.update` for the batch, then store Zoho's per-record answers, the
+   per-record errors as discrepancies, the verify time, and mark the outbox rows
+   processed, in one transaction.
+
+Email withdrawals and suppressions also unsubscribe the address from every
+Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both"), before the CRM
+write, so that a transient Campaigns failure retries the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compliance.models import ConsentStatus, Contact, OutboxEntry
+from sync import quota
+from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
+from sync.outbox import OutboxClaim, outbox_finish
+from sync.projection import Projection, project, to_crm_record
+from sync.zoho import RecordResult, ZohoClient
+from sync.zoho.calllog import CallEnd, CallLog, CallStart
+from sync.zoho.errors import ZohoPermanentError
+
+logger = logging.getLogger(__name__)
+
+EMAIL_PURPOSE = "email_marketing"
+# Campaigns' "contact is not in this list": nothing to unsubscribe.
+CAMPAIGNS_NOT_IN_LIST = "2103"
+
+HINTS = {
+    Discrepancy.Kind.OVERWRITTEN: (
+        "A workflow rule or a user changed it after our write: check workflow rules on {field}."
+    ),
+    Discrepancy.Kind.NOT_APPLIED: (
+        "Accepted but not applied: field-level security or a silent reset; check the API user's "
+        "profile has edit rights on {field}."
+    ),
+    Discrepancy.Kind.PERMISSION_DENIED: (
+        "Zoho refused the write (NO_PERMISSION): give the API user's profile edit rights on {field}."
+    ),
+    Discrepancy.Kind.REJECTED: "Zoho rejected the value ({code}: {message}); check the field mapping for {field}.",
+    Discrepancy.Kind.RECORD_MISSING: (
+        "The CRM record {zoho_id} does not exist (deleted or merged): link the contact to its new record."
+    ),
+    Discrepancy.Kind.DUPLICATE: (
+        "Several CRM records share {email}: merge them or set the contact's Zoho id to the primary; "
+        "none is written until then."
+    ),
+}
+
+
+@dataclass
+class PushReport:
+    """What one push did, for tasks, `sync_now` and tests."""
+
+    pushed: dict[int, SyncPush] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    not_in_crm: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    unsubscribed: int = 0
+    calls: int = 0
+
+    def merge(self, other: PushReport) -> None:
+        self.pushed.update(other.pushed)
+        self.skipped += other.skipped
+        self.not_in_crm += other.not_in_crm
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.unsubscribed += other.unsubscribed
+        self.calls += other.calls
+
+
+# -- the call log handle: which ZohoCall row carried the update --------------------------------
+
+
+class _Recorder:
+    """Wraps the client's call log to learn the `ZohoCall` row of the calls made in a block."""
+
+    def __init__(self, inner: CallLog) -> None:
+        self.inner = inner
+        self.handles: list[object] = []
+
+    def start(self, call: CallStart) -> object:
+        handle = self.inner.start(call)
+        self.handles.append(handle)
+        return handle
+
+    def finish(self, handle: object, end: CallEnd) -> None:
+        self.inner.finish(handle, end)
+
+
+@contextlib.contextmanager
+def _recording(zoho: ZohoClient) -> Iterator[_Recorder]:
+    transport = zoho.transport
+    recorder = _Recorder(transport.call_log)
+    transport.call_log = recorder
+    try:
+        yield recorder
+    finally:
+        transport.call_log = recorder.inner
+
+
+def _last_update_call(recorder: _Recorder) -> ZohoCall | None:
+    calls = [h for h in recorder.handles if isinstance(h, ZohoCall) and h.operation == "crm.update"]
+    return calls[-1] if calls else None
+
+
+# -- discrepancies (opened by push and verify, resolved by a later matching read-back) ---------
+
+
+def retry_delay(retries: int) -> timedelta:
+    """Backoff before retry number ``retries + 1``: SYNC_RETRY_BASE_S * 2**retries."""
+    return timedelta(seconds=settings.SYNC_RETRY_BASE_S * (2**retries))
+
+
+def discrepancy_record(
+    *,
+    contact_id: int,
+    crm_field: str,
+    kind: str,
+    zoho_id: str = "",
+    expected: Any = None,
+    actual: Any = None,
+    evidence: Mapping[str, Any] | None = None,
+    hint: str = "",
+    push: SyncPush | None = None,
+    retry: bool = True,
+    now: datetime | None = None,
+) -> Discrepancy:
+    """Open the discrepancy, or confirm the open one for this contact and field.
+
+    A confirmation that comes from the push a retry made counts one failed retry;
+    after ``SYNC_MAX_RETRIES`` failed retries, exactly one alert is sent and no
+    more retries are scheduled.
+    """
+    from sync.alerts import alert_retries_exhausted
+
+    now = now or timezone.now()
+    evidence = dict(evidence or {})
+    with transaction.atomic():
+        existing = (
+            Discrepancy.objects.select_for_update()
+            .filter(contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN)
+            .first()
+        )
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    return Discrepancy.objects.create(
+                        contact_id=contact_id,
+                        crm_field=crm_field,
+                        kind=kind,
+                        zoho_id=zoho_id,
+                        expected=expected,
+                        actual=actual,
+                        evidence=evidence,
+                        hint=hint,
+                        next_retry_at=now + retry_delay(0) if retry else None,
+                    )
+            except IntegrityError:
+                # Opened meanwhile by another worker: confirm that one instead.
+                existing = Discrepancy.objects.select_for_update().get(
+                    contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN
+                )
+        since = existing.evidence.get("retry_since")
+        # A confirmation from a push made after the retry started is that retry failing.
+        failed_retry = (
+            push is not None and since is not None and push.created_at >= datetime.fromisoformat(since)
+        )
+        existing.kind = kind
+        existing.zoho_id = zoho_id or existing.zoho_id
+        existing.expected = expected
+        existing.actual = actual
+        existing.hint = hint
+        existing.evidence = {**evidence, "retry_since": None if failed_retry else since}
+        max_retries = settings.SYNC_MAX_RETRIES
+        if failed_retry:
+            existing.retries += 1
+        if existing.retries >= max_retries or not retry:
+            existing.next_retry_at = None
+        elif failed_retry or existing.next_retry_at is None:
+            existing.next_retry_at = now + retry_delay(existing.retries)
+        existing.save()
+        if failed_retry and existing.retries >= max_retries:
+            alert_retries_exhausted(discrepancy=existing)
+        return existing
+
+
+def discrepancies_resolve(
+    *, contact_id: int, crm_fields: list[str] | None = None, resolution: str, now: datetime | None = None
+) -> int:
+    """Resolve the contact's open discrepancies on these fields (all of them when None)."""
+    rows = Discrepancy.objects.filter(contact_id=contact_id, status=Discrepancy.Status.OPEN)
+    if crm_fields is not None:
+        rows = rows.filter(crm_field__in=crm_fields)
+    return rows.update(
+        status=Discrepancy.Status.RESOLVED,
+        resolved_at=now or timezone.now(),
+        resolution=resolution,
+        next_retry_at=None,
+        updated_at=now or timezone.now(),
+    )
+
+
+# -- finding the CRM record --------------------------------------------------------------------
+
+
+def _link_set(contact: Contact, state: str, candidates: list[str], now: datetime) -> None:
+    CrmLink.objects.update_or_create(
+        contact=contact, defaults={"state": state, "candidates": candidates, "checked_at": now}
+    )
+
+
+def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushReport) -> dict[int, str]:
+    """{contact id: CRM record id} for the contacts that have exactly one CRM record."""
+    now = timezone.now()
+    links = {link.contact_id: link for link in CrmLink.objects.filter(contact__in=contacts)}
+    resolved: dict[int, str] = {}
+    for contact in contacts:
+        link = links.get(contact.pk)
+        if contact.zoho_id:
+            resolved[contact.pk] = contact.zoho_id
+            if link is None or link.state != CrmLink.State.LINKED or link.candidates != [contact.zoho_id]:
+                _link_set(contact, CrmLink.State.LINKED, [contact.zoho_id], now)
+            continue
+        if link is not None and link.state == CrmLink.State.LINKED and link.candidates:
+            resolved[contact.pk] = str(link.candidates[0])
+            continue
+        if not contact.email:
+            _link_set(contact, CrmLink.State.NOT_IN_CRM, [], now)
+            report.not_in_crm.append(contact.pk)
+            continue
+        found = zoho.crm.search_by_email(contact.email, fields=["Email"])
+        ids = sorted({str(record["id"]) for record in found if record.get("id")})
+        if not ids:
+            _link_set(contact, CrmLink.State.NOT_IN_CRM, [], now)
+            report.not_in_crm.append(contact.pk)
+        elif len(ids) > 1:
+            _link_set(contact, CrmLink.State.DUPLICATE, ids, now)
+            report.duplicates.append(contact.pk)
+            discrepancy_record(
+                contact_id=contact.pk,
+                crm_field="",
+                kind=Discrepancy.Kind.DUPLICATE,
+                evidence={"email": contact.email, "candidates": ids},
+                hint=HINTS[Discrepancy.Kind.DUPLICATE].format(email=contact.email),
+                retry=False,
+                now=now,
+            )
+        else:
+            _link_set(contact, CrmLink.State.LINKED, ids, now)
+            resolved[contact.pk] = ids[0]
+    return resolved
+
+
+# -- Campaigns: write to both ------------------------------------------------------------------
+
+
+def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> int:
+    """Unsubscribe each address from every configured list; "not in the list" is fine."""
+    done = 0
+    for email in emails:
+        for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS:
+            try:
+                zoho.campaigns.unsubscribe(list_key, email)
+                done += 1
+            except ZohoPermanentError as exc:
+                if exc.code != CAMPAIGNS_NOT_IN_LIST:
+                    logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
+    return done
+
+
+def _email_not_permitted(projection: Projection) -> bool:
+    return projection.values.get("Email_Opt_Out") is True or (
+        projection.values.get("Data_Processing_Basis_Details.Contact_Through_Email") is False
+    )
+
+
+# -- the push ----------------------------------------------------------------------------------
+
+
+def _response_json(result: RecordResult) -> dict[str, Any]:
+    return {
+        "code": result.code,
+        "status": result.status,
+        "message": result.message,
+        "details": dict(result.details),
+    }
+
+
+def _error_field(result: RecordResult, sent: Mapping[str, Any]) -> str:
+    """The flat field a per-record error names (``$.data[0].Data_Processing_Basis_Details.X``)."""
+    path = str(result.details.get("json_path") or "")
+    if path.startswith("$.data["):
+        rest = path.split("]", 1)[1].lstrip(".")
+        if rest in sent:
+            return rest
+    name = str(result.details.get("api_name") or "")
+    if name in sent:
+        return name
+    nested = [key for key in sent if key.endswith(f".{name}")] if name else []
+    return nested[0] if len(nested) == 1 else name
+
+
+def _already_pushed(latest: SyncPush | None, projection: Projection) -> bool:
+    return (
+        latest is not None
+        and latest.ledger_versions == projection.ledger_versions
+        and latest.sent == projection.values
+        and latest.verification in (SyncPush.Verification.PENDING, SyncPush.Verification.VERIFIED)
+    )
+
+
+def _latest_pushes(contact_ids: list[int]) -> dict[int, SyncPush]:
+    latest: dict[int, SyncPush] = {}
+    for push in SyncPush.objects.filter(contact_id__in=contact_ids).order_by("contact_id", "-id"):
+        latest.setdefault(push.contact_id, push)
+    return latest
+
+
+def contacts_push(
+    *,
+    contact_ids: list[int],
+    zoho: ZohoClient,
+    force: bool = False,
+    claim: OutboxClaim | None = None,
+    unsubscribe: set[int] | None = None,
+    urgent: bool = False,
+) -> PushReport:
+    """Push the current projection of these contacts (at most 100) in one update call.
+
+    ``force``: write even when the latest push carries the same versions (a retry).
+    ``claim``: its outbox rows are marked processed with the outcome.
+    ``unsubscribe``: contacts whose email withdrawal also goes to Campaigns.
+    Transient Zoho errors propagate (nothing is marked processed, the attempt rows
+    are removed: the write did not happen).
+    """
+    if len(set(contact_ids)) > 100:
+        raise ValueError("at most 100 contacts per push")
+    report = PushReport()
+    contacts = list(Contact.objects.filter(pk__in=contact_ids).order_by("pk"))
+    level = quota.WITHDRAWAL if urgent else quota.OPT_IN
+    with quota.urgency(level):
+        projections = project([c.pk for c in contacts])
+        if unsubscribe and settings.ZOHO_CAMPAIGNS_LIST_KEYS:
+            emails = [
+                c.email
+                for c in contacts
+                if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
+            ]
+            report.unsubscribed = campaigns_unsubscribe(emails=emails, zoho=zoho)
+        crm_ids = crm_ids_resolve(contacts=contacts, zoho=zoho, report=report)
+        now = timezone.now()
+        latest = _latest_pushes(list(crm_ids))
+        to_write: list[int] = []
+        for contact_id in crm_ids:
+            if not force and _already_pushed(latest.get(contact_id), projections[contact_id]):
+                report.skipped.append(contact_id)
+            else:
+                to_write.append(contact_id)
+        if not to_write:
+            with transaction.atomic():
+                _settle_skipped(report.skipped, latest, now)
+                if claim is not None:
+                    outbox_finish(claim=claim, now=now)
+            return report
+
+        with transaction.atomic():
+            attempts = {
+                contact_id: SyncPush.objects.create(
+                    contact_id=contact_id,
+                    zoho_id=crm_ids[contact_id],
+                    sent=projections[contact_id].values,
+                    ledger_versions=projections[contact_id].ledger_versions,
+                    attempt=(latest[contact_id].attempt + 1) if force and contact_id in latest else 1,
+                )
+                for contact_id in to_write
+            }
+        records = [to_crm_record(crm_ids[cid], projections[cid].values) for cid in to_write]
+        try:
+            with _recording(zoho) as recorder:
+                results = zoho.crm.update(records)
+        except BaseException:
+            SyncPush.objects.filter(pk__in=[p.pk for p in attempts.values()]).delete()
+            raise
+        report.calls += 1
+        call = _last_update_call(recorder)
+        _store_results(attempts, results, call, report)
+        with transaction.atomic():
+            _settle_skipped(report.skipped, latest, timezone.now())
+            if claim is not None:
+                outbox_finish(claim=claim)
+    return report
+
+
+def _settle_skipped(skipped: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
+    """A skipped contact's push whose answer was lost (worker died) is settled by a read-back."""
+    for contact_id in skipped:
+        push = latest[contact_id]
+        if push.verification == SyncPush.Verification.PENDING and push.verify_due_at is None:
+            push.verify_due_at = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
+            push.save(update_fields=["verify_due_at"])
+
+
+def _store_results(
+    attempts: dict[int, SyncPush], results: list[RecordResult], call: ZohoCall | None, report: PushReport
+) -> None:
+    now = timezone.now()
+    due = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
+    with transaction.atomic():
+        for (contact_id, push), result in zip(attempts.items(), results, strict=True):
+            push.call = call
+            push.response = _response_json(result)
+            report.pushed[contact_id] = push
+            if result.ok:
+                push.verify_due_at = due
+                push.save(update_fields=["call", "response", "verify_due_at"])
+                continue
+            if not result.permanent:
+                # RECORD_LOCKED and the like: read back later; a mismatch retries it.
+                push.verify_due_at = due
+                push.save(update_fields=["call", "response", "verify_due_at"])
+                continue
+            push.verification = SyncPush.Verification.REJECTED
+            push.save(update_fields=["call", "response", "verification"])
+            report.rejected.append(contact_id)
+            crm_field = _error_field(result, push.sent)
+            if result.code == "NO_PERMISSION":
+                kind = Discrepancy.Kind.PERMISSION_DENIED
+            elif (
+                result.code == "INVALID_DATA"
+                and "id" in result.details
+                and not result.details.get("api_name")
+            ):
+                kind, crm_field = Discrepancy.Kind.RECORD_MISSING, ""
+            else:
+                kind = Discrepancy.Kind.REJECTED
+            discrepancy_record(
+                contact_id=contact_id,
+                crm_field=crm_field,
+                kind=kind,
+                zoho_id=push.zoho_id,
+                expected=push.sent.get(crm_field) if crm_field else push.sent,
+                actual=None,
+                evidence={
+                    "push": push.pk,
+                    "sent": push.sent,
+                    "zoho_answer": push.response,
+                    "readback": None,
+                    "Modified_By": None,
+                    "Modified_Time": None,
+                },
+                hint=HINTS[kind].format(
+                    field=crm_field or "the record",
+                    code=result.code,
+                    message=result.message,
+                    zoho_id=push.zoho_id,
+                    email="",
+                ),
+                push=push,
+                now=now,
+            )
+
+
+# -- the outbox consumer -----------------------------------------------------------------------
+
+
+def _claim_details(claim: OutboxClaim) -> tuple[set[int], bool]:
+    """(contacts whose email withdrawal also goes to Campaigns, whether the batch is urgent)."""
+    rows = OutboxEntry.objects.filter(pk__in=claim.entry_ids).select_related("purpose", "event")
+    unsubscribe: set[int] = set()
+    urgent = False
+    for row in rows:
+        urgent = urgent or row.priority == OutboxEntry.Priority.WITHDRAWAL
+        if row.purpose is None or (
+            row.purpose.code == EMAIL_PURPOSE
+            and row.event is not None
+            and row.event.status in (ConsentStatus.OPTED_OUT, ConsentStatus.EXPIRED)
+        ):
+            unsubscribe.add(row.contact_id)
+    return unsubscribe, urgent
+
+
+def outbox_batch_push(*, claim: OutboxClaim, zoho: ZohoClient) -> PushReport:
+    """Push one claimed batch and mark its rows processed."""
+    if not claim:
+        return PushReport()
+    unsubscribe, urgent = _claim_details(claim)
+    return contacts_push(
+        contact_ids=claim.contact_ids, zoho=zoho, claim=claim, unsubscribe=unsubscribe, urgent=urgent
+    )

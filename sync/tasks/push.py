@@ -1,0 +1,116 @@
+"""Tasks: outbox consumption, push, verify, retries. Thin: ids in, a service does the work.
+
+Every task is idempotent (state is re-read from the database; a push of a version
+already pushed is skipped), which is what makes late acknowledgement safe: a
+message whose worker died is delivered again. Only transient Zoho errors (429,
+5xx, timeouts) are retried by Celery, with exponential backoff; permanent ones
+are stored as discrepancies by the services.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from celery import shared_task
+
+from sync.alerts import alert_auth
+from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take
+from sync.push import outbox_batch_push
+from sync.verify import discrepancies_retry_due, pushes_verify_due
+from sync.zoho import ZohoAuthError, ZohoClient, ZohoTransientError
+
+logger = logging.getLogger(__name__)
+
+# One sweep queues at most this many batches of 100 contacts; the next sweep takes the rest.
+SWEEP_MAX_BATCHES = 50
+# One verify run reads back at most this many batches of 100 pushes.
+VERIFY_MAX_BATCHES = 50
+
+TRANSIENT = {
+    "autoretry_for": (ZohoTransientError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 10,
+    "acks_late": True,
+}
+
+
+def _worker_name(task: Any) -> str:
+    return str(getattr(task.request, "hostname", None) or socket.gethostname())
+
+
+def _auth_alert(exc: ZohoAuthError) -> None:
+    logger.error("Zoho refused our credentials: %s", exc)
+    alert_auth(message=f"Zoho refused Consent Desk's credentials: {exc}. Check ZOHO_* settings.")
+
+
+@shared_task(bind=True, name="sync.outbox_sweep", acks_late=True)
+def outbox_sweep(self: Any) -> int:
+    """Claim pending outbox rows, 100 contacts a batch, and queue one push per batch."""
+    worker = _worker_name(self)
+    queued = 0
+    for _ in range(SWEEP_MAX_BATCHES):
+        claim = outbox_claim(worker=worker)
+        if not claim:
+            break
+        push_batch.delay(claim.token)
+        queued += 1
+    return queued
+
+
+@shared_task(bind=True, name="sync.push_batch", **TRANSIENT)
+def push_batch(self: Any, claim_token: str) -> dict[str, int]:
+    """Push the contacts of one outbox claim (its rows are re-read by the claim's token)."""
+    claim = outbox_claim_take(token=claim_token)
+    if not claim:
+        return {"contacts": 0}
+    try:
+        with ZohoClient.from_settings() as zoho:
+            report = outbox_batch_push(claim=claim, zoho=zoho)
+    except ZohoTransientError:
+        # Celery retries this task with backoff: it must find the rows under its token again.
+        outbox_claim_return(claim=claim, token=claim_token)
+        raise
+    except ZohoAuthError as exc:
+        if exc.permanent:
+            _auth_alert(exc)
+            return {"contacts": 0, "auth_error": 1}
+        raise
+    return {
+        "contacts": len(claim.contact_ids),
+        "pushed": len(report.pushed),
+        "skipped": len(report.skipped),
+        "not_in_crm": len(report.not_in_crm),
+        "duplicates": len(report.duplicates),
+    }
+
+
+@shared_task(bind=True, name="sync.verify_due", **TRANSIENT)
+def verify_due(self: Any) -> dict[str, int]:
+    """Read back the pushes whose verify delay passed."""
+    try:
+        with ZohoClient.from_settings() as zoho:
+            report = pushes_verify_due(zoho=zoho, max_batches=VERIFY_MAX_BATCHES)
+    except ZohoAuthError as exc:
+        if exc.permanent:
+            _auth_alert(exc)
+            return {}
+        raise
+    return {"verified": report.verified, "mismatched": report.mismatched, "superseded": report.superseded}
+
+
+@shared_task(bind=True, name="sync.retry_due", **TRANSIENT)
+def retry_due(self: Any) -> dict[str, int]:
+    """Re-push the contacts whose discrepancies are due for a retry."""
+    try:
+        with ZohoClient.from_settings() as zoho:
+            report = discrepancies_retry_due(zoho=zoho)
+    except ZohoAuthError as exc:
+        if exc.permanent:
+            _auth_alert(exc)
+            return {}
+        raise
+    return {"discrepancies": report.discrepancies, "contacts": report.contacts}

@@ -1,0 +1,325 @@
+"""Verify: read pushed records back after the delay and compare with the ledger *now*.
+
+`pushes_verify_due` claims due pushes (their `verify_due_at` is pushed forward
+by a lease, so two workers never read the same push back), reads them back 100
+ids a call, and compares every mapped field with the projection of the ledger
+state at that moment:
+
+- the ledger moved on since the push: **superseded** (the newer change has its own push);
+- every field matches: **verified**, and the contact's open discrepancies on those
+  fields are resolved ("a later matching read-back resolves the discrepancy");
+- a field differs: **mismatch**, a discrepancy per field with its evidence and a
+  root cause: the API user may not edit the field (Zoho's field metadata says so)
+  or our API user is the last modifier → ``not_applied``; someone else (a
+  workflow, a user) modified the record after our write → ``overwritten``.
+
+`discrepancies_retry_due` re-pushes the current projection of contacts whose
+discrepancy's backoff has passed; the next read-back confirms or resolves it.
+After ``SYNC_MAX_RETRIES`` failed retries one alert goes out (`sync.alerts`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from sync.models import CrmLink, Discrepancy, SyncPush
+from sync.outbox import BATCH_CONTACTS, lease
+from sync.projection import CONSENT_OBJECT, project, read_back, read_fields
+from sync.push import HINTS, PushReport, contacts_push, discrepancies_resolve, discrepancy_record
+from sync.zoho import ZohoClient
+
+logger = logging.getLogger(__name__)
+
+# The API user and the field permissions change rarely; re-read them this often.
+METADATA_TTL_S = 300
+
+
+@dataclass
+class VerifyReport:
+    verified: int = 0
+    mismatched: int = 0
+    superseded: int = 0
+    missing: int = 0
+    repushed: int = 0
+    discrepancies: list[int] = field(default_factory=list)
+
+    def merge(self, other: VerifyReport) -> None:
+        self.verified += other.verified
+        self.mismatched += other.mismatched
+        self.superseded += other.superseded
+        self.missing += other.missing
+        self.repushed += other.repushed
+        self.discrepancies += other.discrepancies
+
+
+# -- what Zoho says about us -------------------------------------------------------------------
+
+
+def api_user_id(*, zoho: ZohoClient) -> str:
+    key = f"sync:api-user:{zoho.config.cache_prefix}"
+    value = cache.get(key)
+    if value is None:
+        value = zoho.crm.current_user().id
+        cache.set(key, value, METADATA_TTL_S)
+    return str(value)
+
+
+def fields_not_editable(*, zoho: ZohoClient) -> set[str]:
+    """Flat field names the API user may not edit (field-level security), from Zoho's metadata."""
+    key = f"sync:not-editable:{zoho.config.cache_prefix}"
+    value = cache.get(key)
+    if value is None:
+        user = zoho.crm.current_user()
+        infos = zoho.crm.fields("Contacts", profile_id=user.profile_id)
+        blocked = {name for name, info in infos.items() if not info.api_editable}
+        consent = infos.get(CONSENT_OBJECT)
+        for sub in (consent.raw.get("consent_fields") or []) if consent else []:
+            if isinstance(sub, Mapping) and sub.get("api_editable") is False:
+                blocked.add(f"{CONSENT_OBJECT}.{sub.get('api_name')}")
+        value = sorted(blocked)
+        cache.set(key, value, METADATA_TTL_S)
+    return set(value)
+
+
+# -- verification ------------------------------------------------------------------------------
+
+
+def _claim_due(*, now: datetime, ignore_delay: bool, limit: int) -> list[SyncPush]:
+    """Up to `limit` due pending pushes with distinct CRM ids, their due time moved on by a lease."""
+    claim_until = now + lease()
+    pending = SyncPush.objects.filter(
+        verification=SyncPush.Verification.PENDING, verify_due_at__isnull=False, verify_due_at__lt=claim_until
+    )
+    if not ignore_delay:
+        pending = pending.filter(verify_due_at__lte=now)
+    ids: list[int] = []
+    zoho_ids: set[str] = set()
+    for pk, zoho_id in pending.order_by("verify_due_at", "id").values_list("id", "zoho_id")[: limit * 3]:
+        if zoho_id not in zoho_ids:
+            zoho_ids.add(zoho_id)
+            ids.append(pk)
+            if len(ids) >= limit:
+                break
+    if not ids:
+        return []
+    with transaction.atomic():
+        SyncPush.objects.filter(pk__in=ids, verification=SyncPush.Verification.PENDING).filter(
+            verify_due_at__lt=claim_until
+        ).update(verify_due_at=claim_until)
+        return list(SyncPush.objects.filter(pk__in=ids, verify_due_at=claim_until).order_by("id"))
+
+
+def pushes_verify_due(
+    *,
+    zoho: ZohoClient,
+    now: datetime | None = None,
+    ignore_delay: bool = False,
+    max_batches: int | None = None,
+) -> VerifyReport:
+    """Verify every push whose delay passed (all pending ones with ``ignore_delay``)."""
+    report = VerifyReport()
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        pushes = _claim_due(now=now or timezone.now(), ignore_delay=ignore_delay, limit=BATCH_CONTACTS)
+        if not pushes:
+            break
+        report.merge(pushes_verify(pushes=pushes, zoho=zoho))
+        batches += 1
+    return report
+
+
+def _evidence(
+    push: SyncPush, record: Mapping[str, Any] | None, readback: Mapping[str, Any]
+) -> dict[str, Any]:
+    record = record or {}
+    return {
+        "push": push.pk,
+        "sent": push.sent,
+        "zoho_answer": push.response,
+        "readback": dict(readback),
+        "Modified_By": record.get("Modified_By"),
+        "Modified_Time": record.get("Modified_Time"),
+    }
+
+
+def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
+    """Read these pushes' records back (one call, at most 100) and settle each push."""
+    report = VerifyReport()
+    now = timezone.now()
+    contact_ids = sorted({p.contact_id for p in pushes})
+    newest = dict(
+        SyncPush.objects.filter(contact_id__in=contact_ids)
+        .values("contact_id")
+        .annotate(newest=Max("id"))
+        .values_list("contact_id", "newest")
+    )
+    projections = project(contact_ids)
+    live: list[SyncPush] = []
+    repush: list[int] = []
+    for push in pushes:
+        projection = projections[push.contact_id]
+        if (
+            newest.get(push.contact_id, push.pk) > push.pk
+            or push.ledger_versions != projection.ledger_versions
+        ):
+            _settle(push, SyncPush.Verification.SUPERSEDED, now)
+            report.superseded += 1
+        elif push.sent != projection.values:
+            # Same ledger versions, other values (the mapping or a suppression changed): push again.
+            _settle(push, SyncPush.Verification.SUPERSEDED, now)
+            report.superseded += 1
+            repush.append(push.contact_id)
+        else:
+            live.append(push)
+    if live:
+        compared = sorted(set().union(*(projections[p.contact_id].compared for p in live)))
+        records = {
+            str(r.get("id")): r for r in zoho.crm.get_many([p.zoho_id for p in live], read_fields(compared))
+        }
+        mismatches: list[tuple[SyncPush, dict[str, Any], dict[str, tuple[Any, Any]]]] = []
+        for push in live:
+            projection = projections[push.contact_id]
+            record = records.get(push.zoho_id)
+            if record is None:
+                _settle(push, SyncPush.Verification.MISMATCH, now)
+                report.missing += 1
+                d = discrepancy_record(
+                    contact_id=push.contact_id,
+                    crm_field="",
+                    kind=Discrepancy.Kind.RECORD_MISSING,
+                    zoho_id=push.zoho_id,
+                    expected=push.sent,
+                    evidence=_evidence(push, None, {}),
+                    hint=HINTS[Discrepancy.Kind.RECORD_MISSING].format(zoho_id=push.zoho_id),
+                    push=push,
+                    now=now,
+                )
+                report.discrepancies.append(d.pk)
+                continue
+            readback = read_back(record, projection.compared)
+            differences = projection.differences(readback)
+            if not differences:
+                with transaction.atomic():
+                    _settle(push, SyncPush.Verification.VERIFIED, now, readback)
+                    discrepancies_resolve(
+                        contact_id=push.contact_id,
+                        crm_fields=[*projection.compared, ""],
+                        resolution=f"verified by push {push.pk}",
+                        now=now,
+                    )
+                    CrmLink.objects.filter(contact_id=push.contact_id).update(last_verified_at=now)
+                report.verified += 1
+            elif not push.response:
+                # The worker died before Zoho's answer was stored: the write may never have
+                # gone out. Not a discrepancy yet: write the same version once more.
+                _settle(push, SyncPush.Verification.MISMATCH, now, readback)
+                report.mismatched += 1
+                repush.append(push.contact_id)
+            else:
+                _settle(push, SyncPush.Verification.MISMATCH, now, readback)
+                report.mismatched += 1
+                mismatches.append((push, record, differences))
+                matching = [f for f in projection.compared if f not in differences]
+                discrepancies_resolve(
+                    contact_id=push.contact_id,
+                    crm_fields=matching,
+                    resolution=f"verified by push {push.pk}",
+                    now=now,
+                )
+        if mismatches:
+            ours = api_user_id(zoho=zoho)
+            blocked = fields_not_editable(zoho=zoho)
+            for push, record, differences in mismatches:
+                readback = read_back(record, projections[push.contact_id].compared)
+                modifier = record.get("Modified_By") or {}
+                by_us = str(modifier.get("id", "")) == ours
+                for crm_field, (expected, actual) in differences.items():
+                    kind = (
+                        Discrepancy.Kind.NOT_APPLIED
+                        if crm_field in blocked or by_us
+                        else Discrepancy.Kind.OVERWRITTEN
+                    )
+                    d = discrepancy_record(
+                        contact_id=push.contact_id,
+                        crm_field=crm_field,
+                        kind=kind,
+                        zoho_id=push.zoho_id,
+                        expected=expected,
+                        actual=actual,
+                        evidence=_evidence(push, record, readback),
+                        hint=HINTS[kind].format(field=crm_field),
+                        push=push,
+                        now=now,
+                    )
+                    report.discrepancies.append(d.pk)
+    if repush:
+        pushed = _repush(contact_ids=sorted(set(repush)), zoho=zoho)
+        report.repushed += len(pushed.pushed)
+    return report
+
+
+def _settle(
+    push: SyncPush, verification: str, now: datetime, readback: Mapping[str, Any] | None = None
+) -> None:
+    push.verification = verification
+    push.verified_at = now
+    fields = ["verification", "verified_at"]
+    if readback is not None:
+        push.readback = dict(readback)
+        fields.append("readback")
+    push.save(update_fields=fields)
+
+
+def _repush(*, contact_ids: list[int], zoho: ZohoClient) -> PushReport:
+    report = PushReport()
+    for start in range(0, len(contact_ids), BATCH_CONTACTS):
+        report.merge(
+            contacts_push(contact_ids=contact_ids[start : start + BATCH_CONTACTS], zoho=zoho, force=True)
+        )
+    return report
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RetryReport:
+    discrepancies: int = 0
+    contacts: int = 0
+
+
+def discrepancies_retry_due(*, zoho: ZohoClient, now: datetime | None = None) -> RetryReport:
+    """Re-push the current projection of every contact whose discrepancy is due for a retry."""
+    now = now or timezone.now()
+    report = RetryReport()
+    due = Discrepancy.objects.filter(
+        status=Discrepancy.Status.OPEN,
+        next_retry_at__lte=now,
+        retries__lt=settings.SYNC_MAX_RETRIES,
+    ).exclude(kind__in=[Discrepancy.Kind.DUPLICATE, Discrepancy.Kind.NOT_IN_CRM])
+    ids = list(due.order_by("next_retry_at").values_list("id", flat=True)[:1000])
+    if not ids:
+        return report
+    with transaction.atomic():
+        claimed = list(
+            Discrepancy.objects.select_for_update().filter(pk__in=ids, next_retry_at__lte=now, status="open")
+        )
+        for d in claimed:
+            d.next_retry_at = now + lease()
+            d.evidence = {**d.evidence, "retry_since": now.isoformat()}
+            d.save(update_fields=["next_retry_at", "evidence", "updated_at"])
+    contact_ids = sorted({d.contact_id for d in claimed})
+    report.discrepancies = len(claimed)
+    report.contacts = len(contact_ids)
+    _repush(contact_ids=contact_ids, zoho=zoho)
+    return report
