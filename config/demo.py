@@ -34,6 +34,10 @@ def demo_environment() -> dict[str, str]:
     env.setdefault("ZOHO_CLIENT_ID", "zohosim-client")
     env.setdefault("ZOHO_CLIENT_SECRET", "zohosim-secret")
     env.setdefault("ZOHO_REFRESH_TOKEN", "zohosim-refresh-token")
+    # zohosim is local: let the demo's first push of 2,000 contacts through quickly,
+    # so the seeds' story shows within minutes (production keeps the default of 10/s).
+    env.setdefault("ZOHO_RATE_LIMIT_PER_S", "50")
+    env.setdefault("CONSENT_VERIFY_DELAY_S", "20")
     return env
 
 
