@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 from compliance import chain, ledger_guard, services
 from compliance.models import ConsentEvent, Seal
 from compliance.services import ConsentDecision, ContactIdentity
-from compliance.verification import ledger_verify
+from compliance.verification import Verdict, ledger_verify
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ledger]
 
@@ -221,3 +221,39 @@ def test_seals_rewritten_in_the_database_differ_from_the_copy_outside_it(ledger)
     assert "seal 1 is in the seal log" in verdict.problem
     with pytest.raises(CommandError, match="seal 1 is in the seal log"):
         call_command("verify_ledger", "--seal-log", str(ledger))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_parallel_verifier_gives_the_serial_verdict_before_and_after_tampering(
+    policy, settings, tmp_path
+):
+    # Outside a transaction on PostgreSQL, workers=2 forks processes that share the
+    # snapshot; on SQLite it falls back to the single pass. Either way: same verdict.
+    settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"
+    for n in range(30):
+        record(
+            f"par{n % 7}@example.com",
+            PURPOSES[n % 4],
+            "opted_in" if n % 3 else "opted_out",
+            f"par-{n}",
+            500 - n,
+        )
+    services.ledger_seal()
+    for n in range(30, 40):
+        record(f"par{n % 7}@example.com", PURPOSES[n % 4], "opted_out", f"par-{n}", 500 - n)
+
+    def verdicts() -> tuple[Verdict, Verdict]:
+        return ledger_verify(workers=1), ledger_verify(workers=2)
+
+    serial, parallel = verdicts()
+    assert serial.ok and parallel == serial
+
+    ids = list(ConsentEvent.objects.order_by("id").values_list("id", flat=True))
+    behind_the_triggers(("UPDATE compliance_consentevent SET reason = %s WHERE id = %s", ["forged", ids[33]]))
+    serial, parallel = verdicts()
+    assert not serial.ok and f"event {ids[33]} was altered" in serial.problem
+    assert parallel == serial
+
+    delete_events([ids[5]])
+    serial, parallel = verdicts()
+    assert not serial.ok and parallel == serial
