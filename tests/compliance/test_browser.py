@@ -15,6 +15,7 @@ import pytest
 
 from compliance import services
 from tests.conftest import CAST_PASSWORD
+from tests.needs import missing
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM would refuse to run then.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -28,10 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM):
-        message = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
