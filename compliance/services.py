@@ -39,6 +39,7 @@ from compliance.models import (
     Source,
     Suppression,
 )
+from compliance.outbox import outbox_written_on_commit
 
 
 class ConsentRejected(Exception):
@@ -423,6 +424,7 @@ def _advance_state(state: ConsentState, event: ConsentEvent, purpose: Purpose) -
                     else OutboxEntry.Priority.OTHER
                 ),
             )
+            outbox_written_on_commit()
     state.save(update_fields=fields)
 
 
@@ -524,6 +526,7 @@ def suppression_add(
             contact=contact, kind=kind, source=source, detail=detail, evidence=dict(evidence or {})
         )
         OutboxEntry.objects.create(contact=contact, priority=OutboxEntry.Priority.WITHDRAWAL)
+        outbox_written_on_commit()
         return suppression, True
 
 

@@ -25,9 +25,10 @@ The API user is `crm.current_user()`, cached for an hour (or ``ZOHO_API_USER_ID`
 step; it returns the fields it dealt with so the caller does not also report
 them as plain drift.
 
-Discrepancies are opened and resolved here through `discrepancy_open` /
-`discrepancy_resolve` (one open row per contact and field) until sync/alerts.py
-provides the shared ones.
+Discrepancies go through `sync.discrepancies.discrepancy_record`: an
+``overwritten`` one is retried (the ledger's value is pushed again, with backoff
+and one alert after the last failed retry); an ``unevidenced_opt_in`` waits for
+an admin.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from compliance import services
 from compliance.models import ConsentState, ConsentStatus, Contact, Source
+from sync.discrepancies import discrepancy_record
 from sync.models import Discrepancy, FieldMapping, SyncPush
 from sync.projection import Projection, active_mappings, project, read_fields
 
@@ -161,56 +162,6 @@ def is_workflow(user_id: str, user_name: str) -> bool:
     return bool(lowered) and any(lowered.startswith(str(p).lower()) for p in prefixes if p)
 
 
-# Discrepancies --------------------------------------------------------------------
-
-
-def discrepancy_open(
-    *,
-    contact_id: int,
-    zoho_id: str,
-    crm_field: str,
-    kind: str,
-    expected: Any,
-    actual: Any,
-    evidence: Mapping[str, Any],
-    hint: str,
-) -> tuple[Discrepancy, bool]:
-    """Open a discrepancy, or refresh the evidence of the one already open for this contact and field."""
-    existing = Discrepancy.objects.filter(
-        contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN
-    ).first()
-    if existing is not None:
-        existing.actual = actual
-        existing.expected = expected
-        existing.evidence = {**existing.evidence, "last_seen": dict(evidence)}
-        existing.save(update_fields=["actual", "expected", "evidence", "updated_at"])
-        return existing, False
-    try:
-        with transaction.atomic():
-            created = Discrepancy.objects.create(
-                contact_id=contact_id,
-                zoho_id=zoho_id,
-                crm_field=crm_field,
-                kind=kind,
-                expected=expected,
-                actual=actual,
-                evidence=dict(evidence),
-                hint=hint,
-            )
-            return created, True
-    except IntegrityError:  # opened concurrently
-        return Discrepancy.objects.get(
-            contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN
-        ), False
-
-
-def discrepancy_resolve(discrepancy: Discrepancy, *, resolution: str) -> None:
-    discrepancy.status = Discrepancy.Status.RESOLVED
-    discrepancy.resolved_at = timezone.now()
-    discrepancy.resolution = resolution
-    discrepancy.save(update_fields=["status", "resolved_at", "resolution", "updated_at"])
-
-
 # The rules ------------------------------------------------------------------------
 
 
@@ -315,11 +266,12 @@ def crm_changes_apply(
         crm_says_opted_in = actual == mapping.value_for(True)
         if crm_says_opted_in:
             # Never inferred from a CRM field: an admin must look.
-            discrepancy_open(
+            discrepancy_record(
                 contact_id=record.contact_id,
                 zoho_id=record.zoho_id,
                 crm_field=name,
                 kind=Discrepancy.Kind.UNEVIDENCED_OPT_IN,
+                retry=False,
                 expected=expected,
                 actual=actual,
                 evidence=evidence,
@@ -357,7 +309,7 @@ def crm_changes_apply(
         elif state is not None and state.occurred_at is not None and modified <= state.occurred_at:
             reason = "the ledger holds a newer decision of the person; the push will write it"
         if reason:
-            discrepancy_open(
+            discrepancy_record(
                 contact_id=record.contact_id,
                 zoho_id=record.zoho_id,
                 crm_field=name,

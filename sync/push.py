@@ -31,11 +31,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from compliance.models import ConsentStatus, Contact, OutboxEntry
 from sync import quota
+from sync.discrepancies import HINTS, discrepancy_record
 from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
 from sync.outbox import OutboxClaim, outbox_finish
 from sync.projection import Projection, project, to_crm_record
@@ -48,27 +49,6 @@ logger = logging.getLogger(__name__)
 EMAIL_PURPOSE = "email_marketing"
 # Campaigns' "contact is not in this list": nothing to unsubscribe.
 CAMPAIGNS_NOT_IN_LIST = "2103"
-
-HINTS = {
-    Discrepancy.Kind.OVERWRITTEN: (
-        "A workflow rule or a user changed it after our write: check workflow rules on {field}."
-    ),
-    Discrepancy.Kind.NOT_APPLIED: (
-        "Accepted but not applied: field-level security or a silent reset; check the API user's "
-        "profile has edit rights on {field}."
-    ),
-    Discrepancy.Kind.PERMISSION_DENIED: (
-        "Zoho refused the write (NO_PERMISSION): give the API user's profile edit rights on {field}."
-    ),
-    Discrepancy.Kind.REJECTED: "Zoho rejected the value ({code}: {message}); check the field mapping for {field}.",
-    Discrepancy.Kind.RECORD_MISSING: (
-        "The CRM record {zoho_id} does not exist (deleted or merged): link the contact to its new record."
-    ),
-    Discrepancy.Kind.DUPLICATE: (
-        "Several CRM records share {email}: merge them or set the contact's Zoho id to the primary; "
-        "none is written until then."
-    ),
-}
 
 
 @dataclass
@@ -126,103 +106,6 @@ def _recording(zoho: ZohoClient) -> Iterator[_Recorder]:
 def _last_update_call(recorder: _Recorder) -> ZohoCall | None:
     calls = [h for h in recorder.handles if isinstance(h, ZohoCall) and h.operation == "crm.update"]
     return calls[-1] if calls else None
-
-
-# -- discrepancies (opened by push and verify, resolved by a later matching read-back) ---------
-
-
-def retry_delay(retries: int) -> timedelta:
-    """Backoff before retry number ``retries + 1``: SYNC_RETRY_BASE_S * 2**retries."""
-    return timedelta(seconds=settings.SYNC_RETRY_BASE_S * (2**retries))
-
-
-def discrepancy_record(
-    *,
-    contact_id: int,
-    crm_field: str,
-    kind: str,
-    zoho_id: str = "",
-    expected: Any = None,
-    actual: Any = None,
-    evidence: Mapping[str, Any] | None = None,
-    hint: str = "",
-    push: SyncPush | None = None,
-    retry: bool = True,
-    now: datetime | None = None,
-) -> Discrepancy:
-    """Open the discrepancy, or confirm the open one for this contact and field.
-
-    A confirmation that comes from the push a retry made counts one failed retry;
-    after ``SYNC_MAX_RETRIES`` failed retries, exactly one alert is sent and no
-    more retries are scheduled.
-    """
-    from sync.alerts import alert_retries_exhausted
-
-    now = now or timezone.now()
-    evidence = dict(evidence or {})
-    with transaction.atomic():
-        existing = (
-            Discrepancy.objects.select_for_update()
-            .filter(contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN)
-            .first()
-        )
-        if existing is None:
-            try:
-                with transaction.atomic():
-                    return Discrepancy.objects.create(
-                        contact_id=contact_id,
-                        crm_field=crm_field,
-                        kind=kind,
-                        zoho_id=zoho_id,
-                        expected=expected,
-                        actual=actual,
-                        evidence=evidence,
-                        hint=hint,
-                        next_retry_at=now + retry_delay(0) if retry else None,
-                    )
-            except IntegrityError:
-                # Opened meanwhile by another worker: confirm that one instead.
-                existing = Discrepancy.objects.select_for_update().get(
-                    contact_id=contact_id, crm_field=crm_field, status=Discrepancy.Status.OPEN
-                )
-        since = existing.evidence.get("retry_since")
-        # A confirmation from a push made after the retry started is that retry failing.
-        failed_retry = (
-            push is not None and since is not None and push.created_at >= datetime.fromisoformat(since)
-        )
-        existing.kind = kind
-        existing.zoho_id = zoho_id or existing.zoho_id
-        existing.expected = expected
-        existing.actual = actual
-        existing.hint = hint
-        existing.evidence = {**evidence, "retry_since": None if failed_retry else since}
-        max_retries = settings.SYNC_MAX_RETRIES
-        if failed_retry:
-            existing.retries += 1
-        if existing.retries >= max_retries or not retry:
-            existing.next_retry_at = None
-        elif failed_retry or existing.next_retry_at is None:
-            existing.next_retry_at = now + retry_delay(existing.retries)
-        existing.save()
-        if failed_retry and existing.retries >= max_retries:
-            alert_retries_exhausted(discrepancy=existing)
-        return existing
-
-
-def discrepancies_resolve(
-    *, contact_id: int, crm_fields: list[str] | None = None, resolution: str, now: datetime | None = None
-) -> int:
-    """Resolve the contact's open discrepancies on these fields (all of them when None)."""
-    rows = Discrepancy.objects.filter(contact_id=contact_id, status=Discrepancy.Status.OPEN)
-    if crm_fields is not None:
-        rows = rows.filter(crm_field__in=crm_fields)
-    return rows.update(
-        status=Discrepancy.Status.RESOLVED,
-        resolved_at=now or timezone.now(),
-        resolution=resolution,
-        next_retry_at=None,
-        updated_at=now or timezone.now(),
-    )
 
 
 # -- finding the CRM record --------------------------------------------------------------------

@@ -43,7 +43,8 @@ from django.utils import timezone
 
 from compliance.models import ConsentState, Contact, Suppression
 from sync import quota
-from sync.crm_changes import CrmRecord, crm_changes_apply, crm_record, discrepancy_open, discrepancy_resolve
+from sync.crm_changes import CrmRecord, crm_changes_apply, crm_record
+from sync.discrepancies import discrepancies_resolve, discrepancy_record
 from sync.models import Alert, Discrepancy, FieldMapping, ReconciliationRun
 from sync.projection import Projection, active_mappings, bounce_field, project
 from sync.zoho import ZohoClient
@@ -232,6 +233,7 @@ def _compare_chunk(
         else {}
     )
     differing: list[tuple[CrmRecord, dict[str, tuple[Any, Any]]]] = []
+    matching_open: list[int] = []
     for row in chunk:
         contact_id = matched.get(str(row.get("id")))
         if contact_id is None:
@@ -246,8 +248,11 @@ def _compare_chunk(
                 continue
             found = open_rows.get((contact_id, name))
             if found is not None:
-                discrepancy_resolve(found, resolution="Reconciliation found CRM matching the ledger.")
-                counts.resolved += 1
+                matching_open.append(found.pk)
+    if matching_open:
+        counts.resolved += discrepancies_resolve(
+            ids=matching_open, resolution="Reconciliation found CRM matching the ledger."
+        )
     if not differing:
         return
     with transaction.atomic():
@@ -266,7 +271,7 @@ def _compare_chunk(
                 key = (record.contact_id, name)
                 if key in changes.handled or key in open_rows:
                     continue
-                _, created = discrepancy_open(
+                _, created = discrepancy_record(
                     contact_id=record.contact_id,
                     zoho_id=record.zoho_id,
                     crm_field=name,

@@ -32,10 +32,11 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from sync.discrepancies import HINTS, discrepancies_resolve, discrepancy_record
 from sync.models import CrmLink, Discrepancy, SyncPush
 from sync.outbox import BATCH_CONTACTS, lease
 from sync.projection import CONSENT_OBJECT, project, read_back, read_fields
-from sync.push import HINTS, PushReport, contacts_push, discrepancies_resolve, discrepancy_record
+from sync.push import PushReport, contacts_push
 from sync.zoho import ZohoClient
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                     hint=HINTS[Discrepancy.Kind.RECORD_MISSING].format(zoho_id=push.zoho_id),
                     push=push,
                     now=now,
-                )
+                ).discrepancy
                 report.discrepancies.append(d.pk)
                 continue
             readback = read_back(record, projection.compared)
@@ -260,7 +261,7 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                         hint=HINTS[kind].format(field=crm_field),
                         push=push,
                         now=now,
-                    )
+                    ).discrepancy
                     report.discrepancies.append(d.pk)
     if repush:
         pushed = _repush(contact_ids=sorted(set(repush)), zoho=zoho)

@@ -34,6 +34,13 @@ def _fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_push_on_commit(settings: Any) -> None:
+    # A commit queues a push on the Celery broker (sync.kick). Only the tests with real
+    # workers have a broker that someone consumes; they turn it back on (conftest_engine).
+    settings.SYNC_PUSH_ON_COMMIT = False
+
+
+@pytest.fixture(autouse=True)
 def _seal_log_outside_var(settings: Any, tmp_path: Path) -> None:
     # Seals made in a test must not land in the developer's var/seals.log.
     settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -193,7 +194,10 @@ class Workers:
         for name in ("sync.outbox_sweep", "sync.verify_due", "sync.retry_due"):
             self.sender.send_task(name, expires=10)
 
-    def wait_until(self, done: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    def wait_until(
+        self, done: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S, *, beat: bool = True
+    ) -> None:
+        """Poll until ``done``; with ``beat``, send the periodic tasks each round as beat would."""
         from django.db import connection
 
         deadline = time.monotonic() + deadline_s
@@ -206,7 +210,8 @@ class Workers:
                     p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("worker-*.log"))
                 )
                 raise AssertionError(f"timed out waiting for {what}\n--- worker logs ---\n{tail}")
-            self.beat()
+            if beat:
+                self.beat()
             time.sleep(0.3)
 
 
@@ -219,8 +224,30 @@ def _require_redis(url: str) -> None:
         missing(f"Redis not reachable at {url}: {exc}")
 
 
+@contextmanager
+def _kicks_to(broker_url: str, settings: Any) -> Iterator[None]:
+    """Let this process's commits queue pushes (`sync.kick`) on the workers' broker."""
+    from django.core.cache import cache
+
+    from config.celery import app
+    from sync import kick
+
+    settings.SYNC_PUSH_ON_COMMIT = True
+    settings.SYNC_PUSH_DELAY_S = 1
+    previous = app.conf.broker_url
+    app.conf.broker_url = broker_url
+    app._after_fork()  # drop pooled broker connections: the next publish connects to broker_url
+    kick._last_kick = 0.0
+    cache.delete(kick.KICK_KEY)
+    try:
+        yield
+    finally:
+        app.conf.broker_url = previous
+        app._after_fork()
+
+
 @pytest.fixture
-def workers(transactional_db: None, sim: Any, tmp_path: Path) -> Iterator[Workers]:
+def workers(transactional_db: None, sim: Any, tmp_path: Path, settings: Any) -> Iterator[Workers]:
     _require_redis(ENGINE_REDIS_URL)
     _require_redis(ENGINE_CACHE_URL)
     env = dict(os.environ)
@@ -254,7 +281,8 @@ def workers(transactional_db: None, sim: Any, tmp_path: Path) -> Iterator[Worker
         }
     )
     pool = Workers(env, tmp_path)
-    yield pool
+    with _kicks_to(ENGINE_REDIS_URL, settings):
+        yield pool
     pool.stop()
 
 

@@ -118,3 +118,84 @@ def test_workers_killed_mid_batch_lose_no_change(workers: Any, ledger: Any, crm:
     assert_zoho_holds_the_ledger(sim, records)
     assert ZohoCall.objects.filter(outcome="pending").count() >= 3  # the calls cut off by the kills
     assert not Alert.objects.exists()
+
+
+def update_batch_sizes(sim: Any) -> list[int]:
+    """How many records each update call that reached zohosim carried (its per-record answers)."""
+    return [len(call["entry_codes"] or []) for call in sim.calls("crm.update")]
+
+
+def test_a_committed_change_is_pushed_at_once_not_at_the_next_sweep(
+    workers: Any, ledger: Any, crm: Any, sim: Any
+) -> None:
+    # Given workers running and nothing sending the periodic sweep
+    workers.start(2)
+
+    # When 40 changes commit
+    records = {}
+    for i in range(40):
+        email = f"k{i}@example.com"
+        contact = ledger.change(email, "sms_marketing", "opted_in", zoho_id=crm(email))
+        records[contact.pk] = contact.zoho_id
+
+    # Then every one reaches Zoho through the kick each commit sends
+    workers.wait_until(
+        lambda: SyncPush.objects.filter(response__isnull=False).exclude(response={}).count() >= len(records),
+        "every change pushed without a sweep",
+        beat=False,
+    )
+    assert_zoho_holds_the_ledger(sim, records)
+    assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+    # and they went out together: fewer update calls than changes, none over 100 records
+    sizes = update_batch_sizes(sim)
+    assert sum(sizes) == len(records)
+    assert len(sizes) < len(records) and max(sizes) <= 100, sizes
+
+
+def test_a_newer_event_during_the_verify_delay_wins(workers: Any, ledger: Any, crm: Any, sim: Any) -> None:
+    # Given a verify delay long enough for a second decision to arrive before the read-back
+    workers.env["CONSENT_VERIFY_DELAY_S"] = "8"
+    workers.start(2)
+    email = "mind@example.com"
+    contact = ledger.change(email, "sms_marketing", "opted_in", zoho_id=crm(email), minutes_ago=2)
+    workers.wait_until(lambda: SyncPush.objects.filter(contact=contact).exists(), "the opt-in pushed")
+
+    # When the person opts out before the opt-in's read-back
+    ledger.change(email, "sms_marketing", "opted_out", minutes_ago=1)
+
+    # Then the opt-in's push is superseded, the opt-out's is verified, and Zoho holds the opt-out
+    def settled() -> bool:
+        verifications = list(
+            SyncPush.objects.filter(contact=contact).order_by("id").values_list("verification", flat=True)
+        )
+        return len(verifications) == 2 and verifications == ["superseded", "verified"]
+
+    workers.wait_until(settled, "the opt-in superseded and the opt-out verified")
+    assert sim.contact(contact.zoho_id)["SMS_Opt_In"] is False
+    assert not Discrepancy.objects.exists()
+
+
+def test_duplicates_are_never_written_by_the_workers(workers: Any, ledger: Any, crm: Any, sim: Any) -> None:
+    # Given two CRM records with one email, and 150 contacts with one record each
+    twins = {crm("twin@example.com"), crm("twin@example.com")}
+    records = make_changes(ledger, crm, 150)
+    twin = ledger.change("twin@example.com", "sms_marketing", "opted_in")
+
+    # When the workers push everything
+    workers.start(2)
+    workers.wait_until(
+        lambda: (
+            all_verified(records)
+            and Discrepancy.objects.filter(contact=twin, kind=Discrepancy.Kind.DUPLICATE).exists()
+        ),
+        "the others verified and the twin flagged as a duplicate",
+    )
+
+    # Then neither twin record was ever written, the duplicate is open for an admin,
+    # and no update call carried more than 100 records
+    assert not [w for w in sim.writes() if w["record_id"] in twins]
+    duplicate = Discrepancy.objects.get(contact=twin, kind=Discrepancy.Kind.DUPLICATE)
+    assert duplicate.status == "open"
+    assert_zoho_holds_the_ledger(sim, records)
+    sizes = update_batch_sizes(sim)
+    assert sum(sizes) >= len(records) and max(sizes) <= 100, sizes

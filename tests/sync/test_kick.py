@@ -1,0 +1,62 @@
+"""`sync.kick`: a commit queues one sweep on the real broker, at most one per window across processes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from sync import kick
+from tests.sync.conftest_engine import ENGINE_REDIS_URL, _kicks_to, _require_redis
+
+
+@pytest.fixture
+def broker(settings: Any) -> Any:
+    _require_redis(ENGINE_REDIS_URL)  # and empty it
+    with _kicks_to(ENGINE_REDIS_URL, settings):
+        yield redis.Redis.from_url(ENGINE_REDIS_URL)
+
+
+def queued(broker: Any) -> list[dict[str, Any]]:
+    return [json.loads(m)["headers"] for m in broker.lrange("celery", 0, -1)]
+
+
+def test_a_burst_of_commits_queues_one_delayed_sweep(broker: Any) -> None:
+    for _ in range(500):
+        kick.outbox_kick()
+
+    messages = queued(broker)
+    assert [m["task"] for m in messages] == ["sync.outbox_sweep"]
+    assert messages[0]["eta"] is not None and messages[0]["expires"] is not None
+
+
+def test_another_process_in_the_same_window_queues_nothing_more(broker: Any) -> None:
+    kick.outbox_kick()
+    kick._last_kick = 0.0  # what a second process, which has not kicked yet, starts from
+
+    kick.outbox_kick()
+
+    assert len(queued(broker)) == 1
+
+
+def test_with_no_delay_every_commit_queues_a_sweep_at_once(broker: Any, settings: Any) -> None:
+    settings.SYNC_PUSH_DELAY_S = 0
+    for _ in range(3):
+        kick.outbox_kick()
+
+    messages = queued(broker)
+    assert len(messages) == 3 and all(m["eta"] is None for m in messages)
+
+
+def test_turned_off_it_queues_nothing(broker: Any, settings: Any) -> None:
+    settings.SYNC_PUSH_ON_COMMIT = False
+    kick.outbox_kick()
+    assert queued(broker) == []
+
+
+def test_an_unreachable_broker_loses_the_kick_not_the_write(settings: Any, caplog: Any) -> None:
+    with _kicks_to("redis://127.0.0.1:1/0", settings):
+        kick.outbox_kick()
+    assert "periodic sweep will" in caplog.text
