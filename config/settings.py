@@ -89,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "compliance.context_processors.roles",
+                "sync.context_processors.alerts",
             ],
         },
     },
@@ -201,12 +202,12 @@ SYNC_RETRY_BASE_S = env_int("SYNC_RETRY_BASE_S", 60)
 DISCREPANCY_ALERT_THRESHOLD = env_int("DISCREPANCY_ALERT_THRESHOLD", 10)
 SYNC_CREATE_MISSING_IN_CRM = env_bool("SYNC_CREATE_MISSING_IN_CRM", False)
 SYNC_OUTBOX_LEASE_S = env_int("SYNC_OUTBOX_LEASE_S", 600)
-# Quota: Zoho counts credits per org over a rolling 24 h; the sync keeps its own budget,
 # A committed change queues a push this many seconds later (changes meanwhile join it);
 # the periodic sweep is the safety net. The ledger calls LEDGER_OUTBOX_NOTIFY after commit.
 SYNC_PUSH_ON_COMMIT = env_bool("SYNC_PUSH_ON_COMMIT", True)
 SYNC_PUSH_DELAY_S = env_int("SYNC_PUSH_DELAY_S", 1)
 LEDGER_OUTBOX_NOTIFY = os.environ.get("LEDGER_OUTBOX_NOTIFY", "sync.kick.outbox_kick")
+# Quota: Zoho counts credits per org over a rolling 24 h; the sync keeps its own budget,
 # one shared per-second rate (Redis through CACHE_URL), and a shared cool-down after a 429.
 ZOHO_QUOTA_ENABLED = env_bool("ZOHO_QUOTA_ENABLED", True)
 ZOHO_DAILY_CREDITS = env_int("ZOHO_DAILY_CREDITS", 100_000)

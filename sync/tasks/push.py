@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from sync.alerts import alert_auth
 from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take
@@ -61,6 +62,16 @@ def outbox_sweep(self: Any) -> int:
     return queued
 
 
+def _verify_when_due() -> None:
+    """Queue the read-back for when this batch's verify delay has passed (the periodic
+    ``sync.verify_due`` stays the safety net), instead of waiting for its next round."""
+    delay = int(settings.CONSENT_VERIFY_DELAY_S) + 1
+    try:
+        verify_due.apply_async(countdown=delay, expires=delay + 600, retry=False)
+    except Exception:
+        logger.warning("Could not queue the read-back; the periodic verify will", exc_info=True)
+
+
 @shared_task(bind=True, name="sync.push_batch", **TRANSIENT)
 def push_batch(self: Any, claim_token: str) -> dict[str, int]:
     """Push the contacts of one outbox claim (its rows are re-read by the claim's token)."""
@@ -79,6 +90,8 @@ def push_batch(self: Any, claim_token: str) -> dict[str, int]:
             _auth_alert(exc)
             return {"contacts": 0, "auth_error": 1}
         raise
+    if report.pushed:
+        _verify_when_due()
     return {
         "contacts": len(claim.contact_ids),
         "pushed": len(report.pushed),

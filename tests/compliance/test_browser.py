@@ -1,60 +1,21 @@
 """The pages in a real headless Chromium (Debian's), driven by Playwright against the live server.
 
-Chromium missing: these tests fail on CI (CI=true) and are skipped elsewhere.
+The browser is tests/browser.py's.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from compliance import services
-from tests.conftest import CAST_PASSWORD
-from tests.needs import missing
+from tests.browser import log_in
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM would refuse to run then.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path("/tmp/contact_detail.png")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium chromium-driver)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def log_in(page: Any, username: str) -> None:
-    page.goto("/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", CAST_PASSWORD)
-    page.click("button:has-text('Sign in')")
 
 
 @pytest.fixture
