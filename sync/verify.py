@@ -5,7 +5,9 @@ by a lease, so two workers never read the same push back), reads them back 100
 ids a call, and compares every mapped field with the projection of the ledger
 state at that moment:
 
-- the ledger moved on since the push: **superseded** (the newer change has its own push);
+- a newer push of the contact exists, or the ledger's projection moved on since the push:
+  **superseded** (the newer change has its own push, or one is made now); newer events that
+  restate the same values (the same status again) do not supersede: the push is read back;
 - every field matches: **verified**, and the contact's open discrepancies on those
   fields are resolved ("a later matching read-back resolves the discrepancy");
 - a field differs: **mismatch**, a discrepancy per field with its evidence and a
@@ -169,18 +171,18 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
     repush: list[int] = []
     for push in pushes:
         projection = projections[push.contact_id]
-        if (
-            newest.get(push.contact_id, push.pk) > push.pk
-            or push.ledger_versions != projection.ledger_versions
-        ):
+        if newest.get(push.contact_id, push.pk) > push.pk:
             _settle(push, SyncPush.Verification.SUPERSEDED, now)
             report.superseded += 1
         elif push.sent != projection.values:
-            # Same ledger versions, other values (the mapping or a suppression changed): push again.
+            # The ledger (or the mapping, or a suppression) moved on and no newer push carries it
+            # yet: push the current projection (an outbox push of it later finds it done).
             _settle(push, SyncPush.Verification.SUPERSEDED, now)
             report.superseded += 1
             repush.append(push.contact_id)
         else:
+            # What we sent is still what the ledger says, even if newer events restated it
+            # (the same status again makes no push): read it back.
             live.append(push)
     if live:
         compared = sorted(set().union(*(projections[p.contact_id].compared for p in live)))

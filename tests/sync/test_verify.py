@@ -68,6 +68,26 @@ def test_a_newer_event_during_the_delay_supersedes_the_older_push_and_wins(
     assert sim.contact(record)["SMS_Opt_In"] is False
 
 
+def test_a_decision_restated_during_the_delay_leaves_the_push_to_be_verified(
+    ledger: Any, crm: Any, zoho: Any, engine_settings: Any
+) -> None:
+    # Given an opt-in pushed and waiting for its read-back
+    engine_settings.CONSENT_VERIFY_DELAY_S = 60
+    ledger.change(
+        "again@example.com", "sms_marketing", "opted_in", zoho_id=crm("again@example.com"), minutes_ago=2
+    )
+    cycle(zoho)
+
+    # When the person opts in again (a new version, the same state: nothing new to push)
+    ledger.change("again@example.com", "sms_marketing", "opted_in", minutes_ago=1)
+    cycle(zoho)
+    pushes_verify_due(zoho=zoho, ignore_delay=True)
+
+    # Then the one push is read back and verified, not left "superseded" by a push that never comes
+    push = SyncPush.objects.get()
+    assert push.verification == SyncPush.Verification.VERIFIED
+
+
 def test_a_silently_ignored_field_is_not_applied_with_the_permission_hint(
     ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
 ) -> None:
