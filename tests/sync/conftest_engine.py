@@ -194,6 +194,16 @@ class Workers:
         for name in ("sync.outbox_sweep", "sync.verify_due", "sync.retry_due"):
             self.sender.send_task(name, expires=10)
 
+    def drained(self) -> bool:
+        """Nothing queued on the broker and nothing running or reserved in any worker."""
+        import redis
+
+        if redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).llen("celery"):
+            return False
+        inspect = self.sender.control.inspect(timeout=1.0)
+        busy = [inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}]
+        return not any(tasks for answer in busy for tasks in answer.values())
+
     def wait_until(
         self, done: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S, *, beat: bool = True
     ) -> None:

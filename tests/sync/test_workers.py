@@ -10,7 +10,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from compliance.models import OutboxEntry
+from compliance.models import ConsentEvent, OutboxEntry, Suppression
+from sync.campaigns_pull import soft_bounces
 from sync.models import Alert, Discrepancy, SyncPush, ZohoCall
 from sync.projection import project, read_back
 
@@ -196,3 +197,35 @@ def test_duplicates_are_never_written_by_the_workers(workers: Any, ledger: Any, 
     assert_zoho_holds_the_ledger(sim, records)
     sizes = update_batch_sizes(sim)
     assert sum(sizes) >= len(records) and max(sizes) <= 100, sizes
+
+
+def test_concurrent_campaigns_pulls_record_each_unsubscribe_and_bounce_once(
+    workers: Any, sim: Any, ledger: Any
+) -> None:
+    # Given an unsubscribe, a hard and a soft bounce waiting in Campaigns
+    from tests.sync.test_campaigns_pull import opt_in, seed_lists
+
+    seed_lists(sim)
+    ana = opt_in("ana@example.com")
+    sim.post("/_sim/campaigns/unsubscribe", email="ana@example.com", listkey="LK1")
+    sim.post("/_sim/campaigns/bounce", email="ben@example.com", kind="hard", listkey="LK1", campaignkey="CK1")
+    sim.post("/_sim/campaigns/bounce", email="cy@example.com", kind="soft", campaignkey="CK1")
+
+    # When three pulls run at once on two workers, then once more after them
+    workers.env["ZOHO_CAMPAIGNS_LIST_KEYS"] = "LK1,LK2"
+    workers.start(2)
+    for _ in range(3):
+        workers.sender.send_task("sync.campaigns_pull")
+    workers.wait_until(
+        lambda: Suppression.objects.exists() and workers.drained(), "the pulls done", beat=False
+    )
+    workers.sender.send_task("sync.campaigns_pull")
+    workers.wait_until(workers.drained, "the last pull done", beat=False)
+
+    # Then each is recorded once: one event, one suppression, one soft bounce counted
+    assert ConsentEvent.objects.filter(contact=ana, source="campaigns", status="opted_out").count() == 1
+    assert Suppression.objects.filter(contact__email="ben@example.com", kind="hard_bounce").count() == 1
+    assert soft_bounces(email="cy@example.com") == 1
+    assert not Suppression.objects.filter(contact__email="cy@example.com").exists()
+    # and all four pulls really ran: each reads both lists twice (unsubscribes, bounces)
+    assert len(sim.calls("campaigns.getlistsubscribers")) >= 4 * 4
