@@ -63,6 +63,11 @@ def _claimable(now: datetime) -> Q:
     return Q(processed_at__isnull=True) & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - lease()))
 
 
+def outbox_waiting(now: datetime | None = None) -> bool:
+    """Are there rows no claim holds (e.g. of contacts that were busy when the last sweep ran)?"""
+    return OutboxEntry.objects.filter(_claimable(now or timezone.now())).exists()
+
+
 def outbox_pending_count() -> int:
     return OutboxEntry.objects.filter(processed_at__isnull=True).count()
 

@@ -17,7 +17,8 @@ from celery import shared_task
 from django.conf import settings
 
 from sync.alerts import alert_auth
-from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take
+from sync.kick import outbox_kick
+from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take, outbox_waiting
 from sync.push import outbox_batch_push
 from sync.verify import discrepancies_retry_due, pushes_verify_due
 from sync.zoho import ZohoAuthError, ZohoClient, ZohoTransientError
@@ -92,6 +93,9 @@ def push_batch(self: Any, claim_token: str) -> dict[str, int]:
         raise
     if report.pushed:
         _verify_when_due()
+    if outbox_waiting():
+        # Rows of this batch's contacts that arrived while it was in flight waited for it.
+        outbox_kick()
     return {
         "contacts": len(claim.contact_ids),
         "pushed": len(report.pushed),

@@ -229,3 +229,27 @@ def test_concurrent_campaigns_pulls_record_each_unsubscribe_and_bounce_once(
     assert not Suppression.objects.filter(contact__email="cy@example.com").exists()
     # and all four pulls really ran: each reads both lists twice (unsubscribes, bounces)
     assert len(sim.calls("campaigns.getlistsubscribers")) >= 4 * 4
+
+
+def test_a_change_that_waited_for_its_contacts_push_in_flight_follows_without_beat(
+    workers: Any, ledger: Any, crm: Any, sim: Any
+) -> None:
+    # Given a slow Zoho and a push of the contact in flight
+    sim.fault("slow", ratio=1, delay_s=2, ops=["crm.update"])
+    workers.start(2)
+    email = "busy@example.com"
+    contact = ledger.change(email, "sms_marketing", "opted_in", zoho_id=crm(email), minutes_ago=2)
+    workers.wait_until(
+        lambda: ZohoCall.objects.filter(operation="crm.update", outcome="pending").exists(),
+        "the opt-in's push in flight",
+        beat=False,
+    )
+
+    # When the person changes their mind meanwhile (the claim leaves the row: the contact is busy)
+    ledger.change(email, "sms_marketing", "opted_out", minutes_ago=1)
+
+    # Then, once the first push is done, the opt-out goes out too, with nothing sending a sweep
+    workers.wait_until(
+        lambda: all_verified({contact.pk: contact.zoho_id}), "the opt-out verified", beat=False
+    )
+    assert sim.contact(contact.zoho_id)["SMS_Opt_In"] is False
