@@ -111,9 +111,18 @@ def _last_update_call(recorder: _Recorder) -> ZohoCall | None:
 # -- finding the CRM record --------------------------------------------------------------------
 
 
-def _link_set(contact: Contact, state: str, candidates: list[str], now: datetime) -> None:
-    CrmLink.objects.update_or_create(
-        contact=contact, defaults={"state": state, "candidates": candidates, "checked_at": now}
+def _links_save(changes: dict[int, tuple[str, list[str]]], now: datetime) -> None:
+    """Upsert the contacts' CRM links in one statement: {contact id: (state, candidates)}."""
+    if not changes:
+        return
+    CrmLink.objects.bulk_create(
+        [
+            CrmLink(contact_id=contact_id, state=state, candidates=candidates, checked_at=now)
+            for contact_id, (state, candidates) in changes.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["contact"],
+        update_fields=["state", "candidates", "checked_at"],
     )
 
 
@@ -122,28 +131,37 @@ def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushRe
     now = timezone.now()
     links = {link.contact_id: link for link in CrmLink.objects.filter(contact__in=contacts)}
     resolved: dict[int, str] = {}
+    changes: dict[int, tuple[str, list[str]]] = {}
+    duplicates: list[tuple[Contact, list[str]]] = []
     for contact in contacts:
         link = links.get(contact.pk)
         if contact.zoho_id:
             resolved[contact.pk] = contact.zoho_id
             if link is None or link.state != CrmLink.State.LINKED or link.candidates != [contact.zoho_id]:
-                _link_set(contact, CrmLink.State.LINKED, [contact.zoho_id], now)
+                changes[contact.pk] = (CrmLink.State.LINKED, [contact.zoho_id])
             continue
         if link is not None and link.state == CrmLink.State.LINKED and link.candidates:
             resolved[contact.pk] = str(link.candidates[0])
             continue
         if not contact.email:
-            _link_set(contact, CrmLink.State.NOT_IN_CRM, [], now)
+            changes[contact.pk] = (CrmLink.State.NOT_IN_CRM, [])
             report.not_in_crm.append(contact.pk)
             continue
         found = zoho.crm.search_by_email(contact.email, fields=["Email"])
         ids = sorted({str(record["id"]) for record in found if record.get("id")})
         if not ids:
-            _link_set(contact, CrmLink.State.NOT_IN_CRM, [], now)
+            changes[contact.pk] = (CrmLink.State.NOT_IN_CRM, [])
             report.not_in_crm.append(contact.pk)
         elif len(ids) > 1:
-            _link_set(contact, CrmLink.State.DUPLICATE, ids, now)
+            changes[contact.pk] = (CrmLink.State.DUPLICATE, ids)
             report.duplicates.append(contact.pk)
+            duplicates.append((contact, ids))
+        else:
+            changes[contact.pk] = (CrmLink.State.LINKED, ids)
+            resolved[contact.pk] = ids[0]
+    with transaction.atomic():
+        _links_save(changes, now)
+        for contact, ids in duplicates:
             discrepancy_record(
                 contact_id=contact.pk,
                 crm_field="",
@@ -153,9 +171,6 @@ def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushRe
                 retry=False,
                 now=now,
             )
-        else:
-            _link_set(contact, CrmLink.State.LINKED, ids, now)
-            resolved[contact.pk] = ids[0]
     return resolved
 
 
@@ -271,9 +286,10 @@ def contacts_push(
                     outbox_finish(claim=claim, now=now)
             return report
 
-        with transaction.atomic():
-            attempts = {
-                contact_id: SyncPush.objects.create(
+        # bulk_create returns the primary keys on PostgreSQL and on SQLite 3.35+.
+        created = SyncPush.objects.bulk_create(
+            [
+                SyncPush(
                     contact_id=contact_id,
                     zoho_id=crm_ids[contact_id],
                     sent=projections[contact_id].values,
@@ -281,7 +297,9 @@ def contacts_push(
                     attempt=(latest[contact_id].attempt + 1) if force and contact_id in latest else 1,
                 )
                 for contact_id in to_write
-            }
+            ]
+        )
+        attempts = dict(zip(to_write, created, strict=True))
         records = [to_crm_record(crm_ids[cid], projections[cid].values) for cid in to_write]
         try:
             with _recording(zoho) as recorder:
@@ -314,18 +332,15 @@ def _store_results(
     now = timezone.now()
     due = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
     with transaction.atomic():
+        to_verify: list[SyncPush] = []
         for (contact_id, push), result in zip(attempts.items(), results, strict=True):
             push.call = call
             push.response = _response_json(result)
             report.pushed[contact_id] = push
-            if result.ok:
+            if result.ok or not result.permanent:
+                # (RECORD_LOCKED and the like: read back later; a mismatch retries it.)
                 push.verify_due_at = due
-                push.save(update_fields=["call", "response", "verify_due_at"])
-                continue
-            if not result.permanent:
-                # RECORD_LOCKED and the like: read back later; a mismatch retries it.
-                push.verify_due_at = due
-                push.save(update_fields=["call", "response", "verify_due_at"])
+                to_verify.append(push)
                 continue
             push.verification = SyncPush.Verification.REJECTED
             push.save(update_fields=["call", "response", "verification"])
@@ -366,6 +381,7 @@ def _store_results(
                 push=push,
                 now=now,
             )
+        SyncPush.objects.bulk_update(to_verify, ["call", "response", "verify_due_at"])
 
 
 # -- the outbox consumer -----------------------------------------------------------------------

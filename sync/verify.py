@@ -37,7 +37,7 @@ from django.utils import timezone
 from sync.discrepancies import HINTS, discrepancies_resolve, discrepancy_record
 from sync.models import CrmLink, Discrepancy, SyncPush
 from sync.outbox import BATCH_CONTACTS, lease
-from sync.projection import CONSENT_OBJECT, project, read_back, read_fields
+from sync.projection import CONSENT_OBJECT, Projection, project, read_back, read_fields
 from sync.push import PushReport, contacts_push
 from sync.zoho import ZohoClient
 
@@ -167,17 +167,19 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
         .values_list("contact_id", "newest")
     )
     projections = project(contact_ids)
+    settled = _Settled()
+    verified: list[tuple[SyncPush, Projection]] = []
     live: list[SyncPush] = []
     repush: list[int] = []
     for push in pushes:
         projection = projections[push.contact_id]
         if newest.get(push.contact_id, push.pk) > push.pk:
-            _settle(push, SyncPush.Verification.SUPERSEDED, now)
+            settled.add(push, SyncPush.Verification.SUPERSEDED, now)
             report.superseded += 1
         elif push.sent != projection.values:
             # The ledger (or the mapping, or a suppression) moved on and no newer push carries it
             # yet: push the current projection (an outbox push of it later finds it done).
-            _settle(push, SyncPush.Verification.SUPERSEDED, now)
+            settled.add(push, SyncPush.Verification.SUPERSEDED, now)
             report.superseded += 1
             repush.append(push.contact_id)
         else:
@@ -194,7 +196,7 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
             projection = projections[push.contact_id]
             record = records.get(push.zoho_id)
             if record is None:
-                _settle(push, SyncPush.Verification.MISMATCH, now)
+                settled.add(push, SyncPush.Verification.MISMATCH, now)
                 report.missing += 1
                 d = discrepancy_record(
                     contact_id=push.contact_id,
@@ -212,24 +214,17 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
             readback = read_back(record, projection.compared)
             differences = projection.differences(readback)
             if not differences:
-                with transaction.atomic():
-                    _settle(push, SyncPush.Verification.VERIFIED, now, readback)
-                    discrepancies_resolve(
-                        contact_id=push.contact_id,
-                        crm_fields=[*projection.compared, ""],
-                        resolution=f"verified by push {push.pk}",
-                        now=now,
-                    )
-                    CrmLink.objects.filter(contact_id=push.contact_id).update(last_verified_at=now)
+                settled.add(push, SyncPush.Verification.VERIFIED, now, readback)
+                verified.append((push, projection))
                 report.verified += 1
             elif not push.response:
                 # The worker died before Zoho's answer was stored: the write may never have
                 # gone out. Not a discrepancy yet: write the same version once more.
-                _settle(push, SyncPush.Verification.MISMATCH, now, readback)
+                settled.add(push, SyncPush.Verification.MISMATCH, now, readback)
                 report.mismatched += 1
                 repush.append(push.contact_id)
             else:
-                _settle(push, SyncPush.Verification.MISMATCH, now, readback)
+                settled.add(push, SyncPush.Verification.MISMATCH, now, readback)
                 report.mismatched += 1
                 mismatches.append((push, record, differences))
                 matching = [f for f in projection.compared if f not in differences]
@@ -265,22 +260,56 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                         now=now,
                     ).discrepancy
                     report.discrepancies.append(d.pk)
+    with transaction.atomic():
+        settled.save()
+        _verified_save(verified, now)
     if repush:
         pushed = _repush(contact_ids=sorted(set(repush)), zoho=zoho)
         report.repushed += len(pushed.pushed)
     return report
 
 
-def _settle(
-    push: SyncPush, verification: str, now: datetime, readback: Mapping[str, Any] | None = None
-) -> None:
-    push.verification = verification
-    push.verified_at = now
-    fields = ["verification", "verified_at"]
-    if readback is not None:
-        push.readback = dict(readback)
-        fields.append("readback")
-    push.save(update_fields=fields)
+class _Settled(list[SyncPush]):
+    """The pushes settled by one read-back, written in one statement."""
+
+    def add(
+        self, push: SyncPush, verification: str, now: datetime, readback: Mapping[str, Any] | None = None
+    ) -> None:
+        push.verification = verification
+        push.verified_at = now
+        if readback is not None:
+            push.readback = dict(readback)
+        self.append(push)
+
+    def save(self) -> None:
+        if self:
+            SyncPush.objects.bulk_update(self, ["verification", "verified_at", "readback"])
+
+
+def _verified_save(verified: list[tuple[SyncPush, Projection]], now: datetime) -> None:
+    """A matching read-back resolves the contact's open discrepancies on the compared fields
+    (and on the whole record) and dates the link's last verified write."""
+    by_fields: dict[tuple[str, ...], list[SyncPush]] = {}
+    for push, projection in verified:
+        by_fields.setdefault(tuple(projection.compared), []).append(push)
+    for compared, pushes in by_fields.items():
+        # Open discrepancies are few: find the contacts that have any in one query, and resolve
+        # theirs naming the push that verified them.
+        contact_ids = [p.contact_id for p in pushes]
+        open_contacts = set(
+            Discrepancy.objects.filter(
+                status=Discrepancy.Status.OPEN, contact_id__in=contact_ids, crm_field__in=[*compared, ""]
+            ).values_list("contact_id", flat=True)
+        )
+        for push in pushes:
+            if push.contact_id in open_contacts:
+                discrepancies_resolve(
+                    contact_id=push.contact_id,
+                    crm_fields=[*compared, ""],
+                    resolution=f"verified by push {push.pk}",
+                    now=now,
+                )
+    CrmLink.objects.filter(contact_id__in=[p.contact_id for p, _ in verified]).update(last_verified_at=now)
 
 
 def _repush(*, contact_ids: list[int], zoho: ZohoClient) -> PushReport:

@@ -151,7 +151,7 @@ class Workers:
         self.env = env
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.sender = Celery("engine-tests", broker=env["CELERY_BROKER_URL"])
+        self.sender = Celery("engine-tests", broker=env["CELERY_BROKER_URL"], set_as_current=False)
         self.started = 0
 
     def start(self, count: int = 2) -> None:
