@@ -6,12 +6,19 @@ What it builds (figures in docs/benchmarks.md):
 
 * **zohosim**, in its own process (so its memory is not counted): N generated contacts whose
   consent fields agree with the ledger, except one in 1,000 with ``Profiling_Consent`` set in
-  CRM by a user (drift) and one in 1,000 opted in to SMS on both sides.
+  CRM by a user (drift) and one in 1,000 opted in to SMS on both sides; one in 10,000 is deleted
+  (the ledger still links to it: ``record_missing``).
 * **the ledger** (database ``bench_reconcile``, rebuilt per size): N contacts with email and
   Zoho id (``bulk_create``); one in 1,000 has an ``sms_marketing`` opt-in recorded through
   the ledger's write path; the rest hold no consent (their projection: every field "no").
-* Then ``reconcile()`` runs in a fresh process per method; the script prints its wall time and
-  that process's peak RSS (``ru_maxrss``, Django and the client included), and the run's counts.
+  Then ``ANALYZE``, as autovacuum would do soon after such a load.
+* Then ``reconcile()`` runs in a fresh process per method, and the script prints one line per run:
+  ``seconds`` (wall), ``cpu_s`` (that process), ``postgres_cpu_s`` (its database backend),
+  ``peak_rss_mb`` (``ru_maxrss`` of that process, Django and the client included), the run's
+  counts, ``sim_wait_s`` (the sum of zohosim's own time answering the run's calls: time the run
+  waited on the stand-in for Zoho, whose server time we do not control), ``sim_cpu_s`` (the sim
+  process's CPU meanwhile, including Bulk Read files it builds while the run compares) and the
+  load average before the run (the machine is shared).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,6 +39,7 @@ from bench._common import PYTHON, ROOT, bench_env, print_machine, recreate_datab
 
 DATABASE = "bench_reconcile"
 SAMPLE = 1000  # one contact in SAMPLE is opted in to SMS; one (offset by half) drifts
+DELETED = 10_000  # one CRM record in DELETED is gone from CRM (the ledger still links to it)
 
 
 def serve(contacts: int) -> None:
@@ -63,6 +72,8 @@ def serve(contacts: int) -> None:
             record.extra = {**agreed, "Profiling_Consent": True}
         else:
             record.extra = agreed
+    for rid in store.ids[7::DELETED]:
+        state.delete_record("Contacts", rid)
     with LiveServer(state=state) as sim:
         print(json.dumps({"url": sim.url, "ids_first": str(store.ids[0])}), flush=True)
         sys.stdin.read()
@@ -101,6 +112,11 @@ def build_ledger(contacts: int, first_id: int) -> None:
                 policy_version="bench",
             ),
         )
+    # After a bulk load, as autovacuum would soon: the planner needs the tables' statistics.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     print(
         f"  ledger: {contacts:,} contacts, {contacts // SAMPLE:,} SMS opt-ins, {time.monotonic() - started:.1f} s"
     )
@@ -111,26 +127,50 @@ def run(method: str) -> None:
     import django
 
     django.setup()
+    from django.db import connection
+
     from sync.reconcile import reconcile
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu, pg_cpu = usage.ru_utime + usage.ru_stime, _cpu_s(backend)
     started = time.perf_counter()
     result = reconcile(method=method)
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "method": method,
                 "seconds": round(seconds, 2),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu, 2),
+                "postgres_cpu_s": round(_cpu_s(backend) - pg_cpu, 2),
                 "peak_rss_mb": round(peak_mb, 1),
                 "records_read": result.records_read,
                 "compared": result.contacts_compared,
                 "opened": result.opened,
                 "resolved": result.resolved,
+                "missing": result.missing,
             }
         ),
         flush=True,
     )
+
+
+def _sim_calls(url: str, since: int = 0) -> list[dict[str, Any]]:
+    """zohosim's log of the calls it answered (each with its server-side duration)."""
+    import httpx
+
+    return list(httpx.get(f"{url}/_sim/calls", params={"since": since}, timeout=60).json()["calls"])
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -174,11 +214,20 @@ def main() -> None:
                 cmd = [PYTHON, __file__, "--run", method]
                 if args.profile:
                     cmd = [PYTHON, "-m", "cProfile", "-s", "cumulative", __file__, "--run", method]
+                since = max((c["seq"] for c in _sim_calls(info["url"])), default=0)
+                sim_cpu = _cpu_s(sim.pid)
+                load = Path("/proc/loadavg").read_text().split()[:3]
                 out = subprocess.run(
                     cmd, env=env, check=True, cwd=ROOT, capture_output=True, text=True
                 ).stdout
                 lines = out.splitlines()
-                print("  " + next(line for line in lines if line.startswith("{")))
+                result = json.loads(next(line for line in lines if line.startswith("{")))
+                calls = _sim_calls(info["url"], since)
+                result["sim_wait_s"] = round(sum(c["duration_ms"] for c in calls) / 1000, 2)
+                result["sim_calls"] = len(calls)
+                result["sim_cpu_s"] = round(_cpu_s(sim.pid) - sim_cpu, 2)
+                result["load_before"] = " ".join(load)
+                print("  " + json.dumps(result), flush=True)
                 if args.profile:
                     start = next(i for i, line in enumerate(lines) if "ncalls" in line)
                     print("\n".join(lines[start : start + 26]))

@@ -313,6 +313,9 @@ class ReconciliationRun(models.Model):
     contacts_compared = models.PositiveIntegerField(default=0)
     opened = models.PositiveIntegerField(default=0)
     resolved = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(
+        default=0, help_text="Ledger contacts linked to a CRM record that the run did not find."
+    )
     error = models.TextField(blank=True)
 
     def __str__(self) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
+import threading
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -85,7 +88,7 @@ def _job_view(state: SimState, job: dict[str, Any]) -> dict[str, Any]:
     if job["state"] == "COMPLETED":
         view["result"] = {
             "page": job["page"],
-            "count": len(job["ids"]),
+            "count": job["count"],
             "download_url": f"/crm/bulk/{job['version']}/read/{job['id']}/result",
             "per_page": state.config.bulk_read_per_page,
             "more_records": job["more"],
@@ -144,10 +147,15 @@ def create_job(version: str) -> Response:
             "state": "ADDED",
             "created": state.now(),
             "polls": 0,
-            "ids": [],
+            "count": 0,
             "more": False,
+            "file": None,
+            "error": None,
+            "built": threading.Event(),
         }
         state.bulk_jobs[job_id] = job
+    # Like Zoho, the server builds the file once the job is added; status and download wait for it.
+    threading.Thread(target=_build, args=(state, job), name=f"zohosim-bulk-{job_id}", daemon=True).start()
     g.code = "ADDED_SUCCESSFULLY"
     resp = jsonify(
         {
@@ -172,26 +180,55 @@ def create_job(version: str) -> Response:
     return resp
 
 
-def _advance(state: SimState, job: dict[str, Any]) -> None:
-    if job["state"] == "COMPLETED":
-        return
+# Records rendered per hold of the state lock while a file is built, so other calls interleave.
+BUILD_BATCH = 10_000
+
+
+def _build(state: SimState, job: dict[str, Any]) -> None:
+    """Select the job's page of records and write its zipped CSV (in a thread of its own)."""
+    try:
+        with state.lock:
+            store = state.modules[job["module"]]
+            pred = _criterion_fn(state, job["criteria"]) if job["criteria"] else None
+            matched = store.ids if pred is None else [i for i in store.ids if pred(store.records[i])]
+            per_page = state.config.bulk_read_per_page
+            start = (job["page"] - 1) * per_page
+            ids = matched[start : start + per_page]
+            more = len(matched) > start + per_page
+            records = store.records
+            row = _csv_row(state, job["fields"])
+        # The CSV is written straight into the zip (no whole-file string); compression level 1,
+        # as the level is not part of what a client can rely on.
+        buf = io.BytesIO()
+        count = 0
+        with (
+            zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+            zf.open(f"{job['id']}.csv", "w") as raw,
+        ):
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(job["fields"])
+            for offset in range(0, len(ids), BUILD_BATCH):
+                with state.lock:
+                    found = [r for r in map(records.get, ids[offset : offset + BUILD_BATCH]) if r is not None]
+                    writer.writerows(map(row, found))
+                count += len(found)
+            text.flush()
+            text.detach()
+        job.update(count=count, more=more, file=buf.getvalue())
+    except Exception as exc:  # the job fails, as a Zoho job can
+        job["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        job["built"].set()
+
+
+def _due(state: SimState, job: dict[str, Any]) -> bool:
+    """Count a status poll; whether the job is to be COMPLETED (or FAILURE) by now."""
     cfg = state.config
     job["polls"] += 1
     if cfg.bulk_read_complete_after_s is not None:
-        done = state.now() - job["created"] >= cfg.bulk_read_complete_after_s
-    else:
-        done = job["polls"] >= cfg.bulk_read_polls_to_complete
-    if not done:
-        job["state"] = "IN PROGRESS"
-        return
-    store = state.modules[job["module"]]
-    pred = _criterion_fn(state, job["criteria"]) if job["criteria"] else None
-    matched = [i for i in store.ids if pred is None or pred(store.records[i])]
-    per_page = cfg.bulk_read_per_page
-    start = (job["page"] - 1) * per_page
-    job["ids"] = matched[start : start + per_page]
-    job["more"] = len(matched) > start + per_page
-    job["state"] = "COMPLETED"
+        return bool(state.now() - job["created"] >= cfg.bulk_read_complete_after_s)
+    return bool(job["polls"] >= cfg.bulk_read_polls_to_complete)
 
 
 @bp.get("/read/<job_id>")
@@ -205,27 +242,85 @@ def job_status(version: str, job_id: str) -> Response:
             return crm_error(
                 "RESOURCE_NOT_FOUND", "the requested resource doesn't exist", {"id": job_id}, 404
             )
-        _advance(state, job)
+        due = job["state"] not in ("COMPLETED", "FAILURE") and _due(state, job)
+    if due:
+        job["built"].wait()  # outside the lock: the build takes it batch by batch
+    with state.lock:
+        if due:
+            job["state"] = "FAILURE" if job["error"] else "COMPLETED"
+        elif job["state"] == "ADDED":
+            job["state"] = "IN PROGRESS"
         view = _job_view(state, job)
     g.code = job["state"]
     return jsonify({"data": [view]})
 
 
-def _csv_value(state: SimState, record: Record, name: str) -> str:
-    if name == "id":
-        return str(record.id)
-    if name in ("Modified_Time", "Created_Time"):
-        return state.fmt(record.modified if name == "Modified_Time" else record.created) or ""
-    if name in ("Modified_By", "Created_By"):
-        return record.modified_by if name == "Modified_By" else record.created_by
-    value = record.get_path(name)
+def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
     if isinstance(value, dict):
         return str(value.get("id", ""))
     return str(value)
+
+
+def _csv_row(state: SimState, fields: list[str]) -> Callable[[Record], list[str]]:
+    """A function from a record to its CSV cells: ids and users as ids, booleans as true/false,
+    lookups as their id, empty for no value. What to do per field is decided once, not per cell;
+    the cells that come from a record's rarely-set fields are computed once per distinct value."""
+    times: dict[int, str] = {}
+
+    def fmt(ts: float) -> str:
+        key = int(ts)
+        text = times.get(key)
+        if text is None:
+            if len(times) > 10_000:
+                times.clear()
+            text = times[key] = state.fmt(ts) or ""
+        return text
+
+    own: list[tuple[int, Callable[[Record], str]]] = []
+    extra: list[tuple[int, str, str]] = []  # (position, field, nested key)
+    for i, name in enumerate(fields):
+        head, _, key = name.partition(".")
+        if name == "id":
+            own.append((i, lambda r: str(r.id)))
+        elif name in ("Modified_Time", "Created_Time"):
+            attr = operator.attrgetter("modified" if name == "Modified_Time" else "created")
+            own.append((i, lambda r, attr=attr: fmt(attr(r))))  # type: ignore[misc]
+        elif name in ("Modified_By", "Created_By"):
+            own.append((i, operator.attrgetter("modified_by" if name == "Modified_By" else "created_by")))
+        elif head in Record.SLOT_FIELDS:
+            own.append((i, lambda r, name=name: _csv_cell(r.get_path(name))))  # type: ignore[misc]
+        else:
+            extra.append((i, head, key))
+    # Cells from `extra`, by the identity of the dict: the lock is held for the whole download, so
+    # no record's `extra` changes meanwhile. Records without one share the entry for None.
+    by_extra: dict[int, list[tuple[int, str]]] = {}
+    width = len(fields)
+
+    def row(record: Record) -> list[str]:
+        cells = [""] * width
+        for i, get in own:
+            cells[i] = get(record)
+        if extra:
+            found = by_extra.get(id(record.extra))
+            if found is None:
+                found = []
+                for i, head, key in extra:
+                    value = record.extra.get(head) if record.extra is not None else None
+                    if key:
+                        value = value.get(key) if isinstance(value, dict) else None
+                    found.append((i, _csv_cell(value)))
+                by_extra[id(record.extra)] = found
+            for i, cell in found:
+                cells[i] = cell
+        return cells
+
+    return row
 
 
 @bp.get("/read/<job_id>/result")
@@ -252,18 +347,8 @@ def job_result(version: str, job_id: str) -> Response:
         if len(state.bulk_downloads) >= state.config.bulk_download_limit:
             return too_many_requests("bulk_download")
         state.bulk_downloads.append(now)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(job["fields"])
-        store = state.modules[job["module"]]
-        for rid in job["ids"]:
-            record = store.records.get(rid)
-            if record is not None:
-                writer.writerow([_csv_value(state, record, f) for f in job["fields"]])
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"{job_id}.csv", text.getvalue())
+        content = job["file"]
     g.code = "SUCCESS"
-    resp = Response(buf.getvalue(), mimetype="application/zip")
+    resp = Response(content, mimetype="application/zip")
     resp.headers["Content-Disposition"] = f"attachment; filename={job_id}.zip"
     return resp

@@ -435,19 +435,28 @@ def execute(state: SimState, query: Query) -> tuple[list[dict[str, Any]], bool]:
             bound = _id_lower_bound(query.where) if query.where is not None else None
             if bound is not None and by_id_asc:
                 start = (bisect.bisect_right if bound[1] else bisect.bisect_left)(ids, bound[0])
-            candidates = (store.records[ids[i]] for i in range(start, len(ids)))
+                if isinstance(query.where, Cond):
+                    predicate = None  # the bound is the whole where clause, and the bisect applied it
+            if predicate is None and by_id_asc:
+                candidates = [store.records[i] for i in ids[start : start + need]]
+            else:
+                candidates = (store.records[ids[i]] for i in range(start, len(ids)))
         matched: list[Record] = []
-        for record in candidates:
-            if predicate is None or predicate(record):
-                matched.append(record)
-                if by_id_asc and email is None and len(matched) >= need:
-                    break
+        if predicate is None and by_id_asc and email is None:
+            matched = list(candidates)
+        else:
+            for record in candidates:
+                if predicate is None or predicate(record):
+                    matched.append(record)
+                    if by_id_asc and email is None and len(matched) >= need:
+                        break
         if not by_id_asc or email is not None:
             for name, kind, asc in reversed(kinds):
                 matched.sort(key=_sort_key(name, kind), reverse=not asc)
         page = matched[query.offset : query.offset + query.limit]
         more = len(matched) > query.offset + query.limit
-        rows = [state.render(r, query.fields) for r in page]
+        render = state.renderer(query.fields)
+        rows = [render(r) for r in page]
     return rows, more
 
 

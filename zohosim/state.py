@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +184,16 @@ class ModuleStore:
         if self._email_index is not None and record.Email:
             self._email_index.setdefault(record.Email.lower(), []).append(record.id)
 
+    def remove(self, rid: int) -> Record | None:
+        record = self.records.pop(rid, None)
+        if record is None:
+            return None
+        index = bisect.bisect_left(self.ids, rid)
+        if index < len(self.ids) and self.ids[index] == rid:
+            del self.ids[index]
+        self.email_changed(rid, record.Email, None)
+        return record
+
     def email_changed(self, rid: int, old: str | None, new: str | None) -> None:
         if self._email_index is None:
             return
@@ -334,6 +346,11 @@ class SimState:
     def add_contact(self, **values: Any) -> str:
         return self.add_record("Contacts", **values)
 
+    def delete_record(self, module: str, rid: str | int) -> bool:
+        """Delete a record as a CRM user would (tests): reads, COQL and Bulk Read no longer find it."""
+        with self.lock:
+            return self.modules[module].remove(int(rid)) is not None
+
     def find(self, module: str, rid: str | int) -> Record | None:
         try:
             numeric = int(rid)
@@ -343,25 +360,72 @@ class SimState:
 
     def render(self, record: Record, fields: list[str] | None = None) -> dict[str, Any]:
         """A record as the CRM API shows it (all fields, or ``id`` plus the chosen ones)."""
+        return self.renderer(fields)(record)
+
+    def renderer(self, fields: list[str] | None = None) -> Callable[[Record], dict[str, Any]]:
+        """`render` for many records with the same fields: the per-field work is decided once
+        (COQL pages of 2,000 rows, record lists), and timestamps are formatted once per second."""
         names = list(self.fields) if fields is None else ["id", *[f for f in fields if f != "id"]]
-        out: dict[str, Any] = {}
+        times: dict[int, str | None] = {}
+        users: dict[str, dict[str, str]] = {}
+
+        def fmt(ts: float | None) -> str | None:
+            if ts is None:
+                return None
+            key = int(ts)
+            text = times.get(key)
+            if text is None:
+                if len(times) > 10_000:
+                    times.clear()
+                text = times[key] = self.fmt(ts)
+            return text
+
+        def user(user_id: str) -> dict[str, str]:
+            ref = users.get(user_id)
+            if ref is None:
+                ref = users[user_id] = self.user_ref(user_id)
+            return dict(ref)
+
+        def plain(name: str) -> Callable[[Record], Any]:
+            if name in Record.SLOT_FIELDS:
+                return operator.attrgetter(name)
+
+            def extra(record: Record) -> Any:
+                value = record.extra.get(name) if record.extra is not None else None
+                return dict(value) if isinstance(value, dict) else value
+
+            return extra
+
+        def nested(head: str, key: str) -> Callable[[Record], Any]:
+            def get(record: Record) -> Any:
+                value = record.extra.get(head) if record.extra is not None else None
+                return value.get(key) if isinstance(value, dict) else None
+
+            return get
+
+        getters: list[tuple[str, Callable[[Record], Any]]] = []
         for name in names:
             if name == "id":
-                out["id"] = str(record.id)
+                getters.append((name, lambda r: str(r.id)))
             elif name == "Modified_Time":
-                out[name] = self.fmt(record.modified)
+                getters.append((name, lambda r: fmt(r.modified)))
             elif name == "Created_Time":
-                out[name] = self.fmt(record.created)
+                getters.append((name, lambda r: fmt(r.created)))
             elif name == "Modified_By":
-                out[name] = self.user_ref(record.modified_by)
+                getters.append((name, lambda r: user(r.modified_by)))
             elif name == "Created_By":
-                out[name] = self.user_ref(record.created_by)
+                getters.append((name, lambda r: user(r.created_by)))
+            elif "." in name and name.partition(".")[0] not in Record.SLOT_FIELDS:
+                getters.append((name, nested(*name.split(".", 1))))
             elif "." in name:
-                out[name] = record.get_path(name)
+                getters.append((name, operator.methodcaller("get_path", name)))
             else:
-                value = record.get(name)
-                out[name] = dict(value) if isinstance(value, dict) else value
-        return out
+                getters.append((name, plain(name)))
+
+        def render(record: Record) -> dict[str, Any]:
+            return {name: get(record) for name, get in getters}
+
+        return render
 
     def apply_changes(
         self,

@@ -108,7 +108,17 @@ class BulkRead:
             sleep(poll_s)
 
     def rows(self, job_id: str) -> Iterator[dict[str, str]]:
-        """Download the job's result and yield its CSV rows one by one.
+        """Download the job's result and yield its CSV rows one by one, as dicts by column."""
+        table = self.table(job_id)
+        header = next(table, None)
+        if header is None:
+            return
+        for cells in table:
+            yield dict(zip(header, cells, strict=False))
+
+    def table(self, job_id: str) -> Iterator[list[str]]:
+        """Download the job's result and yield its CSV's header, then each row, as lists of cells
+        (no dict per row: a page holds 200,000 of them). Blank lines are skipped.
 
         The zip is streamed to a spooled temporary file (memory up to 8 MB, then
         disk) and the CSV is read from inside it, so memory stays bounded.
@@ -136,7 +146,8 @@ class BulkRead:
                     raise ZohoPermanentError(f"bulk read job {job_id}: no CSV in the zip")
                 with archive.open(names[0]) as raw:
                     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                    yield from csv.DictReader(text)
+                    # Blank lines are skipped, as csv.DictReader does.
+                    yield from filter(None, csv.reader(text))
 
     @staticmethod
     def _job(body: Any) -> BulkReadJob:

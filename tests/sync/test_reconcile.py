@@ -1,14 +1,20 @@
-"""Reconciliation: every CRM contact compared with the ledger; drift opened and resolved; alerts once."""
+"""Reconciliation: every CRM contact compared with the ledger; drift opened, re-pushed and resolved;
+records missing from CRM flagged after complete runs only; alerts once."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.utils import timezone
 
 from compliance.models import ConsentEvent, Contact
-from sync.models import Alert, Discrepancy, ReconciliationRun
+from sync.models import Alert, CrmLink, Discrepancy, ReconciliationRun
 from sync.reconcile import reconcile
+from sync.verify import discrepancies_retry_due, pushes_verify_due
+from sync.zoho.errors import ZohoRateLimited
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +128,112 @@ def test_the_command_reports_the_run(sim, crm, settings, capsys):
     call_command("reconcile", "--method", "coql")
 
     assert "read 5, compared 5, opened 0" in capsys.readouterr().out
+
+
+def delete(sim, rid: str) -> None:
+    sim.state.delete_record("Contacts", rid)  # a CRM user deleted the record
+
+
+def test_drift_is_pushed_again_after_the_backoff_and_the_read_back_resolves_it(sim, zoho, crm, settings):
+    settings.SYNC_RETRY_BASE_S = 60
+    settings.CONSENT_VERIFY_DELAY_S = 0
+    settings.ZOHO_CAMPAIGNS_LIST_KEYS = []
+    ids = crm(3)
+    edit(sim, ids[1], Profiling_Consent=True)
+
+    reconcile(client=zoho, method="coql")
+
+    drift = Discrepancy.objects.get(status="open")
+    assert (drift.kind, drift.crm_field, drift.expected, drift.actual) == (
+        "drift",
+        "Profiling_Consent",
+        False,
+        True,
+    )
+    assert drift.next_retry_at is not None
+    assert discrepancies_retry_due(zoho=zoho).discrepancies == 0, "not before the backoff"
+
+    retried = discrepancies_retry_due(zoho=zoho, now=timezone.now() + timedelta(seconds=61))
+
+    assert (retried.discrepancies, retried.contacts) == (1, 1)
+    assert sim.contact(ids[1])["Profiling_Consent"] is False, "the ledger's value is back in CRM"
+    assert pushes_verify_due(zoho=zoho, ignore_delay=True).verified == 1
+    drift.refresh_from_db()
+    assert drift.status == "resolved"
+
+
+def test_a_record_deleted_in_crm_is_flagged_missing_once_and_resolved_when_it_is_back(sim, zoho, crm):
+    ids = crm(30)
+    gone = Contact.objects.get(zoho_id=ids[7])
+    delete(sim, ids[7])
+
+    first = reconcile(client=zoho, method="coql")
+    second = reconcile(client=zoho, method="coql")
+
+    missing = Discrepancy.objects.get(kind="record_missing")
+    assert (missing.contact_id, missing.zoho_id, missing.crm_field, missing.status) == (
+        gone.pk,
+        ids[7],
+        "",
+        "open",
+    )
+    assert missing.next_retry_at is None, "not retried: an admin links the contact to its new record"
+    assert ids[7] in missing.hint
+    assert (first.records_read, first.missing, first.opened) == (29, 1, 1)
+    assert (second.missing, second.opened) == (1, 0)
+
+    sim.post(
+        "/_sim/contacts", fields={"rid": ids[7], "Email": "c7@example.com", "Last_Name": "C7", **NO_CONSENT}
+    )
+    back = reconcile(client=zoho, method="coql")
+
+    missing.refresh_from_db()
+    assert missing.status == "resolved"
+    assert (back.missing, back.resolved) == (0, 1)
+
+
+def test_a_contact_linked_by_crm_link_only_is_missing_only_when_zoho_has_no_record_of_that_id(sim, zoho, crm):
+    crm(5)
+    moved = sim.add_contact(Email="moved@example.com", Last_Name="M", **NO_CONSENT)
+    deleted = sim.add_contact(Email="gone@example.com", Last_Name="G", **NO_CONSENT)
+    checked = timezone.now() - timedelta(hours=1)
+    for email, record in (("moved@example.com", moved), ("gone@example.com", deleted)):
+        contact = Contact.objects.create(email=email)
+        CrmLink.objects.create(contact=contact, state="linked", candidates=[record], checked_at=checked)
+    edit(sim, moved, Email="new-address@example.com")  # the email lookup cannot find it any more
+    delete(sim, deleted)
+
+    run = reconcile(client=zoho, method="coql")
+
+    flagged = Discrepancy.objects.filter(kind="record_missing")
+    assert [(d.contact.email, d.zoho_id) for d in flagged] == [("gone@example.com", deleted)]
+    assert run.missing == 1
+
+
+def test_bulk_read_pages_through_and_flags_a_deleted_record(sim, zoho, crm, settings):
+    sim.config(bulk_read_polls_to_complete=0, bulk_read_per_page=1000)
+    ids = crm(2500)
+    delete(sim, ids[1200])
+    edit(sim, ids[2400], Profiling_Consent=True)
+
+    run = reconcile(client=zoho, method="bulk")
+
+    assert (run.records_read, run.contacts_compared, run.missing, run.opened) == (2499, 2499, 1, 2)
+    assert len(sim.calls("bulk.read.create")) == 3
+    assert Discrepancy.objects.get(kind="record_missing").zoho_id == ids[1200]
+    assert Discrepancy.objects.get(kind="drift").zoho_id == ids[2400]
+
+
+def test_a_run_that_fails_part_way_flags_nothing_missing(sim, zoho, crm, settings):
+    settings.RECONCILE_CHUNK = 500
+    sim.config(bulk_read_polls_to_complete=0, bulk_read_per_page=1000, bulk_download_limit=1)
+    ids = crm(1500)
+    delete(sim, ids[10])
+
+    with pytest.raises(ZohoRateLimited):  # the second page's download is refused
+        reconcile(client=zoho, method="bulk")
+
+    run = ReconciliationRun.objects.get()
+    assert run.error.startswith("ZohoRateLimited") and run.records_read == 1000
+    assert run.missing == 0
+    assert not Discrepancy.objects.filter(kind="record_missing").exists()

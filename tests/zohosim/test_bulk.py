@@ -57,3 +57,57 @@ def test_more_than_ten_downloads_a_minute_get_429(
     statuses = [http.get(f"/crm/bulk/v8/read/{job_id}/result", headers=auth).status_code for _ in range(11)]
 
     assert statuses == [200] * 10 + [429]
+
+
+def test_bulk_read_pages_hold_every_record_once_with_zohos_cells(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    state = sim.state
+    state.config.bulk_read_polls_to_complete = 0
+    state.config.bulk_read_per_page = 2
+    ids = [
+        state.add_contact(
+            Email="a@example.com",
+            Last_Name="A",
+            SMS_Opt_In=True,
+            Data_Processing_Basis_Details={"Consent_Date": "2026-01-02"},
+        ),
+        state.add_contact(Email="b@example.com", Last_Name="B"),
+        state.add_contact(Email="c@example.com", Last_Name="C", Email_Opt_Out=True),
+        state.add_contact(Email="d@example.com", Last_Name="D"),
+    ]
+    state.delete_record("Contacts", ids[1])
+    fields = [
+        "Email",
+        "Email_Opt_Out",
+        "SMS_Opt_In",
+        "Data_Processing_Basis_Details.Consent_Date",
+        "Modified_By",
+    ]
+
+    pages = []
+    for page in (1, 2):
+        job_id = http.post(
+            "/crm/bulk/v8/read",
+            json={"query": {"module": {"api_name": "Contacts"}, "fields": fields, "page": page}},
+            headers=auth,
+        ).json()["data"][0]["details"]["id"]
+        result = http.get(f"/crm/bulk/v8/read/{job_id}", headers=auth).json()["data"][0]["result"]
+        download = http.get(f"/crm/bulk/v8/read/{job_id}/result", headers=auth)
+        with zipfile.ZipFile(io.BytesIO(download.content)) as zf:
+            pages.append((result, list(csv.reader(io.StringIO(zf.read(f"{job_id}.csv").decode())))))
+
+    (first, rows1), (second, rows2) = pages
+    assert (first["count"], first["more_records"], second["count"], second["more_records"]) == (
+        2,
+        True,
+        1,
+        False,
+    )
+    assert rows1[0] == rows2[0] == ["id", *fields]
+    agent = "5725767000000000003"
+    assert rows1[1:] == [
+        [ids[0], "a@example.com", "false", "true", "2026-01-02", agent],
+        [ids[2], "c@example.com", "true", "", "", agent],
+    ]
+    assert rows2[1:] == [[ids[3], "d@example.com", "false", "", "", agent]]

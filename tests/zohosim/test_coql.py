@@ -84,3 +84,34 @@ def test_coql_credits_follow_the_limit(
         coql(http, auth, f"select Email from Contacts limit {limit}")
 
     assert [c["credits"] for c in sim.state.calls if c["op"] == "crm.coql"] == [1, 2, 3]
+
+
+def test_keyset_pages_render_every_kind_of_field_and_miss_deleted_records(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    state = sim.state
+    first = state.add_contact(
+        Email="a@example.com",
+        Last_Name="A",
+        SMS_Opt_In=True,
+        Data_Processing_Basis_Details={"Contact_Through_Email": True},
+    )
+    deleted = state.add_contact(Email="b@example.com", Last_Name="B")
+    last = state.add_contact(Email="c@example.com", Last_Name="C")
+    state.delete_record("Contacts", deleted)
+
+    resp = coql(
+        http,
+        auth,
+        "select Email, SMS_Opt_In, Data_Processing_Basis_Details.Contact_Through_Email, Modified_By, "
+        "Modified_Time from Contacts where id > '0' order by id asc limit 2000",
+    )
+
+    rows = resp.json()["data"]
+    assert [r["id"] for r in rows] == [first, last]
+    assert rows[0]["SMS_Opt_In"] is True and rows[1]["SMS_Opt_In"] is None
+    assert rows[0]["Data_Processing_Basis_Details.Contact_Through_Email"] is True
+    assert rows[1]["Data_Processing_Basis_Details.Contact_Through_Email"] is None
+    assert rows[0]["Modified_By"] == {"name": "Maria Agent", "id": "5725767000000000003"}
+    assert rows[0]["Modified_Time"] == state.fmt(state.find("Contacts", first).modified)  # type: ignore[union-attr]
+    assert resp.json()["info"] == {"count": 2, "more_records": False}

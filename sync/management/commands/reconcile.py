@@ -25,5 +25,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"reconciliation {run.pk} ({run.method}): read {run.records_read}, compared {run.contacts_compared}, "
-            f"opened {run.opened}, resolved {run.resolved}"
+            f"opened {run.opened}, resolved {run.resolved}, linked contacts missing in CRM {run.missing}"
         )
