@@ -179,8 +179,10 @@ class ApiClient(models.Model):
 class ConsentEvent(models.Model):
     """One consent decision. Insert-only; the hash chains it to its predecessor."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
+    # No index of their own: compliance_consentevent_chain_version (contact, purpose, version)
+    # and compliance_event_purpose (purpose, occurred_at) lead with them.
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events", db_index=False)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events", db_index=False)
     version = models.PositiveIntegerField()
     previous_status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
     status = models.CharField(max_length=20, choices=ConsentStatus.choices)
@@ -196,12 +198,12 @@ class ConsentEvent(models.Model):
     actor = models.CharField(max_length=150, help_text="Who recorded it, e.g. api:mobile-app or user:alice.")
     evidence = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200)
     request_digest = models.CharField(
         max_length=64, help_text="SHA-256 of the request content, to tell a replay from a conflict."
     )
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64)
 
     class Meta:
         # What the roles in compliance/roles.py are made of.
@@ -217,6 +219,13 @@ class ConsentEvent(models.Model):
             models.UniqueConstraint(
                 fields=["contact", "purpose", "version"], name="compliance_consentevent_chain_version"
             ),
+            # Constraints rather than unique=True, which on PostgreSQL adds a second,
+            # varchar_pattern_ops index for LIKE that no query here uses: the write path
+            # looks keys up by equality (`=`, `IN`) and nothing looks hashes up at all.
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="compliance_consentevent_idempotency_key_unique"
+            ),
+            models.UniqueConstraint(fields=["hash"], name="compliance_consentevent_hash_unique"),
             models.CheckConstraint(
                 condition=Q(version__gte=1), name="compliance_consentevent_version_positive"
             ),
@@ -244,8 +253,10 @@ class ConsentEvent(models.Model):
 class ConsentState(models.Model):
     """The latest decision per contact and purpose: what dashboards and the sync read."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="states")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="states")
+    # No index of their own: compliance_consentstate_one_per_purpose (contact, purpose) and
+    # compliance_state_status (purpose, status) lead with them.
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="states", db_index=False)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="states", db_index=False)
     status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
     frequency = models.CharField(max_length=10, choices=Frequency.choices, blank=True)
     event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, null=True, related_name="+")

@@ -3,7 +3,10 @@
 `consent_record` is the one write path: in one transaction it replays or
 refuses a duplicate idempotency key, locks the chain's current state, appends
 the event with its version, previous status and hash, updates the state and
-writes the outbox row the sync consumes.
+writes the outbox row the sync consumes. `consent_ingest` first finds or makes
+the contact. `consent_ingest_batch` takes the same steps for a chunk of items at
+once (`_chunk_set_based`), with the outcome and ledger the one-by-one path gives
+(tests/compliance/test_ingest_batch.py holds the two side by side).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +44,8 @@ from compliance.models import (
     Suppression,
 )
 from compliance.outbox import outbox_written_on_commit
+
+logger = logging.getLogger(__name__)
 
 
 class ConsentRejected(Exception):
@@ -202,9 +208,11 @@ def contact_resolve(*, identity: ContactIdentity) -> Contact:
     return contact
 
 
-def _request_digest(contact: Contact, decision: ConsentDecision) -> str:
+def _request_digest(contact_ref: int | str | None, decision: ConsentDecision) -> str:
+    """Tells a replay from a conflict. `contact_ref` is the contact's id (the batch path also
+    compares requests for contacts it has not inserted yet, under a stand-in reference)."""
     content = {
-        "contact": contact.pk,
+        "contact": contact_ref,
         "purpose": decision.purpose,
         "status": decision.status,
         "frequency": decision.frequency or "",
@@ -310,17 +318,28 @@ def _check_rules(
             raise ConsentRejected("reason", "An admin correction needs a reason.")
 
 
-def consent_record(
-    *,
-    contact: Contact,
+@dataclass(frozen=True)
+class _Checked:
+    """A decision that passed the rules, with what its event needs from the database."""
+
+    decision: ConsentDecision
+    purpose: Purpose
+    policy: PolicyVersion | None
+    ip_address: str | None
+    api_client: ApiClient | None
+    actor_user: AbstractBaseUser | None
+    actor: str
+
+
+def _check(
     decision: ConsentDecision,
-    api_client: ApiClient | None = None,
-    actor_user: AbstractBaseUser | None = None,
-    lookups: _Lookups | None = None,
-) -> RecordResult:
-    """Append one consent event for a known contact. See the module docstring."""
-    lookups = lookups or _Lookups()
-    now = timezone.now()
+    *,
+    api_client: ApiClient | None,
+    actor_user: AbstractBaseUser | None,
+    lookups: _Lookups,
+    now: datetime,
+) -> _Checked:
+    """The ledger's rules for one decision, in the order their errors are reported."""
     purpose = lookups.purpose(decision.purpose)
     _check_rules(decision, purpose, api_client=api_client, actor_user=actor_user, now=now)
     policy = lookups.policy(decision.policy_version) if decision.policy_version else None
@@ -330,47 +349,69 @@ def consent_record(
             ip_address = normalise_ip(decision.ip_address)
         except ValidationError as exc:
             raise ConsentRejected("ip_address", exc.messages[0]) from exc
-    digest = _request_digest(contact, decision)
     if api_client is not None:
         actor = f"api:{api_client.name}"
     elif actor_user is not None:
         actor = f"user:{actor_user.get_username()}"
     else:
         actor = "system"
+    return _Checked(decision, purpose, policy, ip_address, api_client, actor_user, actor)
 
+
+def _next_event(
+    state: ConsentState, contact: Contact, checked: _Checked, *, digest: str, now: datetime
+) -> ConsentEvent:
+    """The chain's next event after `state` (not saved): version, previous status and hash."""
+    decision = checked.decision
+    event = ConsentEvent(
+        contact=contact,
+        purpose=checked.purpose,
+        version=state.version + 1,
+        previous_status=state.status,
+        status=decision.status,
+        frequency=decision.frequency or "",
+        source=decision.source,
+        ip_address=checked.ip_address,
+        user_agent=decision.user_agent[:500],
+        policy_version=checked.policy,
+        occurred_at=decision.occurred_at,
+        recorded_at=now,
+        api_client=checked.api_client,
+        actor_user=checked.actor_user,  # type: ignore[misc]
+        actor=checked.actor,
+        evidence=dict(decision.evidence),
+        reason=decision.reason,
+        idempotency_key=decision.idempotency_key,
+        request_digest=digest,
+        prev_hash=state.head_hash,
+    )
+    event.hash = chain.event_hash(
+        state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS)
+    )
+    return event
+
+
+def consent_record(
+    *,
+    contact: Contact,
+    decision: ConsentDecision,
+    api_client: ApiClient | None = None,
+    actor_user: AbstractBaseUser | None = None,
+    lookups: _Lookups | None = None,
+) -> RecordResult:
+    """Append one consent event for a known contact. See the module docstring."""
+    now = timezone.now()
+    checked = _check(
+        decision, api_client=api_client, actor_user=actor_user, lookups=lookups or _Lookups(), now=now
+    )
+    digest = _request_digest(contact.pk, decision)
     try:
         with transaction.atomic():
-            state = _lock_state(contact, purpose)
+            state = _lock_state(contact, checked.purpose)
             replay = _replay(decision.idempotency_key, digest)
             if replay is not None:
                 return replay
-            event = ConsentEvent(
-                contact=contact,
-                purpose=purpose,
-                version=state.version + 1,
-                previous_status=state.status,
-                status=decision.status,
-                frequency=decision.frequency or "",
-                source=decision.source,
-                ip_address=ip_address,
-                user_agent=decision.user_agent[:500],
-                policy_version=policy,
-                occurred_at=decision.occurred_at,
-                recorded_at=now,
-                api_client=api_client,
-                actor_user=actor_user,  # type: ignore[misc]
-                actor=actor,
-                evidence=dict(decision.evidence),
-                reason=decision.reason,
-                idempotency_key=decision.idempotency_key,
-                request_digest=digest,
-                prev_hash=state.head_hash,
-            )
-            event.hash = chain.event_hash(
-                state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS)
-            )
-            event.save(force_insert=True)
-            _advance_state(state, event, purpose)
+            event = _append(state, contact, checked, digest=digest, now=now)
     except IntegrityError:
         # The same key was recorded concurrently (under another chain's lock).
         replay = _replay(decision.idempotency_key, digest)
@@ -380,7 +421,24 @@ def consent_record(
     return RecordResult(event=event, created=True)
 
 
+def _append(
+    state: ConsentState, contact: Contact, checked: _Checked, *, digest: str, now: datetime
+) -> ConsentEvent:
+    """Insert the chain's next event and move the (locked) state; a repeated key raises IntegrityError."""
+    event = _next_event(state, contact, checked, digest=digest, now=now)
+    event.save(force_insert=True)
+    fields, outbox = _advance_state(state, event, checked.purpose)
+    if outbox is not None:
+        outbox.save(force_insert=True)
+        outbox_written_on_commit()
+    state.save(update_fields=fields)
+    return event
+
+
 def _lock_state(contact: Contact, purpose: Purpose) -> ConsentState:
+    if connection.features.can_return_columns_from_insert:
+        return _lock_states([(contact.pk, purpose.pk)])[contact.pk, purpose.pk]
+    # Databases that cannot return rows from an upsert (SQLite before 3.35).
     query = ConsentState.objects.select_for_update().filter(contact=contact, purpose=purpose)
     state = query.first()
     if state is None:
@@ -393,11 +451,45 @@ def _lock_state(contact: Contact, purpose: Purpose) -> ConsentState:
     return state
 
 
-def _advance_state(state: ConsentState, event: ConsentEvent, purpose: Purpose) -> None:
-    """Move the chain head; the current status follows the latest *occurred* decision."""
+def _lock_states(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], ConsentState]:
+    """Lock the current-state rows of these (contact id, purpose id) chains, making missing ones.
+
+    One statement: `INSERT … ON CONFLICT … DO UPDATE … RETURNING` inserts a chain's first
+    row or locks the existing one (as `SELECT … FOR UPDATE` would) and returns it. Rows are
+    taken in (contact, purpose) order, so writers that lock several chains queue behind
+    each other instead of deadlocking. (On SQLite the whole database is locked anyway.)
+    """
+    pairs = sorted(set(pairs))
+    table = ConsentState._meta.db_table
+    columns = ", ".join(f.column for f in ConsentState._meta.concrete_fields)
+    updated_at = ConsentState._meta.get_field("updated_at").get_db_prep_value(
+        timezone.now(), connection=connection
+    )
+    rows = ", ".join(["(%s, %s, '', '', 0, %s, %s)"] * len(pairs))
+    params: list[Any] = []
+    for contact_id, purpose_id in pairs:
+        params += [contact_id, purpose_id, chain.GENESIS_HASH, updated_at]
+    # Table and column names come from the model; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} (contact_id, purpose_id, status, frequency, version, head_hash, updated_at) "  # noqa: S608
+        f"VALUES {rows} ON CONFLICT (contact_id, purpose_id) DO UPDATE SET version = {table}.version "
+        f"RETURNING {columns}"
+    )
+    return {(s.contact_id, s.purpose_id): s for s in ConsentState.objects.raw(sql, params)}
+
+
+def _advance_state(
+    state: ConsentState, event: ConsentEvent, purpose: Purpose
+) -> tuple[list[str], OutboxEntry | None]:
+    """Move the chain head; the current status follows the latest *occurred* decision.
+
+    Changes `state` in memory and returns the fields changed and, when the current
+    status or frequency changed, the outbox row to write (the caller saves both).
+    """
     state.version = event.version
     state.head_hash = event.hash
     fields = ["version", "head_hash", "updated_at"]
+    outbox = None
     is_newest = state.occurred_at is None or event.occurred_at >= state.occurred_at
     if is_newest:
         changed = (state.status, state.frequency) != (event.status, event.frequency)
@@ -412,7 +504,7 @@ def _advance_state(state: ConsentState, event: ConsentEvent, purpose: Purpose) -
         )
         fields += ["status", "frequency", "event", "occurred_at", "refresh_due_at"]
         if changed:
-            OutboxEntry.objects.create(
+            outbox = OutboxEntry(
                 contact_id=state.contact_id,
                 purpose=purpose,
                 event=event,
@@ -424,8 +516,7 @@ def _advance_state(state: ConsentState, event: ConsentEvent, purpose: Purpose) -
                     else OutboxEntry.Priority.OTHER
                 ),
             )
-            outbox_written_on_commit()
-    state.save(update_fields=fields)
+    return fields, outbox
 
 
 def consent_ingest(
@@ -437,32 +528,72 @@ def consent_ingest(
     lookups: _Lookups | None = None,
 ) -> RecordResult:
     """Resolve the contact and record the decision, all or nothing."""
-    with transaction.atomic():
-        contact = contact_resolve(identity=identity)
-        return consent_record(
-            contact=contact, decision=decision, api_client=api_client, actor_user=actor_user, lookups=lookups
-        )
+    lookups = lookups or _Lookups()
+    try:
+        # The common case, a key never seen: no look-up of the key and no savepoint
+        # of its own. The key's unique index refuses a repeat, which lands below.
+        with transaction.atomic():
+            contact = contact_resolve(identity=identity)
+            now = timezone.now()
+            checked = _check(decision, api_client=api_client, actor_user=actor_user, lookups=lookups, now=now)
+            state = _lock_state(contact, checked.purpose)
+            digest = _request_digest(contact.pk, decision)
+            return RecordResult(event=_append(state, contact, checked, digest=digest, now=now), created=True)
+    except IntegrityError:
+        # The key was used before (a replay or a conflict), or concurrently: everything above
+        # was rolled back; do it again the careful way, which looks the key up under the lock.
+        with transaction.atomic():
+            contact = contact_resolve(identity=identity)
+            return consent_record(
+                contact=contact,
+                decision=decision,
+                api_client=api_client,
+                actor_user=actor_user,
+                lookups=lookups,
+            )
 
 
 # A batch commits every this many items: one WAL flush per chunk instead of per
 # event, while row locks are held only briefly.
 BATCH_COMMIT_EVERY = 100
+# How often a chunk's set-based write is started over after a concurrent writer
+# took one of its keys, identifiers or chains first, before it goes item by item.
+BATCH_SET_BASED_ATTEMPTS = 3
+
+Outcome = RecordResult | ConsentRejected | IdempotencyConflict
 
 
 def consent_ingest_batch(
     *, items: list[tuple[ContactIdentity, ConsentDecision]], api_client: ApiClient | None
-) -> list[RecordResult | ConsentRejected | IdempotencyConflict]:
+) -> list[Outcome]:
     """Record many decisions; each item stands alone, so one bad item blocks no other.
 
-    Items run in savepoints inside one transaction per chunk. Should a chunk hit
-    a deadlock with a concurrent writer, it rolls back whole and its items run
-    again one transaction each (they carry idempotency keys, so nothing doubles).
+    Every chunk of `BATCH_COMMIT_EVERY` items is one transaction. Where the database
+    can return inserted rows (PostgreSQL, SQLite 3.35+), a chunk is written set-based
+    (`_chunk_set_based`: a handful of statements for the whole chunk) with exactly the
+    outcome, versions, hashes and states the item-by-item path would give. A chunk that
+    path cannot mirror, or that meets a concurrent writer too often, runs item by item.
     """
     lookups = _Lookups()
+    set_based = connection.features.can_return_rows_from_bulk_insert
+    results: list[Outcome] = []
+    for start in range(0, len(items), BATCH_COMMIT_EVERY):
+        chunk = items[start : start + BATCH_COMMIT_EVERY]
+        outcomes = _chunk_set_based_with_retries(chunk, api_client, lookups) if set_based else None
+        if outcomes is None:
+            outcomes = _chunk_item_by_item(chunk, api_client, lookups)
+        results.extend(outcomes)
+    return results
 
-    def one(
-        item: tuple[ContactIdentity, ConsentDecision],
-    ) -> RecordResult | ConsentRejected | IdempotencyConflict:
+
+def _chunk_item_by_item(
+    chunk: list[tuple[ContactIdentity, ConsentDecision]], api_client: ApiClient | None, lookups: _Lookups
+) -> list[Outcome]:
+    """Each item in its own savepoint, in one transaction. Should the chunk hit a deadlock
+    with a concurrent writer, it rolls back whole and its items run again one transaction
+    each (they carry idempotency keys, so nothing doubles)."""
+
+    def one(item: tuple[ContactIdentity, ConsentDecision]) -> Outcome:
         identity, decision = item
         try:
             return consent_ingest(
@@ -471,16 +602,305 @@ def consent_ingest_batch(
         except (ConsentRejected, IdempotencyConflict) as exc:
             return exc
 
-    results: list[RecordResult | ConsentRejected | IdempotencyConflict] = []
-    for start in range(0, len(items), BATCH_COMMIT_EVERY):
-        chunk = items[start : start + BATCH_COMMIT_EVERY]
+    try:
+        with transaction.atomic():
+            return [one(item) for item in chunk]
+    except OperationalError:
+        return [one(item) for item in chunk]
+
+
+def _chunk_set_based_with_retries(
+    chunk: list[tuple[ContactIdentity, ConsentDecision]], api_client: ApiClient | None, lookups: _Lookups
+) -> list[Outcome] | None:
+    """The chunk written set-based, or None when it must go item by item."""
+    for _attempt in range(BATCH_SET_BASED_ATTEMPTS):
         try:
             with transaction.atomic():
-                outcomes = [one(item) for item in chunk]
-        except OperationalError:
-            outcomes = [one(item) for item in chunk]
-        results.extend(outcomes)
-    return results
+                return _chunk_set_based(chunk, api_client=api_client, lookups=lookups)
+        except _ItemByItem:
+            return None
+        except (IntegrityError, OperationalError) as exc:
+            # A concurrent writer inserted one of the chunk's keys or identifiers first (we
+            # waited for it to commit), or a deadlock: all rolled back; read again and redo.
+            logger.info("Batch chunk met a concurrent writer, starting it again: %s", exc)
+            continue
+    return None
+
+
+class _ItemByItem(Exception):
+    """The set-based path cannot mirror the item-by-item path exactly for this chunk."""
+
+
+# contact_resolve's look-ups, strong identifiers first (the order it tries them in).
+_STRONG_IDENTIFIERS = ("app_user_id", "email", "zoho_id")
+_IDENTIFIERS = (*_STRONG_IDENTIFIERS, "phone")
+_CONTACT_FIELDS = ("email", "phone", "app_user_id", "zoho_id", "first_name", "last_name")
+# contact_resolve considers at most this many matching contacts.
+_RESOLVE_LIMIT = 10
+
+
+class _ContactIndex:
+    """The chunk's contacts by identifier, kept as contact_resolve would find them in the database."""
+
+    def __init__(self, contacts: list[Contact]) -> None:
+        self.by: dict[str, dict[str, list[Contact]]] = {name: {} for name in _IDENTIFIERS}
+        for contact in contacts:
+            self.add(contact)
+
+    def add(self, contact: Contact) -> None:
+        for name in _IDENTIFIERS:
+            value = getattr(contact, name)
+            if value:
+                self.by[name].setdefault(value, []).append(contact)
+
+    def change(self, contact: Contact, changes: dict[str, str]) -> None:
+        for name, value in changes.items():
+            old = getattr(contact, name)
+            if name in self.by:
+                if old:
+                    self.by[name][old].remove(contact)
+                self.by[name].setdefault(value, []).append(contact)
+            setattr(contact, name, value)
+
+    def resolve(self, identity: ContactIdentity) -> tuple[Contact, dict[str, str]]:
+        """contact_resolve in memory: the contact (unsaved if new) and the fields to fill in.
+
+        Raises ConsentRejected where contact_resolve would, and _ItemByItem where the
+        database could answer differently (more matches than contact_resolve reads).
+        """
+        found: list[Contact] = []
+        for name in _IDENTIFIERS:
+            value = getattr(identity, name)
+            for contact in self.by[name].get(value, ()) if value else ():
+                if not any(contact is other for other in found):
+                    found.append(contact)
+        if len(found) > _RESOLVE_LIMIT:
+            raise _ItemByItem
+        strong = [
+            contact
+            for contact in found
+            if any(
+                getattr(identity, name) and getattr(contact, name) == getattr(identity, name)
+                for name in _STRONG_IDENTIFIERS
+            )
+        ]
+        if len(strong) > 1:
+            raise ConsentRejected(
+                "contact",
+                "These identifiers belong to different contacts; correct them or ask an admin to merge.",
+            )
+        if strong:
+            contact = strong[0]
+        elif len(found) > 1:
+            raise ConsentRejected(
+                "contact.phone", "This phone number belongs to several contacts; add email or app_user_id."
+            )
+        elif found:
+            contact = found[0]
+        else:
+            return Contact(**{name: getattr(identity, name) for name in _CONTACT_FIELDS}), {}
+        changes = {}
+        for name in _CONTACT_FIELDS:
+            value = getattr(identity, name)
+            if value and getattr(contact, name) != value:
+                changes[name] = value
+        for name in ("email", "app_user_id"):  # unique: contact_resolve's save would fail
+            if name in changes and self.by[name].get(changes[name]):
+                raise _ItemByItem
+        return contact, changes
+
+
+@dataclass
+class _Planned:
+    """An item of the chunk that appends an event."""
+
+    index: int
+    contact: Contact
+    checked: _Checked
+    digest: str | None  # the request digest, known already when the contact exists
+    event: ConsentEvent | None = None
+
+
+def _chunk_set_based(
+    chunk: list[tuple[ContactIdentity, ConsentDecision]], *, api_client: ApiClient | None, lookups: _Lookups
+) -> list[Outcome]:
+    """One chunk of a batch in a few statements, with the item-by-item path's outcome.
+
+    First, without writing, every item is taken through contact_resolve's and
+    consent_record's steps in item order, against the chunk's contacts and earlier events
+    read in one query each: an identifier error, then a rule error, then a replay or an
+    idempotency conflict, else an event to append (a later item sees the contacts an
+    earlier one created or filled in, and the events it appends). Then: new contacts in
+    one INSERT, filled-in ones in one UPDATE, every affected chain's state row created or
+    locked by one `_lock_states`, the events computed in item order (several may fall in
+    one chain) and inserted in one INSERT, their outbox rows in one, the states in one
+    UPDATE. A unique index refusing a row means a concurrent writer came first: the
+    caller rolls back and starts again.
+    """
+    now = timezone.now()
+    outcomes: list[Outcome | None] = [None] * len(chunk)
+    identities: list[ContactIdentity | None] = []
+    for index, (given, _decision) in enumerate(chunk):
+        try:
+            identities.append(_normalised_identity(given))
+        except ConsentRejected as exc:
+            outcomes[index] = exc
+            identities.append(None)
+
+    wanted: dict[str, set[str]] = {name: set() for name in _IDENTIFIERS}
+    for known in identities:
+        for name in _IDENTIFIERS:
+            value = getattr(known, name, None)
+            if value:
+                wanted[name].add(value)
+    condition = Q()
+    for name, values in wanted.items():
+        if values:
+            condition |= Q(**{f"{name}__in": values})
+    contacts = _ContactIndex(list(Contact.objects.filter(condition)) if condition else [])
+    keys = {
+        decision.idempotency_key
+        for (_, decision), identity in zip(chunk, identities, strict=True)
+        if identity
+    }
+    earlier = {
+        event.idempotency_key: event
+        for event in ConsentEvent.objects.select_related("contact", "purpose", "policy_version").filter(
+            idempotency_key__in=keys
+        )
+    }
+
+    new_contacts: list[Contact] = []
+    filled_in: dict[int, tuple[Contact, set[str]]] = {}  # contact id -> (contact, fields filled in)
+    planned: list[_Planned] = []
+    # key -> (position in `planned`, request digest with the contact's stand-in reference)
+    appended: dict[str, tuple[int, str]] = {}
+    # (item index, position in `planned`, replay?) for items answered by an event of this chunk
+    answered_by_chunk: list[tuple[int, int, bool]] = []
+    stand_ins: dict[int, str] = {}
+
+    def reference(contact: Contact) -> int | str:
+        if contact.pk is not None:
+            return int(contact.pk)
+        return stand_ins.setdefault(id(contact), f"new-{len(stand_ins)}")
+
+    for index, ((_given, decision), normalised) in enumerate(zip(chunk, identities, strict=True)):
+        if normalised is None:
+            continue
+        try:
+            contact, changes = contacts.resolve(normalised)
+            checked = _check(decision, api_client=api_client, actor_user=None, lookups=lookups, now=now)
+        except ConsentRejected as exc:
+            outcomes[index] = exc
+            continue
+        key = decision.idempotency_key
+        keep_contact = True
+        if key in appended:
+            position, digest = appended[key]
+            replay = _request_digest(reference(contact), decision) == digest
+            answered_by_chunk.append((index, position, replay))
+            keep_contact = replay
+        elif key in earlier:
+            existing = earlier[key]
+            if contact.pk is not None and _request_digest(contact.pk, decision) == existing.request_digest:
+                outcomes[index] = RecordResult(event=existing, created=False)
+            else:
+                outcomes[index] = IdempotencyConflict(existing)
+                keep_contact = False
+        else:
+            digest = _request_digest(reference(contact), decision)
+            appended[key] = (len(planned), digest)
+            final = digest if contact.pk is not None else None
+            planned.append(_Planned(index=index, contact=contact, checked=checked, digest=final))
+        if not keep_contact:
+            continue  # contact_resolve's work is rolled back with the refused item
+        if contact.pk is None and not any(contact is other for other in new_contacts):
+            new_contacts.append(contact)
+            contacts.add(contact)
+        if changes:
+            contacts.change(contact, changes)
+            if contact.pk is not None:
+                filled_in.setdefault(contact.pk, (contact, set()))[1].update(changes)
+
+    if new_contacts:
+        Contact.objects.bulk_create(new_contacts)
+    # Like contact_resolve, write only the fields filled in (another writer may be changing
+    # the others): one UPDATE per set of fields, in id order.
+    by_fields: dict[tuple[str, ...], list[Contact]] = {}
+    for pk in sorted(filled_in):
+        contact, names = filled_in[pk]
+        contact.updated_at = now
+        by_fields.setdefault(tuple(sorted(names)), []).append(contact)
+    for names_filled, changed in by_fields.items():
+        Contact.objects.bulk_update(changed, [*names_filled, "updated_at"])
+
+    if planned:
+        states = _lock_states([(p.contact.pk, p.checked.purpose.pk) for p in planned])
+        outbox: list[OutboxEntry] = []
+        moved: dict[int, ConsentState] = {}
+        for plan in planned:
+            state = states[plan.contact.pk, plan.checked.purpose.pk]
+            digest = plan.digest or _request_digest(plan.contact.pk, plan.checked.decision)
+            plan.event = _next_event(state, plan.contact, plan.checked, digest=digest, now=now)
+            _fields, entry = _advance_state(state, plan.event, plan.checked.purpose)
+            if entry is not None:
+                outbox.append(entry)
+            moved[state.pk] = state
+        ConsentEvent.objects.bulk_create([plan.event for plan in planned if plan.event is not None])
+        if outbox:
+            OutboxEntry.objects.bulk_create(outbox)
+            outbox_written_on_commit()
+        for state in moved.values():
+            state.updated_at = now
+        _states_save([moved[pk] for pk in sorted(moved)])
+        for plan in planned:
+            assert plan.event is not None
+            outcomes[plan.index] = RecordResult(event=plan.event, created=True)
+    for index, position, replay in answered_by_chunk:
+        event = planned[position].event
+        assert event is not None
+        outcomes[index] = RecordResult(event=event, created=False) if replay else IdempotencyConflict(event)
+
+    assert all(outcome is not None for outcome in outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+_STATE_FIELDS = (
+    "version",
+    "head_hash",
+    "status",
+    "frequency",
+    "event",
+    "occurred_at",
+    "refresh_due_at",
+    "updated_at",
+)
+
+
+def _states_save(states: list[ConsentState]) -> None:
+    """Write the chains' moved state rows in one `UPDATE … FROM (VALUES …)`.
+
+    (`bulk_update` would build a CASE per row and field: most of the chunk's time.)
+    """
+    concrete = {f.name: f for f in ConsentState._meta.concrete_fields}
+    fields = [concrete[name] for name in ("id", *_STATE_FIELDS)]
+    event_field = ConsentState.event.field
+    # PostgreSQL types a VALUES column from its literals; say what each one is.
+    casts = [f"::{f.db_type(connection)}" if connection.vendor == "postgresql" else "" for f in fields]
+    row = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
+    params: list[Any] = []
+    for state in states:
+        if event_field.is_cached(state) and state.event is not None:
+            state.event_id = state.event.pk  # the event was inserted after it was assigned
+        params += [f.get_db_prep_save(getattr(state, f.attname), connection=connection) for f in fields]
+    table = ConsentState._meta.db_table
+    assignments = ", ".join(f"{f.column} = v.column{n}" for n, f in enumerate(fields, start=1) if n > 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(states))}) AS v "  # noqa: S608
+            f"WHERE {table}.id = v.column1",
+            params,
+        )
 
 
 def consent_expire_due(*, now: datetime | None = None, limit: int = 1000) -> int:

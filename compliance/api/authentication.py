@@ -1,8 +1,18 @@
-"""`Authorization: Bearer <key>` for API clients. Keys are stored as SHA-256 only."""
+"""`Authorization: Bearer <key>` for API clients. Keys are stored as SHA-256 only.
+
+Each process keeps the API client it read for a key prefix for `CLIENT_CACHE_S` seconds,
+so a busy client costs one query per process every 30 s instead of one per request. The
+key itself is checked against the stored hash on every request. The price: a client
+deactivated in the database (`is_active=False`, the only revocation there is) is still
+let in for up to `CLIENT_CACHE_S` seconds by a process that had read it; a revocation
+that must act at once also calls `api_client_cache_clear()` in that process (or restarts
+the workers).
+"""
 
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import timedelta
 
 from django.utils import timezone
@@ -14,6 +24,28 @@ from compliance.models import ApiClient
 from compliance.services import api_key_hash
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+CLIENT_CACHE_S = 30.0
+
+# key prefix -> (read again after this time.time(), the active client)
+_clients: dict[str, tuple[float, ApiClient]] = {}
+
+
+def api_client_cache_clear() -> None:
+    """Forget every API client this process has read (after revoking a key, for instance)."""
+    _clients.clear()
+
+
+def _active_client(prefix: str) -> ApiClient | None:
+    now = time.time()
+    cached = _clients.get(prefix)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    client = ApiClient.objects.filter(key_prefix=prefix, is_active=True).first()
+    if client is None:
+        _clients.pop(prefix, None)
+    else:
+        _clients[prefix] = (now + CLIENT_CACHE_S, client)
+    return client
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -30,12 +62,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "cd":
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        client = ApiClient.objects.filter(key_prefix=parts[1], is_active=True).first()
+        client = _active_client(parts[1])
         if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
             ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+            client.last_used_at = now
         return client, key
 
     def authenticate_header(self, request: Request) -> str:

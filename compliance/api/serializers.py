@@ -35,7 +35,13 @@ class ConsentEventInputSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
     def to_domain(self, header_key: str | None = None) -> tuple[ContactIdentity, ConsentDecision]:
-        data: dict[str, Any] = self.validated_data
+        return self.domain_of(self.validated_data, header_key)
+
+    @staticmethod
+    def domain_of(
+        data: dict[str, Any], header_key: str | None = None
+    ) -> tuple[ContactIdentity, ConsentDecision]:
+        """The service's arguments from validated data (`run_validation`'s or `validated_data`)."""
         contact = data["contact"]
         identity = ContactIdentity(
             email=contact.get("email"),

@@ -36,6 +36,13 @@ ERROR_RESPONSES = {
 }
 
 
+# Building a serializer's fields costs more than validating or showing one event (about
+# 1 ms against 0.1 ms), so each view uses these two, built once per process. They keep
+# nothing per request: run_validation and to_representation only read their fields.
+_EVENT_INPUT = ConsentEventInputSerializer()
+_EVENT_OUTPUT = ConsentEventSerializer()
+
+
 def _calling_client(request: Request) -> ApiClient:
     """The API client behind a request that IsApiClient let through."""
     principal = request.user
@@ -61,14 +68,14 @@ class ConsentEventCreateView(APIView):
         summary="Record one consent decision",
     )
     def post(self, request: Request) -> Response:
-        serializer = ConsentEventInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        identity, decision = serializer.to_domain(_idempotency_header(request))
+        identity, decision = _EVENT_INPUT.domain_of(
+            _EVENT_INPUT.run_validation(request.data), _idempotency_header(request)
+        )
         result = services.consent_ingest(
             identity=identity, decision=decision, api_client=_calling_client(request)
         )
         return Response(
-            ConsentEventSerializer(result.event).data,
+            _EVENT_OUTPUT.to_representation(result.event),
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 
@@ -100,12 +107,16 @@ class ConsentEventBatchView(APIView):
 
         items: list[Any] = []
         for raw in envelope.validated_data["events"]:
-            item = ConsentEventInputSerializer(data=raw)
-            items.append(item.to_domain() if item.is_valid() else ValidationError(item.errors))
+            try:
+                items.append(_EVENT_INPUT.domain_of(_EVENT_INPUT.run_validation(raw)))
+            except ValidationError as exc:
+                items.append(exc)
         outcomes = services.consent_ingest_batch(
             items=[i for i in items if not isinstance(i, ValidationError)],
             api_client=_calling_client(request),
         )
+        recorded = [o.event for o in outcomes if isinstance(o, services.RecordResult)]
+        represented = (_EVENT_OUTPUT.to_representation(event) for event in recorded)
         outcome_iter = iter(outcomes)
         results = []
         counts = {"created": 0, "replayed": 0, "failed": 0}
@@ -118,11 +129,7 @@ class ConsentEventBatchView(APIView):
             if isinstance(outcome, services.RecordResult):
                 counts["created" if outcome.created else "replayed"] += 1
                 results.append(
-                    {
-                        "index": index,
-                        "status": 201 if outcome.created else 200,
-                        "event": ConsentEventSerializer(outcome.event).data,
-                    }
+                    {"index": index, "status": 201 if outcome.created else 200, "event": next(represented)}
                 )
             else:
                 code, body = error_response(outcome)

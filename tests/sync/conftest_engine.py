@@ -194,6 +194,12 @@ class Workers:
         for name in ("sync.outbox_sweep", "sync.verify_due", "sync.retry_due"):
             self.sender.send_task(name, expires=10)
 
+    def wait_ready(self, deadline_s: float = DEADLINE_S) -> None:
+        """Wait until every started worker answers a ping (it consumes from the broker)."""
+        deadline = time.monotonic() + deadline_s
+        while len(self.sender.control.ping(timeout=1.0) or []) < len(self.processes):
+            assert time.monotonic() < deadline, "the workers did not come up"
+
     def drained(self) -> bool:
         """Nothing queued on the broker and nothing running or reserved in any worker."""
         import redis

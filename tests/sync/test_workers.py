@@ -65,10 +65,11 @@ def assert_no_version_written_twice(sim: Any, records: dict[int, str]) -> None:
 
 
 def test_every_change_converges_through_429s_and_5xx(workers: Any, ledger: Any, crm: Any, sim: Any) -> None:
-    # Given Zoho answering 429 to 30 % and 500 to 10 % of CRM calls
-    records = make_changes(ledger, crm, 150)
+    # Given three workers running, and Zoho answering 429 to 30 % and 500 to 10 % of CRM calls
+    workers.start(3)
+    workers.wait_ready()
     # (and, so that both surely happen, to every update call of the first 6 s and every read of
-    # the first 12 s: the workers take a few seconds to start)
+    # the first 12 s)
     sim.http.put(
         "/_sim/faults",
         json={
@@ -77,8 +78,8 @@ def test_every_change_converges_through_429s_and_5xx(workers: Any, ledger: Any, 
         },
     ).raise_for_status()
 
-    # When three workers run for a while
-    workers.start(3)
+    # When 150 changes commit and the workers run for a while
+    records = make_changes(ledger, crm, 150)
     workers.wait_until(lambda: all_verified(records), "every change verified")
 
     # Then every change converged, none twice, and nobody was alerted
