@@ -6,10 +6,14 @@ ledger rows are insert-only (the triggers refuse UPDATE, DELETE and TRUNCATE).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +71,43 @@ def django_setup(database: str, **extra: str) -> None:
     import django
 
     django.setup()
+
+
+@contextlib.contextmanager
+def gunicorn(
+    env: dict[str, str], *, port: int, workers: int, ready_path: str = "/", timeout_s: int = 30
+) -> Iterator[str]:
+    """Serve the app under `gunicorn config.wsgi -w workers` on 127.0.0.1:port; yields its base URL once it answers."""
+    import httpx
+
+    command = [
+        str(Path(PYTHON).parent / "gunicorn"),
+        "config.wsgi",
+        "-w",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        str(timeout_s),
+        "--log-level",
+        "warning",
+    ]
+    shown = " ".join(f"{k}={env[k]}" for k in ("DATABASE_URL", "DEBUG", "CACHE_URL") if k in env)
+    print(f"server: {shown} {' '.join(command[1:])}", flush=True)
+    (WORK_DIR / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT, or WhiteNoise warns
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(base + ready_path, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def machine() -> dict[str, str]:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet, Sum, Window
+from django.db.models import Count, Q, QuerySet, Sum, Window
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from sync import quota
-from sync.models import Alert, Discrepancy, ReconciliationRun, SyncPush, ZohoCall
+from sync.models import Alert, Discrepancy, FieldMapping, ReconciliationRun, SyncPush, ZohoCall
 from sync.outbox import outbox_pending_count
 
 HEALTH_WINDOW = timedelta(hours=24)
@@ -112,8 +112,21 @@ def discrepancies_open_counts() -> OpenDiscrepancies:
 
 
 def discrepancy_fields() -> list[str]:
-    """Every CRM field a discrepancy was ever recorded on, for the filter's choices."""
-    return list(Discrepancy.objects.order_by("crm_field").values_list("crm_field", flat=True).distinct())
+    """The CRM fields a discrepancy can be on, for the filter's choices, in one query.
+
+    Discrepancies are recorded on mapped fields or on the whole record (""): every field of a
+    mapping, active or not, the record, and whatever field an open discrepancy is on. (A
+    DISTINCT over every discrepancy ever recorded reads the whole table: there is no index
+    on the field.) Resolved discrepancies on a field no mapping names any more are listed
+    under "Any field".
+    """
+    mapped = FieldMapping.objects.order_by().values_list("crm_field", flat=True)
+    open_fields = (
+        Discrepancy.objects.filter(status=Discrepancy.Status.OPEN)
+        .order_by()
+        .values_list("crm_field", flat=True)
+    )
+    return sorted({"", *mapped.union(open_fields)})
 
 
 def discrepancies_list(
@@ -123,7 +136,9 @@ def discrepancies_list(
 
     ``crm_field=""`` means record-level discrepancies; ``None`` means any field.
     """
-    rows = Discrepancy.objects.select_related("contact")
+    # Not the columns the list does not show: the rows are sorted before the page is cut, and
+    # evidence makes them wide.
+    rows = Discrepancy.objects.select_related("contact").defer("evidence", "hint", "resolution")
     if status:
         rows = rows.filter(status=status)
     if kind:
@@ -188,73 +203,79 @@ class SyncHealth:
         return 100.0 * int(self.budget.get("used_24h") or 0) / daily if daily else 0.0
 
 
-def _call_counts() -> dict[str, Any]:
-    return {
-        "calls": Count("id"),
-        "errors": Count("id", filter=Q(outcome=ERROR)),
-        "throttled": Count("id", filter=Q(http_status=429)),
-    }
+def calls_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Calls, errors, 429s, credits and latency per hour, service and operation of the window.
 
-
-def calls_per_hour(*, since: datetime, until: datetime) -> list[HourStats]:
-    """Calls, errors and 429s per hour of the window; hours without calls are there with zeros."""
-    rows = (
+    One pass over the window's calls feeds both the per-hour and the per-endpoint tables. The
+    call log's (started_at) index includes every column this reads, so PostgreSQL answers from
+    the index alone.
+    """
+    return list(
         ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until)
         .annotate(hour=TruncHour("started_at"))
-        .values("hour")
-        .annotate(**_call_counts())
-        .order_by("hour")
+        .values("hour", "service", "operation")
+        .annotate(
+            calls=Count("started_at"),
+            errors=Count("started_at", filter=Q(outcome=ERROR)),
+            throttled=Count("started_at", filter=Q(http_status=429)),
+            credits_sum=Sum("credits"),
+            ms_sum=Sum("duration_ms"),
+            timed=Count("duration_ms"),
+        )
+        .order_by()
     )
-    found = {row["hour"]: row for row in rows}
+
+
+def calls_per_hour(rows: list[dict[str, Any]], *, since: datetime, until: datetime) -> list[HourStats]:
+    """Calls, errors and 429s per hour of the window; hours without calls are there with zeros."""
+    found: dict[datetime, list[int]] = {}
+    for row in rows:
+        totals = found.setdefault(row["hour"], [0, 0, 0])
+        totals[0] += row["calls"]
+        totals[1] += row["errors"]
+        totals[2] += row["throttled"]
     hours: list[HourStats] = []
     hour = since.replace(minute=0, second=0, microsecond=0)
     while hour <= until:
-        row = found.get(hour, {})
-        hours.append(
-            HourStats(
-                hour=hour,
-                calls=row.get("calls", 0),
-                errors=row.get("errors", 0),
-                throttled=row.get("throttled", 0),
-            )
-        )
+        calls, errors, throttled = found.get(hour, (0, 0, 0))
+        hours.append(HourStats(hour=hour, calls=calls, errors=errors, throttled=throttled))
         hour += timedelta(hours=1)
     return hours
 
 
-def calls_per_endpoint(*, since: datetime, until: datetime) -> list[EndpointStats]:
+def calls_per_endpoint(rows: list[dict[str, Any]]) -> list[EndpointStats]:
     """Calls, errors, 429s, credits and mean latency per service and operation, busiest first."""
-    rows = (
-        ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until)
-        .values("service", "operation")
-        .annotate(**_call_counts(), credits_sum=Sum("credits"), avg_ms=Avg("duration_ms"))
-        .order_by("-calls", "service", "operation")
-    )
-    return [
+    found: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        totals = found.setdefault((row["service"], row["operation"]), [0, 0, 0, 0, 0, 0])
+        for i, key in enumerate(("calls", "errors", "throttled", "credits_sum", "ms_sum", "timed")):
+            totals[i] += row[key] or 0
+    endpoints = [
         EndpointStats(
-            service=row["service"],
-            operation=row["operation"],
-            calls=row["calls"],
-            errors=row["errors"],
-            throttled=row["throttled"],
-            credits=row["credits_sum"] or 0,
-            avg_ms=row["avg_ms"],
+            service=service,
+            operation=operation,
+            calls=calls,
+            errors=errors,
+            throttled=throttled,
+            credits=credits,
+            avg_ms=ms / timed if timed else None,
         )
-        for row in rows
+        for (service, operation), (calls, errors, throttled, credits, ms, timed) in found.items()
     ]
+    return sorted(endpoints, key=lambda e: (-e.calls, e.service, e.operation))
 
 
 def push_verification_counts(*, since: datetime) -> list[Tally]:
-    """How the pushes of the window ended: verified, mismatch, superseded, pending, rejected.
+    """How the pushes made since `since` ended: verified, mismatch, superseded, pending, rejected.
 
-    A push's window is that of its CRM update call: filtering through the call uses the
-    call log's (service, started_at) index and the push's call_id index, where a filter on
-    the push's own created_at would scan every push ever made.
+    The push log's (created_at) index carries the verification too, so PostgreSQL counts the
+    window's pushes from the index alone, without visiting the rows.
     """
     rows = (
-        SyncPush.objects.filter(call__service=ZohoCall.Service.CRM, call__started_at__gte=since)
+        SyncPush.objects.filter(created_at__gte=since)
         .values("verification")
-        .annotate(n=Count("id"))
+        # verification (never null), not id: the index holds it, and not the id.
+        .annotate(n=Count("verification"))
         .order_by()
     )
     found = {row["verification"]: row["n"] for row in rows}
@@ -272,7 +293,8 @@ def sync_health(*, now: datetime | None = None) -> SyncHealth:
     """Everything the health page shows, for the 24 hours up to ``now``."""
     until = now or timezone.now()
     since = until - HEALTH_WINDOW
-    endpoints = calls_per_endpoint(since=since, until=until)
+    calls = calls_in_window(since=since, until=until)
+    endpoints = calls_per_endpoint(calls)
     totals = CallStats(
         calls=sum(e.calls for e in endpoints),
         errors=sum(e.errors for e in endpoints),
@@ -282,7 +304,7 @@ def sync_health(*, now: datetime | None = None) -> SyncHealth:
         since=since,
         until=until,
         totals=totals,
-        hours=calls_per_hour(since=since, until=until),
+        hours=calls_per_hour(calls, since=since, until=until),
         endpoints=endpoints,
         # The quota's own count (CRM credits Zoho charged for, and its header when lower).
         budget=quota.status(),

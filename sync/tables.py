@@ -9,9 +9,9 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
+from compliance.tables import DateTimeColumn
 from sync.models import Alert, Discrepancy, ReconciliationRun
 
-DATETIME = "Y-m-d H:i"
 NUMBER = {"td": {"class": "num"}, "th": {"class": "num"}}
 
 
@@ -21,8 +21,7 @@ def crm_value(value: Any) -> str:
 
 
 class DiscrepancyTable(tables.Table):
-    opened_at = tables.DateTimeColumn(
-        format=DATETIME,
+    opened_at = DateTimeColumn(
         verbose_name="Opened",
         linkify=lambda record: reverse("sync:discrepancy_detail", args=[record.pk]),
     )
@@ -37,7 +36,7 @@ class DiscrepancyTable(tables.Table):
     expected = tables.Column(verbose_name="Ledger says", empty_values=())
     actual = tables.Column(verbose_name="Zoho shows", empty_values=())
     retries = tables.Column(attrs=NUMBER)
-    next_retry_at = tables.DateTimeColumn(format=DATETIME, verbose_name="Next retry", default="—")
+    next_retry_at = DateTimeColumn(verbose_name="Next retry", default="—")
 
     class Meta:
         model = Discrepancy
@@ -78,7 +77,7 @@ ACKNOWLEDGE_BUTTON = """{% if record.acknowledged_at %}{{ record.acknowledged_by
 
 
 class AlertTable(tables.Table):
-    created_at = tables.DateTimeColumn(format=DATETIME, verbose_name="Raised")
+    created_at = DateTimeColumn(verbose_name="Raised")
     kind = tables.Column()
     message = tables.Column()
     discrepancy = tables.Column(accessor="discrepancy_id", verbose_name="Discrepancy", default="—")
@@ -132,8 +131,8 @@ class EndpointTable(tables.Table):
 
 
 class ReconciliationRunTable(tables.Table):
-    started_at = tables.DateTimeColumn(format=DATETIME, verbose_name="Started")
-    finished_at = tables.DateTimeColumn(format=DATETIME, verbose_name="Finished", default="running")
+    started_at = DateTimeColumn(verbose_name="Started")
+    finished_at = DateTimeColumn(verbose_name="Finished", default="running")
     method = tables.Column()
     records_read = tables.Column(verbose_name="CRM records read", attrs=NUMBER)
     contacts_compared = tables.Column(verbose_name="Contacts compared", attrs=NUMBER)

@@ -131,6 +131,28 @@ def test_contact_search_does_not_find_other_people(client_for, auditor, rosa, de
     assert b"rosa.lindqvist@example.com" not in response.content
 
 
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [("ROSA.LIND", ["rosa.lindqvist@example.com", "rosa.lindz@example.com"]),
+     ("rosa.lindq", ["rosa.lindqvist@example.com"]),
+     ("rosa.lindr", []),  # between the two: the end of the prefix's range is exclusive
+     ("rosa.lindz", ["rosa.lindz@example.com"]),
+     ("rosa.lindqvist@", ["rosa.lindqvist@example.com"]),
+     ("Lind", ["lind@example.com", "rosa.lindqvist@example.com"]),  # an email beginning, and a name
+     ("lind@", ["lind@example.com"])],  # an "@" makes it an identifier: not Rosa by her name
+)  # fmt: skip
+def test_contact_search_by_the_beginning_of_an_email(client_for, auditor, rosa, decide, query, found) -> None:
+    for email, last_name in [("rosa.lindz@example.com", "Zed"), ("lind@example.com", "Other")]:
+        services.consent_ingest(
+            identity=services.ContactIdentity(email=email, first_name="Al", last_name=last_name),
+            decision=decide(),
+        )
+
+    response = client_for(auditor).get(reverse("compliance:contact_search"), {"q": query})
+
+    assert sorted(contact.email for contact in response.context["table"].data) == found
+
+
 def test_contact_search_without_a_query_lists_nobody(client_for, auditor, rosa) -> None:
     response = client_for(auditor).get(reverse("compliance:contact_search"))
 

@@ -495,7 +495,10 @@ def fresh_quota(settings):
 
 @pytest.fixture
 def traffic(rosa) -> None:
-    """Within the 24 h: 9 calls at 12:xx (2 errors: a 429 and a 500), one at 10:00, one at 09:50; one 30 h ago."""
+    """Within the 24 h: 9 calls at 12:xx (2 errors: a 429 and a 500), one at 10:00, one at 09:50; one 30 h ago.
+
+    Pushes: five in the window (2 verified, a mismatch, a superseded, a pending), one 30 h ago.
+    """
     for minutes in (1, 2, 3, 4, 5, 6):
         call(minutes, credits=2)
     call(7, status=429)
@@ -504,11 +507,15 @@ def traffic(rosa) -> None:
     call(160, operation="campaigns.unsubscribe", credits=0)
     call(30 * 60, credits=500)  # outside the window
     pushed = call(1, credits=0)
-    for verification in ("verified", "verified", "mismatch", "superseded", "pending"):
-        SyncPush.objects.create(
-            contact=rosa, zoho_id="5725767000000412001", call=pushed, sent={}, ledger_versions={},
-            verification=verification,
-        )  # fmt: skip
+    in_window, outside = NOON - timedelta(minutes=1), NOON - timedelta(hours=30)
+    pushes = [("verified", in_window), ("verified", in_window), ("mismatch", in_window),
+              ("superseded", in_window), ("pending", in_window), ("verified", outside)]  # fmt: skip
+    for verification, at in pushes:
+        with time_machine.travel(at, tick=False):
+            SyncPush.objects.create(
+                contact=rosa, zoho_id="5725767000000412001", call=pushed, sent={}, ledger_versions={},
+                verification=verification,
+            )  # fmt: skip
     ReconciliationRun.objects.create(method="coql", records_read=2000, contacts_compared=1990, opened=7)
 
 

@@ -1,0 +1,245 @@
+"""Builds a large, valid consent ledger fast, for the bench scripts (verify_ledger.py, pages.py).
+
+Fast but honest: rows are bulk-copied (COPY) with hashes computed by
+`compliance.chain.event_hash` over exactly the values the database returns;
+chains follow the write path's rules (version + 1, previous status, previous
+hash, double opt-in: pending then opted in with its evidence); ConsentState
+holds each chain's head; `ledger_seal()` seals the ledger in several steps
+(the newest events stay unsealed). The ledger's triggers allow INSERT and COPY.
+
+Call `ledger_build(plan)` after `_common.recreate_database` and `_common.django_setup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+PURPOSE_WEIGHTS = {
+    "email_marketing": 3,
+    "sms_marketing": 3,
+    "phone_marketing": 1,
+    "profiling": 2,
+    "third_party_sharing": 1,
+}
+USER_AGENTS = ["ShopApp/5.2 iOS", "ShopApp/5.1 Android 14", "Mozilla/5.0 (Windows NT 10.0) Firefox/128.0", ""]
+CONTACT_COLUMNS = "email, phone, app_user_id, zoho_id, first_name, last_name, created_at, updated_at"
+
+# (email, phone, app_user_id, zoho_id, first_name, last_name, created_at, updated_at) of contact n.
+ContactRow = Callable[[int, datetime], tuple[Any, ...]]
+
+
+def plain_contact(n: int, now: datetime) -> tuple[Any, ...]:
+    """Every contact has an email; two in three a phone, half an app user id; no CRM id."""
+    return (
+        f"person{n}@example.com",
+        f"+4915{110000000 + n}" if n % 3 else None,
+        f"u-{n}" if n % 2 else None,
+        None,
+        "Ana" if n % 2 else "Ben",
+        f"Person{n}",
+        now,
+        now,
+    )
+
+
+def ledger_arguments(
+    doc: str | None, *, database: str, events: int, contacts_per: int
+) -> argparse.ArgumentParser:
+    """A parser holding the options of every script that builds a ledger; the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=events)
+    parser.add_argument("--contacts", type=int, default=None, help=f"default: events / {contacts_per}")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--skip-build", action="store_true", help="measure the database already built")
+    parser.add_argument("--database", default=database, help=f"a bench* database (default {database})")
+    return parser
+
+
+@dataclass(frozen=True)
+class LedgerPlan:
+    events: int
+    contacts: int
+    seals: int = 4
+    seed: int = 2026
+    # Event n (from 1) happened at start + n * spacing (plus up to a second).
+    start: datetime = datetime(2025, 1, 1, tzinfo=UTC)
+    spacing: timedelta = timedelta(seconds=20)
+    contact_row: ContactRow = plain_contact
+    # Which contact the next event is about; None: every contact alike (rng.randint(1, contacts)).
+    pick_contact: Callable[[random.Random], int] | None = None
+
+
+@dataclass(frozen=True)
+class LedgerBuilt:
+    events: int
+    chains: int
+    contacts: int
+    seals: int
+    seconds: float
+
+
+def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
+    t0 = time.perf_counter()
+    from django.db import connection
+    from django.utils import timezone
+
+    from compliance import chain, services
+    from compliance.models import Purpose
+
+    rng = random.Random(plan.seed)
+    policies = [
+        services.policy_version_publish(label=label, effective_at=day, text=f"Privacy notice {label}.")
+        for label, day in (("2025-01", "2025-01-01"), ("2026-03", "2026-03-01"))
+    ]
+    client, _key = services.api_client_create(
+        name="bench-mobile-app", sources=["mobile_app", "web_portal", "email_link"]
+    )
+    purposes = {p.code: p for p in Purpose.objects.all()}
+    codes = list(PURPOSE_WEIGHTS)
+    weights = [PURPOSE_WEIGHTS[c] for c in codes]
+    contacts = plan.contacts
+    pick = plan.pick_contact or (lambda r: r.randint(1, contacts))
+    connection.ensure_connection()  # autocommit: every COPY commits on its own
+    raw = connection.connection
+
+    # Contacts: ids 1..contacts.
+    now = timezone.now()
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY compliance_contact (id, {CONTACT_COLUMNS}) FROM STDIN") as copy:
+            for n in range(1, contacts + 1):
+                copy.write_row((n, *plan.contact_row(n, now)))
+        cur.execute("SELECT setval(pg_get_serial_sequence('compliance_contact', 'id'), %s)", [contacts])
+    print(f"  contacts: {contacts} in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    # (contact, purpose) -> (version, status, hash, event_id, occurred_at, frequency, purpose)
+    heads: dict[tuple[int, int], tuple] = {}
+    events = plan.events
+    part_size = -(-events // (plan.seals + 1))
+    event_id = 0
+    hash_fn = chain.event_hash
+    actor = f"api:{client.name}"
+    for part in range(plan.seals + 1):
+        with (
+            raw.cursor() as cur,
+            cur.copy(
+                "COPY compliance_consentevent (id, contact_id, purpose_id, version, previous_status, status, "
+                "frequency, source, ip_address, user_agent, policy_version_id, occurred_at, recorded_at, "
+                "actor, evidence, reason, idempotency_key, request_digest, prev_hash, hash, api_client_id) "
+                "FROM STDIN"
+            ) as copy,
+        ):
+            for _ in range(min(part_size, events - event_id)):
+                event_id += 1
+                contact_id = pick(rng)
+                code = rng.choices(codes, weights)[0]
+                purpose = purposes[code]
+                key = (contact_id, purpose.id)
+                head = heads.get(key)
+                version, previous_status, prev_hash = (
+                    (head[0], head[1], head[2]) if head else (0, "", chain.GENESIS_HASH)
+                )
+                evidence: dict = {}
+                frequency = ""
+                policy_id = None
+                source = rng.choice(("mobile_app", "web_portal"))
+                if previous_status in ("", "opted_out") and purpose.double_opt_in_required:
+                    status = "pending"
+                    policy_id = policies[1].id
+                elif previous_status in ("", "opted_out", "pending"):
+                    status = "opted_in"
+                    policy_id = policies[rng.random() < 0.8].id
+                    if purpose.channel in ("email", "sms"):
+                        frequency = rng.choice(("weekly", "monthly"))
+                    if purpose.double_opt_in_required:
+                        confirmed = plan.start + timedelta(seconds=event_id)
+                        evidence = {"double_opt_in_confirmed_at": confirmed.isoformat()}
+                else:
+                    status = "opted_out"
+                    if purpose.channel == "email" and rng.random() < 0.5:
+                        source = "email_link"
+                        evidence = {"campaign": f"c-{rng.randint(1, 40)}"}
+                occurred_at = (
+                    plan.start + plan.spacing * event_id + timedelta(microseconds=rng.randint(0, 999999))
+                )
+                recorded_at = occurred_at + timedelta(
+                    seconds=rng.randint(1, 5), microseconds=rng.randint(0, 999999)
+                )
+                # As the write path stores it (normalise_ip) and PostgreSQL returns it.
+                ip = (
+                    f"198.51.100.{event_id % 250 + 1}"
+                    if event_id % 4
+                    else f"2001:db8::{event_id % 65535 + 1:x}"
+                )
+                idempotency_key = f"bench-{event_id}"
+                values = (
+                    contact_id,
+                    purpose.id,
+                    version + 1,
+                    previous_status,
+                    status,
+                    frequency,
+                    source,
+                    ip,
+                    rng.choice(USER_AGENTS),
+                    policy_id,
+                    occurred_at,
+                    recorded_at,
+                    actor,
+                    evidence,
+                    "",
+                    idempotency_key,
+                )
+                event_hash = hash_fn(prev_hash, values)
+                copy.write_row(
+                    (
+                        event_id,
+                        *values[:13],
+                        json.dumps(evidence),
+                        "",
+                        idempotency_key,
+                        hashlib.sha256(idempotency_key.encode()).hexdigest(),
+                        prev_hash,
+                        event_hash,
+                        client.id,
+                    )
+                )
+                heads[key] = (version + 1, status, event_hash, event_id, occurred_at, frequency, purpose)
+        with raw.cursor() as cur:
+            cur.execute(
+                "SELECT setval(pg_get_serial_sequence('compliance_consentevent', 'id'), %s)", [event_id]
+            )
+        print(f"  events: {event_id} in {time.perf_counter() - t0:.1f}s", flush=True)
+        if part < plan.seals:
+            seal = services.ledger_seal()
+            assert seal is not None
+            print(
+                f"  seal {seal.sequence}: {seal.event_count} events up to id {seal.last_event_id}", flush=True
+            )
+
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY compliance_consentstate (contact_id, purpose_id, status, frequency, event_id, occurred_at, "
+            "version, head_hash, refresh_due_at, updated_at) FROM STDIN"
+        ) as copy,
+    ):
+        for (contact_id, purpose_id), (version, status, head_hash, eid, occ, freq, purpose) in heads.items():
+            refresh = (
+                services.add_months(occ, purpose.validity_months)
+                if status == "opted_in" and purpose.validity_months
+                else None
+            )
+            copy.write_row((contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now))
+    seconds = time.perf_counter() - t0
+    print(f"  states: {len(heads)} chain heads in {seconds:.1f}s", flush=True)
+    return LedgerBuilt(
+        events=event_id, chains=len(heads), contacts=contacts, seals=plan.seals, seconds=seconds
+    )

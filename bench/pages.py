@@ -1,0 +1,774 @@
+"""History and dashboard pages under gunicorn over a 10,000,000-event ledger: p50/p95/max per page.
+
+    .venv/bin/python bench/pages.py                       # build bench_pages (16 min idle), then measure
+    .venv/bin/python bench/pages.py --skip-build          # measure again on the database already built
+    .venv/bin/python bench/pages.py --events 200000       # a quick check on a small database
+    .venv/bin/python bench/pages.py --skip-build --queries   # each page once in-process: its queries, timed
+
+The database (bench_pages, dropped and recreated by a build) holds:
+
+- the ledger, built by `bench/_ledger_build.py` (COPY, hashes from `compliance.chain.event_hash`,
+  ConsentState = each chain's head, seals): `--events` events over `--contacts` contacts
+  (default events / 5), five purposes, spread over three years up to an hour before the build.
+  Most events pick their contact uniformly (a few events per contact and purpose); one in 500
+  goes to one of the first 1,000 contacts, log-uniformly, so a few contacts have long histories
+  (contact 1 about 2,000 events at 10,000,000). Names come from 40 first names and 1,600
+  surnames (skewed: common surnames are shared by thousands), emails are first.last.n@example.com;
+  two in three have a phone, half an app user id, nine in ten a Zoho CRM id;
+- suppressions for one contact in 100 (hard bounces, complaints, manual; one in ten lifted);
+- sync data: `--calls` Zoho calls spread over the 7 days before the build (CRM updates and
+  reads, COQL, search, Campaigns, token refreshes; about 4% errors and 429s), a SyncPush per
+  record of every successful CRM update call (about 3 per call), `--discrepancies`
+  discrepancies over a year (`--open` of them open, the rest resolved) with the evidence
+  verify writes, 60 alerts (7 unacknowledged), 30 daily reconciliation runs, outbox rows for
+  the newest 200,000 events (processed) and 120 pending;
+- an officer and an admin with the roles of compliance/roles.py.
+
+Then the app runs under `gunicorn config.wsgi -w 2` (DEBUG=false, cache in Redis db 9) and
+this process, with httpx, signs both in and requests every page: first sequentially from
+one client (`--warmup` requests per page, then `--requests` timed), then from 4 concurrent
+clients (each its own session, `--requests` each, all starting together). A latency is
+the client's: from sending the request to having read the whole answer. The load generator,
+gunicorn and PostgreSQL share the machine's cores. The sync health page counts the calls of
+the 24 hours before *now*: measured long after a build, it sees fewer (the script says how many).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+import _ledger_build
+
+DB = "bench_pages"
+CACHE_URL = "redis://127.0.0.1:6379/9"
+PORT = 8790
+PASSWORD = "bench-pages-pass"
+OFFICER, ADMIN = "olivia-officer", "ada-admin"
+CONCURRENT_CLIENTS = 4
+
+FIRST_NAMES = [
+    "Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hannah", "Ida", "Jonas", "Karl", "Lena",
+    "Lukas", "Maria", "Mia", "Noah", "Olga", "Paul", "Rosa", "Sofia", "Tom", "Ute", "Vera", "Wolf", "Yara",
+    "Zoe", "Amir", "Bea", "Chen", "Dana", "Elif", "Fatima", "Goran", "Ines", "Jan", "Kemal", "Lars",
+    "Mehmet", "Nina", "Omar",
+]  # fmt: skip
+# 20 x 8 x 10 = 1,600 surnames, e.g. Lindenberg, Holmquist.
+SYLLABLES = (
+    ["Ber", "Lind", "Hol", "Mar", "Schu", "Wei", "Kra", "Fal", "Dor", "Eng", "Hau", "Kel", "Lor", "Nor",
+     "Ost", "Rie", "Sto", "Tal", "Vog", "Zim"],
+    ["a", "e", "i", "o", "u", "en", "er", "in"],
+    ["berg", "mann", "stein", "feld", "quist", "son", "holm", "wald", "rath", "dorf"],
+)  # fmt: skip
+SURNAMES = [a + b + c for a in SYLLABLES[0] for b in SYLLABLES[1] for c in SYLLABLES[2]]
+FIELDS = [
+    "Email_Opt_Out",
+    "Data_Processing_Basis_Details.Contact_Through_Email",
+    "Data_Processing_Basis_Details.Contact_Through_Phone",
+    "SMS_Opt_In",
+    "Profiling_Consent",
+    "Third_Party_Sharing_Consent",
+]
+# (service, operation, method, path, weight)
+OPERATIONS = [
+    ("crm", "crm.update", "PUT", "/crm/v8/Contacts", 30),
+    ("crm", "crm.get", "GET", "/crm/v8/Contacts", 30),
+    ("crm", "crm.coql", "POST", "/crm/v8/coql", 10),
+    ("crm", "crm.search", "GET", "/crm/v8/Contacts/search", 5),
+    ("campaigns", "campaigns.unsubscribe", "POST", "/api/v1.1/json/listunsubscribe", 9),
+    ("campaigns", "campaigns.list_subscribers", "GET", "/api/v1.1/getlistsubscribers", 8),
+    ("campaigns", "campaigns.recipients", "GET", "/api/v1.1/getcampaignrecipientsdata", 5),
+    ("campaigns", "campaigns.subscribe", "POST", "/api/v1.1/json/listsubscribe", 2),
+    ("accounts", "accounts.refresh", "POST", "/oauth/v2/token", 0.6),
+    ("crm", "crm.fields", "GET", "/crm/v8/settings/fields", 0.3),
+    ("crm", "crm.current_user", "GET", "/crm/v8/users", 0.1),
+]
+# (kind, weight, record-level)
+KINDS = [
+    ("overwritten", 35, False),
+    ("not_applied", 25, False),
+    ("drift", 12, False),
+    ("permission_denied", 10, False),
+    ("record_missing", 5, True),
+    ("not_in_crm", 5, True),
+    ("duplicate", 3, True),
+    ("rejected", 3, False),
+    ("unevidenced_opt_in", 2, False),
+]
+HINT = {
+    "overwritten": "A workflow rule or a user changed it after our write: check workflow rules on {field}.",
+    "not_applied": "Accepted but not applied: field-level security or a silent reset; check the API user's "
+    "profile has edit rights on {field}.",
+    "permission_denied": "Zoho refused the write (NO_PERMISSION): give the API user's profile edit rights on "
+    "{field}.",
+    "record_missing": "The CRM record {zoho} does not exist (deleted or merged): link the contact to its new "
+    "record.",
+    "duplicate": "Several CRM records share {email}: merge them or set the contact's Zoho id to the primary; "
+    "none is written until then.",
+}
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def zoho_id(contact_id: int) -> str:
+    return str(5725767000000000000 + contact_id)
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+def ledger_plan(events: int, contacts: int, seed: int, now: datetime) -> _ledger_build.LedgerPlan:
+    start = now - timedelta(days=3 * 365)
+    names = random.Random(seed + 1)
+    span = (now - start).total_seconds()
+
+    def contact_row(n: int, _now: datetime) -> tuple[Any, ...]:
+        first = names.choice(FIRST_NAMES)
+        last = SURNAMES[int(len(SURNAMES) * names.random() ** 2)]
+        created = start + timedelta(seconds=span * n / (contacts + 1) * 0.9)
+        return (
+            f"{first}.{last}.{n}@example.com".lower(),
+            f"+4915{110000000 + n}" if n % 3 else None,
+            f"u-{n}" if n % 2 else None,
+            zoho_id(n) if n % 10 else None,
+            first,
+            last,
+            created,
+            created,
+        )
+
+    def pick_contact(rng: random.Random) -> int:
+        if rng.random() < 0.002:
+            return int(1001 ** rng.random())  # 1..1000, log-uniform: a few long histories
+        return rng.randint(1, contacts)
+
+    return _ledger_build.LedgerPlan(
+        events=events,
+        contacts=contacts,
+        seals=4,
+        seed=seed,
+        start=start,
+        spacing=(now - timedelta(hours=1) - start) / events,
+        contact_row=contact_row,
+        pick_contact=pick_contact,
+    )
+
+
+def copy_rows(table: str, columns: str, rows: Any) -> int:
+    from django.db import connection
+
+    count = 0
+    with connection.connection.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def build_suppressions(rng: random.Random, contacts: int, now: datetime) -> int:
+    chosen = sorted({1, *rng.sample(range(1, contacts + 1), max(contacts // 100, 1))})
+
+    def rows() -> Any:
+        for contact_id in chosen:
+            roll = rng.random()
+            kind, source, detail = (
+                ("hard_bounce", "campaigns", "550 5.1.1 mailbox unavailable")
+                if roll < 0.7
+                else ("complaint", "campaigns", "marked as spam")
+                if roll < 0.9
+                else ("manual", "admin", "asked by phone not to be emailed")
+            )
+            created = now - timedelta(days=rng.uniform(0, 3 * 365))
+            lifted = created + timedelta(days=rng.uniform(1, 60)) if rng.random() < 0.1 else None
+            yield (
+                contact_id,
+                "email",
+                kind,
+                source,
+                detail,
+                json.dumps({"campaign": f"c-{rng.randint(1, 40)}"} if source == "campaigns" else {}),
+                created,
+                lifted,
+                "address fixed by the customer" if lifted else "",
+            )
+
+    return copy_rows(
+        "compliance_suppression",
+        "contact_id, channel, kind, source, detail, evidence, created_at, lifted_at, lifted_reason",
+        rows(),
+    )
+
+
+def projection(rng: random.Random, contact_id: int) -> tuple[dict, dict]:
+    flags = [rng.random() < 0.6 for _ in range(5)]
+    sent = {
+        "id": zoho_id(contact_id),
+        "Email_Opt_Out": not flags[0],
+        "SMS_Opt_In": flags[1],
+        "Profiling_Consent": flags[2],
+        "Third_Party_Sharing_Consent": flags[3],
+        "Data_Processing_Basis_Details": {
+            "Contact_Through_Email": flags[0],
+            "Contact_Through_Phone": flags[4],
+        },
+    }
+    versions = {code: rng.randint(1, 4) for code in _ledger_build.PURPOSE_WEIGHTS}
+    return sent, versions
+
+
+def build_calls_and_pushes(rng: random.Random, calls: int, contacts: int, now: datetime) -> tuple[int, int]:
+    """`calls` Zoho calls over the 7 days before now; a SyncPush per record of each successful update."""
+    weights = [op[4] for op in OPERATIONS]
+    window = timedelta(days=7)
+    pushes: list[tuple] = []
+    remaining = 5_000_000
+
+    def call_rows() -> Any:
+        nonlocal remaining
+        for call_id in range(1, calls + 1):
+            service, operation, method, path, _w = rng.choices(OPERATIONS, weights)[0]
+            started = (
+                now - window + window * (call_id / (calls + 1)) + timedelta(microseconds=rng.randint(0, 9999))
+            )
+            duration = int(rng.lognormvariate(5.3, 0.5))  # about 200 ms, a long tail
+            roll = rng.random()
+            records = 0
+            if roll < 0.015:
+                status, code, outcome, error, permanent = (
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "error",
+                    "rate limited",
+                    False,
+                )
+            elif roll < 0.02:
+                status, code, outcome, error, permanent = 503, "", "error", "HTTP 503", False
+            elif roll < 0.035 and service == "crm":
+                status, code, outcome, error, permanent = 400, "INVALID_DATA", "error", "invalid data", True
+            else:
+                status, code, outcome, error, permanent = (
+                    200,
+                    "SUCCESS" if service == "crm" else "",
+                    "ok",
+                    "",
+                    None,
+                )
+                if operation == "crm.update":
+                    records = min(100, 1 + int(rng.expovariate(1 / 2)))
+                elif operation in ("crm.get", "crm.coql", "crm.search"):
+                    records = rng.randint(1, 100)
+            credits = 0
+            if service == "crm" and status == 200:
+                credits = max(1, math.ceil(records / 10)) if operation == "crm.update" else 1
+                remaining -= credits
+            yield (
+                call_id,
+                service,
+                operation,
+                method,
+                path,
+                started,
+                started + timedelta(milliseconds=duration),
+                duration,
+                status,
+                code,
+                records,
+                credits,
+                remaining if service == "crm" and status == 200 else None,
+                outcome,
+                error,
+                permanent,
+            )
+            if operation == "crm.update" and status == 200:
+                pushes.append((call_id, started, records))
+
+    n_calls = copy_rows(
+        "sync_zohocall",
+        "id, service, operation, method, path, started_at, finished_at, duration_ms, http_status, "
+        "zoho_code, records, credits, credits_remaining, outcome, error, permanent",
+        call_rows(),
+    )
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT setval(pg_get_serial_sequence('sync_zohocall', 'id'), %s)", [calls])
+
+    def push_rows() -> Any:
+        for call_id, started, records in pushes:
+            for _ in range(records):
+                contact_id = rng.randint(1, contacts)
+                sent, versions = projection(rng, contact_id)
+                due = started + timedelta(seconds=60)
+                roll = rng.random()
+                verification = (
+                    "pending"
+                    if due > now
+                    else "verified"
+                    if roll < 0.955
+                    else "superseded"
+                    if roll < 0.975
+                    else "mismatch"
+                    if roll < 0.995
+                    else "rejected"
+                )
+                readback = {k: v for k, v in sent.items() if k != "id"} if verification != "pending" else {}
+                yield (
+                    contact_id,
+                    sent["id"],
+                    call_id,
+                    json.dumps(sent),
+                    json.dumps(versions),
+                    json.dumps(
+                        {
+                            "code": "SUCCESS",
+                            "status": "success",
+                            "message": "record updated",
+                            "details": {"id": sent["id"]},
+                        }
+                    ),
+                    1,
+                    started,
+                    due,
+                    verification,
+                    due + timedelta(seconds=rng.uniform(0, 5)) if verification != "pending" else None,
+                    json.dumps(readback),
+                )
+
+    n_pushes = copy_rows(
+        "sync_syncpush",
+        "contact_id, zoho_id, call_id, sent, ledger_versions, response, attempt, created_at, "
+        "verify_due_at, verification, verified_at, readback",
+        push_rows(),
+    )
+    return n_calls, n_pushes
+
+
+def build_discrepancies(rng: random.Random, total: int, open_count: int, contacts: int, now: datetime) -> int:
+    kinds = [k for k, _w, _r in KINDS]
+    weights = [w for _k, w, _r in KINDS]
+    record_level = {k for k, _w, r in KINDS if r}
+    open_contacts = rng.sample(range(1, contacts + 1), open_count)
+
+    def rows() -> Any:
+        for n in range(total):
+            is_open = n >= total - open_count  # the newest ids are the open ones
+            contact_id = open_contacts[n - (total - open_count)] if is_open else rng.randint(1, contacts)
+            kind = rng.choices(kinds, weights)[0]
+            field = "" if kind in record_level else rng.choice(FIELDS)
+            opened = (
+                now - timedelta(days=rng.uniform(0, 30))
+                if is_open
+                else now - timedelta(days=365 * (1 - n / total) + rng.uniform(0, 1))
+            )
+            sent, _versions = projection(rng, contact_id)
+            expected = rng.random() < 0.5
+            email = f"person{contact_id}@example.com"
+            evidence: dict[str, Any] = {
+                "push": rng.randint(1, 1_000_000),
+                "sent": sent,
+                "zoho_answer": {"code": "SUCCESS", "status": "success", "details": {"id": sent["id"]}},
+                "readback": {field or "id": not expected},
+                "Modified_By": {"name": "Workflow Rule: reset consent", "id": "5725767000000412001"},
+                "Modified_Time": (opened - timedelta(seconds=30)).isoformat(),
+            }
+            if kind == "duplicate":
+                evidence = {"email": email, "candidates": [sent["id"], zoho_id(contact_id + 7_000_000)]}
+            retries = rng.randint(0, 3)
+            resolved = None if is_open else opened + timedelta(hours=rng.uniform(0.1, 72))
+            yield (
+                contact_id,
+                "" if kind == "not_in_crm" else zoho_id(contact_id),
+                field,
+                kind,
+                "open" if is_open else "resolved",
+                json.dumps(expected if field else None),
+                json.dumps(not expected if field else None),
+                json.dumps(evidence),
+                HINT.get(kind, "").format(field=field, zoho=zoho_id(contact_id), email=email),
+                retries,
+                opened + timedelta(minutes=2**retries) if is_open and retries < 3 else None,
+                opened,
+                resolved or opened + timedelta(minutes=retries),
+                resolved,
+                ""
+                if is_open
+                else "verified after retry"
+                if rng.random() < 0.8
+                else "resolved by ada-admin: fixed",
+            )
+
+    return copy_rows(
+        "sync_discrepancy",
+        "contact_id, zoho_id, crm_field, kind, status, expected, actual, evidence, hint, retries, "
+        "next_retry_at, opened_at, updated_at, resolved_at, resolution",
+        rows(),
+    )
+
+
+def build_the_rest(rng: random.Random, events: int, contacts: int, now: datetime) -> None:
+    """Alerts, reconciliation runs, outbox rows, the two users."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+
+    from compliance.roles import Role
+    from sync.models import Alert, ReconciliationRun
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id, opened_at FROM sync_discrepancy WHERE kind <> 'duplicate' ORDER BY id DESC LIMIT 40"
+        )
+        exhausted = cur.fetchall()
+    alerts = [
+        ("retries_exhausted", d_id, f"Discrepancy {d_id} failed after 3 retries.", opened)
+        for d_id, opened in exhausted
+    ]
+    alerts += [
+        (
+            "threshold",
+            None,
+            f"{100 + n * 37} discrepancies are open (threshold 10).",
+            now - timedelta(days=6 * n),
+        )
+        for n in range(15)
+    ]
+    alerts += [
+        ("auth", None, "Zoho refuses our credentials: invalid_client.", now - timedelta(days=17 * n + 3))
+        for n in range(5)
+    ]
+    alerts.sort(key=lambda alert: alert[3])
+    unacknowledged = len(alerts) - 7  # the newest 7 wait for acknowledgement
+    # Through the ORM (a few rows; new columns get their defaults), then dated: created_at is auto_now_add.
+    for n, (kind, d_id, message, at) in enumerate(alerts):
+        alert = Alert.objects.create(
+            kind=kind, discrepancy_id=d_id, message=message, emailed_to=["compliance@example.com"]
+        )
+        acknowledged = n < unacknowledged
+        Alert.objects.filter(pk=alert.pk).update(
+            created_at=at,
+            acknowledged_at=at + timedelta(hours=2) if acknowledged else None,
+            acknowledged_by=OFFICER if acknowledged else "",
+        )
+    for day in range(1, 31):
+        run = ReconciliationRun.objects.create(
+            method="bulk",
+            records_read=contacts * 9 // 10,
+            contacts_compared=contacts,
+            opened=rng.randint(0, 40),
+            resolved=rng.randint(0, 40),
+        )
+        started = now.replace(hour=3, minute=0) - timedelta(days=day)
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            started_at=started, finished_at=started + timedelta(minutes=9)
+        )
+    first = max(events - 200_000, 0) + 1
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO compliance_outboxentry (contact_id, purpose_id, event_id, priority, created_at, "
+            "claimed_at, claimed_by, attempts, processed_at) "
+            "SELECT contact_id, purpose_id, id, CASE status WHEN 'opted_out' THEN 0 WHEN 'opted_in' THEN 1 "
+            "ELSE 2 END, recorded_at, "
+            "CASE WHEN id > %(pending)s THEN NULL ELSE recorded_at + interval '1 second' END, "
+            "CASE WHEN id > %(pending)s THEN '' ELSE 'bench' END, "
+            "CASE WHEN id > %(pending)s THEN 0 ELSE 1 END, "
+            "CASE WHEN id > %(pending)s THEN NULL ELSE recorded_at + interval '2 seconds' END "
+            "FROM compliance_consentevent WHERE id >= %(first)s ORDER BY id",
+            {"pending": events - 120, "first": first},
+        )
+    for username, role, staff in ((OFFICER, Role.OFFICER, False), (ADMIN, Role.ADMIN, True)):
+        user = get_user_model().objects.create_user(
+            username=username,
+            password=PASSWORD,
+            first_name=username.split("-")[0].capitalize(),
+            is_staff=staff,
+        )
+        user.groups.add(Group.objects.get(name=role))
+
+
+def build(events: int, contacts: int, calls: int, discrepancies: int, open_count: int, seed: int) -> None:
+    t0 = time.perf_counter()
+    _common.recreate_database(DB)
+    Path(_common.bench_env(DB)["LEDGER_SEAL_LOG"]).unlink(missing_ok=True)
+    _common.django_setup(DB, CACHE_URL=CACHE_URL)
+    from django.db import connection
+    from django.utils import timezone
+
+    now = timezone.now().replace(microsecond=0)
+    built = _ledger_build.ledger_build(ledger_plan(events, contacts, seed, now))
+    rng = random.Random(seed + 2)
+    print(f"  suppressions: {build_suppressions(rng, contacts, now)}", flush=True)
+    n_calls, n_pushes = build_calls_and_pushes(rng, calls, contacts, now)
+    print(f"  zoho calls: {n_calls}, sync pushes: {n_pushes} in {time.perf_counter() - t0:.1f}s", flush=True)
+    n = build_discrepancies(rng, discrepancies, open_count, contacts, now)
+    print(f"  discrepancies: {n} ({open_count} open)", flush=True)
+    build_the_rest(rng, built.events, contacts, now)
+    connection.close()
+    _common.psql("VACUUM ANALYZE", DB)
+    print(
+        f"built {built.events} events, {built.chains} chains, {contacts} contacts in "
+        f"{time.perf_counter() - t0:.0f}s",
+        flush=True,
+    )
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    user: str
+    path: str
+
+
+def describe_database() -> None:
+    sizes = _common.psql(
+        "SELECT pg_size_pretty(pg_database_size(current_database())) || ' total; ' || string_agg("
+        "relname || ' ' || n_live_tup || ' rows ' || pg_size_pretty(pg_total_relation_size(relid)), '; ' "
+        "ORDER BY pg_total_relation_size(relid) DESC) FROM pg_stat_user_tables "
+        "WHERE pg_total_relation_size(relid) > 50 * 1024 * 1024",
+        DB,
+    )
+    print(f"database {DB}: {sizes}")
+
+
+def pages_to_measure() -> list[Page]:
+    """The pages, with a long and a typical history, and search terms taken from the data."""
+    from django.db.models import Sum
+
+    from compliance.models import ConsentState, Contact
+    from sync.models import Alert, Discrepancy, ZohoCall
+
+    long_row = (
+        ConsentState.objects.filter(contact_id__lte=1000)
+        .values("contact_id")
+        .annotate(n=Sum("version"))
+        .order_by("-n")
+        .first()
+    )
+    assert long_row is not None, "no ledger: build first"
+    rng = random.Random(7)
+    typical = None
+    while typical is None:
+        contact_id = rng.randint(1000, Contact.objects.order_by("-id").values_list("id", flat=True)[0])
+        n = ConsentState.objects.filter(contact_id=contact_id).aggregate(n=Sum("version"))["n"] or 0
+        if n == 5:
+            typical = Contact.objects.get(pk=contact_id)
+    phone = Contact.objects.filter(pk__gt=typical.pk, phone__isnull=False).order_by("pk").first()
+    assert phone is not None and phone.phone
+    spaced_phone = f"{phone.phone[:3]} {phone.phone[3:6]} {phone.phone[6:]}"
+    detail = (
+        Alert.objects.filter(discrepancy__status="open")
+        .order_by("-id")
+        .values_list("discrepancy_id", flat=True)
+        .first()
+        or Discrepancy.objects.order_by("-id").values_list("id", flat=True)[0]
+    )
+    calls_24h = ZohoCall.objects.filter(started_at__gte=datetime.now(UTC) - timedelta(hours=24)).count()
+    print(
+        f"contacts: long history {long_row['contact_id']} ({long_row['n']} events), typical {typical.pk} "
+        f"(5 events); Zoho calls in the last 24 h: {calls_24h}"
+    )
+    return [
+        Page("home", OFFICER, "/"),
+        Page("search: email", OFFICER, "/contacts/?" + urlencode({"q": typical.email})),
+        Page("search: phone", OFFICER, "/contacts/?" + urlencode({"q": spaced_phone})),
+        Page(
+            "search: partial name", OFFICER, "/contacts/?" + urlencode({"q": typical.last_name[1:6].lower()})
+        ),
+        Page(
+            "search: first and last name",
+            OFFICER,
+            "/contacts/?" + urlencode({"q": f"{typical.first_name} {typical.last_name}"}),
+        ),
+        Page(f"history: long ({long_row['n']} events)", OFFICER, f"/contacts/{long_row['contact_id']}/"),
+        Page("history: typical (5 events)", OFFICER, f"/contacts/{typical.pk}/"),
+        Page("discrepancies: default (open)", OFFICER, "/sync/discrepancies/"),
+        Page("discrepancies: kind, any status", OFFICER, "/sync/discrepancies/?status=&kind=overwritten"),
+        Page("discrepancies: page 50", OFFICER, "/sync/discrepancies/?page=50"),
+        Page("discrepancy detail", ADMIN, f"/sync/discrepancies/{detail}/"),
+        Page("sync health", ADMIN, "/sync/health/"),
+        Page("alerts", OFFICER, "/sync/alerts/"),
+    ]
+
+
+def signed_in(base: str, username: str) -> Any:
+    import httpx
+
+    client = httpx.Client(base_url=base, timeout=120)
+    form = client.get("/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert token, "no CSRF token on the login page"
+    response = client.post(
+        "/login/",
+        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
+        headers={"Referer": f"{base}/login/"},
+    )
+    assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+    return client
+
+
+def timed_get(client: Any, path: str) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    response = client.get(path)
+    return time.perf_counter() - started, response.status_code, response.text
+
+
+def summary(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return (
+        f"p50 {1000 * statistics.median(ordered):6.1f} ms  p95 {1000 * p95:6.1f} ms  "
+        f"max {1000 * ordered[-1]:6.1f} ms"
+    )
+
+
+def what_it_shows(text: str) -> str:
+    found = re.search(r"(\d+) contacts? match", text) or re.search(r"newest first, (\d+) event", text)
+    return f" ({found.group(0)})" if found else ""
+
+
+def concurrently(clients: list[Any], path: str, requests: int) -> tuple[list[float], list[int], float]:
+    """Each client (own thread) warms up once, then all send `requests` requests, starting together."""
+    latencies: list[float] = []
+    failures: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(clients))
+
+    def work(client: Any) -> None:
+        timed_get(client, path)
+        barrier.wait()
+        for _ in range(requests):
+            latency, status, _t = timed_get(client, path)
+            with lock:
+                latencies.append(latency)
+                if status != 200:
+                    failures.append(status)
+
+    threads = [threading.Thread(target=work, args=(client,)) for client in clients]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, failures, time.perf_counter() - started
+
+
+def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
+    clients = {user: signed_in(base, user) for user in (OFFICER, ADMIN)}
+    print(f"\nsequential, one client: {warmup} warm-up then {requests} timed requests per page")
+    print(f"load average before: {load_average()}")
+    for page in pages:
+        client = clients[page.user]
+        for _ in range(warmup):
+            _s, status, text = timed_get(client, page.path)
+            assert status == 200, f"{page.path}: HTTP {status}"
+        latencies = []
+        for _ in range(requests):
+            latency, status, _t = timed_get(client, page.path)
+            assert status == 200, f"{page.path}: HTTP {status}"
+            latencies.append(latency)
+        print(f"  {page.name:36} {summary(latencies)}{what_it_shows(text)}", flush=True)
+
+    print(
+        f"\n{CONCURRENT_CLIENTS} concurrent clients (own sessions), {requests} requests each per page, "
+        "all starting together"
+    )
+    print(f"load average before: {load_average()}")
+    pool = {user: [signed_in(base, user) for _ in range(CONCURRENT_CLIENTS)] for user in (OFFICER, ADMIN)}
+    for page in pages:
+        latencies, failures, wall = concurrently(pool[page.user], page.path, requests)
+        failed = f", FAILED: {failures}" if failures else ""
+        print(
+            f"  {page.name:36} {summary(latencies)}  ({len(latencies) / wall:.0f} pages/s){failed}",
+            flush=True,
+        )
+    print(f"load average after: {load_average()}")
+
+
+def serve_and_measure(requests: int, warmup: int) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    pages = pages_to_measure()
+    env = _common.bench_env(DB, CACHE_URL=CACHE_URL)
+    with _common.gunicorn(env, port=PORT, workers=2, ready_path="/login/", timeout_s=120) as base:
+        measure(pages, base, requests, warmup)
+
+
+def show_queries(explain_ms: float) -> None:
+    """Each page once, in-process: its queries with their times; EXPLAIN ANALYZE of the slow ones."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    users = {name: get_user_model().objects.get(username=name) for name in (OFFICER, ADMIN)}
+    for page in pages_to_measure():
+        client = Client()
+        client.force_login(users[page.user])
+        client.get(page.path)  # warm
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            response = client.get(page.path)
+            took = time.perf_counter() - started
+        sql_ms = sum(float(q["time"]) for q in captured.captured_queries) * 1000
+        print(
+            f"\n{page.name} {page.path}: HTTP {response.status_code}, {took * 1000:.0f} ms in-process, "
+            f"{len(captured.captured_queries)} queries, {sql_ms:.0f} ms in SQL"
+        )
+        for query in captured.captured_queries:
+            ms = float(query["time"]) * 1000
+            print(f"  {ms:7.1f} ms  {query['sql'][:220]}")
+            if ms >= explain_ms and query["sql"].lstrip().upper().startswith("SELECT"):
+                with connection.cursor() as cursor:
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query["sql"])
+                    for (line,) in cursor.fetchall():
+                        print(f"      {line}")
+
+
+def main() -> None:
+    global DB
+    parser = _ledger_build.ledger_arguments(__doc__, database=DB, events=10_000_000, contacts_per=5)
+    parser.add_argument("--calls", type=int, default=1_000_000, help="Zoho calls over 7 days")
+    parser.add_argument("--discrepancies", type=int, default=50_000)
+    parser.add_argument("--open", type=int, default=3_000, help="open discrepancies among them")
+    parser.add_argument("--requests", type=int, default=50, help="timed requests per page (per client)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--queries", action="store_true", help="show each page's queries instead of serving")
+    parser.add_argument(
+        "--explain-ms", type=float, default=20, help="with --queries: EXPLAIN ANALYZE above this"
+    )
+    args = parser.parse_args()
+    DB = args.database
+    print("machine:")
+    _common.print_machine()
+    if not args.skip_build:
+        contacts = args.contacts or max(args.events // 5, 100)
+        build(args.events, contacts, args.calls, args.discrepancies, min(args.open, contacts // 2), args.seed)
+    describe_database()
+    _common.django_setup(DB, CACHE_URL=CACHE_URL)
+    if args.queries:
+        show_queries(args.explain_ms)
+    else:
+        serve_and_measure(args.requests, args.warmup)
+
+
+if __name__ == "__main__":
+    os.chdir(_common.ROOT)
+    main()
