@@ -74,6 +74,36 @@ class ZohoCall(models.Model):
         return f"{self.operation} {self.method} {self.path} → {status} {self.outcome}"
 
 
+class CallHour(models.Model):
+    """The call log's tallies for one closed hour, service and operation (the health page's).
+
+    Written once per hour by the first health page that needs it, when the hour is over and
+    no call started in it can still be finishing (`sync.selectors.CLOSED_AFTER`); the page then
+    reads 24 of these instead of counting every call of the day again. Derived from the call
+    log, so it can be deleted at any time: it is written again when next needed.
+    """
+
+    hour = models.DateTimeField()
+    service = models.CharField(max_length=16)
+    operation = models.CharField(max_length=64)
+    calls = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()
+    throttled = models.PositiveIntegerField()
+    credits = models.PositiveIntegerField()
+    ms_sum = models.BigIntegerField()
+    timed = models.PositiveIntegerField(help_text="Calls with a duration (the mean's divisor).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "service", "operation"], name="sync_callhour_one_per_hour"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.operation}: {self.calls} calls"
+
+
 class FieldMapping(models.Model):
     """Which CRM field carries a purpose, how the value translates, and which way it flows.
 

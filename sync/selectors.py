@@ -11,15 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum, Window
+from django.db.models import Count, F, Q, QuerySet, Sum, Window
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from sync import quota
-from sync.models import Alert, Discrepancy, FieldMapping, ReconciliationRun, SyncPush, ZohoCall
+from sync.models import Alert, CallHour, Discrepancy, FieldMapping, ReconciliationRun, SyncPush, ZohoCall
 from sync.outbox import outbox_pending_count
 
 HEALTH_WINDOW = timedelta(hours=24)
+HOUR = timedelta(hours=1)
+# A call is logged when it starts and completed when it ends, at most ZOHO_TIMEOUT_S later
+# (a Bulk Read download a little more): an hour's tallies are final this long after its end.
+CLOSED_AFTER = timedelta(minutes=10)
 RECONCILIATION_RUNS_SHOWN = 5
 ERROR = ZohoCall.Outcome.ERROR
 
@@ -203,16 +207,14 @@ class SyncHealth:
         return 100.0 * int(self.budget.get("used_24h") or 0) / daily if daily else 0.0
 
 
-def calls_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """Calls, errors, 429s, credits and latency per hour, service and operation of the window.
+def _tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
+    """Calls, errors, 429s, credits and latency of these calls per hour, service and operation.
 
-    One pass over the window's calls feeds both the per-hour and the per-endpoint tables. The
-    call log's (started_at) index includes every column this reads, so PostgreSQL answers from
-    the index alone.
+    The call log's (started_at) index includes every column this reads, so PostgreSQL answers
+    a window of it from the index alone.
     """
     return list(
-        ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until)
-        .annotate(hour=TruncHour("started_at"))
+        calls.annotate(hour=TruncHour("started_at"))
         .values("hour", "service", "operation")
         .annotate(
             calls=Count("started_at"),
@@ -223,6 +225,76 @@ def calls_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]
             timed=Count("duration_ms"),
         )
         .order_by()
+    )
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _closed_hours(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The tallies of the whole hours from `start` to `end`, all over: stored, or counted and stored.
+
+    An hour without calls is stored as one row with no service, so that it is not counted again.
+    """
+    stored: list[dict[str, Any]] = [
+        dict(row)
+        for row in CallHour.objects.filter(hour__gte=start, hour__lt=end).values(
+            "hour", "service", "operation", "calls", "errors", "throttled", "ms_sum", "timed",
+            credits_sum=F("credits"),
+        )
+    ]  # fmt: skip
+    have = {row["hour"] for row in stored}
+    missing = []
+    hour = start
+    while hour < end:
+        if hour not in have:
+            missing.append(hour)
+        hour += HOUR
+    if missing:
+        counted = [
+            row
+            for row in _tallies(
+                ZohoCall.objects.filter(started_at__gte=missing[0], started_at__lt=missing[-1] + HOUR)
+            )
+            if row["hour"] in missing
+        ]
+        seen = {row["hour"] for row in counted}
+        empty = [
+            {"hour": h, "service": "", "operation": "", "calls": 0, "errors": 0, "throttled": 0,
+             "credits_sum": 0, "ms_sum": 0, "timed": 0}
+            for h in missing if h not in seen
+        ]  # fmt: skip
+        CallHour.objects.bulk_create(
+            [
+                CallHour(
+                    hour=row["hour"], service=row["service"], operation=row["operation"], calls=row["calls"],
+                    errors=row["errors"], throttled=row["throttled"], credits=row["credits_sum"] or 0,
+                    ms_sum=row["ms_sum"] or 0, timed=row["timed"],
+                )
+                for row in counted + empty
+            ],
+            ignore_conflicts=True,  # another request stored the same hours meanwhile: the same figures
+        )  # fmt: skip
+        stored += counted
+    return [row for row in stored if row["calls"]]
+
+
+def calls_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Calls, errors, 429s, credits and latency per hour, service and operation of the window.
+
+    One pass feeds both the per-hour and the per-endpoint tables. Whole hours that are over
+    come from `CallHour` (stored the first time a page needs them); the window's first part of
+    an hour and the hours not yet final are counted from the call log.
+    """
+    first_whole = _hour_start(since) if since == _hour_start(since) else _hour_start(since) + HOUR
+    final_until = _hour_start(until - CLOSED_AFTER)  # hours before it are over and final
+    if final_until <= first_whole:
+        return _tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until))
+    return (
+        _tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
+        + _closed_hours(first_whole, final_until)
+        + _tallies(ZohoCall.objects.filter(started_at__gte=final_until, started_at__lte=until))
     )
 
 

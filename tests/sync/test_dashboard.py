@@ -16,7 +16,7 @@ from django.utils import timezone
 from sync import quota
 from sync.alerts import alert_auth, alert_retries_exhausted
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.models import Alert, Discrepancy, ReconciliationRun, SyncPush, ZohoCall
+from sync.models import Alert, CallHour, Discrepancy, ReconciliationRun, SyncPush, ZohoCall
 from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.verify import discrepancies_retry_due, pushes_verify_due
@@ -571,10 +571,40 @@ def test_the_health_page_takes_a_fixed_number_of_queries(
     for minutes in range(200):
         call(minutes % 600, operation=f"crm.op{minutes % 7}")
     client = client_for(officer)
-    client.get(reverse("sync:health"))
+    with time_machine.travel(NOON, tick=False):
+        client.get(reverse("sync:health"))  # (the first view stores the hours that are over)
 
-    with time_machine.travel(NOON, tick=False), django_assert_max_num_queries(13):
+    # 4 the session, the user and their permissions; 3 the calls (the part-hour at the window's
+    # start, the stored hours, the hours not yet final); 2 the quota; 1 each the pushes, the
+    # outbox, the reconciliations, the user's roles and the alert banner.
+    with time_machine.travel(NOON, tick=False), django_assert_max_num_queries(14):
         response = client.get(reverse("sync:health"))
 
     assert response.status_code == 200
     assert len(response.context["health"].endpoints) == 10
+
+
+def test_the_health_page_counts_an_hour_once_it_is_over_then_reads_it_stored(
+    client_for, officer, traffic, fresh_quota
+):
+    with time_machine.travel(NOON, tick=False):
+        first = client_for(officer).get(reverse("sync:health")).context["health"]
+
+    # The 23 whole hours of the window that are over (13:00 yesterday to 11:00) are stored, an
+    # hour without calls as one empty row; 12:00 is still running and is not.
+    assert CallHour.objects.count() == 23
+    assert {(h.hour.hour, h.operation, h.calls) for h in CallHour.objects.filter(calls__gt=0)} == {
+        (10, "crm.get", 1),
+        (9, "campaigns.unsubscribe", 1),
+    }
+
+    # When the call log of those hours is gone and a new call is made in this hour
+    ZohoCall.objects.filter(started_at__lt=NOON - timedelta(minutes=60)).delete()
+    call(0.5)
+    with time_machine.travel(NOON, tick=False):
+        second = client_for(officer).get(reverse("sync:health")).context["health"]
+
+    # Then the hours that were over come from what was stored, and this hour from the log
+    assert (first.totals.calls, second.totals.calls) == (11, 12)
+    assert {h.hour.hour: h.calls for h in second.hours if h.calls} == {12: 10, 10: 1, 9: 1}
+    assert CallHour.objects.count() == 23
