@@ -110,6 +110,11 @@ def gunicorn(
         server.wait(timeout=30)
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine() -> dict[str, str]:
     def run(*cmd: str) -> str:
         try:

@@ -91,10 +91,6 @@ def make_events(count: int, *, prefix: str, contacts: int, seed: int) -> list[di
     return events
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def setup_database() -> str:
     _common.recreate_database(DB)
     _common.django_setup(DB, **EXTRA_ENV)
@@ -129,7 +125,7 @@ def in_process(single: int, batch: int, contacts: int, profile: bool) -> None:
     client = ApiClient.objects.get(name="bench-mobile-app")
     items = [to_domain(b) for b in make_events(single, prefix="inproc-single", contacts=contacts, seed=1)]
     connection.ensure_connection()
-    print(f"load average before in-process consent_ingest: {load_average()}")
+    print(f"load average before in-process consent_ingest: {_common.load_average()}")
     started = time.perf_counter()
     failed = 0
     for identity, decision in items:
@@ -143,7 +139,7 @@ def in_process(single: int, batch: int, contacts: int, profile: bool) -> None:
     )
 
     items = [to_domain(b) for b in make_events(batch, prefix="inproc-batch", contacts=contacts, seed=2)]
-    print(f"load average before in-process consent_ingest_batch: {load_average()}")
+    print(f"load average before in-process consent_ingest_batch: {_common.load_average()}")
     started = time.perf_counter()
     outcomes = []
     for start in range(0, batch, 1000):
@@ -298,7 +294,7 @@ def http_phase(key: str, workers: int, single: int, batches: int, contacts: int,
                 str(payload),
                 str(n_threads),
             ]
-            print(f"load average before HTTP {name}, -w {workers}: {load_average()}", flush=True)
+            print(f"load average before HTTP {name}, -w {workers}: {_common.load_average()}", flush=True)
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             statuses = result["statuses"]

@@ -123,10 +123,6 @@ HINT = {
 }
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def zoho_id(contact_id: int) -> str:
     return str(5725767000000000000 + contact_id)
 
@@ -674,7 +670,7 @@ def concurrently(clients: list[Any], path: str, requests: int) -> tuple[list[flo
 def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
     clients = {user: signed_in(base, user) for user in (OFFICER, ADMIN)}
     print(f"\nsequential, one client: {warmup} warm-up then {requests} timed requests per page")
-    print(f"load average before: {load_average()}")
+    print(f"load average before: {_common.load_average()}")
     for page in pages:
         client = clients[page.user]
         for _ in range(warmup):
@@ -691,7 +687,7 @@ def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
         f"\n{CONCURRENT_CLIENTS} concurrent clients (own sessions), {requests} requests each per page, "
         "all starting together"
     )
-    print(f"load average before: {load_average()}")
+    print(f"load average before: {_common.load_average()}")
     pool = {user: [signed_in(base, user) for _ in range(CONCURRENT_CLIENTS)] for user in (OFFICER, ADMIN)}
     for page in pages:
         latencies, failures, wall = concurrently(pool[page.user], page.path, requests)
@@ -700,7 +696,7 @@ def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
             f"  {page.name:36} {summary(latencies)}  ({len(latencies) / wall:.0f} pages/s){failed}",
             flush=True,
         )
-    print(f"load average after: {load_average()}")
+    print(f"load average after: {_common.load_average()}")
 
 
 def serve_and_measure(requests: int, warmup: int) -> None:

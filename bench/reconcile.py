@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import PYTHON, ROOT, bench_env, print_machine, recreate_database
+from bench._common import PYTHON, ROOT, bench_env, load_average, print_machine, recreate_database
 
 DATABASE = "bench_reconcile"
 SAMPLE = 1000  # one contact in SAMPLE is opted in to SMS; one (offset by half) drifts
@@ -216,7 +216,7 @@ def main() -> None:
                     cmd = [PYTHON, "-m", "cProfile", "-s", "cumulative", __file__, "--run", method]
                 since = max((c["seq"] for c in _sim_calls(info["url"])), default=0)
                 sim_cpu = _cpu_s(sim.pid)
-                load = Path("/proc/loadavg").read_text().split()[:3]
+                load = load_average()
                 out = subprocess.run(
                     cmd, env=env, check=True, cwd=ROOT, capture_output=True, text=True
                 ).stdout
@@ -226,7 +226,7 @@ def main() -> None:
                 result["sim_wait_s"] = round(sum(c["duration_ms"] for c in calls) / 1000, 2)
                 result["sim_calls"] = len(calls)
                 result["sim_cpu_s"] = round(_cpu_s(sim.pid) - sim_cpu, 2)
-                result["load_before"] = " ".join(load)
+                result["load_before"] = load
                 print("  " + json.dumps(result), flush=True)
                 if args.profile:
                     start = next(i for i, line in enumerate(lines) if "ncalls" in line)

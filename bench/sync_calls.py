@@ -64,24 +64,11 @@ def main() -> None:
     from sync.push import outbox_batch_push
     from sync.verify import pushes_verify_due
     from sync.zoho import ZohoClient, ZohoConfig
-    from zohosim import LiveServer, SimConfig
 
     settings.CONSENT_VERIFY_DELAY_S = 0
     policy = services.policy_version_publish(label="bench", effective_at="2026-01-01", text="bench")
-    sim = LiveServer(config=SimConfig(edition="ultimate", users=100))
-    sim.start()
+    sim, record_ids = sim_holding(args.contacts)
     try:
-        record_ids = [
-            sim.state.add_contact(
-                Last_Name=f"C{i}",
-                Email=f"c{i}@bench.example",
-                Email_Opt_Out=True,
-                SMS_Opt_In=False,
-                Profiling_Consent=False,
-                Third_Party_Sharing_Consent=False,
-            )
-            for i in range(args.contacts)
-        ]
         zoho = ZohoClient(
             ZohoConfig(
                 client_id="zohosim-client",
@@ -278,9 +265,8 @@ def with_workers(args: argparse.Namespace) -> None:
         sim_process.wait(timeout=30)
 
 
-def serve(contacts: int) -> None:
-    """Child process: zohosim holding one "no consent" record per contact, until stdin closes."""
-    sys.path.insert(0, str(_common.ROOT))
+def sim_holding(contacts: int) -> tuple[Any, list[str]]:
+    """A running zohosim holding one "no consent" CRM record per contact, and the records' ids."""
     from zohosim import LiveServer, SimConfig
 
     sim = LiveServer(config=SimConfig(edition="ultimate", users=100))
@@ -296,6 +282,13 @@ def serve(contacts: int) -> None:
         )
         for i in range(contacts)
     ]
+    return sim, record_ids
+
+
+def serve(contacts: int) -> None:
+    """Child process: zohosim holding one "no consent" record per contact, until stdin closes."""
+    sys.path.insert(0, str(_common.ROOT))
+    sim, record_ids = sim_holding(contacts)
     print(json.dumps({"url": sim.url, "record_ids": record_ids}), flush=True)
     sys.stdin.read()
     sim.stop()

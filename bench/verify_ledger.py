@@ -117,7 +117,7 @@ def time_verify(runs: int, verification_file: str | None) -> None:
     )
     walls = []
     for run in range(1, runs + 1):
-        load = Path("/proc/loadavg").read_text().split()[:3]
+        load = _common.load_average()
         started = time.perf_counter()
         proc = subprocess.Popen(
             command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -132,7 +132,7 @@ def time_verify(runs: int, verification_file: str | None) -> None:
         print(
             f"run {run}: {wall:.2f}s wall, peak RSS {sampler.peak_total / 2**20:.0f} MiB (process tree summed), "
             f"{sampler.peak_single / 2**20:.0f} MiB (largest process); exit {proc.returncode}; "
-            f"load before {' '.join(load)}"
+            f"load before {load}"
         )
         print(f"  output: {(out or err).strip()[-300:]}")
     print(
