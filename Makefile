@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 
 .PHONY: install demo test lint typecheck migrations-check clean
 
+# The settings refuse to start without SECRET_KEY (DEBUG off, as in production). The demo and the
+# tests use a key of their own, made once in var/secret-key, unless SECRET_KEY is set already.
+LOCAL_SECRET_KEY = $(shell mkdir -p var && { test -s var/secret-key || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret-key); } && cat var/secret-key)
+demo test: export SECRET_KEY ?= $(LOCAL_SECRET_KEY)
+
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

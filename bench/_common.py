@@ -57,6 +57,9 @@ def bench_env(database: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": database_url(database),
         "DEBUG": "false",
+        # The settings refuse to start without one (DEBUG off); a bench's data is throwaway.
+        "SECRET_KEY": os.environ.get("SECRET_KEY")
+        or "bench-only-secret-key-for-throwaway-databases-0123456789",
         "CONSENT_DESK_VAR_DIR": str(WORK_DIR),
         "LEDGER_SEAL_LOG": str(WORK_DIR / f"{database}-seals.log"),
         "DJANGO_SETTINGS_MODULE": "config.settings",

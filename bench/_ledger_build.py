@@ -110,12 +110,25 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
     connection.ensure_connection()  # autocommit: every COPY commits on its own
     raw = connection.connection
 
-    # Contacts: ids 1..contacts.
+    # Contacts: ids 1..contacts, each with its first identity event (its identifiers, version 1).
     now = timezone.now()
     with raw.cursor() as cur:
-        with cur.copy(f"COPY compliance_contact (id, {CONTACT_COLUMNS}) FROM STDIN") as copy:
+        identity_rows = []
+        with cur.copy(
+            f"COPY compliance_contact (id, {CONTACT_COLUMNS}, identity_version) FROM STDIN"
+        ) as copy:
             for n in range(1, contacts + 1):
-                copy.write_row((n, *plan.contact_row(n, now)))
+                row = plan.contact_row(n, now)
+                copy.write_row((n, *row, 1))
+                values = (n, 1, "created", *row[:6], None, "import", None, "bench", "", "", now)
+                identity_rows.append(
+                    (*values, chain.GENESIS_HASH, chain.identity_event_hash(chain.GENESIS_HASH, values))
+                )
+        with cur.copy(
+            f"COPY compliance_identityevent ({', '.join(chain.IDENTITY_HASHED_FIELDS)}, prev_hash, hash) FROM STDIN"
+        ) as copy:
+            for identity_row in identity_rows:
+                copy.write_row(identity_row)
         cur.execute("SELECT setval(pg_get_serial_sequence('compliance_contact', 'id'), %s)", [contacts])
     print(f"  contacts: {contacts} in {time.perf_counter() - t0:.1f}s", flush=True)
 
@@ -232,11 +245,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
         ) as copy,
     ):
         for (contact_id, purpose_id), (version, status, head_hash, eid, occ, freq, purpose) in heads.items():
-            refresh = (
-                services.add_months(occ, purpose.validity_months)
-                if status == "opted_in" and purpose.validity_months
-                else None
-            )
+            refresh = purpose.refresh_due_at(occ) if status == "opted_in" else None
             copy.write_row((contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now))
     seconds = time.perf_counter() - t0
     print(f"  states: {len(heads)} chain heads in {seconds:.1f}s", flush=True)

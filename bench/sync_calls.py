@@ -59,6 +59,7 @@ def main() -> None:
     from django.db.models import Sum
 
     from compliance import services
+    from sync import quota
     from sync.models import SyncPush, ZohoCall
     from sync.outbox import outbox_claim
     from sync.push import outbox_batch_push
@@ -69,6 +70,7 @@ def main() -> None:
     policy = services.policy_version_publish(label="bench", effective_at="2026-01-01", text="bench")
     sim, record_ids = sim_holding(args.contacts)
     try:
+        prefix = f"bench-sync-{time.time_ns()}"
         zoho = ZohoClient(
             ZohoConfig(
                 client_id="zohosim-client",
@@ -77,8 +79,9 @@ def main() -> None:
                 accounts_url=sim.url,
                 campaigns_url=sim.url,
                 timeout_s=30.0,
-                cache_prefix=f"bench-sync-{time.time_ns()}",
-            )
+                cache_prefix=prefix,
+            ),
+            gate=quota.gate(prefix),  # the quota, as `ZohoClient.from_settings` hands it
         )
         changes = _changes(args, record_ids, policy.label)
         per_wave = -(-len(changes) // args.waves)

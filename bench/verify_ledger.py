@@ -14,6 +14,8 @@ Database: bench_verify (dropped and recreated on every build).
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,14 +52,30 @@ def build(events: int, contacts: int, seals: int, seed: int) -> None:
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of a process and its children, summed, sampled every 20 ms from /proc."""
+    """Peak RSS of a process and its children, summed, sampled every 20 ms from /proc; and the
+    CPU time of the PostgreSQL backends serving the benchmark's database, every 100 ms."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, database: str) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.peak_total = 0
         self.peak_single = 0
         self.done = threading.Event()
+        self.backend_tag = f" {database} ".encode()  # in a backend's title: "postgres: 15/main: user db host"
+        self.backend_cpu: dict[int, float] = {}  # pid -> CPU seconds when last seen
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def sample_backends(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if self.backend_tag not in (entry / "cmdline").read_bytes():
+                    continue
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.backend_cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / self.ticks
 
     def tree(self) -> list[int]:
         pids, todo = [], [self.pid]
@@ -81,10 +99,14 @@ class RssSampler(threading.Thread):
         return 0
 
     def run(self) -> None:
+        rounds = 0
         while not self.done.is_set():
             sizes = [self.rss(pid) for pid in self.tree()]
             self.peak_total = max(self.peak_total, sum(sizes))
             self.peak_single = max([self.peak_single, *sizes])
+            if rounds % 5 == 0:
+                self.sample_backends()
+            rounds += 1
             time.sleep(0.02)
 
 
@@ -118,21 +140,30 @@ def time_verify(runs: int, verification_file: str | None) -> None:
     walls = []
     for run in range(1, runs + 1):
         load = _common.load_average()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.Popen(
             command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        sampler = RssSampler(proc.pid)
+        sampler = RssSampler(proc.pid, DB)
         sampler.start()
         out, err = proc.communicate()
         wall = time.perf_counter() - started
         sampler.done.set()
         sampler.join()
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         walls.append(wall)
+        # CPU time is what other people's load on the machine moves least: the verifier's
+        # processes (it and its workers, reaped), and its database backends (sampled, so
+        # short of their last 100 ms).
+        python_cpu = sum(
+            getattr(children_after, f) - getattr(children_before, f) for f in ("ru_utime", "ru_stime")
+        )
         print(
             f"run {run}: {wall:.2f}s wall, peak RSS {sampler.peak_total / 2**20:.0f} MiB (process tree summed), "
-            f"{sampler.peak_single / 2**20:.0f} MiB (largest process); exit {proc.returncode}; "
-            f"load before {load}"
+            f"{sampler.peak_single / 2**20:.0f} MiB (largest process); CPU {python_cpu:.1f}s in the verifier's "
+            f"processes + {sum(sampler.backend_cpu.values()):.1f}s in {len(sampler.backend_cpu)} PostgreSQL "
+            f"backends; exit {proc.returncode}; load before {load}"
         )
         print(f"  output: {(out or err).strip()[-300:]}")
     print(

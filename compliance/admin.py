@@ -1,58 +1,52 @@
 """Django admin for the admin role: the ledger read-only, policy versions published through the service.
 
 Only people in the `admin` role (with is_staff) and superusers get into the admin site; officers and
-auditors are refused even if someone made them staff. Admins read every compliance table through
-the role, not through per-model permissions; nothing here edits a ledger row.
+auditors are refused even if someone made them staff (`compliance.admin_site`). Admins read every
+compliance table through the role, not through per-model permissions; nothing here edits a ledger row.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
+from compliance.api.admin import ApiClientAdmin
 from compliance.models import (
     ApiClient,
     ConsentEvent,
     ConsentState,
     Contact,
+    IdentityEvent,
     OutboxEntry,
     PolicyVersion,
     Purpose,
     Seal,
     Suppression,
 )
-from compliance.roles import Role, roles_of
-from compliance.services import policy_version_publish
+from compliance.services import ConsentRejected, contact_merge, policy_version_publish
+
+# django-stubs makes ModelAdmin generic in its model; Django's own class takes no parameter.
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = admin.ModelAdmin
 
 
-def admin_site_has_permission(request: HttpRequest) -> bool:
-    """The admin site is for superusers and active staff in the admin role."""
-    user = request.user
-    if not (user.is_active and user.is_staff):
-        return False
-    return bool(user.is_superuser or Role.ADMIN in roles_of(user))
+class ViewOnly:
+    """Whoever may enter the admin site reads these rows (the admin role, through the site's own
+    check); nobody adds, edits or deletes them here. For model admins and inlines alike."""
 
-
-admin.site.has_permission = admin_site_has_permission  # type: ignore[method-assign]
-admin.site.site_header = "Consent Desk administration"
-admin.site.site_title = "Consent Desk admin"
-admin.site.index_title = "Ledger and configuration"
-admin.site.site_url = "/"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable by whoever may enter the admin site; never added, changed or deleted here."""
-
-    actions = None
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return admin_site_has_permission(request)
+    admin_site: admin.AdminSite
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin_site_has_permission(request)
+        return self.admin_site.has_permission(request)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -64,10 +58,99 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyAdmin(ViewOnly, _ModelAdmin):
+    """Viewable by whoever may enter the admin site; never added, changed or deleted here."""
+
+    actions: Any = None
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+
+class ContactMergeForm(forms.Form):
+    """Which of two contacts survives a merge, and why (the reason goes into both identity events)."""
+
+    primary = forms.TypedChoiceField(
+        coerce=int, widget=forms.RadioSelect, label="Keep", help_text="The other is merged into it."
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+    def __init__(self, *args: Any, contacts: list[Contact], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [
+            (c.pk, f"contact {c.pk}: {c.display_name} ({c.email or c.phone or c.app_user_id or '—'})")
+            for c in contacts
+        ]
+        self.fields["primary"].choices = choices  # type: ignore[attr-defined]
+
+
 @admin.register(Contact)
 class ContactAdmin(ReadOnlyAdmin):
-    list_display = ("id", "email", "phone", "app_user_id", "zoho_id", "first_name", "last_name", "created_at")
+    """Contacts are read-only here; their identifiers change only through identity events. The one
+    write is the merge action: an admin's decision, recorded as an identity event on both."""
+
+    list_display = (
+        "id",
+        "email",
+        "phone",
+        "app_user_id",
+        "zoho_id",
+        "first_name",
+        "last_name",
+        "merged_into",
+        "created_at",
+    )
     search_fields = ("email", "phone", "app_user_id", "zoho_id", "last_name")
+    show_full_result_count = False
+    actions = ["merge_contacts"]
+
+    @admin.action(description="Merge the two selected contacts (recorded on both)")
+    def merge_contacts(self, request: HttpRequest, queryset: QuerySet[Contact]) -> TemplateResponse | None:
+        contacts = list(queryset.order_by("pk")[:3])
+        if len(contacts) != 2:
+            self.message_user(request, "Select exactly two contacts to merge.", messages.ERROR)
+            return None
+        form = ContactMergeForm(request.POST if "apply" in request.POST else None, contacts=contacts)
+        if form.is_valid():
+            primary = next(c for c in contacts if c.pk == form.cleaned_data["primary"])
+            merged = next(c for c in contacts if c.pk != primary.pk)
+            try:
+                contact_merge(
+                    primary=primary,
+                    merged=merged,
+                    actor_user=request.user,  # type: ignore[arg-type]
+                    reason=form.cleaned_data["reason"],
+                    ip_address=request.META.get("REMOTE_ADDR"),
+                )
+            except ConsentRejected as exc:
+                self.message_user(request, f"Not merged: {exc.message}", messages.ERROR)
+                return None
+            self.message_user(
+                request,
+                f"Contact {merged.pk} was merged into contact {primary.pk}; both identity histories say so.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/compliance/contact/merge.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Merge two contacts",
+                "opts": self.model._meta,
+                "contacts": contacts,
+                "form": form,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+@admin.register(IdentityEvent)
+class IdentityEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "contact", "version", "kind", "email", "source", "actor", "recorded_at")
+    list_filter = ("kind", "source")
+    list_select_related = ("contact",)
+    raw_id_fields = ("contact", "other_contact")
     show_full_result_count = False
 
 
@@ -94,7 +177,7 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
     )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin_site_has_permission(request)
+        return self.admin_site.has_permission(request)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.readonly_fields_when_stored if obj is not None else self.fields
@@ -169,7 +252,5 @@ class OutboxEntryAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-@admin.register(ApiClient)
-class ApiClientAdmin(ReadOnlyAdmin):
-    list_display = ("name", "key_prefix", "sources", "is_active", "created_at", "last_used_at")
-    exclude = ("key_hash",)
+# Revoke, rotate and expire keys, change rights: the API's own admin page.
+admin.site.register(ApiClient, ApiClientAdmin)

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -11,6 +12,8 @@ def _install_roles(sender: AppConfig, **kwargs: Any) -> None:
 
 
 class ComplianceConfig(AppConfig):
+    # The one config Django picks for "compliance" in INSTALLED_APPS: this module holds two.
+    default = True
     name = "compliance"
     verbose_name = "Consent ledger"
 
@@ -18,3 +21,10 @@ class ComplianceConfig(AppConfig):
         # Permissions exist only after migrate's own post_migrate handler ran,
         # so the role groups are (re)built then, not in a data migration.
         post_migrate.connect(_install_roles, sender=self, dispatch_uid="compliance_install_roles")
+
+
+class ConsentDeskAdminConfig(admin_apps.AdminConfig):
+    """`django.contrib.admin` with our site as the default one (INSTALLED_APPS names this instead)."""
+
+    default = False
+    default_site = "compliance.admin_site.ConsentDeskAdminSite"

@@ -10,7 +10,14 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-GUARDED_TABLES = ("compliance_consentevent", "compliance_seal")
+GUARDED_TABLES = (
+    "compliance_consentevent",
+    "compliance_seal",
+    "compliance_identityevent",
+    # The access log (migration 0007 installs the same triggers on it).
+    "compliance_accesslog",
+    "compliance_accesslogcontact",
+)
 PUBLISHED_POLICY_TABLE = "compliance_policyversion"
 
 
@@ -106,12 +113,21 @@ def drop_statements(vendor: str) -> list[str]:
 
 
 def install(connection: BaseDatabaseWrapper) -> None:
-    with connection.cursor() as cursor:
-        for statement in drop_statements(connection.vendor) + install_statements(connection.vendor):
-            cursor.execute(statement)
+    _execute(connection, drop_statements(connection.vendor) + install_statements(connection.vendor))
 
 
 def drop(connection: BaseDatabaseWrapper) -> None:
+    _execute(connection, drop_statements(connection.vendor))
+
+
+def _execute(connection: BaseDatabaseWrapper, statements: list[str]) -> None:
+    """Run the statements, skipping triggers on tables that do not exist (yet): migration 0002
+    runs before a later one adds a guarded table (0008 adds compliance_identityevent and
+    installs again)."""
+    existing = set(connection.introspection.table_names())
     with connection.cursor() as cursor:
-        for statement in drop_statements(connection.vendor):
-            cursor.execute(statement)
+        for statement in statements:
+            words = statement.split()
+            on_table = words[words.index("ON") + 1] if "ON" in words else None
+            if on_table is None or on_table in existing:
+                cursor.execute(statement)

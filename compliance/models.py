@@ -1,13 +1,16 @@
 """The consent ledger.
 
 Events are append-only: the database itself rejects UPDATE and DELETE of
-`ConsentEvent` and `Seal` rows (and TRUNCATE on PostgreSQL), see
+`ConsentEvent`, `IdentityEvent` and `Seal` rows (and TRUNCATE on PostgreSQL), see
 `compliance/ledger_guard.py`. Every write goes through `compliance.services`.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -27,6 +30,18 @@ class Contact(models.Model):
     zoho_id = models.CharField("Zoho CRM record id", max_length=32, null=True, blank=True)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
+    # The identifiers above change only with an IdentityEvent: this is its chain's newest
+    # version (1 from the contact's first identifiers on), which verify_ledger holds the chain to.
+    identity_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="merged_contacts",
+        editable=False,
+        db_index=False,  # compliance_contact_merged_into, partial: few contacts are ever merged
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -45,15 +60,24 @@ class Contact(models.Model):
                 condition=Q(email__isnull=False)
                 | Q(phone__isnull=False)
                 | Q(app_user_id__isnull=False)
-                | Q(zoho_id__isnull=False),
+                | Q(zoho_id__isnull=False)
+                # A contact merged into another gave its identifiers to it.
+                | Q(merged_into__isnull=False),
                 name="compliance_contact_has_identifier",
             ),
         ]
         indexes = [
             # GET /api/v1/contacts?phone=… and the phone lookup of the write path.
             models.Index(fields=["phone"], name="compliance_contact_phone"),
-            # The sync's "which contact is this CRM record" lookup.
+            # "Which contact is this CRM record": the reconciliation's look-up by Zoho id,
+            # contact_resolve's and the contact search's.
             models.Index(fields=["zoho_id"], name="compliance_contact_zoho_id"),
+            # The contacts merged into one (its page, and the foreign key's PROTECT check).
+            models.Index(
+                fields=["merged_into"],
+                condition=Q(merged_into__isnull=False),
+                name="compliance_contact_merged_into",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -91,6 +115,17 @@ class Purpose(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    def refresh_due_at(self, opted_in_at: datetime) -> datetime | None:
+        """When an opt-in made at `opted_in_at` must be refreshed: `validity_months` later, on the
+        same day of the month or, where that month is shorter, on its last day. None when this
+        purpose's opt-ins do not lapse."""
+        if not self.validity_months:
+            return None
+        month_index = opted_in_at.month - 1 + self.validity_months
+        year, month = opted_in_at.year + month_index // 12, month_index % 12 + 1
+        day = min(opted_in_at.day, calendar.monthrange(year, month)[1])
+        return opted_in_at.replace(year=year, month=month, day=day)
+
 
 class PolicyVersion(models.Model):
     """A privacy notice as it was published. Published versions never change."""
@@ -114,13 +149,13 @@ class PolicyVersion(models.Model):
     def __str__(self) -> str:
         return self.label
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             stored = PolicyVersion.objects.filter(pk=self.pk, published_at__isnull=False).exists()
             if stored:
                 raise ValidationError(f"Policy version {self.label} is published and cannot change.")
         self.sha256 = hashlib.sha256((self.text or self.url).encode()).hexdigest()
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if not self.text and not self.url:
@@ -153,15 +188,33 @@ class Source(models.TextChoices):
 
 
 class ApiClient(models.Model):
-    """A system that calls the ingest API (the mobile app's backend, the web portal)."""
+    """A system that calls the ingest API (the mobile app's backend, the web portal).
+
+    Its rights: `events:write` for each of `sources`, and the `scopes` beyond writing (reads
+    are off until granted). A key is valid while the client is active and not expired; after a
+    rotation the previous key stays valid too, until `previous_key_expires_at`.
+    """
+
+    class Scope(models.TextChoices):
+        CONTACTS_READ = "contacts:read", "contacts:read: find contacts, read their consent history"
+        IDENTITY_WRITE = "identity:write", "identity:write: change a contact's identifiers (update_identity)"
+        LINKS_READ = "links:read", "links:read: read a contact's unsubscribe and preference links"
 
     name = models.CharField(max_length=100, unique=True)
     key_prefix = models.CharField(max_length=12, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
-    sources = models.JSONField(default=list, help_text="The sources this client may write.")
+    sources = models.JSONField(default=list, help_text="The sources this client may write (events:write).")
+    scopes = models.JSONField(default=list, blank=True, help_text="Rights beyond writing events.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="From then on, every key is refused.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    previous_key_prefix = models.CharField(max_length=12, null=True, blank=True, unique=True, editable=False)
+    previous_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    previous_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    previous_key_last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -174,6 +227,19 @@ class ApiClient(models.Model):
 
     def may_write(self, source: str) -> bool:
         return source in self.sources
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def previous_key_valid(self, now: datetime) -> bool:
+        return bool(
+            self.previous_key_hash
+            and self.previous_key_expires_at is not None
+            and self.previous_key_expires_at > now
+        )
 
 
 class ConsentEvent(models.Model):
@@ -231,20 +297,26 @@ class ConsentEvent(models.Model):
             ),
         ]
         indexes = [
-            # History browsing: newest first, filtered by date range.
+            # Newest first, selectors.event_history's order. Its callers all name one contact, whose
+            # events compliance_consentevent_chain_version finds (then sorted), so no query reads
+            # this index today.
             models.Index(fields=["-recorded_at"], name="compliance_event_recent"),
-            # Reports and the history filter by purpose and time.
+            # Events of a purpose: the admin event list's purpose filter (its row count reads only
+            # this index) and the foreign key's look-ups, whose own index migration 0004 dropped for
+            # this one. No query filters events by occurred_at.
             models.Index(fields=["purpose", "occurred_at"], name="compliance_event_purpose"),
+            # Events from a source: the admin event list's source filter (its row count reads only
+            # this index). No query filters events by occurred_at.
             models.Index(fields=["source", "occurred_at"], name="compliance_event_source"),
         ]
 
     def __str__(self) -> str:
         return f"{self.contact_id}/{self.purpose_id} v{self.version} {self.status}"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise ValidationError("Consent events are append-only; record a compensating event instead.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Consent events are append-only and cannot be deleted.")
@@ -273,7 +345,9 @@ class ConsentState(models.Model):
             ),
         ]
         indexes = [
-            # Dashboards count states by purpose and status.
+            # The admin state list's purpose and status filters (their row count reads only this
+            # index), and the foreign key's look-ups by purpose, whose own index migration 0004
+            # dropped for this one.
             models.Index(fields=["purpose", "status"], name="compliance_state_status"),
             # The refresh job: opt-ins whose validity runs out.
             models.Index(
@@ -336,10 +410,75 @@ class Seal(models.Model):
     def __str__(self) -> str:
         return f"seal {self.sequence} ({self.hash[:12]})"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise ValidationError("Seals are append-only.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
+
+
+class AccessLog(models.Model):
+    """Who read personal data: a history or evidence view, a search, an export, a report download.
+
+    Insert-only (database triggers, like the ledger's). The contacts concerned are rows of
+    AccessLogContact; a search's terms are never stored, only their keyed hash.
+    """
+
+    class Kind(models.TextChoices):
+        HISTORY_VIEW = "history_view", "History view"
+        EVIDENCE_VIEW = "evidence_view", "Evidence view"
+        SEARCH = "search", "Search"
+        EXPORT = "export", "Export"
+        REPORT_DOWNLOAD = "report_download", "Report download"
+
+    created_at = models.DateTimeField()
+    # PROTECT: a row can never be updated, so a user's deletion may not null it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Or the API client that read it (the API's contact look-ups and histories).
+    api_client = models.ForeignKey(
+        ApiClient, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    username = models.CharField(max_length=150, help_text="As it was at the time (users may be renamed).")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    path = models.CharField(max_length=300, blank=True, help_text="The URL path, without its query.")
+    detail = models.CharField(max_length=300, blank=True, help_text="What was exported or downloaded.")
+    query_hash = models.CharField(max_length=64, blank=True, help_text="HMAC-SHA256 of a search's terms.")
+    contact_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("view_access_log", "Can read and export the access log")]
+        indexes = [
+            # The access-log page: newest first, optionally one person's or one kind's.
+            models.Index(fields=["-created_at", "-id"], name="compliance_accesslog_newest"),
+            models.Index(fields=["user", "-created_at"], name="compliance_accesslog_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username} {self.kind}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValidationError("The access log is append-only.")
+        super().save(*args, **kwargs)
+
+
+class AccessLogContact(models.Model):
+    """One contact an access-log entry concerns (no foreign key: the log outlives merges)."""
+
+    entry = models.ForeignKey(AccessLog, on_delete=models.PROTECT, related_name="contacts")
+    contact_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            # "Who read this person's data?": the access-log page's contact filter.
+            models.Index(fields=["contact_id", "entry"], name="compliance_accesslog_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"access {self.entry_id} contact {self.contact_id}"
 
 
 class OutboxEntry(models.Model):
@@ -373,3 +512,85 @@ class OutboxEntry(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.pk} contact {self.contact_id}"
+
+
+class IdentityEvent(models.Model):
+    """One change of a contact's identifiers: insert-only, hash-chained per contact.
+
+    Holds the identifiers as they were after the change, so the newest event of a chain is
+    what the contact row says (verify_ledger checks it) and the earlier ones say what the
+    contact was known by before. Version 1 is the contact's first identifiers.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "First identifiers"
+        FILLED_IN = "filled_in", "Missing identifiers filled in"
+        UPDATED = "updated", "Identifiers changed"
+        MERGED_FROM = "merged_from", "Another contact merged into this one"
+        MERGED_INTO = "merged_into", "Merged into another contact"
+
+    # No index of its own: compliance_identityevent_chain_version (contact, version) leads with it.
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, related_name="identity_events", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    phone = models.CharField(max_length=20, null=True, blank=True)
+    app_user_id = models.CharField(max_length=128, null=True, blank=True)
+    zoho_id = models.CharField("Zoho CRM record id", max_length=32, null=True, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    other_contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    source = models.CharField(max_length=20, choices=Source.choices)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    # No indexes of their own: nothing looks identity events up by who made them, and each index
+    # would cost every new contact's insert (only deleting a client or user reads these columns).
+    api_client = models.ForeignKey(
+        ApiClient, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    actor = models.CharField(max_length=150, help_text="Who recorded it, e.g. api:mobile-app or user:alice.")
+    reason = models.TextField(blank=True)
+    request_key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Idempotency key of the consent request that carried the change.",
+    )
+    recorded_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "version"], name="compliance_identityevent_chain_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="compliance_identityevent_version_positive"
+            ),
+        ]
+        indexes = [
+            # Look-ups by a former email (selectors.contact_find and contact_search).
+            models.Index(fields=["email"], name="compliance_identity_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} identity v{self.version} {self.kind}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValidationError("Identity events are append-only; record a new one instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Identity events are append-only and cannot be deleted.")

@@ -31,7 +31,7 @@ def _notifier(path: str) -> Callable[[], object] | None:
 
 
 def _notify() -> None:
-    notify = _notifier(getattr(settings, "LEDGER_OUTBOX_NOTIFY", "") or "")
+    notify = _notifier(settings.LEDGER_OUTBOX_NOTIFY)
     if notify is None:
         return
     try:

@@ -23,6 +23,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "compliance.view_history",
         "compliance.view_dashboards",
         "compliance.record_phone_consent",
+        "compliance.view_access_log",
+        # Issue 10: auditors, officers and admins request and download reports.
+        "compliance.download_reports",
     ],
     Role.AUDITOR: ["compliance.view_history", "compliance.download_reports"],
     Role.ADMIN: [
@@ -32,6 +35,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "compliance.record_phone_consent",
         "compliance.correct_consent",
         "compliance.fix_discrepancies",
+        "compliance.view_access_log",
     ],
 }
 

@@ -1,4 +1,8 @@
-"""django-tables2 tables for the history pages: presentation only, no rules."""
+"""django-tables2 tables for the history pages: presentation only, no rules.
+
+django-tables2 ships no type information, so its classes are `Any` to mypy: each class here
+that subclasses one says so with `type: ignore[misc]`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from compliance.models import ConsentEvent, ConsentState, Contact, Suppression
 DATETIME = "Y-m-d H:i"
 
 
-class DateTimeColumn(tables.Column):
+class DateTimeColumn(tables.Column):  # type: ignore[misc]
     """A date and time in the current time zone, as the `date` filter formats it.
 
     django-tables2's own DateTimeColumn compiles and renders a template for every cell; this
@@ -30,9 +34,9 @@ class DateTimeColumn(tables.Column):
         return date_format(timezone.localtime(value), self.format)
 
 
-class ContactTable(tables.Table):
+class ContactTable(tables.Table):  # type: ignore[misc]
     name = tables.Column(accessor="display_name", verbose_name="Name", linkify=True, orderable=False)
-    email = tables.Column(default="—")
+    email = tables.Column(default="—", empty_values=())  # render_email marks a former email
     phone = tables.Column(default="—")
     app_user_id = tables.Column(verbose_name="App user id", default="—")
     zoho_id = tables.Column(verbose_name="Zoho CRM id", default="—")
@@ -44,12 +48,22 @@ class ContactTable(tables.Table):
         attrs = {"class": "data"}
         empty_text = "No contact matches."
 
+    def render_email(self, value: str | None, record: Any) -> str:
+        # selectors.contact_search marks a contact found by an email it no longer has.
+        former = getattr(record, "former_email", None)
+        if not former:
+            return value or "—"
+        merged = f", merged into contact {record.merged_into_id}" if record.merged_into_id else ""
+        return format_html(
+            '{} <small class="former">(former email {}{})</small>', value or "—", former, merged
+        )
+
 
 def _status_badge(record: Any) -> str:
     return format_html('<span class="badge badge-{}">{}</span>', record.status, record.get_status_display())
 
 
-class ConsentStateTable(tables.Table):
+class ConsentStateTable(tables.Table):  # type: ignore[misc]
     purpose = tables.Column(accessor="purpose__name", verbose_name="Purpose")
     status = tables.Column()
     frequency = tables.Column(default="—")
@@ -79,7 +93,7 @@ class ConsentStateTable(tables.Table):
         return _status_badge(record)
 
 
-class ConsentEventTable(tables.Table):
+class ConsentEventTable(tables.Table):  # type: ignore[misc]
     # Choice fields (previous status, source) show their labels: django-tables2 calls get_FOO_display.
     purpose = tables.Column(accessor="purpose__code", verbose_name="Purpose")
     version = tables.Column(verbose_name="Ver.")
@@ -123,7 +137,7 @@ class ConsentEventTable(tables.Table):
         return format_html('<code title="{}">{}</code>', value, value[:12])
 
 
-class SuppressionTable(tables.Table):
+class SuppressionTable(tables.Table):  # type: ignore[misc]
     kind = tables.Column()
     channel = tables.Column()
     source = tables.Column()

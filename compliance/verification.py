@@ -4,7 +4,8 @@ One pass over the events in id order. Each event must follow its chain's
 previous event (version + 1, previous hash) and hash to what it stores; each
 seal must chain to the previous seal and cover exactly the events in its range;
 each chain's head must be what the current-state row says; each seal copied out
-of the database must still be in it.
+of the database must still be in it. Each contact's identity events must chain the
+same way (per contact), and the newest must hold what the contact row holds.
 
 On PostgreSQL, a large ledger verified outside any transaction is checked by
 worker processes, each taking the chains of the contacts whose id falls in its
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
@@ -29,7 +29,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from compliance import chain
-from compliance.models import ConsentEvent, ConsentState, Seal
+from compliance.models import ConsentEvent, ConsentState, Contact, IdentityEvent, Seal
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,13 @@ class Verdict:
     seals_checked: int
     chains_checked: int
     problem: str = ""
+    identity_events_checked: int = 0
 
     def summary(self) -> str:
-        counts = f"{self.events_checked} events, {self.chains_checked} chains, {self.seals_checked} seals"
+        counts = (
+            f"{self.events_checked} events, {self.chains_checked} chains, {self.seals_checked} seals, "
+            f"{self.identity_events_checked} identity events"
+        )
         if self.ok:
             return f"ledger intact: {counts} verified"
         return f"LEDGER BROKEN: {self.problem} (checked {counts})"
@@ -51,7 +55,7 @@ class _Broken(Exception):
     pass
 
 
-def _event_rows(chunk_size: int) -> Iterator[tuple]:
+def _event_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
     columns = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
     return ConsentEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=chunk_size)
 
@@ -83,7 +87,7 @@ def ledger_verify(
     one per CPU core, up to MAX_WORKERS, once the ledger holds
     PARALLEL_MIN_EVENTS events.
     """
-    counters = {"events": 0, "seals": 0, "chains": 0}
+    counters = {"events": 0, "seals": 0, "chains": 0, "identity_events": 0}
     try:
         # One snapshot for the whole pass on PostgreSQL (REPEATABLE READ), so
         # writers carrying on meanwhile do not look like tampering.
@@ -101,11 +105,21 @@ def ledger_verify(
                 heads = _verify_events_and_seals(counters, chunk_size)
                 _verify_states(heads)
                 counters["chains"] = len(heads)
+                _verify_identity(counters, chunk_size)
             if seal_log is not None:
                 _verify_seal_log(seal_log)
     except _Broken as broken:
-        return Verdict(False, counters["events"], counters["seals"], counters["chains"], str(broken))
-    return Verdict(True, counters["events"], counters["seals"], counters["chains"])
+        return Verdict(
+            False,
+            counters["events"],
+            counters["seals"],
+            counters["chains"],
+            str(broken),
+            counters["identity_events"],
+        )
+    return Verdict(
+        True, counters["events"], counters["seals"], counters["chains"], "", counters["identity_events"]
+    )
 
 
 def _verify_events_and_seals(
@@ -228,7 +242,7 @@ def _verify_states(heads: dict[tuple[int, int], tuple[int, str]]) -> None:
         raise _Broken(_missing_states(len(heads) - seen))
 
 
-def _check_states(heads: dict[tuple[int, int], tuple[int, str]], rows: Iterable[tuple]) -> int:
+def _check_states(heads: dict[tuple[int, int], tuple[int, str]], rows: Iterable[tuple[Any, ...]]) -> int:
     """Each state row against its chain's head; returns how many rows were checked."""
     seen = 0
     for contact_id, purpose_id, version, head_hash in rows:
@@ -242,6 +256,131 @@ def _check_states(heads: dict[tuple[int, int], tuple[int, str]], rows: Iterable[
                 f"version {version} was recorded: its newest events were deleted or altered"
             )
     return seen
+
+
+_IDENTITY_SNAPSHOT = slice(
+    chain.IDENTITY_HASHED_FIELDS.index("email"), chain.IDENTITY_HASHED_FIELDS.index("last_name") + 1
+)
+
+
+def _verify_identity(counters: dict[str, int], chunk_size: int) -> None:
+    """Every contact's identity chain (per contact: version + 1, previous hash, its own hash),
+    and every contact row against its chain: the version it records, and the identifiers of
+    the newest event. A contact without identity events, or whose identifiers differ from its
+    newest one, had them changed outside the ledger (or its events deleted)."""
+    intact = _identity_intact_in_database()
+    if intact is not None:
+        counters["identity_events"] += intact
+        return
+    names = ("id", "hash", "prev_hash", *chain.IDENTITY_HASHED_FIELDS)
+    # Chain by chain (the chain-version index's order, which PostgreSQL reads without sorting).
+    rows: Any = (
+        IdentityEvent.objects.order_by("contact_id", "version")
+        .values_list(*names)
+        .iterator(chunk_size=chunk_size)
+    )
+    try:
+        heads = _check_identity_chains(counters, rows)
+    finally:
+        # Close the server-side cursor now, inside the transaction that opened it (as below).
+        rows.close()
+    snapshot_fields = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
+    contacts: Any = (
+        Contact.objects.order_by("id")
+        .values_list("id", "identity_version", *snapshot_fields)
+        .iterator(chunk_size=chunk_size)
+    )
+    try:
+        _check_contacts_against_identity(heads, contacts)
+    finally:
+        contacts.close()
+
+
+def _identity_intact_in_database() -> int | None:
+    """On PostgreSQL (in UTC), the identity checks as two queries that return counts, not rows:
+    the number of identity events when every check passes, else None (and when the database
+    cannot tell), for the row-by-row pass to name the first broken point."""
+    if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
+        return None
+    events = IdentityEvent._meta.db_table
+    contacts = Contact._meta.db_table
+    snapshot = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
+    differs = " OR ".join(f"e.{name} IS DISTINCT FROM c.{name}" for name in snapshot)
+    with connection.cursor() as cursor:
+        # Each event after the one before it in its contact's chain, as the row-by-row pass takes them.
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM ("  # noqa: S608 - _meta names only
+            f" SELECT e.version = coalesce(lag(e.version) OVER w, 0) + 1"
+            f" AND e.prev_hash = coalesce(lag(e.hash) OVER w, %s)"
+            f" AND {chain.identity_event_hash_sql('e')} = e.hash AS ok"
+            f" FROM {events} e WINDOW w AS (PARTITION BY e.contact_id ORDER BY e.version)) AS checked",
+            [chain.GENESIS_HASH],
+        )
+        (count, broken) = cursor.fetchone()
+        if broken:
+            return None
+        # Every contact against its chain's newest event: the version it records, its identifiers.
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {contacts} c"  # noqa: S608 - _meta names only
+            f" LEFT JOIN (SELECT contact_id, max(version) AS version FROM {events} GROUP BY contact_id) h"
+            " ON h.contact_id = c.id"
+            f" LEFT JOIN {events} e ON e.contact_id = c.id AND e.version = c.identity_version"
+            f" WHERE h.version IS DISTINCT FROM c.identity_version OR e.id IS NULL OR {differs})"
+        )
+        (mismatch,) = cursor.fetchone()
+    return None if mismatch else int(count)
+
+
+def _check_identity_chains(
+    counters: dict[str, int], rows: Iterable[tuple[Any, ...]]
+) -> dict[int, tuple[int, str, tuple[Any, ...]]]:
+    """Each identity event against its chain; returns each contact's (version, hash, identifiers)."""
+    heads: dict[int, tuple[int, str, tuple[Any, ...]]] = {}
+    get_head = heads.get
+    genesis = (0, chain.GENESIS_HASH, ())
+    identity_hash = chain.identity_event_hash
+    for row in rows:
+        event_id, stored_hash, prev_hash = row[0], row[1], row[2]
+        values = row[3:]
+        contact_id, version = values[0], values[1]
+        head_version, head_hash, _snapshot = get_head(contact_id, genesis)
+        if version != head_version + 1:
+            raise _Broken(
+                f"identity event {event_id} (contact {contact_id}) has version {version} after version "
+                f"{head_version}: an identity event is missing or was moved"
+            )
+        if prev_hash != head_hash:
+            raise _Broken(f"identity event {event_id} does not chain to the identity event before it")
+        if identity_hash(prev_hash, values) != stored_hash:
+            raise _Broken(
+                f"identity event {event_id} (contact {contact_id}) was altered "
+                "(its hash does not match its content)"
+            )
+        heads[contact_id] = (version, stored_hash, values[_IDENTITY_SNAPSHOT])
+        counters["identity_events"] += 1
+    return heads
+
+
+def _check_contacts_against_identity(
+    heads: dict[int, tuple[int, str, tuple[Any, ...]]], contacts: Iterable[tuple[Any, ...]]
+) -> None:
+    for contact_id, identity_version, *identifiers in contacts:
+        head = heads.get(contact_id)
+        if head is None:
+            raise _Broken(
+                f"contact {contact_id} has no identity history: its identifiers were recorded outside "
+                "the ledger or its identity events were deleted"
+            )
+        if head[0] != identity_version:
+            raise _Broken(
+                f"contact {contact_id}: the identity chain ends at version {head[0]} but version "
+                f"{identity_version} was recorded: its newest identity events were deleted or altered"
+            )
+        if head[2] != tuple(identifiers):
+            raise _Broken(
+                f"contact {contact_id}: its identifiers differ from its newest identity event "
+                f"(version {head[0]}): they were changed outside the ledger"
+            )
 
 
 def _verify_seal_log(path: Path) -> None:
@@ -290,8 +429,15 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
         processes.append(process)
     try:
         # Meanwhile, each seal's share of the events: what the single pass would have
-        # counted and digested when it closed the seal.
+        # counted and digested when it closed the seal; and the identity chains.
         coverage = _seal_coverage(seals)
+        # (Counted apart: a verdict that breaks before them counts none, as the single pass.)
+        identity_counters = {"identity_events": 0}
+        identity_problem: _Broken | None = None
+        try:
+            _verify_identity(identity_counters, chunk_size)
+        except _Broken as broken:
+            identity_problem = broken
         results = []
         for remainder, receiver in enumerate(pipes):
             try:
@@ -336,6 +482,9 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
     if seen != chains:
         raise _Broken(_missing_states(chains - seen))
     counters["chains"] = chains
+    counters["identity_events"] = identity_counters["identity_events"]
+    if identity_problem is not None:
+        raise identity_problem
 
 
 def _seal_coverage(seals: list[Seal]) -> list[tuple[int, int, int | None, str]]:
@@ -383,7 +532,7 @@ def _events_up_to(event_id: int, *, inclusive: bool) -> int:
             [event_id],
         )
         (count,) = cursor.fetchone()
-    return count
+    return int(count)
 
 
 def _chain_worker(snapshot: str, modulus: int, remainder: int, chunk_size: int, answer: Any) -> None:
@@ -400,18 +549,15 @@ def _chain_worker(snapshot: str, modulus: int, remainder: int, chunk_size: int, 
 
 def _check_chain_share(snapshot: str, modulus: int, remainder: int, chunk_size: int) -> dict[str, Any]:
     from psycopg import IsolationLevel, sql
-    from psycopg.types.datetime import TimestamptzLoader
 
     # A connection of our own, configured as Django configures its own (the
-    # inherited one belongs to the parent and is never touched here).
+    # inherited one belongs to the parent and is never touched here). Its rows come
+    # in binary, where timestamps are loaded by psycopg in the session's time zone,
+    # set here to Django's, so isoformat() gives what the single pass gets.
     raw = connection.Database.connect(**connection.get_connection_params())  # type: ignore[attr-defined]
     try:
         raw.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
         raw.commit()
-        # psycopg's compiled loader instead of Django's Python subclass of it (a third
-        # of the time here): both give the same instant in the session's time zone,
-        # set just above to Django's, so isoformat() gives the same text.
-        raw.adapters.register_loader("timestamptz", TimestamptzLoader)
         raw.isolation_level = IsolationLevel.REPEATABLE_READ
         raw.read_only = True
         raw.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
@@ -420,130 +566,49 @@ def _check_chain_share(snapshot: str, modulus: int, remainder: int, chunk_size: 
         raw.close()
 
 
-# The layout _fast_event_hash is written for. If chain.EVENT_HASHED_FIELDS ever
-# differs, the fast path is off and chain.event_hash does all the work.
-_FAST_LAYOUT = (
-    "contact_id",
-    "purpose_id",
-    "version",
-    "previous_status",
-    "status",
-    "frequency",
-    "source",
-    "ip_address",
-    "user_agent",
-    "policy_version_id",
-    "occurred_at",
-    "recorded_at",
-    "actor",
-    "evidence",
-    "reason",
-    "idempotency_key",
-)
-_quote = json.encoder.encode_basestring  # what chain's encoder uses for strings (ensure_ascii=False)
-
-
-def _fast_event_hash(prev_hash: str, row: tuple, evidence: str) -> str:
-    """chain.event_hash, byte for byte, for a row of (id, hash, prev_hash, *_FAST_LAYOUT columns)
-    whose two timestamps were read as naive UTC and whose evidence is already canonical JSON.
-
-    Builds the same canonical JSON without the general encoder and without
-    formatting time zones (half the time of the reference). It only ever confirms
-    a hash: a row it does not match is judged by chain.event_hash, and a worker
-    that finds the two disagreeing on its first rows does not use it at all.
-    """
-    (_, _, _, contact, purpose, version, previous, status, frequency, source, ip, agent, policy, occurred,
-     recorded, actor, _, reason, key) = row  # fmt: skip
-    return hashlib.sha256(
-        f"{prev_hash}\n[{contact},{purpose},{version},{_quote(previous)},{_quote(status)},{_quote(frequency)},"
-        f"{_quote(source)},{'null' if ip is None else _quote(ip)},{_quote(agent)},"
-        f"{'null' if policy is None else policy},"
-        f'"{occurred.isoformat(timespec="microseconds")}+00:00",'
-        f'"{recorded.isoformat(timespec="microseconds")}+00:00",'
-        f"{_quote(actor)},{evidence},{_quote(reason)},{_quote(key)}]".encode()
-    ).hexdigest()
-
-
 def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -> dict[str, Any]:
-    # The fast path reads the timestamps as naive UTC and puts the zone back itself,
-    # which is what the single pass gets when Django's connection time zone is UTC.
-    fast = naive = chain.EVENT_HASHED_FIELDS == _FAST_LAYOUT and connection.timezone_name == "UTC"
-    tz = connection.timezone
-    names = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
-    # Rows come in binary (cheaper on both ends), so the two columns Django reads as
-    # text are asked for as their text output: the same strings the single pass gets.
-    as_text = {"ip_address": "inet_out({})::text", "evidence": "{}::text"}
-    if naive:
-        as_text |= {"occurred_at": "{} AT TIME ZONE 'UTC'", "recorded_at": "{} AT TIME ZONE 'UTC'"}
-    # get_field() knows fields by attname too ("contact_id").
-    columns = ", ".join(
-        as_text.get(name, "{}").format(ConsentEvent._meta.get_field(name).column)  # type: ignore[union-attr]
-        for name in names
-    )
+    # PostgreSQL hashes each row as it reads it (chain.event_hash_sql), in C, on the
+    # snapshot's own values: a row whose hash it confirms needs nothing more here. A row it
+    # does not confirm (tampered, or evidence it writes differently) is judged by
+    # chain.event_hash, so "altered" is only ever said by the reference.
+    in_db = chain.event_hash_sql() if connection.timezone_name == "UTC" else None
     table = ConsentEvent._meta.db_table
-    # Row positions: id, hash, prev_hash, then the hashed values.
-    evidence_at = names.index("evidence")
-    occurred_at, recorded_at = names.index("occurred_at"), names.index("recorded_at")
-    from_db: Any = ConsentEvent._meta.get_field("evidence").from_db_value
     heads: dict[tuple[int, int], tuple[int, str]] = {}
     get_head = heads.get
-    event_hash = chain.event_hash
-    dumps = chain._dumps
-    trial = 1000 if fast else 0  # rows on which both paths run and must agree
     genesis = (0, chain.GENESIS_HASH)
     checked = 0
     problem: tuple[int, str] | None = None
+    unconfirmed: list[int] = []  # ids, in id order, that chain.event_hash has yet to judge
     with raw.cursor(name=f"verify_ledger_{remainder}", binary=True) as cursor:
+        confirmed = f"({in_db}) = hash" if in_db else "false"
         cursor.execute(
-            f"SELECT {columns} FROM {table} WHERE contact_id %% %s = %s ORDER BY id",  # noqa: S608
+            f"SELECT id, hash, prev_hash, contact_id, purpose_id, version, {confirmed} "  # noqa: S608
+            f"FROM {table} WHERE contact_id %% %s = %s ORDER BY id",
             [modulus, remainder],
         )
         while problem is None:
             rows = cursor.fetchmany(chunk_size)
             if not rows:
                 break
-            for row in rows:
-                key = (row[3], row[4])
+            for event_id, stored_hash, prev_hash, contact_id, purpose_id, version, ok in rows:
+                key = (contact_id, purpose_id)
                 head_version, head_hash = get_head(key, genesis)
-                if row[5] != head_version + 1:
-                    problem = (row[0], _version_gap(row[0], key, row[5], head_version))
+                if version != head_version + 1:
+                    problem = (event_id, _version_gap(event_id, key, version, head_version))
                     break
-                if row[2] != head_hash:
-                    problem = (row[0], _unchained(row[0]))
+                if prev_hash != head_hash:
+                    problem = (event_id, _unchained(event_id))
                     break
-                # jsonb arrives as text, as it does for the JSONField of the single pass.
-                evidence = row[evidence_at]
-                if fast and not trial:
-                    try:
-                        matches = _fast_event_hash(
-                            head_hash,
-                            row,
-                            "{}" if evidence == "{}" else dumps(from_db(evidence, None, connection)),
-                        )
-                    except (TypeError, AttributeError):  # a value of a type it is not written for
-                        matches = ""
-                    if matches == row[1]:
-                        heads[key] = (row[5], row[1])
-                        continue
-                values = list(row[3:])
-                values[evidence_at - 3] = {} if evidence == "{}" else from_db(evidence, None, connection)
-                if naive:
-                    values[occurred_at - 3] = row[occurred_at].replace(tzinfo=tz)
-                    values[recorded_at - 3] = row[recorded_at].replace(tzinfo=tz)
-                reference = event_hash(head_hash, tuple(values))
-                if trial:
-                    trial -= 1
-                    try:
-                        agrees = _fast_event_hash(head_hash, row, dumps(values[evidence_at - 3])) == reference
-                    except (TypeError, AttributeError):
-                        agrees = False
-                    if not agrees:
-                        fast, trial = False, 0
-                if reference != row[1]:
-                    problem = (row[0], _altered(row[0]))
-                    break
-                heads[key] = (row[5], row[1])
+                if not ok:
+                    unconfirmed.append(event_id)
+                heads[key] = (version, stored_hash)
             checked += len(rows) if problem is None else 0
+            if len(unconfirmed) >= chunk_size:
+                problem = _judge_events(raw, unconfirmed)
+                unconfirmed = []
+    if unconfirmed:
+        # All before the chain problem found, if any: an altered one among them comes first.
+        problem = _judge_events(raw, unconfirmed) or problem
     if problem is not None:
         checked = -1  # the parent counts the events before the failure itself
     result: dict[str, Any] = {
@@ -573,3 +638,30 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
             except _Broken as broken:
                 result["state_problem"] = str(broken)
     return result
+
+
+def _judge_events(raw: Any, ids: list[int]) -> tuple[int, str] | None:
+    """chain.event_hash over the events `ids` (in id order, each already found to follow its
+    chain): the first one whose stored hash it does not give, if any."""
+    names = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
+    # The values the single pass gets from Django: the two columns Django reads as text
+    # asked for as their text output, jsonb turned into Python by the field itself.
+    as_text = {"ip_address": "inet_out({})::text", "evidence": "{}::text"}
+    columns = ", ".join(
+        as_text.get(name, "{}").format(ConsentEvent._meta.get_field(name).column)  # type: ignore[union-attr]
+        for name in names
+    )
+    evidence_at = chain.EVENT_HASHED_FIELDS.index("evidence")
+    from_db: Any = ConsentEvent._meta.get_field("evidence").from_db_value
+    # Named, as binary results need a server-side cursor (Django's connections make client-side ones).
+    with raw.cursor(name="verify_ledger_judge", binary=True) as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {ConsentEvent._meta.db_table} WHERE id = ANY(%s) ORDER BY id",  # noqa: S608
+            [ids],
+        )
+        for row in cursor:
+            values = list(row[3:])
+            values[evidence_at] = from_db(values[evidence_at], None, connection)
+            if chain.event_hash(row[2], tuple(values)) != row[1]:
+                return (row[0], _altered(row[0]))
+    return None

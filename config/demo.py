@@ -115,6 +115,9 @@ def processes(seed_file: str | None = None) -> list[tuple[str, list[str]]]:
                 WEB,
                 "--access-logfile",
                 "-",
+                # The path without its query string, and no referrer: a search's terms are personal data.
+                "--access-logformat",
+                '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s "%(a)s"',
             ],
         ),
         (

@@ -43,19 +43,34 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-# The fallback key exists for the embedded demo and the tests; production sets
-# SECRET_KEY (and `manage.py check --deploy` says so when it does not).
-SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-embedded-demo-key-set-SECRET_KEY-in-production"
+# No built-in key: sessions, CSRF tokens and the OTP sessions are signed with it. Only a
+# DEBUG run (a developer's laptop) may fall back on an insecure one; `make demo` and
+# `make test` give theirs (var/secret-key, made once), pytest its own (tests/settings.py).
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it to a long random value (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'), or DEBUG=true on a development machine."
+        )
+    SECRET_KEY = "django-insecure-development-only-key"
+# Rotation: the previous keys, still accepted for signatures made before (docs/operations.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "compliance.apps.ConsentDeskAdminConfig",  # django.contrib.admin, with the role-checking site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "health_check",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -71,8 +86,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # After OTP: these read request.user.is_verified().
+    "compliance.logins.SessionTimeoutMiddleware",
+    "compliance.logins.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "compliance.logins.NoStoreMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised by the backend into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -116,12 +139,80 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 12)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes checks every login attempt first (it must be the first backend).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "compliance:login"
 LOGIN_REDIRECT_URL = "compliance:home"
 LOGOUT_REDIRECT_URL = "compliance:login"
+
+# Logins (compliance/logins.py). Lockout after AXES_FAILURE_LIMIT failures, counted per
+# username and, separately, per IP address, for AXES_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 30)
+AXES_COOLOFF_TIME = AXES_COOLOFF_MINUTES / 60  # hours, as django-axes wants it
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The startup banner on every manage.py command is noise; lockouts are logged (compliance/logins.py).
+AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Lockout and unlock log lines name the account and the address: an operator needs both to act.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+# The client's address, for lockouts and the access log (compliance.logins.client_ip).
+AXES_CLIENT_IP_CALLABLE = "compliance.logins.client_ip"
+# A second factor (TOTP) is required of these roles' members (and of superusers), and
+# asked of anyone else who has set one up.
+REQUIRE_2FA_ROLES = env_list("REQUIRE_2FA_ROLES", "admin")
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "Consent Desk")
+# A session ends SESSION_LIFETIME_S after the login, or SESSION_IDLE_TIMEOUT_S after the last request.
+SESSION_LIFETIME_S = env_int("SESSION_LIFETIME_S", 8 * 3600)
+SESSION_IDLE_TIMEOUT_S = env_int("SESSION_IDLE_TIMEOUT_S", 30 * 60)
+SESSION_COOKIE_AGE = SESSION_LIFETIME_S
+
+# The access log's key for hashing search terms (compliance/services/access_log.py).
+ACCESS_LOG_QUERY_KEY = os.environ.get("ACCESS_LOG_QUERY_KEY", "") or SECRET_KEY
+
+# Production (README, "Production"): behind a TLS-terminating proxy, set all five.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Trust the proxy's X-Forwarded-Proto: only behind a proxy that sets it (and strips the client's).
+# Set, the client's address is also taken from the last X-Forwarded-For entry (the one our
+# proxy added), not from REMOTE_ADDR (the proxy's own).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
+)
+# /healthz answers the load balancer over plain HTTP, before any redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): no inline scripts or styles anywhere, nothing from
+# other origins. The API docs pages are the one exception for styles (config/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -149,7 +240,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["compliance.api.throttling.ApiClientRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_client": os.environ.get("API_THROTTLE_RATE", "100000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_client": os.environ.get("API_THROTTLE_RATE", "100000/min"),
+        # Reads have a budget of their own: walking ids is how a stolen key would harvest people.
+        "api_read": os.environ.get("API_READ_THROTTLE_RATE", "600/min"),
+    },
     "EXCEPTION_HANDLER": "compliance.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -163,7 +258,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # One name for the consent status choices, used by status and previous_status alike
+    # (without it `check --deploy` warns drf_spectacular.W001).
+    "ENUM_NAME_OVERRIDES": {"ConsentStatusEnum": "compliance.models.ConsentStatus"},
+    # The schema and its docs pages: for people who log in (config/urls.py) and API clients.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 CACHES = {
@@ -179,6 +278,13 @@ CACHES = {
 # The ledger.
 CONSENT_OCCURRED_AT_SKEW_S = env_int("CONSENT_OCCURRED_AT_SKEW_S", 300)
 CONSENT_BATCH_MAX = env_int("CONSENT_BATCH_MAX", 1000)
+# What one event's evidence may hold (it is stored forever), and one API request body.
+EVIDENCE_MAX_BYTES = env_int("EVIDENCE_MAX_BYTES", 16 * 1024)
+EVIDENCE_MAX_DEPTH = env_int("EVIDENCE_MAX_DEPTH", 10)
+EVIDENCE_MAX_KEYS = env_int("EVIDENCE_MAX_KEYS", 200)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# How long a rotated API key stays valid beside its successor.
+API_KEY_ROTATION_GRACE_HOURS = env_int("API_KEY_ROTATION_GRACE_HOURS", 24)
 # Seal hashes are appended here too, outside the database (write-once storage in production).
 LEDGER_SEAL_LOG = Path(os.environ.get("LEDGER_SEAL_LOG", VAR_DIR / "seals.log"))
 
@@ -202,6 +308,10 @@ SYNC_RETRY_BASE_S = env_int("SYNC_RETRY_BASE_S", 60)
 DISCREPANCY_ALERT_THRESHOLD = env_int("DISCREPANCY_ALERT_THRESHOLD", 10)
 SYNC_CREATE_MISSING_IN_CRM = env_bool("SYNC_CREATE_MISSING_IN_CRM", False)
 SYNC_OUTBOX_LEASE_S = env_int("SYNC_OUTBOX_LEASE_S", 600)
+# The stranded-change audit (sync.audit): how often beat runs it, and how far back it looks
+# (contacts with a push made since then; the daily reconciliation covers the rest).
+SYNC_AUDIT_INTERVAL_S = env_int("SYNC_AUDIT_INTERVAL_S", 300)
+SYNC_AUDIT_WINDOW_S = env_int("SYNC_AUDIT_WINDOW_S", 24 * 3600)
 # A committed change queues a push this many seconds later (changes meanwhile join it);
 # the periodic sweep is the safety net. The ledger calls LEDGER_OUTBOX_NOTIFY after commit.
 SYNC_PUSH_ON_COMMIT = env_bool("SYNC_PUSH_ON_COMMIT", True)
@@ -210,6 +320,9 @@ LEDGER_OUTBOX_NOTIFY = os.environ.get("LEDGER_OUTBOX_NOTIFY", "sync.kick.outbox_
 # Quota: Zoho counts credits per org over a rolling 24 h; the sync keeps its own budget,
 # one shared per-second rate (Redis through CACHE_URL), and a shared cool-down after a 429.
 ZOHO_QUOTA_ENABLED = env_bool("ZOHO_QUOTA_ENABLED", True)
+# What `ZohoClient.from_settings()` hands its transport to ask before each CRM call: a
+# dotted path to a callable taking the cache prefix (sync/zoho never imports the engine).
+ZOHO_QUOTA_GATE = os.environ.get("ZOHO_QUOTA_GATE", "sync.quota.gate")
 ZOHO_DAILY_CREDITS = env_int("ZOHO_DAILY_CREDITS", 100_000)
 ZOHO_CREDITS_RESERVE_FRACTION = float(os.environ.get("ZOHO_CREDITS_RESERVE_FRACTION", "0.2"))
 ZOHO_RATE_LIMIT_PER_S = env_int("ZOHO_RATE_LIMIT_PER_S", 10)
@@ -265,9 +378,22 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CAMPAIGNS_PULL_INTERVAL_S = env_int("CAMPAIGNS_PULL_INTERVAL_S", 15 * 60)
 # Each entry expires before its next run, so a backlog never piles up duplicates.
 CELERY_BEAT_SCHEDULE = {
+    # /healthz's "last beat" (config/health.py).
+    "beat-heartbeat": {"task": "ops.beat_heartbeat", "schedule": 60.0, "options": {"expires": 55}},
     "outbox-sweep": {"task": "sync.outbox_sweep", "schedule": 30.0, "options": {"expires": 25}},
     "verify-due": {"task": "sync.verify_due", "schedule": 30.0, "options": {"expires": 25}},
     "retry-due": {"task": "sync.retry_due", "schedule": 60.0, "options": {"expires": 55}},
+    # The health page's call tallies of each hour, stored once the hour is final (10 min past).
+    "callhour-tally": {
+        "task": "sync.callhour_tally",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 240},
+    },
+    "sync-audit": {
+        "task": "sync.audit",
+        "schedule": float(SYNC_AUDIT_INTERVAL_S),
+        "options": {"expires": max(SYNC_AUDIT_INTERVAL_S - 5, 1)},
+    },
     "campaigns-pull": {
         "task": "sync.campaigns_pull",
         "schedule": float(CAMPAIGNS_PULL_INTERVAL_S),
@@ -286,9 +412,37 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# /healthz fails when beat's heartbeat (run every minute by a worker) is older than this.
+HEALTH_BEAT_MAX_AGE_S = env_int("HEALTH_BEAT_MAX_AGE_S", 300)
+
+# Logs: no personal data. E-mail addresses are masked in every record (config/logs.py), and
+# httpx/httpcore, which log each request's URL (a CRM search URL holds the address), log
+# warnings only. LOG_FORMAT=json writes one JSON object a line, for a log collector.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"mask_personal_data": {"()": "config.logs.MaskPersonalData"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["mask_personal_data"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

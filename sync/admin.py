@@ -5,13 +5,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from sync.models import Alert, CrmLink, Discrepancy, SyncPush, ZohoCall
+from compliance.admin import ViewOnly
+from sync.models import Alert, CrmLink, Discrepancy, FieldMapping, FieldMappingVersion, SyncPush, ZohoCall
 
 
 @admin.register(ZohoCall)
-class ZohoCallAdmin(admin.ModelAdmin):
-    """The call log is evidence: whoever may enter the admin site reads it (the admin
-    role, through the site's own check), nobody adds, edits or deletes it."""
+class ZohoCallAdmin(ViewOnly, admin.ModelAdmin):
+    """The call log is evidence: read, never added, edited or deleted."""
 
     actions = None
 
@@ -37,19 +37,7 @@ class ZohoCallAdmin(admin.ModelAdmin):
         return [field.name for field in self.model._meta.fields]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return admin.site.has_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin.site.has_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        return self.admin_site.has_permission(request)
 
 
 @admin.register(SyncPush)
@@ -106,3 +94,58 @@ class CrmLinkAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     search_fields = ("contact__email",)
     raw_id_fields = ("contact",)
+
+
+class FieldMappingVersionInline(ViewOnly, admin.TabularInline):
+    """A mapping's history, newest first: shown, never added, changed or deleted here."""
+
+    model = FieldMappingVersion
+    fields = (
+        "version",
+        "crm_field",
+        "purpose",
+        "transform",
+        "direction",
+        "is_active",
+        "created_at",
+        "changed_by",
+    )
+    readonly_fields = fields
+    ordering = ("-version",)
+    extra = 0
+    can_delete = False
+    verbose_name = "version"
+    verbose_name_plural = "history (every saved version)"
+
+
+@admin.register(FieldMapping)
+class FieldMappingAdmin(admin.ModelAdmin):
+    """Admins (the role, like the rest of this site) add and edit mappings. Each save is a new
+    version whose values join the history below the form; a mapping is deactivated, not deleted
+    (its history stays, as do the pushes made with it)."""
+
+    actions = None
+    list_display = ("crm_field", "purpose", "transform", "direction", "is_active", "version", "updated_at")
+    list_filter = ("is_active", "direction", "purpose")
+    search_fields = ("crm_field",)
+    fields = ("purpose", "crm_field", "transform", "direction", "is_active", "version", "updated_at")
+    readonly_fields = ("version", "updated_at")
+    inlines = (FieldMappingVersionInline,)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: FieldMapping, form: Any, change: bool) -> None:
+        obj.save(changed_by=request.user.get_username())

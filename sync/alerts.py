@@ -1,10 +1,15 @@
-"""Alerts to the compliance team: one `Alert` row and one email each.
+"""Alerts to the compliance team: one `Alert` row each, emailed once its transaction commits.
 
-A discrepancy that failed every retry gets exactly one alert (a unique constraint
-makes a second one impossible, even from two workers at once). The email goes
-through Django's email backend to ``COMPLIANCE_ALERT_EMAILS`` once the alert's
-transaction commits. The banner for logged-in officers reads
-`alerts_unacknowledged()`.
+- `alert_retries_exhausted`: a discrepancy that failed every retry gets exactly one alert (a
+  unique constraint makes a second one impossible, even from two workers at once);
+- `alert_threshold`: reconciliation left more discrepancies open than
+  ``DISCREPANCY_ALERT_THRESHOLD``; not again for the same state;
+- `alert_auth`: Zoho refuses our credentials; one open at a time.
+
+The email goes through Django's email backend to ``COMPLIANCE_ALERT_EMAILS`` on commit, so a
+rolled-back alert is never mailed; a mail server that is down is logged and the alert stands
+(``emailed_to`` stays empty). Officers see unacknowledged alerts in the page banner
+(`sync.selectors.alert_banner`) and on the alerts page.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def alerts_unacknowledged() -> QuerySet[Alert]:
-    """The banner's alerts: not yet acknowledged, newest first, with their discrepancy."""
+    """Alerts not yet acknowledged, newest first, with their discrepancy."""
     return (
         Alert.objects.filter(acknowledged_at__isnull=True)
         .select_related("discrepancy")
@@ -32,6 +37,7 @@ def alerts_unacknowledged() -> QuerySet[Alert]:
 
 
 def _email(alert: Alert, subject: str) -> None:
+    """Mail the alert (run on commit); a failure is logged, never raised: the row and banner stand."""
     recipients = list(settings.COMPLIANCE_ALERT_EMAILS)
     if not recipients:
         return
@@ -62,6 +68,29 @@ def alert_retries_exhausted(*, discrepancy: Discrepancy) -> Alert | None:
     except IntegrityError:
         return None
     subject = f"Consent change not applied in Zoho: {target} of {contact}"
+    transaction.on_commit(lambda: _email(alert, subject))
+    return alert
+
+
+def alert_threshold(*, opened_now: int) -> Alert | None:
+    """One alert when more discrepancies are open than ``DISCREPANCY_ALERT_THRESHOLD``; else None.
+
+    Not again for the same state: only when this run opened new discrepancies (`opened_now`), or
+    no threshold alert waits unacknowledged.
+    """
+    threshold = settings.DISCREPANCY_ALERT_THRESHOLD
+    open_count = Discrepancy.objects.filter(status=Discrepancy.Status.OPEN).count()
+    if open_count <= threshold:
+        return None
+    waiting = Alert.objects.filter(kind=Alert.Kind.THRESHOLD, acknowledged_at__isnull=True).exists()
+    if waiting and opened_now == 0:
+        return None
+    message = (
+        f"{open_count} discrepancies between Zoho CRM and the consent ledger are open "
+        f"(threshold {threshold}); reconciliation opened {opened_now} new ones."
+    )
+    alert = Alert.objects.create(kind=Alert.Kind.THRESHOLD, message=message)
+    subject = f"{open_count} open discrepancies with Zoho CRM"
     transaction.on_commit(lambda: _email(alert, subject))
     return alert
 

@@ -190,7 +190,7 @@ def _bounce(result: PullResult, **kwargs: Any) -> bool:
 
 def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str] | None = None) -> PullResult:
     """Pull unsubscribes and bounces from every configured list and recent campaign."""
-    keys = list(list_keys if list_keys is not None else getattr(settings, "ZOHO_CAMPAIGNS_LIST_KEYS", []))
+    keys = list(list_keys if list_keys is not None else settings.ZOHO_CAMPAIGNS_LIST_KEYS)
     owns = client is None
     zoho = client or ZohoClient.from_settings()
     result = PullResult()
@@ -229,9 +229,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
                     )
         campaigns: list[dict[str, Any]] = []
         try:
-            campaigns = zoho.campaigns.recent_campaigns(
-                limit=int(getattr(settings, "CAMPAIGNS_RECENT_LIMIT", 20))
-            )
+            campaigns = zoho.campaigns.recent_campaigns(limit=settings.CAMPAIGNS_RECENT_LIMIT)
         except ZohoError as exc:
             result.errors.append(f"recent campaigns: {exc}")
             result.transient_errors += 0 if exc.permanent else 1

@@ -19,11 +19,12 @@ Who is a workflow: ``ZOHO_WORKFLOW_USER_IDS`` (ids), or a ``Modified_By`` name
 starting with one of ``ZOHO_WORKFLOW_USER_NAME_PREFIXES`` (default
 ``Workflow``, as zohosim names its workflow user). Real Zoho often shows the
 user whose action triggered the rule, which is why the aftermath window exists.
-The API user is `crm.current_user()`, cached for an hour (or ``ZOHO_API_USER_ID``).
+The API user is `CrmClient.api_user_id()` (``ZOHO_API_USER_ID``, else asked of Zoho).
 
-`crm_changes_apply(records=…)` is called by reconciliation and by the verify
-step; it returns the fields it dealt with so the caller does not also report
-them as plain drift.
+`crm_changes_apply(records=…)` is called by reconciliation; it returns the
+fields it dealt with so the caller does not also report them as plain drift.
+With a client it re-reads records known only from a Bulk Read file before
+deciding who changed them, and asks Zoho who our API user is when not told.
 
 Discrepancies go through `sync.discrepancies.discrepancy_record`: an
 ``overwritten`` one is retried (the ledger's value is pushed again, with backoff
@@ -41,7 +42,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
 from django.db.models import Max
 from django.utils import timezone
 
@@ -50,10 +50,9 @@ from compliance.models import ConsentState, ConsentStatus, Contact, Source
 from sync.discrepancies import discrepancy_record
 from sync.models import Discrepancy, FieldMapping, SyncPush
 from sync.projection import Projection, active_mappings, project, read_fields
+from sync.zoho import ZohoClient
 
 logger = logging.getLogger("sync.crm_changes")
-
-API_USER_CACHE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -136,28 +135,11 @@ def crm_record(contact_id: int, row: Mapping[str, Any], fields: Iterable[str]) -
 # Who changed it -------------------------------------------------------------------
 
 
-def api_user_id(client: Any = None, *, scope: str = "zoho") -> str:
-    """Our API user's CRM id: ZOHO_API_USER_ID, else `crm.current_user()` cached for an hour."""
-    configured = str(getattr(settings, "ZOHO_API_USER_ID", "") or "")
-    if configured:
-        return configured
-    key = f"{scope}:crm-api-user-id"
-    cache = caches["default"]
-    cached = cache.get(key)
-    if cached:
-        return str(cached)
-    if client is None:
-        return ""
-    user_id = str(client.crm.current_user().id)
-    cache.set(key, user_id, timeout=API_USER_CACHE_S)
-    return user_id
-
-
 def is_workflow(user_id: str, user_name: str) -> bool:
-    ids = {str(i) for i in getattr(settings, "ZOHO_WORKFLOW_USER_IDS", [])}
+    ids = {str(i) for i in settings.ZOHO_WORKFLOW_USER_IDS}
     if user_id and user_id in ids:
         return True
-    prefixes = getattr(settings, "ZOHO_WORKFLOW_USER_NAME_PREFIXES", ["Workflow"])
+    prefixes = settings.ZOHO_WORKFLOW_USER_NAME_PREFIXES
     lowered = user_name.strip().lower()
     return bool(lowered) and any(lowered.startswith(str(p).lower()) for p in prefixes if p)
 
@@ -183,7 +165,7 @@ def _event_key(record: CrmRecord, name: str) -> str:
 
 
 def _confirm(
-    candidates: list[tuple[CrmRecord, FieldMapping, Any, Any]], client: Any
+    candidates: list[tuple[CrmRecord, FieldMapping, Any, Any]], client: ZohoClient
 ) -> list[tuple[CrmRecord, FieldMapping, Any, Any]]:
     """Re-read records known only from a Bulk Read file (no user name, maybe minutes old) before
     deciding who changed them: 100 ids a call, only for the few that differ."""
@@ -213,7 +195,7 @@ def crm_changes_apply(
     records: Sequence[CrmRecord],
     projections: Mapping[int, Projection] | None = None,
     mappings: list[FieldMapping] | None = None,
-    client: Any = None,
+    client: ZohoClient | None = None,
     api_user: str | None = None,
     now: datetime | None = None,
 ) -> CrmChangesResult:
@@ -226,7 +208,7 @@ def crm_changes_apply(
     ids = [r.contact_id for r in records]
     projections = projections if projections is not None else project(ids, mappings)
     now = now or timezone.now()
-    window = timedelta(seconds=int(getattr(settings, "CRM_AFTERMATH_WINDOW_S", 120)))
+    window = timedelta(seconds=settings.CRM_AFTERMATH_WINDOW_S)
 
     # Pick out the fields that differ in a way this module decides, before any query per contact.
     candidates: list[tuple[CrmRecord, FieldMapping, Any, Any]] = []
@@ -257,7 +239,10 @@ def crm_changes_apply(
         (s.contact_id, s.purpose.code): s
         for s in ConsentState.objects.filter(contact_id__in=touched, version__gt=0).select_related("purpose")
     }
-    our_user = api_user if api_user is not None else api_user_id(client)
+    if api_user is None:
+        # Without a client nobody can say who our API user is: then no value counts as ours.
+        api_user = client.crm.api_user_id() if client is not None else ""
+    our_user = api_user
 
     for record, mapping, expected, actual in candidates:
         name = mapping.crm_field

@@ -46,6 +46,11 @@ HINTS = {
         "Several CRM records share {email}: merge them or set the contact's Zoho id to the primary; "
         "none is written until then."
     ),
+    # (Not a kind: a NOT_APPLIED discrepancy whose writes never got an answer.)
+    "unanswered": (
+        "Zoho never answered {attempts} writes of this change (timeouts, 429s or workers that died "
+        "mid-call) and the record does not hold it: check the workers' logs and Zoho's status."
+    ),
 }
 
 

@@ -17,21 +17,25 @@ from __future__ import annotations
 import logging
 import time
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 
 logger = logging.getLogger(__name__)
 
 KICK_KEY = "sync:outbox-kick"
+# By name, not by importing the task: `sync.tasks.push` imports this module (a push
+# that leaves rows waiting kicks again), and the ledger's writers need no task module.
+SWEEP_TASK = "sync.outbox_sweep"
 _last_kick = 0.0
 
 
 def outbox_kick() -> None:
     """Queue a sweep ``SYNC_PUSH_DELAY_S`` from now unless one is already queued for this window."""
     global _last_kick
-    if not getattr(settings, "SYNC_PUSH_ON_COMMIT", True):
+    if not settings.SYNC_PUSH_ON_COMMIT:
         return
-    delay = int(getattr(settings, "SYNC_PUSH_DELAY_S", 1))
+    delay = int(settings.SYNC_PUSH_DELAY_S)
     if delay > 0:
         now = time.monotonic()
         if now - _last_kick < delay:
@@ -39,13 +43,13 @@ def outbox_kick() -> None:
         _last_kick = now
         if not cache.add(KICK_KEY, 1, timeout=delay):
             return
-    from sync.tasks.push import outbox_sweep
-
     try:
         # One connection attempt and no retries: this runs in the writer's request,
         # after its commit, and a broker that is down must not hold the request for seconds.
-        with outbox_sweep.app.connection_for_write() as connection:
+        with current_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=0)
-            outbox_sweep.apply_async(countdown=delay, expires=delay + 60, retry=False, connection=connection)
+            current_app.send_task(
+                SWEEP_TASK, countdown=delay, expires=delay + 60, retry=False, connection=connection
+            )
     except Exception:
         logger.warning("Could not queue a push after a commit; the periodic sweep will", exc_info=True)

@@ -1,4 +1,5 @@
-"""The default field mapping for a standard Zoho org (created by migration sync.0003)."""
+"""The default field mapping for a standard Zoho org (created by migration sync.0003), and what a
+mapping's history keeps of each version."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ def field_mappings_install(field_mapping_model: Any, purpose_model: Any) -> None
                 "direction": direction,
             },
         )
+
+
+def field_mapping_version_values(mapping: Any) -> dict[str, Any]:
+    """What a `FieldMappingVersion` keeps of a mapping as saved; takes migrations' models too."""
+    return {
+        "mapping": mapping,
+        "version": mapping.version,
+        "purpose_id": mapping.purpose_id,
+        "crm_field": mapping.crm_field,
+        "transform": mapping.transform,
+        "direction": mapping.direction,
+        "is_active": mapping.is_active,
+    }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
+
+from sync.mappings import field_mapping_version_values
 
 
 class ZohoCall(models.Model):
@@ -77,10 +79,11 @@ class ZohoCall(models.Model):
 class CallHour(models.Model):
     """The call log's tallies for one closed hour, service and operation (the health page's).
 
-    Written once per hour by the first health page that needs it, when the hour is over and
-    no call started in it can still be finishing (`sync.selectors.CLOSED_AFTER`); the page then
-    reads 24 of these instead of counting every call of the day again. Derived from the call
-    log, so it can be deleted at any time: it is written again when next needed.
+    Written once per hour by `sync.tallies.callhour_tally` (beat, every 5 minutes), when the
+    hour is over and no call started in it can still be finishing (`sync.selectors.CLOSED_AFTER`);
+    the page then reads 24 of these instead of counting every call of the day again, and counts
+    an hour not stored yet from the call log itself. Derived from the call log, so it can be
+    deleted at any time: the next tally writes it again.
     """
 
     hour = models.DateTimeField()
@@ -107,8 +110,9 @@ class CallHour(models.Model):
 class FieldMapping(models.Model):
     """Which CRM field carries a purpose, how the value translates, and which way it flows.
 
-    Admins edit these (Django admin); every save bumps `version`, and each push
-    records the mapping versions it used.
+    Admins edit these in Django admin (`sync.admin.FieldMappingAdmin`). Every save is a new
+    `version`, and the values it saved are appended to the mapping's history
+    (`FieldMappingVersion`), which nothing changes; a mapping no longer wanted is deactivated.
     """
 
     class Transform(models.TextChoices):
@@ -144,10 +148,21 @@ class FieldMapping(models.Model):
     def __str__(self) -> str:
         return f"{self.purpose_id} → {self.crm_field} ({self.transform}, {self.direction})"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            self.version += 1
-        super().save(*args, **kwargs)
+    def save(self, *args: Any, changed_by: str = "", **kwargs: Any) -> None:
+        """Save as the next version and append it to the history, in one transaction.
+
+        The stored row is locked to number the version: two admins saving at once make two
+        versions, one after the other, rather than one version number twice.
+        """
+        with transaction.atomic():
+            if self.pk is not None:
+                rows = FieldMapping.objects.select_for_update().filter(pk=self.pk)
+                stored = rows.values_list("version", flat=True).first()
+                self.version = (self.version if stored is None else stored) + 1
+            super().save(*args, **kwargs)
+            FieldMappingVersion.objects.create(
+                **field_mapping_version_values(self), changed_by=changed_by[:150]
+            )
 
     @property
     def pushes(self) -> bool:
@@ -159,6 +174,34 @@ class FieldMapping(models.Model):
 
     def value_for(self, opted_in: bool) -> bool:
         return opted_in if self.transform == self.Transform.CONSENTED else not opted_in
+
+
+class FieldMappingVersion(models.Model):
+    """One saved version of a field mapping, as it was saved: its history, appended, never changed."""
+
+    mapping = models.ForeignKey(FieldMapping, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    purpose = models.ForeignKey("compliance.Purpose", on_delete=models.PROTECT, related_name="+")
+    crm_field = models.CharField(max_length=120)
+    transform = models.CharField(max_length=20, choices=FieldMapping.Transform.choices)
+    direction = models.CharField(max_length=10, choices=FieldMapping.Direction.choices)
+    is_active = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    changed_by = models.CharField(max_length=150, blank=True, help_text="Who saved it (blank: not a person).")
+
+    class Meta:
+        ordering = ["mapping", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["mapping", "version"], name="sync_fieldmappingversion_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.crm_field} v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("A field mapping's past version is never changed: save the mapping instead.")
+        super().save(*args, **kwargs)
 
 
 class CrmLink(models.Model):
@@ -362,3 +405,23 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation {self.pk} ({self.method})"
+
+
+class SyncAudit(models.Model):
+    """One run of the stranded-change audit (`sync.audit.sync_audit`): how many contacts it
+    checked, and those it found breaking the sync's invariant (each re-queued, each a bug)."""
+
+    ran_at = models.DateTimeField()
+    window_from = models.DateTimeField(help_text="Contacts with a push made since then were checked.")
+    checked = models.PositiveIntegerField()
+    stranded = models.PositiveIntegerField()
+    stranded_contacts = models.JSONField(default=list, blank=True, help_text="Their ids (the first 1,000).")
+
+    class Meta:
+        indexes = [
+            # The health page: the latest run, and the stranded count over a window.
+            models.Index(fields=["-ran_at"], name="sync_syncaudit_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"audit {self.ran_at:%Y-%m-%d %H:%M}: {self.stranded} of {self.checked} stranded"

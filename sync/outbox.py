@@ -28,19 +28,20 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from compliance.models import OutboxEntry
+from compliance.models import ConsentEvent, ConsentStatus, OutboxEntry
+from sync.kick import outbox_kick
 
 # Zoho takes at most 100 records per update call.
 BATCH_CONTACTS = 100
-# A push takes seconds; a claim older than this (default 10 min) belongs to a worker that died.
-DEFAULT_LEASE_S = 600
 
 
 def lease() -> timedelta:
-    return timedelta(seconds=getattr(settings, "SYNC_OUTBOX_LEASE_S", DEFAULT_LEASE_S))
+    """A push takes seconds; a claim older than ``SYNC_OUTBOX_LEASE_S`` (renewed just before
+    its write) belongs to a worker that died."""
+    return timedelta(seconds=settings.SYNC_OUTBOX_LEASE_S)
 
 
 # How many pending rows one claim looks at to find its contacts.
@@ -159,3 +160,55 @@ def outbox_release(
     if contact_ids is not None:
         rows = rows.filter(contact_id__in=contact_ids)
     return rows.update(claimed_at=now - lease() + delay)
+
+
+def contacts_requeue(*, contact_ids: list[int]) -> int:
+    """Queue a push of these contacts' current state again: one pending row each, standing for
+    the contact's latest decision (its purpose and urgency, so an email withdrawal also
+    unsubscribes in Campaigns and goes first). For a write that Zoho never answered, or a
+    ledger state that no push carries. Commits with the caller's transaction; the push is
+    queued once it commits (`sync.kick`), and the sweep takes it otherwise."""
+    if not contact_ids:
+        return 0
+    latest = dict(
+        ConsentEvent.objects.filter(contact_id__in=contact_ids)
+        .values("contact_id")
+        .annotate(latest=Max("id"))
+        .values_list("contact_id", "latest")
+    )
+    events = ConsentEvent.objects.in_bulk(list(latest.values()))
+    rows = []
+    for contact_id in sorted(set(contact_ids)):
+        event = events.get(latest.get(contact_id, 0))
+        if event is None:
+            priority = OutboxEntry.Priority.OTHER
+        elif event.status in (ConsentStatus.OPTED_OUT, ConsentStatus.EXPIRED):
+            priority = OutboxEntry.Priority.WITHDRAWAL
+        elif event.status == ConsentStatus.OPTED_IN:
+            priority = OutboxEntry.Priority.OPT_IN
+        else:
+            priority = OutboxEntry.Priority.OTHER
+        rows.append(
+            OutboxEntry(
+                contact_id=contact_id,
+                purpose_id=event.purpose_id if event else None,
+                event=event,
+                priority=priority,
+            )
+        )
+    OutboxEntry.objects.bulk_create(rows)
+    transaction.on_commit(outbox_kick)
+    return len(rows)
+
+
+def outbox_claim_renew(*, claim: OutboxClaim, now: datetime | None = None) -> set[int]:
+    """Renew the claim's lease just before its write goes out, and say which contacts it still
+    holds. A contact whose rows another claim took meanwhile (this worker outlived its lease)
+    is not written by this one: two writers of one contact could leave the older values."""
+    now = now or timezone.now()
+    OutboxEntry.objects.filter(claimed_by=claim.token, processed_at__isnull=True).update(claimed_at=now)
+    return set(
+        OutboxEntry.objects.filter(claimed_by=claim.token, processed_at__isnull=True).values_list(
+            "contact_id", flat=True
+        )
+    )

@@ -8,10 +8,14 @@ is the push itself (also used by retries, with ``force``):
    CRM" (not an error). Several: a `duplicate` discrepancy, and neither record is
    ever written until an admin picks one;
 2. project the *current* ledger state through the field mapping;
-3. skip contacts whose latest push already carries these ledger versions and
-   values (a redelivered task, a worker killed after the call): a version is never
-   written twice, a lost answer is settled by the read-back instead;
-4. write the `SyncPush` rows (the attempt) *before* the call, then ONE
+3. skip contacts whose latest push of these ledger versions and values Zoho has:
+   verified, or answered for the record and awaiting its read-back. A push Zoho never
+   answered (429, 5xx, a timeout, a worker that died) is *unknown*, not sent: while it is
+   younger than the outbox lease its worker may still be at it (the rows wait for it);
+   after that the record is read back (one call) and the change is written again unless
+   Zoho holds it. A version Zoho acknowledged is never written twice;
+4. renew the claim's lease (a worker that outlived it writes nothing another claim took),
+   write the `SyncPush` rows (the attempt) *before* the call, then ONE
    `crm.update` for the batch, then store Zoho's per-record answers, the
    per-record errors as discrepancies, the verify time, and mark the outbox rows
    processed, in one transaction.
@@ -23,9 +27,8 @@ write, so that a transient Campaigns failure retries the whole batch.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,11 +40,10 @@ from django.utils import timezone
 from compliance.models import ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
-from sync.outbox import OutboxClaim, outbox_finish
-from sync.projection import Projection, project, to_crm_record
+from sync.models import CrmLink, Discrepancy, SyncPush
+from sync.outbox import OutboxClaim, lease, outbox_claim_renew, outbox_finish, outbox_release
+from sync.projection import Projection, project, read_back, read_fields, to_crm_record
 from sync.zoho import RecordResult, ZohoClient
-from sync.zoho.calllog import CallEnd, CallLog, CallStart
 from sync.zoho.errors import ZohoPermanentError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ class PushReport:
     not_in_crm: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)
+    # Contacts whose rows another claim took while this one waited (it outlived its lease).
+    lost: list[int] = field(default_factory=list)
     unsubscribed: int = 0
     calls: int = 0
 
@@ -69,43 +74,10 @@ class PushReport:
         self.not_in_crm += other.not_in_crm
         self.duplicates += other.duplicates
         self.rejected += other.rejected
+        self.busy += other.busy
+        self.lost += other.lost
         self.unsubscribed += other.unsubscribed
         self.calls += other.calls
-
-
-# -- the call log handle: which ZohoCall row carried the update --------------------------------
-
-
-class _Recorder:
-    """Wraps the client's call log to learn the `ZohoCall` row of the calls made in a block."""
-
-    def __init__(self, inner: CallLog) -> None:
-        self.inner = inner
-        self.handles: list[object] = []
-
-    def start(self, call: CallStart) -> object:
-        handle = self.inner.start(call)
-        self.handles.append(handle)
-        return handle
-
-    def finish(self, handle: object, end: CallEnd) -> None:
-        self.inner.finish(handle, end)
-
-
-@contextlib.contextmanager
-def _recording(zoho: ZohoClient) -> Iterator[_Recorder]:
-    transport = zoho.transport
-    recorder = _Recorder(transport.call_log)
-    transport.call_log = recorder
-    try:
-        yield recorder
-    finally:
-        transport.call_log = recorder.inner
-
-
-def _last_update_call(recorder: _Recorder) -> ZohoCall | None:
-    calls = [h for h in recorder.handles if isinstance(h, ZohoCall) and h.operation == "crm.update"]
-    return calls[-1] if calls else None
 
 
 # -- finding the CRM record --------------------------------------------------------------------
@@ -223,12 +195,30 @@ def _error_field(result: RecordResult, sent: Mapping[str, Any]) -> str:
     return nested[0] if len(nested) == 1 else name
 
 
-def _already_pushed(latest: SyncPush | None, projection: Projection) -> bool:
+def _same_change(latest: SyncPush | None, projection: Projection) -> bool:
     return (
         latest is not None
         and latest.ledger_versions == projection.ledger_versions
         and latest.sent == projection.values
-        and latest.verification in (SyncPush.Verification.PENDING, SyncPush.Verification.VERIFIED)
+    )
+
+
+def _delivered(push: SyncPush) -> bool:
+    """Zoho has this push: verified, or awaiting its read-back after an answer for the record.
+
+    A push without an answer (429, 5xx, a timeout, a worker that died around the call) is
+    *unknown*: it may or may not have been written. Only a read-back tells, which
+    `_unanswered_found` does before a claim counts it as sent (`verify_due_at` is set once
+    Zoho answered, or once that read-back found the values in the record).
+    """
+    return push.verification == SyncPush.Verification.VERIFIED or (
+        push.verification == SyncPush.Verification.PENDING and push.verify_due_at is not None
+    )
+
+
+def _unanswered(push: SyncPush | None) -> bool:
+    return (
+        push is not None and push.verification == SyncPush.Verification.PENDING and push.verify_due_at is None
     )
 
 
@@ -274,16 +264,44 @@ def contacts_push(
         now = timezone.now()
         latest = _latest_pushes(list(crm_ids))
         to_write: list[int] = []
+        unknown: list[int] = []
         for contact_id in crm_ids:
-            if not force and _already_pushed(latest.get(contact_id), projections[contact_id]):
-                report.skipped.append(contact_id)
-            else:
+            previous = latest.get(contact_id)
+            if force or not _same_change(previous, projections[contact_id]):
                 to_write.append(contact_id)
+            elif previous is not None and _delivered(previous):
+                report.skipped.append(contact_id)
+            elif _unanswered(previous) and previous is not None and previous.created_at > now - lease():
+                # Its push may still be in flight (another worker, within its lease): not ours.
+                report.busy.append(contact_id)
+            elif _unanswered(previous):
+                unknown.append(contact_id)
+            else:
+                # Zoho refused it, or its read-back did not find it: write this change again.
+                to_write.append(contact_id)
+        if unknown:
+            found = _unanswered_found(
+                contact_ids=unknown,
+                crm_ids=crm_ids,
+                projections=projections,
+                latest=latest,
+                zoho=zoho,
+                now=now,
+            )
+            report.calls += 1
+            report.skipped += found
+            to_write += [c for c in unknown if c not in found]
+        if claim is not None and to_write:
+            held = outbox_claim_renew(claim=claim)
+            report.lost = [c for c in to_write if c not in held]
+            to_write = [c for c in to_write if c in held]
+        finished = [c for c in claim.contact_ids if c not in report.busy] if claim is not None else []
         if not to_write:
             with transaction.atomic():
-                _settle_skipped(report.skipped, latest, now)
+                _unanswered_settle(report.skipped, latest, now)
                 if claim is not None:
-                    outbox_finish(claim=claim, now=now)
+                    _busy_release(claim, report.busy, latest, now)
+                    outbox_finish(claim=claim, contact_ids=finished, now=now)
             return report
 
         # bulk_create returns the primary keys on PostgreSQL and on SQLite 3.35+.
@@ -294,7 +312,7 @@ def contacts_push(
                     zoho_id=crm_ids[contact_id],
                     sent=projections[contact_id].values,
                     ledger_versions=projections[contact_id].ledger_versions,
-                    attempt=(latest[contact_id].attempt + 1) if force and contact_id in latest else 1,
+                    attempt=_attempt(latest.get(contact_id), projections[contact_id], force=force),
                 )
                 for contact_id in to_write
             ]
@@ -302,39 +320,106 @@ def contacts_push(
         attempts = dict(zip(to_write, created, strict=True))
         records = [to_crm_record(crm_ids[cid], projections[cid].values) for cid in to_write]
         try:
-            with _recording(zoho) as recorder:
-                results = zoho.crm.update(records)
+            update = zoho.crm.update(records)
         except BaseException:
             SyncPush.objects.filter(pk__in=[p.pk for p in attempts.values()]).delete()
             raise
         report.calls += 1
-        call = _last_update_call(recorder)
-        _store_results(attempts, results, call, report)
+        _store_results(attempts, update.results, update.call_id, report)
         with transaction.atomic():
-            _settle_skipped(report.skipped, latest, timezone.now())
+            _unanswered_settle(report.skipped, latest, timezone.now())
+            _resent_supersede([latest[c] for c in to_write if _unanswered(latest.get(c))], timezone.now())
             if claim is not None:
-                outbox_finish(claim=claim)
+                _busy_release(claim, report.busy, latest, now)
+                outbox_finish(claim=claim, contact_ids=finished)
     return report
 
 
-def _settle_skipped(skipped: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
-    """A skipped contact's push whose answer was lost (worker died) is settled by a read-back."""
-    for contact_id in skipped:
-        push = latest[contact_id]
-        if push.verification == SyncPush.Verification.PENDING and push.verify_due_at is None:
-            push.verify_due_at = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
-            push.save(update_fields=["verify_due_at"])
+def _attempt(previous: SyncPush | None, projection: Projection, *, force: bool) -> int:
+    """1 for a new change; one more than the last push's for the same change written again."""
+    if previous is not None and (force or _same_change(previous, projection)):
+        return previous.attempt + 1
+    return 1
+
+
+def _unanswered_found(
+    *,
+    contact_ids: list[int],
+    crm_ids: dict[int, str],
+    projections: dict[int, Projection],
+    latest: dict[int, SyncPush],
+    zoho: ZohoClient,
+    now: datetime,
+) -> list[int]:
+    """Read back the records of pushes that never got Zoho's answer (one call): the contacts
+    whose record holds the values after all. The others are written again, unless this change
+    already went unanswered more times than the retry budget: then it is also a discrepancy,
+    so that the retries, and their alert, take it in hand."""
+    compared = sorted(set().union(*(projections[c].compared for c in contact_ids)))
+    records = {
+        str(r.get("id")): r
+        for r in zoho.crm.get_many([crm_ids[c] for c in contact_ids], read_fields(compared))
+    }
+    found: list[int] = []
+    for contact_id in contact_ids:
+        projection, push = projections[contact_id], latest[contact_id]
+        record = records.get(crm_ids[contact_id])
+        readback = read_back(record, projection.compared) if record is not None else {}
+        if record is not None and not projection.differences(readback):
+            push.readback = readback
+            found.append(contact_id)
+        elif push.attempt > settings.SYNC_MAX_RETRIES:
+            discrepancy_record(
+                contact_id=contact_id,
+                crm_field="",
+                kind=Discrepancy.Kind.NOT_APPLIED,
+                zoho_id=push.zoho_id,
+                expected=push.sent,
+                actual=readback or None,
+                evidence={"push": push.pk, "sent": push.sent, "zoho_answer": None, "readback": readback},
+                hint=HINTS["unanswered"].format(attempts=push.attempt),
+                now=now,
+            )
+    return found
+
+
+def _unanswered_settle(skipped: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
+    """Skipped contacts whose push was unanswered but whose record holds its values: read them
+    back after the verify delay like any answered push (a workflow may still reset them)."""
+    settled = [latest[c] for c in skipped if latest[c].verification == SyncPush.Verification.PENDING]
+    settled = [p for p in settled if p.verify_due_at is None]
+    for push in settled:
+        push.verify_due_at = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
+    SyncPush.objects.bulk_update(settled, ["verify_due_at", "readback"])
+
+
+def _resent_supersede(pushes: list[SyncPush], now: datetime) -> None:
+    """An unanswered push written again is replaced by the new attempt."""
+    for push in pushes:
+        push.verification = SyncPush.Verification.SUPERSEDED
+        push.verified_at = now
+    SyncPush.objects.bulk_update(pushes, ["verification", "verified_at"])
+
+
+def _busy_release(claim: OutboxClaim, busy: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
+    """Give back the rows of contacts whose push is in flight elsewhere: claimable again when
+    that push's lease ends (by then it is answered, or its worker died)."""
+    for contact_id in busy:
+        remaining = latest[contact_id].created_at + lease() - now
+        outbox_release(
+            claim=claim, delay=max(remaining, timedelta(seconds=1)), contact_ids=[contact_id], now=now
+        )
 
 
 def _store_results(
-    attempts: dict[int, SyncPush], results: list[RecordResult], call: ZohoCall | None, report: PushReport
+    attempts: dict[int, SyncPush], results: list[RecordResult], call_id: int | None, report: PushReport
 ) -> None:
     now = timezone.now()
     due = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
     with transaction.atomic():
         to_verify: list[SyncPush] = []
         for (contact_id, push), result in zip(attempts.items(), results, strict=True):
-            push.call = call
+            push.call_id = call_id
             push.response = _response_json(result)
             report.pushed[contact_id] = push
             if result.ok or not result.permanent:

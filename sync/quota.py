@@ -2,10 +2,11 @@
 
 How callers use it
 ------------------
-The transport (`sync/zoho/transport.py`) asks the gate before each CRM call and
+`ZohoClient.from_settings()` hands the transport (`sync/zoho/transport.py`) the
+gate named by ``ZOHO_QUOTA_GATE`` (this module's `gate`, one per
+``ZohoConfig.cache_prefix``); the transport asks it before each CRM call and
 reports the answer after it::
 
-    gate = quota.gate(config.cache_prefix)
     gate.before_call(operation)            # may wait (rate limit, 429 cool-down) or raise QuotaDeferred
     ...send...
     gate.after_call(http_status, credits_remaining)
@@ -52,7 +53,6 @@ Rules
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import threading
 import time
@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -69,11 +69,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from sync.zoho.errors import ZohoRateLimited, ZohoTransientError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows
-    fcntl = None  # type: ignore[assignment]
+from sync.zoho.locks import SharedLock, cache_lock
 
 WITHDRAWAL = "withdrawal"
 OPT_IN = "opt_in"
@@ -130,20 +126,20 @@ class QuotaSettings:
 
     @classmethod
     def from_settings(cls) -> QuotaSettings:
-        hours = str(getattr(settings, "ZOHO_OFF_PEAK_HOURS", "0-6"))
+        hours = str(settings.ZOHO_OFF_PEAK_HOURS)
         start, _, end = hours.partition("-")
         return cls(
-            daily_credits=int(getattr(settings, "ZOHO_DAILY_CREDITS", 100_000)),
-            reserve_fraction=float(getattr(settings, "ZOHO_CREDITS_RESERVE_FRACTION", 0.2)),
-            rate_per_s=int(getattr(settings, "ZOHO_RATE_LIMIT_PER_S", 10)),
-            share_opt_in=float(getattr(settings, "ZOHO_RATE_SHARE_OPT_IN", 0.8)),
-            share_reconcile=float(getattr(settings, "ZOHO_RATE_SHARE_RECONCILE", 0.5)),
-            cooldown_s=float(getattr(settings, "ZOHO_429_COOLDOWN_S", 2.0)),
-            cooldown_max_s=float(getattr(settings, "ZOHO_429_COOLDOWN_MAX_S", 60.0)),
-            max_wait_s=float(getattr(settings, "ZOHO_QUOTA_MAX_WAIT_S", 30.0)),
+            daily_credits=int(settings.ZOHO_DAILY_CREDITS),
+            reserve_fraction=float(settings.ZOHO_CREDITS_RESERVE_FRACTION),
+            rate_per_s=int(settings.ZOHO_RATE_LIMIT_PER_S),
+            share_opt_in=float(settings.ZOHO_RATE_SHARE_OPT_IN),
+            share_reconcile=float(settings.ZOHO_RATE_SHARE_RECONCILE),
+            cooldown_s=float(settings.ZOHO_429_COOLDOWN_S),
+            cooldown_max_s=float(settings.ZOHO_429_COOLDOWN_MAX_S),
+            max_wait_s=float(settings.ZOHO_QUOTA_MAX_WAIT_S),
             off_peak_start_hour=int(start or 0) % 24,
             off_peak_end_hour=int(end or 6) % 24,
-            enabled=bool(getattr(settings, "ZOHO_QUOTA_ENABLED", True)),
+            enabled=bool(settings.ZOHO_QUOTA_ENABLED),
         )
 
     @property
@@ -164,24 +160,6 @@ class Budget:
         return self.remaining < self.reserve
 
 
-class _FileLock:
-    """`flock` next to a FileBasedCache, whose get-then-set is not atomic across processes."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        handle: IO[str] = open(self.path, "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
-
-
 class QuotaGate:
     """The shared rate limit, 429 cool-down and budget for one Zoho org (one ``scope``)."""
 
@@ -199,11 +177,11 @@ class QuotaGate:
         self.config = config or QuotaSettings.from_settings()
         self.clock = clock
         self.sleep = sleep
-        self._local = threading.Lock()
-        self._file_lock: _FileLock | None = None
-        if isinstance(self.cache, FileBasedCache) and fcntl is not None:
-            directory: str = self.cache._dir  # type: ignore[attr-defined]
-            self._file_lock = _FileLock(os.path.join(directory, f"{scope.replace(':', '-')}-quota.lock"))
+        # Redis and LocMem make add/incr atomic themselves; the file cache needs a lock
+        # (it never expires: the kernel drops it when its holder's process ends).
+        self._file_lock: SharedLock | None = None
+        if isinstance(self.cache, FileBasedCache):
+            self._file_lock = cache_lock(self.cache, f"{scope}-quota", expire_s=60.0)
         self._budget: tuple[float, Budget] | None = None
 
     # Keys ---------------------------------------------------------------------
@@ -213,11 +191,10 @@ class QuotaGate:
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:
-        # Redis and LocMem make add/incr atomic themselves; the file cache needs a lock.
         if self._file_lock is None:
             yield
             return
-        with self._local, self._file_lock.held():
+        with self._file_lock:
             yield
 
     def _incr(self, key: str, ttl: int) -> int:
@@ -413,7 +390,8 @@ def gate(scope: str = "zoho") -> QuotaGate:
 
 
 def gates_reset() -> None:
-    """Forget the process's gates (tests that change settings or caches)."""
+    """Forget the process's gates (tests that change settings or caches); clients made
+    before keep the gate they were handed."""
     with _gates_lock:
         _gates.clear()
 

@@ -2,7 +2,8 @@
 
 Every function here is a fixed number of queries however many rows there are: counts
 are GROUP BY queries, lists are querysets with their joins chosen, for the tables to
-paginate.
+paginate. None writes: the health page's hourly call tallies are stored by beat
+(`sync.tallies.callhour_tally`), and an hour it has not stored yet is counted here.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from sync import quota
-from sync.models import Alert, CallHour, Discrepancy, FieldMapping, ReconciliationRun, SyncPush, ZohoCall
+from sync.models import (
+    Alert,
+    CallHour,
+    Discrepancy,
+    FieldMapping,
+    ReconciliationRun,
+    SyncAudit,
+    SyncPush,
+    ZohoCall,
+)
 from sync.outbox import outbox_pending_count
 
 HEALTH_WINDOW = timedelta(hours=24)
 HOUR = timedelta(hours=1)
 # A call is logged when it starts and completed when it ends, at most ZOHO_TIMEOUT_S later
-# (a Bulk Read download a little more): an hour's tallies are final this long after its end.
+# (a Bulk Read download a little more): an hour's tallies are final this long after its end,
+# and `sync.tallies.callhour_tally` stores them from then on.
 CLOSED_AFTER = timedelta(minutes=10)
 RECONCILIATION_RUNS_SHOWN = 5
 ERROR = ZohoCall.Outcome.ERROR
@@ -186,6 +197,23 @@ class EndpointStats(CallStats):
 
 
 @dataclass(frozen=True)
+class AuditSummary:
+    """The stranded-change audit (`sync.audit`): its last run, and what it found in the window."""
+
+    last: SyncAudit
+    runs: int
+    stranded: int
+
+
+def audit_summary(*, since: datetime) -> AuditSummary | None:
+    last = SyncAudit.objects.order_by("-ran_at").first()
+    if last is None:
+        return None
+    window = SyncAudit.objects.filter(ran_at__gte=since).aggregate(runs=Count("id"), stranded=Sum("stranded"))
+    return AuditSummary(last=last, runs=window["runs"], stranded=window["stranded"] or 0)
+
+
+@dataclass(frozen=True)
 class SyncHealth:
     since: datetime
     until: datetime
@@ -196,6 +224,7 @@ class SyncHealth:
     verification: list[Tally]
     outbox_backlog: int
     reconciliation_runs: list[ReconciliationRun] = field(default_factory=list)
+    audit: AuditSummary | None = None
 
     @property
     def busiest_hour_calls(self) -> int:
@@ -207,7 +236,7 @@ class SyncHealth:
         return 100.0 * int(self.budget.get("used_24h") or 0) / daily if daily else 0.0
 
 
-def _tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
+def call_tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
     """Calls, errors, 429s, credits and latency of these calls per hour, service and operation.
 
     The call log's (started_at) index includes every column this reads, so PostgreSQL answers
@@ -228,15 +257,21 @@ def _tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
     )
 
 
-def _hour_start(moment: datetime) -> datetime:
+def hour_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _closed_hours(start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """The tallies of the whole hours from `start` to `end`, all over: stored, or counted and stored.
+def final_hours(*, since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The whole hours of the window that are over and final: from the first (inclusive) to the
+    second (exclusive); empty when the second is not after the first."""
+    first_whole = since if since == hour_start(since) else hour_start(since) + HOUR
+    return first_whole, hour_start(until - CLOSED_AFTER)
 
-    An hour without calls is stored as one row with no service, so that it is not counted again.
-    """
+
+def _stored_hours(start: datetime, end: datetime) -> tuple[list[dict[str, Any]], datetime]:
+    """The stored tallies (`CallHour`, written by `sync.tallies.callhour_tally`) of the whole hours
+    from `start` to `end`, with calls, up to the first hour not stored yet; and that hour (`end`
+    when every hour is stored), from which the caller counts the call log itself."""
     stored: list[dict[str, Any]] = [
         dict(row)
         for row in CallHour.objects.filter(hour__gte=start, hour__lt=end).values(
@@ -245,56 +280,28 @@ def _closed_hours(start: datetime, end: datetime) -> list[dict[str, Any]]:
         )
     ]  # fmt: skip
     have = {row["hour"] for row in stored}
-    missing = []
     hour = start
-    while hour < end:
-        if hour not in have:
-            missing.append(hour)
+    while hour < end and hour in have:
         hour += HOUR
-    if missing:
-        counted = [
-            row
-            for row in _tallies(
-                ZohoCall.objects.filter(started_at__gte=missing[0], started_at__lt=missing[-1] + HOUR)
-            )
-            if row["hour"] in missing
-        ]
-        seen = {row["hour"] for row in counted}
-        empty = [
-            {"hour": h, "service": "", "operation": "", "calls": 0, "errors": 0, "throttled": 0,
-             "credits_sum": 0, "ms_sum": 0, "timed": 0}
-            for h in missing if h not in seen
-        ]  # fmt: skip
-        CallHour.objects.bulk_create(
-            [
-                CallHour(
-                    hour=row["hour"], service=row["service"], operation=row["operation"], calls=row["calls"],
-                    errors=row["errors"], throttled=row["throttled"], credits=row["credits_sum"] or 0,
-                    ms_sum=row["ms_sum"] or 0, timed=row["timed"],
-                )
-                for row in counted + empty
-            ],
-            ignore_conflicts=True,  # another request stored the same hours meanwhile: the same figures
-        )  # fmt: skip
-        stored += counted
-    return [row for row in stored if row["calls"]]
+    return [row for row in stored if row["hour"] < hour and row["calls"]], hour
 
 
 def calls_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Calls, errors, 429s, credits and latency per hour, service and operation of the window.
 
-    One pass feeds both the per-hour and the per-endpoint tables. Whole hours that are over
-    come from `CallHour` (stored the first time a page needs them); the window's first part of
-    an hour and the hours not yet final are counted from the call log.
+    One pass feeds both the per-hour and the per-endpoint tables. Whole hours that are over come
+    from `CallHour` (stored by beat's `callhour_tally`); the window's first part of an hour, the
+    hours not yet final and any final hour not stored yet (beat is late) are counted from the
+    call log. Three queries, and nothing written: the figures are the same either way.
     """
-    first_whole = _hour_start(since) if since == _hour_start(since) else _hour_start(since) + HOUR
-    final_until = _hour_start(until - CLOSED_AFTER)  # hours before it are over and final
+    first_whole, final_until = final_hours(since=since, until=until)
     if final_until <= first_whole:
-        return _tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until))
+        return call_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until))
+    stored, counted_from = _stored_hours(first_whole, final_until)
     return (
-        _tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
-        + _closed_hours(first_whole, final_until)
-        + _tallies(ZohoCall.objects.filter(started_at__gte=final_until, started_at__lte=until))
+        call_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
+        + stored
+        + call_tallies(ZohoCall.objects.filter(started_at__gte=counted_from, started_at__lte=until))
     )
 
 
@@ -307,11 +314,11 @@ def calls_per_hour(rows: list[dict[str, Any]], *, since: datetime, until: dateti
         totals[1] += row["errors"]
         totals[2] += row["throttled"]
     hours: list[HourStats] = []
-    hour = since.replace(minute=0, second=0, microsecond=0)
+    hour = hour_start(since)
     while hour <= until:
         calls, errors, throttled = found.get(hour, (0, 0, 0))
         hours.append(HourStats(hour=hour, calls=calls, errors=errors, throttled=throttled))
-        hour += timedelta(hours=1)
+        hour += HOUR
     return hours
 
 
@@ -383,4 +390,5 @@ def sync_health(*, now: datetime | None = None) -> SyncHealth:
         verification=push_verification_counts(since=since),
         outbox_backlog=outbox_pending_count(),
         reconciliation_runs=reconciliation_runs_recent(),
+        audit=audit_summary(since=since),
     )

@@ -15,6 +15,13 @@ state at that moment:
   or our API user is the last modifier → ``not_applied``; someone else (a
   workflow, a user) modified the record after our write → ``overwritten``.
 
+A push that Zoho never answered (its read-back was scheduled because the next claim found
+the record holding it) whose values are gone is not a discrepancy but a lost write: its
+resend is queued as an outbox row in the transaction that settles it, up to
+``SYNC_MAX_RETRIES`` attempts of the change; past them it is a discrepancy like any other.
+A push superseded by a ledger that moved on with no newer push queues its successor the
+same way. No read-back leaves a push ``mismatch`` without a discrepancy or a queued resend.
+
 `discrepancies_retry_due` re-pushes the current projection of contacts whose
 discrepancy's backoff has passed; the next read-back confirms or resolves it.
 After ``SYNC_MAX_RETRIES`` failed retries one alert goes out (`sync.alerts`).
@@ -36,7 +43,7 @@ from django.utils import timezone
 
 from sync.discrepancies import HINTS, discrepancies_resolve, discrepancy_record
 from sync.models import CrmLink, Discrepancy, SyncPush
-from sync.outbox import BATCH_CONTACTS, lease
+from sync.outbox import BATCH_CONTACTS, contacts_requeue, lease
 from sync.projection import CONSENT_OBJECT, Projection, project, read_back, read_fields
 from sync.push import PushReport, contacts_push
 from sync.zoho import ZohoClient
@@ -53,7 +60,7 @@ class VerifyReport:
     mismatched: int = 0
     superseded: int = 0
     missing: int = 0
-    repushed: int = 0
+    requeued: int = 0
     discrepancies: list[int] = field(default_factory=list)
 
     def merge(self, other: VerifyReport) -> None:
@@ -61,20 +68,11 @@ class VerifyReport:
         self.mismatched += other.mismatched
         self.superseded += other.superseded
         self.missing += other.missing
-        self.repushed += other.repushed
+        self.requeued += other.requeued
         self.discrepancies += other.discrepancies
 
 
 # -- what Zoho says about us -------------------------------------------------------------------
-
-
-def api_user_id(*, zoho: ZohoClient) -> str:
-    key = f"sync:api-user:{zoho.config.cache_prefix}"
-    value = cache.get(key)
-    if value is None:
-        value = zoho.crm.current_user().id
-        cache.set(key, value, METADATA_TTL_S)
-    return str(value)
 
 
 def fields_not_editable(*, zoho: ZohoClient) -> set[str]:
@@ -178,7 +176,8 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
             report.superseded += 1
         elif push.sent != projection.values:
             # The ledger (or the mapping, or a suppression) moved on and no newer push carries it
-            # yet: push the current projection (an outbox push of it later finds it done).
+            # yet: queue a push of the current projection (if an outbox row of the change is
+            # already waiting, that push carries it and the queued one finds it done).
             settled.add(push, SyncPush.Verification.SUPERSEDED, now)
             report.superseded += 1
             repush.append(push.contact_id)
@@ -217,9 +216,10 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                 settled.add(push, SyncPush.Verification.VERIFIED, now, readback)
                 verified.append((push, projection))
                 report.verified += 1
-            elif not push.response:
-                # The worker died before Zoho's answer was stored: the write may never have
-                # gone out. Not a discrepancy yet: write the same version once more.
+            elif not push.response and push.attempt <= settings.SYNC_MAX_RETRIES:
+                # Zoho never answered this write (its worker died, or a 429 or timeout cut it
+                # off) and the record does not hold it: a resend, not a discrepancy yet. Past
+                # the retry budget it is a discrepancy like any other (below).
                 settled.add(push, SyncPush.Verification.MISMATCH, now, readback)
                 report.mismatched += 1
                 repush.append(push.contact_id)
@@ -235,7 +235,7 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                     now=now,
                 )
         if mismatches:
-            ours = api_user_id(zoho=zoho)
+            ours = zoho.crm.api_user_id()
             blocked = fields_not_editable(zoho=zoho)
             for push, record, differences in mismatches:
                 readback = read_back(record, projections[push.contact_id].compared)
@@ -261,11 +261,11 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                     ).discrepancy
                     report.discrepancies.append(d.pk)
     with transaction.atomic():
+        # A push settled as superseded or mismatched without a discrepancy leaves with its
+        # resend queued, in the same transaction: no path leaves it unanswered.
         settled.save()
         _verified_save(verified, now)
-    if repush:
-        pushed = _repush(contact_ids=sorted(set(repush)), zoho=zoho)
-        report.repushed += len(pushed.pushed)
+        report.requeued += contacts_requeue(contact_ids=sorted(set(repush)))
     return report
 
 

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
-from sync import operator, selectors
+from sync import interventions, selectors
 from sync.models import Alert, Discrepancy
 from sync.tables import AlertTable, DiscrepancyTable, EndpointTable, ReconciliationRunTable, crm_value
 
@@ -55,7 +55,7 @@ class DiscrepancyFilterForm(forms.Form):
 class ResolveForm(forms.Form):
     note = forms.CharField(
         label="Note",
-        max_length=operator.NOTE_MAX_LENGTH,
+        max_length=interventions.NOTE_MAX_LENGTH,
         widget=forms.Textarea(
             attrs={"rows": 3, "placeholder": "Why is this resolved? e.g. fixed in Zoho by …"}
         ),
@@ -126,7 +126,7 @@ def _discrepancy_page(
             "evidence": _evidence_items(discrepancy.evidence or {}),
             "alerts": selectors.alerts_of_discrepancy(discrepancy=discrepancy),
             "max_retries": settings.SYNC_MAX_RETRIES,
-            "retryable": discrepancy.kind not in operator.NOT_RETRYABLE,
+            "retryable": discrepancy.kind not in interventions.NOT_RETRYABLE,
             "resolve_form": resolve_form or ResolveForm(),
         },
         status=status,
@@ -154,7 +154,7 @@ def discrepancy_retry(request: HttpRequest, discrepancy_id: int) -> HttpResponse
     return _operate(
         request,
         discrepancy,
-        lambda: operator.discrepancy_retry_now(discrepancy=discrepancy, by=request.user),
+        lambda: interventions.discrepancy_retry_now(discrepancy=discrepancy, by=request.user),
         "Retry scheduled: the next retry sweep re-pushes the ledger's value.",
     )
 
@@ -165,7 +165,7 @@ def _operate(
     """Run an admin's action; its refusal is shown on the discrepancy's page, nothing changed."""
     try:
         action()
-    except operator.OperatorError as exc:
+    except interventions.OperatorError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, success)
@@ -183,7 +183,7 @@ def discrepancy_resolve(request: HttpRequest, discrepancy_id: int) -> HttpRespon
     return _operate(
         request,
         discrepancy,
-        lambda: operator.discrepancy_resolve_manually(
+        lambda: interventions.discrepancy_resolve_manually(
             discrepancy=discrepancy, by=request.user, note=form.cleaned_data["note"]
         ),
         "Discrepancy resolved.",
@@ -222,8 +222,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=alert_id)
     try:
-        operator.alert_acknowledge_once(alert=alert, by=request.user)
-    except operator.OperatorError as exc:
+        interventions.alert_acknowledge_once(alert=alert, by=request.user)
+    except interventions.OperatorError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, "Alert acknowledged.")

@@ -2,8 +2,10 @@
 
 - `officer`, `auditor`, `admin_user`: one user per role in compliance/roles.py (the admin is staff);
 - `outsider`: signed up, no role;
-- `api_client_and_key`: the mobile app's backend, allowed sources mobile_app and web_portal;
-- `client_for(user)`: a Django test Client signed in as that user.
+- `api_client_and_key`: the mobile app's backend, allowed sources mobile_app and web_portal, and
+  the scope contacts:read (tests of the other scopes make their own clients);
+- `client_for(user)`: a Django test Client signed in as that user (past the second factor
+  for those who need one).
 
 Everyone's password is `CAST_PASSWORD`, so browser tests can log in through the form.
 Packages add their own fixtures in tests/<package>/conftest.py.
@@ -19,10 +21,24 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance import services
+from compliance.logins import second_factor_required
 from compliance.models import ApiClient
 from compliance.roles import Role
+from tests.needs import missing
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `postgres` needs PostgreSQL: it fails under CI=true on another database
+    (CI's SQLite pass deselects it) and is skipped on a developer's SQLite run."""
+    from django.db import connection
+
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        missing(f"needs PostgreSQL, this run is on {connection.vendor}")
+
 
 CAST_PASSWORD = "cast-password-1"
 
@@ -36,7 +52,7 @@ def _fast_password_hashing(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _no_push_on_commit(settings: Any) -> None:
     # A commit queues a push on the Celery broker (sync.kick). Only the tests with real
-    # workers have a broker that someone consumes; they turn it back on (conftest_engine).
+    # workers have a broker that someone consumes; they turn it back on (tests/sync/conftest.py).
     settings.SYNC_PUSH_ON_COMMIT = False
 
 
@@ -82,7 +98,9 @@ def outsider(db: None) -> AbstractUser:
 
 @pytest.fixture
 def api_client_and_key(db: None) -> tuple[ApiClient, str]:
-    return services.api_client_create(name="cast-mobile-app", sources=["mobile_app", "web_portal"])
+    return services.api_client_create(
+        name="cast-mobile-app", sources=["mobile_app", "web_portal"], scopes=["contacts:read"]
+    )
 
 
 @pytest.fixture
@@ -90,6 +108,12 @@ def client_for(db: None) -> Callable[[AbstractUser], Client]:
     def signed_in(user: AbstractUser) -> Client:
         client = Client()
         client.force_login(user)
+        if second_factor_required(user):
+            # Past the second factor too, as django-otp's own login() marks a session.
+            device = TOTPDevice.objects.get_or_create(user=user, name="cast", defaults={"confirmed": True})[0]
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
         return client
 
     return signed_in

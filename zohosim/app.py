@@ -11,7 +11,7 @@ from werkzeug.routing import BaseConverter
 
 from zohosim import auth, bulk, campaigns, control, coql, crm
 from zohosim.config import SimConfig
-from zohosim.guard import error_body
+from zohosim.errors import error_body
 from zohosim.state import SimState
 
 

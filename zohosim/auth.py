@@ -85,21 +85,17 @@ def revoke() -> Response:
     return _token_reply({"status": "success"})
 
 
-def authenticate(state: SimState, header: str | None) -> str | Response:
-    """The valid access token from an ``Authorization`` header, or the 401 to send.
+def token_from_header(header: str | None) -> str | None:
+    """The access token in an ``Authorization`` header, or None when there is no usable one.
 
-    No header, or a scheme other than ``Zoho-oauthtoken`` (``Bearer`` included), is AUTHENTICATION_FAILURE;
-    an unknown, expired, revoked or evicted token is INVALID_TOKEN.
+    No header, or a scheme other than ``Zoho-oauthtoken`` (``Bearer`` included), gives None; whether the
+    token is valid is for ``check_token``.
     """
-    from zohosim.guard import crm_error, invalid_token
-
     scheme, _, value = (header or "").strip().partition(" ")
     value = value.strip()
     if scheme != "Zoho-oauthtoken" or not value:
-        return crm_error("AUTHENTICATION_FAILURE", "Authentication failed")
-    if check_token(state, value):
-        return value
-    return invalid_token()
+        return None
+    return value
 
 
 def check_token(state: SimState, value: str) -> bool:

@@ -12,8 +12,9 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from zohosim.errors import ZohoError
 from zohosim.fields import parse_time
-from zohosim.guard import crm_api, crm_error, sim_state, too_many_requests
+from zohosim.guard import crm_api, sim_state, too_many_requests
 from zohosim.state import MODULES, Record, SimState
 
 bp = Blueprint("bulk", __name__, url_prefix="/crm/bulk/<zver:version>")
@@ -106,7 +107,7 @@ def create_job(version: str) -> Response:
     body: dict[str, Any] = raw if isinstance(raw, dict) else {}
     query = body.get("query")
     if not isinstance(query, dict):
-        return crm_error(
+        raise ZohoError(
             "MANDATORY_NOT_FOUND", "required field not found", {"api_name": "query", "json_path": "$.query"}
         )
     module = (
@@ -115,25 +116,21 @@ def create_job(version: str) -> Response:
         else query.get("module")
     )
     if module not in MODULES:
-        return crm_error(
-            "INVALID_DATA", "invalid data", {"api_name": "module", "json_path": "$.query.module"}
-        )
+        raise ZohoError("INVALID_DATA", "invalid data", {"api_name": "module", "json_path": "$.query.module"})
     fields = query.get("fields") or [f for f in state.fields if f != "id"]
     bad = [f for f in fields if f != "id" and f.split(".")[0] not in state.fields]
     if bad:
-        return crm_error("INVALID_DATA", "invalid data", {"api_name": bad[0], "json_path": "$.query.fields"})
+        raise ZohoError("INVALID_DATA", "invalid data", {"api_name": bad[0], "json_path": "$.query.fields"})
     if body.get("file_type", "csv") != "csv":
-        return crm_error(
-            "INVALID_DATA", "invalid data", {"api_name": "file_type", "json_path": "$.file_type"}
-        )
+        raise ZohoError("INVALID_DATA", "invalid data", {"api_name": "file_type", "json_path": "$.file_type"})
     criteria = query.get("criteria")
     try:
         if criteria:
             _criterion_fn(state, criteria)
     except (ValueError, TypeError, IndexError):
-        return crm_error(
-            "INVALID_DATA", "invalid criteria", {"api_name": "criteria", "json_path": "$.query.criteria"}, 400
-        )
+        raise ZohoError(
+            "INVALID_DATA", "invalid criteria", {"api_name": "criteria", "json_path": "$.query.criteria"}
+        ) from None
     with state.lock:
         job_id = state.next_misc_id()
         job = {
@@ -231,17 +228,20 @@ def _due(state: SimState, job: dict[str, Any]) -> bool:
     return bool(job["polls"] >= cfg.bulk_read_polls_to_complete)
 
 
+def _job(state: SimState, job_id: str) -> dict[str, Any]:
+    job = state.bulk_jobs.get(job_id)
+    if job is None:
+        raise ZohoError("RESOURCE_NOT_FOUND", "the requested resource doesn't exist", {"id": job_id})
+    return job
+
+
 @bp.get("/read/<job_id>")
 @crm_api("bulk.read.status")
 def job_status(version: str, job_id: str) -> Response:
     state = sim_state()
     g.cost = 0
     with state.lock:
-        job = state.bulk_jobs.get(job_id)
-        if job is None:
-            return crm_error(
-                "RESOURCE_NOT_FOUND", "the requested resource doesn't exist", {"id": job_id}, 404
-            )
+        job = _job(state, job_id)
         due = job["state"] not in ("COMPLETED", "FAILURE") and _due(state, job)
     if due:
         job["built"].wait()  # outside the lock: the build takes it batch by batch
@@ -329,23 +329,18 @@ def job_result(version: str, job_id: str) -> Response:
     state = sim_state()
     g.cost = 0
     with state.lock:
-        job = state.bulk_jobs.get(job_id)
-        if job is None:
-            return crm_error(
-                "RESOURCE_NOT_FOUND", "the requested resource doesn't exist", {"id": job_id}, 404
-            )
+        job = _job(state, job_id)
         if job["state"] != "COMPLETED":
-            return crm_error(
+            raise ZohoError(
                 "RESOURCE_NOT_FOUND",
                 "the job is not completed yet",
                 {"id": job_id, "state": job["state"]},
-                404,
             )
         now = state.now()
         while state.bulk_downloads and state.bulk_downloads[0] <= now - 60:
             state.bulk_downloads.popleft()
         if len(state.bulk_downloads) >= state.config.bulk_download_limit:
-            return too_many_requests("bulk_download")
+            raise too_many_requests("bulk_download")
         state.bulk_downloads.append(now)
         content = job["file"]
     g.code = "SUCCESS"

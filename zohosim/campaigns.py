@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from zohosim.auth import check_token
-from zohosim.guard import sim_state
+from zohosim.errors import ZohoError
+from zohosim.guard import Api, F, api_call, sim_state
 from zohosim.state import MailingList, Recipient, SimState, Subscriber
 
 bp = Blueprint("campaigns", __name__, url_prefix="/api/v1.1")
@@ -30,11 +30,16 @@ LIST_STATUSES = ("active", "recent", "most recent", "unsub", "bounce", "spam")
 DEFAULT_RANGE = 20
 
 
-def _envelope(method: str, code: int | str, status: str, message: str, **extra: Any) -> Response:
+def _method() -> str:
+    """The Campaigns method being answered (``api_call`` sets ``g.op`` to ``campaigns.<method>``)."""
+    return str(g.op).removeprefix("campaigns.")
+
+
+def _envelope_body(code: int | str, status: str, message: str, **extra: Any) -> dict[str, Any]:
+    method = _method()
     code_value: int | str = str(code) if method in STRING_CODE_METHODS else int(code)
-    g.code = str(code)
     caps = method in CAPITALISED_METHODS
-    body: dict[str, Any] = {
+    return {
         "Code" if caps else "code": code_value,
         "status": status,
         "message": message,
@@ -42,55 +47,67 @@ def _envelope(method: str, code: int | str, status: str, message: str, **extra: 
         "URI" if caps else "uri": request.path,
         "version": "1.1",
     }
-    return jsonify(body)  # HTTP 200 even for errors
 
 
-def _error(method: str, code: int | str, message: str) -> Response:
-    return _envelope(method, code, "error", message)
+def _envelope(message: str, **extra: Any) -> Response:
+    """A success envelope."""
+    g.code = "0"
+    return jsonify(_envelope_body(0, "success", message, **extra))
 
 
-def _gate(method: str) -> Response | None:
-    """Auth, faults and the per-method lock. Returns the error envelope to send, or None."""
-    state = sim_state()
-    op = f"campaigns.{method}"
-    g.op = op
-    faults = state.faults
-    if faults.pick("wrong_dc", op) is not None:
-        return _error(method, 1007, "Unauthorized access. Please check the OAuth token.")
-    scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme != "Zoho-oauthtoken" or not check_token(state, value.strip()):
-        return _error(method, 1007, "Unauthorized access. Please check the OAuth token.")
-    if faults.pick("expire_tokens", op) is not None:
+def _error(code: int | str, message: str) -> ZohoError:
+    """An error envelope to raise; HTTP 200, as Campaigns answers errors."""
+    return ZohoError(str(code), body=_envelope_body(code, "error", message), status=200)
+
+
+class CampaignsApi(Api):
+    """Campaigns: refusals as error envelopes; the per-method lock; no credits."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"campaigns.{method}")
+        self.method = method
+
+    def invalid_token(self) -> ZohoError:
+        return _error(1007, "Unauthorized access. Please check the OAuth token.")
+
+    def rate_limited(self) -> ZohoError:
+        cfg = sim_state().config
+        return _error(cfg.campaigns_lock_code, cfg.campaigns_lock_message)
+
+    def server_error(self) -> ZohoError:
+        return ZohoError(
+            "500", body={"code": "500", "status": "error", "message": "Internal Server Error"}, status=500
+        )
+
+    def throttle(self, state: SimState) -> None:
+        cfg = state.config
+        method = self.method
         with state.lock:
-            state.tokens.pop(value.strip(), None)
-        return _error(method, 1007, "Unauthorized access. Please check the OAuth token.")
-    cfg = state.config
-    with state.lock:
-        now = state.now()
-        until = state.campaign_locks.get(method, 0.0)
-        if until > now:
-            return _error(method, cfg.campaigns_lock_code, cfg.campaigns_lock_message)
-        if method in LOCKED_METHODS:
-            calls = state.campaign_calls.setdefault(method, deque())
-            while calls and calls[0] <= now - cfg.campaigns_method_window_s:
-                calls.popleft()
-            calls.append(now)
-            if len(calls) > cfg.campaigns_method_limit:
-                state.campaign_locks[method] = now + cfg.campaigns_lock_s
-                calls.clear()
-                return _error(method, cfg.campaigns_lock_code, cfg.campaigns_lock_message)
-    if faults.pick("rate_limit", op) is not None:
-        return _error(method, cfg.campaigns_lock_code, cfg.campaigns_lock_message)
-    slow = faults.pick("slow", op)
-    if slow is not None:
-        time.sleep(float(slow.get("delay_s", 1.0)))
-    if faults.pick("server_error", op) is not None:
-        g.code = "500"
-        resp = jsonify({"code": "500", "status": "error", "message": "Internal Server Error"})
-        resp.status_code = 500
-        return resp
-    state.quota.calls_by_op[op] += 1
-    return None
+            now = state.now()
+            until = state.campaign_locks.get(method, 0.0)
+            if until > now:
+                raise self.rate_limited()
+            if method in LOCKED_METHODS:
+                calls = state.campaign_calls.setdefault(method, deque())
+                while calls and calls[0] <= now - cfg.campaigns_method_window_s:
+                    calls.popleft()
+                calls.append(now)
+                if len(calls) > cfg.campaigns_method_limit:
+                    state.campaign_locks[method] = now + cfg.campaigns_lock_s
+                    calls.clear()
+                    raise self.rate_limited()
+
+
+def campaigns_route(path: str) -> Callable[[F], F]:
+    """Route ``/api/v1.1<path>`` (GET and POST) to a view guarded by the shared pipeline; the method
+    is the last part of the path."""
+
+    def decorate(view: F) -> F:
+        guarded = api_call(CampaignsApi(path.rsplit("/", 1)[-1]))(view)
+        bp.route(path, methods=["GET", "POST"])(guarded)
+        return guarded
+
+    return decorate
 
 
 def _param(name: str) -> str | None:
@@ -127,30 +144,21 @@ def _ms(ts: float) -> str:
     return str(int(ts * 1000))
 
 
-def _list(state: SimState, method: str) -> MailingList | Response:
-    key = _param("listkey")
-    mlist = state.lists.get(key or "")
+def _list(state: SimState) -> MailingList:
+    mlist = state.lists.get(_param("listkey") or "")
     if mlist is None:
-        return _error(method, 2501, "Invalid list key.")
+        raise _error(2501, "Invalid list key.")
     return mlist
 
 
-@bp.route("/json/listsubscribe", methods=["GET", "POST"])
+@campaigns_route("/json/listsubscribe")
 def listsubscribe() -> Response:
-    method = "listsubscribe"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     with state.lock:
-        mlist = _list(state, method)
-        if isinstance(mlist, Response):
-            return mlist
+        mlist = _list(state)
         info = _contactinfo()
         if info is None:
-            return _error(
-                method, 2001, 'Invalid contactinfo: a JSON object with "Contact Email" is required.'
-            )
+            raise _error(2001, 'Invalid contactinfo: a JSON object with "Contact Email" is required.')
         email = info["Contact Email"].strip()
         key = email.lower()
         sub = mlist.subscribers.get(key)
@@ -166,42 +174,32 @@ def listsubscribe() -> Response:
         if sub.status != "bounce" and key not in state.donotmail:
             sub.status = "active"
     if mlist.double_opt_in:
-        return _envelope(method, 0, "success", "A confirmation email has been sent to the user.")
-    return _envelope(method, 0, "success", "User successfully subscribed.")
+        return _envelope("A confirmation email has been sent to the user.")
+    return _envelope("User successfully subscribed.")
 
 
-@bp.route("/json/listunsubscribe", methods=["GET", "POST"])
+@campaigns_route("/json/listunsubscribe")
 def listunsubscribe() -> Response:
-    method = "listunsubscribe"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     with state.lock:
-        mlist = _list(state, method)
-        if isinstance(mlist, Response):
-            return mlist
+        mlist = _list(state)
         info = _contactinfo()
         if info is None:
-            return _error(method, 2103, "Contact does not exist.")
+            raise _error(2103, "Contact does not exist.")
         sub = mlist.subscribers.get(info["Contact Email"].strip().lower())
         if sub is None:
-            return _error(method, 2103, "Contact does not exist.")
+            raise _error(2103, "Contact does not exist.")
         if sub.status == "active":
             sub.status = "unsub"
-    return _envelope(method, 0, "success", "User successfully unsubscribed.")
+    return _envelope("User successfully unsubscribed.")
 
 
-@bp.route("/json/contactdonotmail", methods=["GET", "POST"])
+@campaigns_route("/json/contactdonotmail")
 def contactdonotmail() -> Response:
-    method = "contactdonotmail"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     info = _contactinfo()
     if info is None:
-        return _error(method, 2103, "Contact does not exist.")
+        raise _error(2103, "Contact does not exist.")
     with state.lock:
         key = info["Contact Email"].strip().lower()
         state.donotmail.add(key)
@@ -209,7 +207,7 @@ def contactdonotmail() -> Response:
             sub = mlist.subscribers.get(key)
             if sub is not None and sub.status == "active":
                 sub.status = "unsub"
-    return _envelope(method, 0, "success", "Contact moved to Do-Not-Mail successfully.")
+    return _envelope("Contact moved to Do-Not-Mail successfully.")
 
 
 def _select(mlist: MailingList, status: str) -> list[Subscriber]:
@@ -218,21 +216,15 @@ def _select(mlist: MailingList, status: str) -> list[Subscriber]:
     return [s for s in mlist.subscribers.values() if s.status == status]
 
 
-@bp.route("/getlistsubscribers", methods=["GET", "POST"])
+@campaigns_route("/getlistsubscribers")
 def getlistsubscribers() -> Response:
-    method = "getlistsubscribers"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     status = (_param("status") or "active").lower()
     if status not in LIST_STATUSES:
-        return _error(method, 2502, "Error while listing contacts: invalid status.")
+        raise _error(2502, "Error while listing contacts: invalid status.")
     start, count = _paging()
     with state.lock:
-        mlist = _list(state, method)
-        if isinstance(mlist, Response):
-            return mlist
+        mlist = _list(state)
         rows = _select(mlist, status)
         desc = (_param("sort") or "asc").lower() == "desc" or status in ("recent", "most recent")
         rows.sort(key=lambda s: (s.added_time, s.email), reverse=desc)
@@ -249,31 +241,21 @@ def getlistsubscribers() -> Response:
             }
             for s in page
         ]
-    return _envelope(method, 0, "success", "Data fetched successfully.", list_of_details=details)
+    return _envelope("Data fetched successfully.", list_of_details=details)
 
 
-@bp.route("/listsubscriberscount", methods=["GET", "POST"])
+@campaigns_route("/listsubscriberscount")
 def listsubscriberscount() -> Response:
-    method = "listsubscriberscount"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     status = (_param("status") or "active").lower()
     with state.lock:
-        mlist = _list(state, method)
-        if isinstance(mlist, Response):
-            return mlist
+        mlist = _list(state)
         n = len(_select(mlist, status))
-    return _envelope(method, 0, "success", "Data fetched successfully.", no_of_contacts=n)
+    return _envelope("Data fetched successfully.", no_of_contacts=n)
 
 
-@bp.route("/getmailinglists", methods=["GET", "POST"])
+@campaigns_route("/getmailinglists")
 def getmailinglists() -> Response:
-    method = "getmailinglists"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     start, count = _paging()
     with state.lock:
@@ -293,15 +275,11 @@ def getmailinglists() -> Response:
             }
             for m in lists[start - 1 : start - 1 + count]
         ]
-    return _envelope(method, 0, "success", "Data fetched successfully.", list_of_details=details)
+    return _envelope("Data fetched successfully.", list_of_details=details)
 
 
-@bp.route("/recentsentcampaigns", methods=["GET", "POST"])
+@campaigns_route("/recentsentcampaigns")
 def recentsentcampaigns() -> Response:
-    method = "recentsentcampaigns"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     start, count = _paging()
     with state.lock:
@@ -317,7 +295,7 @@ def recentsentcampaigns() -> Response:
             }
             for c in camps[start - 1 : start - 1 + count]
         ]
-    return _envelope(method, 0, "success", "Data fetched successfully.", recent_campaigns=rows)
+    return _envelope("Data fetched successfully.", recent_campaigns=rows)
 
 
 def _recipient_status(state: SimState, r: Recipient) -> str:
@@ -328,21 +306,17 @@ def _recipient_status(state: SimState, r: Recipient) -> str:
     return "active"
 
 
-@bp.route("/getcampaignrecipientsdata", methods=["GET", "POST"])
+@campaigns_route("/getcampaignrecipientsdata")
 def getcampaignrecipientsdata() -> Response:
-    method = "getcampaignrecipientsdata"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     action = (_param("action") or "").lower()
     start, count = _paging()
     with state.lock:
         camp = state.campaigns.get(_param("campaignkey") or "")
         if camp is None:
-            return _error(method, 6002, "Invalid campaign key.")
+            raise _error(6002, "Invalid campaign key.")
         if action not in ACTIONS:
-            return _error(method, 1004, "Invalid action.")
+            raise _error(1004, "Invalid action.")
         if action == "unopenedleads":
             rows = [r for r in camp.recipients.values() if "openedleads" not in r.actions]
         else:
@@ -359,30 +333,24 @@ def getcampaignrecipientsdata() -> Response:
             }
             for r in rows[start - 1 : start - 1 + count]
         ]
-    return _envelope(method, 0, "success", "Data fetched successfully.", list_of_details=details)
+    return _envelope("Data fetched successfully.", list_of_details=details)
 
 
-@bp.route("/addlistsubscribersinbulk", methods=["GET", "POST"])
+@campaigns_route("/addlistsubscribersinbulk")
 def addlistsubscribersinbulk() -> Response:
-    method = "addlistsubscribersinbulk"
-    blocked = _gate(method)
-    if blocked is not None:
-        return blocked
     state = sim_state()
     emails = [e.strip() for e in (_param("emailids") or "").split(",") if e.strip()]
     if not emails or len(emails) > 10:
-        return _error(method, 2001, "Between 1 and 10 email ids are allowed.")
+        raise _error(2001, "Between 1 and 10 email ids are allowed.")
     with state.lock:
-        mlist = _list(state, method)
-        if isinstance(mlist, Response):
-            return mlist
+        mlist = _list(state)
         for email in emails:
             key = email.lower()
             if key not in mlist.subscribers:
                 mlist.subscribers[key] = Subscriber(
                     email=email, added_time=state.now(), zuid=str(90_000_000 + len(mlist.subscribers))
                 )
-    return _envelope(method, 0, "success", "Contacts added successfully.")
+    return _envelope("Contacts added successfully.")
 
 
 # ----- simulated people (used by /_sim)

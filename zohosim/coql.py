@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 
+from zohosim.errors import ZohoError
 from zohosim.fields import parse_time
-from zohosim.guard import crm_api, crm_error, no_content, sim_state
+from zohosim.guard import crm_api, rows_response, sim_state
 from zohosim.quota import coql_credits
 from zohosim.state import MODULES, Record, SimState
 
@@ -467,7 +468,7 @@ def coql(version: str) -> Response:
     body = request.get_json(silent=True)
     text = body.get("select_query") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():
-        return crm_error(
+        raise ZohoError(
             "MANDATORY_NOT_FOUND",
             "required field not found",
             {"api_name": "select_query", "json_path": "$.select_query"},
@@ -475,15 +476,15 @@ def coql(version: str) -> Response:
     try:
         query = parse(text)
     except CoqlSyntaxError as exc:
-        return crm_error(
+        raise ZohoError(
             "SYNTAX_ERROR",
             "error occurred while parsing the query",
             {"line": exc.line, "column": exc.column, "near": exc.near},
-        )
+        ) from None
     if query.limit > MAX_LIMIT or query.limit < 1:
-        return crm_error("LIMIT_EXCEEDED", "limit exceeded", {"limit": MAX_LIMIT, "by": query.limit})
+        raise ZohoError("LIMIT_EXCEEDED", "limit exceeded", {"limit": MAX_LIMIT, "by": query.limit})
     if query.offset + query.limit > MAX_TOTAL:
-        return crm_error(
+        raise ZohoError(
             "LIMIT_EXCEEDED",
             "offset and limit exceed the maximum number of records that can be fetched",
             {"limit": MAX_TOTAL, "by": query.offset + query.limit},
@@ -493,10 +494,6 @@ def coql(version: str) -> Response:
     try:
         rows, more = execute(state, query)
     except CoqlQueryError as exc:
-        status = "LIMIT_EXCEEDED" if exc.message == "limit exceeded" else "INVALID_QUERY"
-        return crm_error(status, exc.message, exc.details)
-    if not rows:
-        g.code = "NO_CONTENT"
-        return no_content()
-    g.code = "SUCCESS"
-    return jsonify({"data": rows, "info": {"count": len(rows), "more_records": more}})
+        code = "LIMIT_EXCEEDED" if exc.message == "limit exceeded" else "INVALID_QUERY"
+        raise ZohoError(code, exc.message, exc.details) from None
+    return rows_response(rows, {"count": len(rows), "more_records": more})

@@ -1,41 +1,22 @@
-"""The per-call pipeline shared by CRM and Bulk endpoints: auth, faults, concurrency, credits, headers."""
+"""The per-call pipeline shared by the CRM, Bulk and Campaigns endpoints: auth, faults, limits, credits."""
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, jsonify, make_response, request
 
-from zohosim.auth import authenticate
+from zohosim.auth import check_token, token_from_header
+from zohosim.errors import ZohoError
 from zohosim.quota import TOO_MANY_REQUESTS_MESSAGE
 from zohosim.state import SimState
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-HTTP_STATUS_BY_CODE = {
-    "SUCCESS": 200,
-    "INVALID_DATA": 400,
-    "MANDATORY_NOT_FOUND": 400,
-    "DUPLICATE_DATA": 400,
-    "INVALID_MODULE": 400,
-    "LIMIT_EXCEEDED": 400,
-    "REQUIRED_PARAM_MISSING": 400,
-    "SYNTAX_ERROR": 400,
-    "INVALID_QUERY": 400,
-    "DISCRETE_PAGINATION_LIMIT_EXCEEDED": 400,
-    "INVALID_URL_PATTERN": 404,
-    "RESOURCE_NOT_FOUND": 404,
-    "AUTHENTICATION_FAILURE": 401,
-    "INVALID_TOKEN": 401,
-    "OAUTH_SCOPE_MISMATCH": 401,
-    "NO_PERMISSION": 403,
-    "ALREADY_MODIFIED": 412,
-    "TOO_MANY_REQUESTS": 429,
-    "INTERNAL_ERROR": 500,
-}
 
 
 def sim_state() -> SimState:
@@ -43,79 +24,158 @@ def sim_state() -> SimState:
     return state
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"code": code, "details": details or {}, "message": message, "status": "error"}
-
-
-def crm_error(
-    code: str, message: str, details: dict[str, Any] | None = None, status: int | None = None
-) -> Response:
-    g.code = code
-    resp = jsonify(error_body(code, message, details))
-    resp.status_code = status or HTTP_STATUS_BY_CODE.get(code, 400)
-    return resp
-
-
-def invalid_token() -> Response:
-    return crm_error("INVALID_TOKEN", "invalid oauth token")
-
-
-def too_many_requests(reason: str) -> Response:
+def too_many_requests(reason: str) -> ZohoError:
+    """The 429 to raise; counts the refusal under ``reason`` in /_sim/stats."""
     sim_state().quota.rejected[reason] += 1
-    return crm_error("TOO_MANY_REQUESTS", TOO_MANY_REQUESTS_MESSAGE)
+    return ZohoError("TOO_MANY_REQUESTS", TOO_MANY_REQUESTS_MESSAGE)
 
 
 def no_content() -> Response:
+    g.code = "NO_CONTENT"
     resp = make_response(b"", 204)
     resp.headers.pop("Content-Type", None)
     return resp
 
 
-def crm_api(op: str, *, heavy: bool = False) -> Callable[[F], F]:
-    """Wrap a CRM/Bulk view: auth, faults, concurrency caps, credits and the credits header."""
+def rows_response(rows: list[dict[str, Any]], info: dict[str, Any] | None = None) -> Response:
+    """``{"data": rows, "info": info}``, or 204 with no body when nothing matched (as Zoho answers)."""
+    if not rows:
+        return no_content()
+    g.code = "SUCCESS"
+    return jsonify({"data": rows} if info is None else {"data": rows, "info": info})
+
+
+class Api(ABC):
+    """How one API answers the refusals of the shared pipeline, and the checks of its own around them."""
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+
+    def unauthenticated(self) -> ZohoError:
+        """No usable ``Authorization: Zoho-oauthtoken`` header."""
+        return self.invalid_token()
+
+    @abstractmethod
+    def invalid_token(self) -> ZohoError: ...
+
+    @abstractmethod
+    def rate_limited(self) -> ZohoError: ...
+
+    @abstractmethod
+    def server_error(self) -> ZohoError: ...
+
+    def throttle(self, state: SimState) -> None:
+        """Limits checked before the rate-limit fault (Campaigns' per-method lock)."""
+        return None
+
+    def slot(self, state: SimState) -> AbstractContextManager[None]:
+        """Held from after the rate-limit fault until the response is finished (CRM concurrency)."""
+        return nullcontext()
+
+    def answered(self, state: SimState, resp: Response) -> None:
+        """After the view: what an admitted call costs."""
+        return None
+
+
+def _admit(state: SimState, api: Api, held: ExitStack) -> None:
+    """Raise the refusal for a call the pipeline turns away; otherwise enter the API's slot in ``held``.
+
+    The order is part of the behaviour: each fault rolls the seeded random generator only when reached.
+    """
+    op = api.op
+    faults = state.faults
+    if faults.pick("wrong_dc", op) is not None:
+        raise api.invalid_token()
+    token = token_from_header(request.headers.get("Authorization"))
+    if token is None:
+        raise api.unauthenticated()
+    if not check_token(state, token):
+        raise api.invalid_token()
+    if faults.pick("expire_tokens", op) is not None:
+        with state.lock:
+            state.tokens.pop(token, None)
+        raise api.invalid_token()
+    api.throttle(state)
+    if faults.pick("rate_limit", op) is not None:
+        raise api.rate_limited()
+    held.enter_context(api.slot(state))
+    slow = faults.pick("slow", op)
+    if slow is not None:
+        time.sleep(float(slow.get("delay_s", 1.0)))
+    if faults.pick("server_error", op) is not None:
+        raise api.server_error()
+
+
+def api_call(api: Api) -> Callable[[F], F]:
+    """Wrap an API view in the shared pipeline. The one place a raised ZohoError becomes a response:
+    a refusal by the pipeline costs nothing; one by the view is an answered call like any other."""
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             state = sim_state()
-            g.op = op
+            g.op = api.op
             g.cost = 1
             g.charged = 0
-            faults = state.faults
-            if faults.pick("wrong_dc", op) is not None:
-                return invalid_token()
-            token = authenticate(state, request.headers.get("Authorization"))
-            if isinstance(token, Response):
-                return token
-            if faults.pick("expire_tokens", op) is not None:
-                with state.lock:
-                    state.tokens.pop(token, None)
-                return invalid_token()
-            if faults.pick("rate_limit", op) is not None:
-                return too_many_requests("fault")
-            if not state.quota.acquire(heavy):
-                return too_many_requests("concurrency")
-            try:
-                if not state.quota.can_spend(1):
-                    return too_many_requests("credits")
-                slow = faults.pick("slow", op)
-                if slow is not None:
-                    time.sleep(float(slow.get("delay_s", 1.0)))
-                if faults.pick("server_error", op) is not None:
-                    return crm_error("INTERNAL_ERROR", "Internal Server Error")
-                resp = make_response(view(*args, **kwargs))
-                state.quota.calls_by_op[op] += 1
-                if resp.status_code not in (401, 429) and resp.status_code < 500:
-                    cost = int(g.get("cost", 1))
-                    state.quota.charge(op, cost)
-                    g.charged = cost
-                header = state.quota.header_value()
-                if header is not None:
-                    resp.headers["X-API-CREDITS-REMAINING"] = header
+            with ExitStack() as held:
+                admitted = False
+                try:
+                    _admit(state, api, held)
+                    admitted = True
+                    answer = view(*args, **kwargs)
+                except ZohoError as exc:
+                    answer = exc.response()
+                resp = make_response(answer)
+                if admitted:
+                    state.quota.calls_by_op[api.op] += 1
+                    api.answered(state, resp)
                 return resp
-            finally:
-                state.quota.release(heavy)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+class CrmApi(Api):
+    """CRM and Bulk: 401/429/500 in the CRM error shape; concurrency caps, credits and their header."""
+
+    def __init__(self, op: str, heavy: bool) -> None:
+        super().__init__(op)
+        self.heavy = heavy
+
+    def unauthenticated(self) -> ZohoError:
+        return ZohoError("AUTHENTICATION_FAILURE", "Authentication failed")
+
+    def invalid_token(self) -> ZohoError:
+        return ZohoError("INVALID_TOKEN", "invalid oauth token")
+
+    def rate_limited(self) -> ZohoError:
+        return too_many_requests("fault")
+
+    def server_error(self) -> ZohoError:
+        return ZohoError("INTERNAL_ERROR", "Internal Server Error")
+
+    @contextmanager
+    def slot(self, state: SimState) -> Iterator[None]:
+        if not state.quota.acquire(self.heavy):
+            raise too_many_requests("concurrency")
+        try:
+            if not state.quota.can_spend(1):
+                raise too_many_requests("credits")
+            yield
+        finally:
+            state.quota.release(self.heavy)
+
+    def answered(self, state: SimState, resp: Response) -> None:
+        if resp.status_code not in (401, 429) and resp.status_code < 500:
+            cost = int(g.get("cost", 1))
+            state.quota.charge(self.op, cost)
+            g.charged = cost
+        header = state.quota.header_value()
+        if header is not None:
+            resp.headers["X-API-CREDITS-REMAINING"] = header
+
+
+def crm_api(op: str, *, heavy: bool = False) -> Callable[[F], F]:
+    """Wrap a CRM/Bulk view: auth, faults, concurrency caps (``heavy``: the sub-concurrency too), credits."""
+    return api_call(CrmApi(op, heavy))

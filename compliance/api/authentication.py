@@ -2,11 +2,12 @@
 
 Each process keeps the API client it read for a key prefix for `CLIENT_CACHE_S` seconds,
 so a busy client costs one query per process every 30 s instead of one per request. The
-key itself is checked against the stored hash on every request. The price: a client
-deactivated in the database (`is_active=False`, the only revocation there is) is still
-let in for up to `CLIENT_CACHE_S` seconds by a process that had read it; a revocation
-that must act at once also calls `api_client_cache_clear()` in that process (or restarts
-the workers).
+key itself is checked against the stored hash, and the client's expiry against the clock,
+on every request. The services that revoke, rotate, expire or change a client also change
+a generation token in the shared cache (`API_CLIENTS_GENERATION`); every request reads it
+(one cache read) and a process that sees it change forgets the clients it kept, so those
+act at once in every process. Only a client changed in the database by hand (not through
+the services) may still be let in for up to `CLIENT_CACHE_S` seconds.
 """
 
 from __future__ import annotations
@@ -15,32 +16,42 @@ import hmac
 import time
 from datetime import timedelta
 
+from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from compliance.models import ApiClient
-from compliance.services import api_key_hash
+from compliance.services import api_client_mark_used, api_key_hash
+from compliance.services.api_clients import API_CLIENTS_GENERATION
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 CLIENT_CACHE_S = 30.0
 
 # key prefix -> (read again after this time.time(), the active client)
 _clients: dict[str, tuple[float, ApiClient]] = {}
+_generation: list[object] = [None]  # the generation token the kept clients were read under
 
 
 def api_client_cache_clear() -> None:
-    """Forget every API client this process has read (after revoking a key, for instance)."""
+    """Forget every API client this process has read."""
     _clients.clear()
 
 
 def _active_client(prefix: str) -> ApiClient | None:
+    generation = cache.get(API_CLIENTS_GENERATION)
+    if generation != _generation[0]:
+        _clients.clear()
+        _generation[0] = generation
     now = time.time()
     cached = _clients.get(prefix)
     if cached is not None and cached[0] > now:
         return cached[1]
-    client = ApiClient.objects.filter(key_prefix=prefix, is_active=True).first()
+    client = ApiClient.objects.filter(
+        Q(key_prefix=prefix) | Q(previous_key_prefix=prefix), is_active=True
+    ).first()
     if client is None:
         _clients.pop(prefix, None)
     else:
@@ -63,19 +74,28 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if len(parts) < 3 or parts[0] != "cd":
             raise exceptions.AuthenticationFailed("Malformed API key.")
         client = _active_client(parts[1])
-        if client is None or not hmac.compare_digest(client.key_hash, api_key_hash(key)):
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         now = timezone.now()
-        if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
-            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-            client.last_used_at = now
+        if client is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        previous = client.key_prefix != parts[1]
+        if previous and not client.previous_key_valid(now):
+            raise exceptions.AuthenticationFailed("This API key was rotated and its grace period is over.")
+        stored = client.previous_key_hash if previous else client.key_hash
+        if not hmac.compare_digest(stored, api_key_hash(key)):
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        if client.is_expired(now):
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        last_used = client.previous_key_last_used_at if previous else client.last_used_at
+        if last_used is None or now - last_used > LAST_USED_RESOLUTION:
+            api_client_mark_used(client=client, previous_key=previous, at=now)
         return client, key
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+# drf-spectacular registers extensions in an untyped __init_subclass__.
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "compliance.api.authentication.ApiKeyAuthentication"
     name = "ApiKey"
 

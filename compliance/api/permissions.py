@@ -1,3 +1,6 @@
+"""Who may call what. API clients by their rights (`events:write` per source, checked by the
+ledger's service; the scopes below); signed-in people by their role's permissions."""
+
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
@@ -16,15 +19,25 @@ class IsApiClient(BasePermission):
         return isinstance(request.user, ApiClient)
 
 
-class CanReadConsent(BasePermission):
-    """API clients, and signed-in people allowed to browse history."""
+class ScopeOrPermission(BasePermission):
+    """API clients granted `scope`; signed-in people holding the Django permission `perm`."""
 
-    message = "You may not read consent records."
+    scope: str
+    perm: str
+
+    @property
+    def message(self) -> str:
+        return f"This needs the '{self.scope}' scope (API clients) or the right to browse history."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         principal = request.user
         if isinstance(principal, ApiClient):
-            return True
-        return bool(
-            principal and principal.is_authenticated and principal.has_perm("compliance.view_history")
-        )
+            return principal.has_scope(self.scope)
+        return bool(principal and principal.is_authenticated and principal.has_perm(self.perm))
+
+
+class CanReadConsent(ScopeOrPermission):
+    """API clients with `contacts:read`, and people allowed to browse history."""
+
+    scope = ApiClient.Scope.CONTACTS_READ
+    perm = "compliance.view_history"

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from compliance.models import ConsentEvent, ConsentState, Contact
 from compliance.services import ConsentDecision, ContactIdentity
 
 
-class ContactIdentitySerializer(serializers.Serializer):
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time that names its time zone (`Z` or an offset): a time without one is a
+    guess about where the person was, and the ledger records no guesses."""
+
+    default_error_messages = {"naive": "Give a time zone, e.g. 2026-11-20T09:14:03Z or +01:00."}
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, str) and len(value) < 64:
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None  # well formed, but no date: the parent says so
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
+class ContactIdentitySerializer(serializers.Serializer[Any]):
     email = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=254)
     phone = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=40)
     app_user_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=128)
@@ -19,7 +38,7 @@ class ContactIdentitySerializer(serializers.Serializer):
     last_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
-class ConsentEventInputSerializer(serializers.Serializer):
+class ConsentEventInputSerializer(serializers.Serializer[Any]):
     contact = ContactIdentitySerializer()
     purpose = serializers.CharField(max_length=50)
     status = serializers.CharField(max_length=20)
@@ -29,10 +48,16 @@ class ConsentEventInputSerializer(serializers.Serializer):
     ip_address = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=45)
     user_agent = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
     policy_version = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=50)
-    occurred_at = serializers.DateTimeField()
+    occurred_at = AwareDateTimeField()
     idempotency_key = serializers.CharField(required=False, max_length=200)
     evidence = serializers.DictField(required=False, default=dict)
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    update_identity = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Change the contact's identifiers to the ones given, recorded as an identity event "
+        "(needs the identity:write right); without it a conflicting identifier is refused with 409.",
+    )
 
     def to_domain(self, header_key: str | None = None) -> tuple[ContactIdentity, ConsentDecision]:
         return self.domain_of(self.validated_data, header_key)
@@ -50,6 +75,7 @@ class ConsentEventInputSerializer(serializers.Serializer):
             zoho_id=contact.get("zoho_id"),
             first_name=contact.get("first_name", ""),
             last_name=contact.get("last_name", ""),
+            update_identity=bool(data.get("update_identity", False)),
         )
         decision = ConsentDecision(
             purpose=data["purpose"],
@@ -67,11 +93,11 @@ class ConsentEventInputSerializer(serializers.Serializer):
         return identity, decision
 
 
-class BatchInputSerializer(serializers.Serializer):
+class BatchInputSerializer(serializers.Serializer[Any]):
     events = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
 
 
-class ConsentEventSerializer(serializers.ModelSerializer):
+class ConsentEventSerializer(serializers.ModelSerializer[ConsentEvent]):
     contact_id = serializers.IntegerField(read_only=True)
     purpose: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="code", read_only=True
@@ -106,7 +132,7 @@ class ConsentEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ConsentStateSerializer(serializers.ModelSerializer):
+class ConsentStateSerializer(serializers.ModelSerializer[ConsentState]):
     purpose: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="code", read_only=True
     )
@@ -118,20 +144,38 @@ class ConsentStateSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(serializers.ModelSerializer[Contact]):
+    former = serializers.SerializerMethodField(
+        help_text="Found by an email this contact no longer has (selectors.contact_find)."
+    )
+
     class Meta:
         model = Contact
-        fields = ["id", "email", "phone", "app_user_id", "zoho_id", "first_name", "last_name", "created_at"]
+        fields = [
+            "id",
+            "email",
+            "phone",
+            "app_user_id",
+            "zoho_id",
+            "first_name",
+            "last_name",
+            "created_at",
+            "merged_into",
+            "former",
+        ]
         read_only_fields = fields
 
+    def get_former(self, contact: Contact) -> bool:
+        return bool(getattr(contact, "former", False))
 
-class ContactConsentsSerializer(serializers.Serializer):
+
+class ContactConsentsSerializer(serializers.Serializer[Any]):
     contact = ContactSerializer()
     states = ConsentStateSerializer(many=True)
     history = ConsentEventSerializer(many=True)
 
 
-class BatchItemResultSerializer(serializers.Serializer):
+class BatchItemResultSerializer(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     status = serializers.IntegerField(help_text="HTTP status this item alone would have had.")
     event = ConsentEventSerializer(required=False)
@@ -139,7 +183,7 @@ class BatchItemResultSerializer(serializers.Serializer):
     errors = serializers.DictField(required=False)  # type: ignore[assignment]  # a field, not Serializer.errors
 
 
-class BatchResultSerializer(serializers.Serializer):
+class BatchResultSerializer(serializers.Serializer[Any]):
     created = serializers.IntegerField()
     replayed = serializers.IntegerField()
     failed = serializers.IntegerField()

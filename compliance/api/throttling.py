@@ -65,3 +65,12 @@ class ApiClientRateThrottle(SimpleRateThrottle):
     def wait(self) -> float | None:
         """Seconds until the window ends and the budget is whole again (Retry-After)."""
         return max(0.0, self.window_end - self.now)
+
+
+class ApiReadRateThrottle(ApiClientRateThrottle):
+    """A second budget for reads, per client (or user); API_READ_THROTTLE_RATE sets it.
+
+    Reads of people's histories are what a stolen key would walk through, so their budget is
+    far below the writes' (which must carry the mobile app's peaks)."""
+
+    scope = "api_read"

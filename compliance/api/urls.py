@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from compliance.api import views
 
@@ -7,4 +7,6 @@ urlpatterns = [
     path("consent-events/batch", views.ConsentEventBatchView.as_view(), name="consent-event-batch"),
     path("contacts", views.ContactListView.as_view(), name="contact-list"),
     path("contacts/<int:contact_id>/consents", views.ContactConsentsView.as_view(), name="contact-consents"),
+    # Last: every other path under the API answers 404 in the API's error shape, not HTML.
+    re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]

@@ -6,16 +6,19 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance import selectors, services
 from compliance.api.errors import error_response, validation_body
+from compliance.api.parsers import LimitedJSONParser
 from compliance.api.permissions import CanReadConsent, IsApiClient
 from compliance.api.serializers import (
     BatchInputSerializer,
@@ -25,14 +28,20 @@ from compliance.api.serializers import (
     ContactConsentsSerializer,
     ContactSerializer,
 )
-from compliance.models import ApiClient, Contact
+from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
+from compliance.models import AccessLog, ApiClient, Contact
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="Invalid input; `errors` names each wrong field."),
-    401: OpenApiResponse(description="No or invalid API key."),
-    403: OpenApiResponse(description="This client may not write that source."),
-    409: OpenApiResponse(description="Idempotency key used before for different content."),
-    429: OpenApiResponse(description="Too many requests."),
+    401: OpenApiResponse(description="No, invalid, revoked or expired API key."),
+    403: OpenApiResponse(description="This client lacks the right (the source, or the scope)."),
+    409: OpenApiResponse(
+        description="Idempotency key used before for different content, or identifiers that conflict "
+        'with the contact\'s (send "update_identity": true with the identity:write right to change them).'
+    ),
+    413: OpenApiResponse(description="The body is larger than API_MAX_BODY_BYTES."),
+    415: OpenApiResponse(description="The body is not application/json."),
+    429: OpenApiResponse(description="Too many requests; Retry-After says when to try again."),
 }
 
 
@@ -54,7 +63,20 @@ def _idempotency_header(request: Request) -> str | None:
     return request.headers.get("Idempotency-Key") or None
 
 
-class ConsentEventCreateView(APIView):
+class ApiView(APIView):
+    """The API's views: JSON bodies within API_MAX_BODY_BYTES, one budget per client."""
+
+    parser_classes = [LimitedJSONParser]
+    throttle_classes = [ApiClientRateThrottle]
+
+
+class ReadView(ApiView):
+    """Reads of people's data: a budget of their own besides the client's (API_READ_THROTTLE_RATE)."""
+
+    throttle_classes = [ApiClientRateThrottle, ApiReadRateThrottle]
+
+
+class ConsentEventCreateView(ApiView):
     permission_classes = [IsApiClient]
 
     @extend_schema(
@@ -80,15 +102,17 @@ class ConsentEventCreateView(APIView):
         )
 
 
-class ConsentEventBatchView(APIView):
+class ConsentEventBatchView(ApiView):
     permission_classes = [IsApiClient]
 
     @extend_schema(
         request=BatchInputSerializer,
         responses={
             200: BatchResultSerializer,
-            413: OpenApiResponse(description="More events than CONSENT_BATCH_MAX (1,000)."),
             **ERROR_RESPONSES,
+            413: OpenApiResponse(
+                description="More events than CONSENT_BATCH_MAX (1,000), or a body over API_MAX_BODY_BYTES."
+            ),
         },
         summary="Record up to 1,000 consent decisions; each item succeeds or fails alone",
     )
@@ -138,7 +162,7 @@ class ConsentEventBatchView(APIView):
         return Response({**counts, "results": results}, status=status.HTTP_200_OK)
 
 
-class ContactListView(APIView):
+class ContactListView(ReadView):
     permission_classes = [CanReadConsent]
 
     @extend_schema(
@@ -154,19 +178,34 @@ class ContactListView(APIView):
         params = {name: request.query_params.get(name, "") for name in ("email", "phone", "app_user_id")}
         if not any(params.values()):
             raise ValidationError({"email": ["Give email, phone or app_user_id."]})
+        for name, value in params.items():
+            if "\x00" in value or len(value) > 254:
+                raise ValidationError({name: ["Not an identifier (too long, or a NUL character)."]})
         try:
             contacts = selectors.contact_find(**params)
         except DjangoValidationError as exc:
             field = next(name for name, value in params.items() if value)
             raise ValidationError({field: exc.messages}) from exc
-        return Response(ContactSerializer(contacts[:50], many=True).data)
+        found = list(contacts[:50])
+        services.access_log_record(
+            request=request._request,
+            kind=AccessLog.Kind.SEARCH,
+            contact_ids=[c.pk for c in found],
+            query=" ".join(v for v in params.values() if v),
+        )
+        return Response(ContactSerializer(found, many=True).data)
 
 
-class ContactConsentsView(APIView):
+class ContactConsentsView(ReadView):
     permission_classes = [CanReadConsent]
 
     @extend_schema(
-        responses={200: ContactConsentsSerializer, 404: None}, summary="Current state and full history"
+        responses={
+            200: ContactConsentsSerializer,
+            404: OpenApiResponse(description="No contact has this id."),
+            **ERROR_RESPONSES,
+        },
+        summary="Current state and full history",
     )
     def get(self, request: Request, contact_id: int) -> Response:
         contact = get_object_or_404(Contact, pk=contact_id)
@@ -175,4 +214,21 @@ class ContactConsentsView(APIView):
             "states": selectors.contact_states(contact=contact),
             "history": selectors.event_history(contact=contact),
         }
+        services.access_log_record(
+            request=request._request, kind=AccessLog.Kind.HISTORY_VIEW, contact_ids=[contact.pk]
+        )
         return Response(ContactConsentsSerializer(body).data)
+
+
+class NotFoundView(ApiView):
+    """Any other path under the API: 404 in the API's error shape, whatever the method."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = []
+    schema = None  # not an endpoint: left out of the OpenAPI schema
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound("No such API endpoint.")
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound("No such API endpoint.")

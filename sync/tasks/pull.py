@@ -1,7 +1,8 @@
 """Tasks: Campaigns pull and reconciliation (see sync/campaigns_pull.py, sync/reconcile.py).
 
 Both are idempotent (a pull records each row once; reconciliation only compares
-and opens/closes discrepancies), so a redelivered message does no harm.
+and opens/closes discrepancies), so a redelivered message does no harm. Zoho
+refusing our credentials raises the auth alert (`ZohoTask`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
 from sync.campaigns_pull import campaigns_pull as campaigns_pull_service
 from sync.quota import QuotaDeferred
 from sync.reconcile import reconcile as reconcile_service
+from sync.tasks.base import ZohoTask
 from sync.zoho.errors import ZohoTransientError
 
 # Reconciliation deferred for the off-peak window looks again at most this often
@@ -23,6 +26,7 @@ RECONCILE_RECHECK_S = 3600
 @shared_task(
     name="sync.campaigns_pull",
     bind=True,
+    base=ZohoTask,
     autoretry_for=(ZohoTransientError,),
     retry_backoff=60,
     retry_backoff_max=600,
@@ -41,6 +45,7 @@ def campaigns_pull(self: Any) -> dict[str, Any]:
 @shared_task(
     name="sync.reconcile",
     bind=True,
+    base=ZohoTask,
     autoretry_for=(ZohoTransientError,),
     retry_backoff=300,
     retry_backoff_max=3600,
@@ -52,8 +57,6 @@ def reconcile(self: Any) -> dict[str, Any]:
     try:
         run = reconcile_service()
     except QuotaDeferred as exc:
-        from django.utils import timezone
-
         delay = max(60, min(RECONCILE_RECHECK_S, int((exc.retry_at - timezone.now()).total_seconds())))
         self.apply_async(countdown=delay)
         return {"deferred_until": exc.retry_at.isoformat(), "recheck_in_s": delay}

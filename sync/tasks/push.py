@@ -4,7 +4,8 @@ Every task is idempotent (state is re-read from the database; a push of a versio
 already pushed is skipped), which is what makes late acknowledgement safe: a
 message whose worker died is delivered again. Only transient Zoho errors (429,
 5xx, timeouts) are retried by Celery, with exponential backoff; permanent ones
-are stored as discrepancies by the services.
+are stored as discrepancies by the services, and Zoho refusing our credentials
+raises the auth alert (`ZohoTask`, the base of every task here that calls Zoho).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from sync.alerts import alert_auth
 from sync.kick import outbox_kick
 from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take, outbox_waiting
 from sync.push import outbox_batch_push
+from sync.tasks.base import ZohoTask
 from sync.verify import discrepancies_retry_due, pushes_verify_due
-from sync.zoho import ZohoAuthError, ZohoClient, ZohoTransientError
+from sync.zoho import ZohoClient, ZohoTransientError
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,6 @@ TRANSIENT = {
 
 def _worker_name(task: Any) -> str:
     return str(getattr(task.request, "hostname", None) or socket.gethostname())
-
-
-def _auth_alert(exc: ZohoAuthError) -> None:
-    logger.error("Zoho refused our credentials: %s", exc)
-    alert_auth(message=f"Zoho refused Consent Desk's credentials: {exc}. Check ZOHO_* settings.")
 
 
 @shared_task(bind=True, name="sync.outbox_sweep", acks_late=True)
@@ -73,7 +69,7 @@ def _verify_when_due() -> None:
         logger.warning("Could not queue the read-back; the periodic verify will", exc_info=True)
 
 
-@shared_task(bind=True, name="sync.push_batch", **TRANSIENT)
+@shared_task(bind=True, base=ZohoTask, name="sync.push_batch", **TRANSIENT)
 def push_batch(self: Any, claim_token: str) -> dict[str, int]:
     """Push the contacts of one outbox claim (its rows are re-read by the claim's token)."""
     claim = outbox_claim_take(token=claim_token)
@@ -85,11 +81,6 @@ def push_batch(self: Any, claim_token: str) -> dict[str, int]:
     except ZohoTransientError:
         # Celery retries this task with backoff: it must find the rows under its token again.
         outbox_claim_return(claim=claim, token=claim_token)
-        raise
-    except ZohoAuthError as exc:
-        if exc.permanent:
-            _auth_alert(exc)
-            return {"contacts": 0, "auth_error": 1}
         raise
     if report.pushed:
         _verify_when_due()
@@ -105,29 +96,17 @@ def push_batch(self: Any, claim_token: str) -> dict[str, int]:
     }
 
 
-@shared_task(bind=True, name="sync.verify_due", **TRANSIENT)
+@shared_task(bind=True, base=ZohoTask, name="sync.verify_due", **TRANSIENT)
 def verify_due(self: Any) -> dict[str, int]:
     """Read back the pushes whose verify delay passed."""
-    try:
-        with ZohoClient.from_settings() as zoho:
-            report = pushes_verify_due(zoho=zoho, max_batches=VERIFY_MAX_BATCHES)
-    except ZohoAuthError as exc:
-        if exc.permanent:
-            _auth_alert(exc)
-            return {}
-        raise
+    with ZohoClient.from_settings() as zoho:
+        report = pushes_verify_due(zoho=zoho, max_batches=VERIFY_MAX_BATCHES)
     return {"verified": report.verified, "mismatched": report.mismatched, "superseded": report.superseded}
 
 
-@shared_task(bind=True, name="sync.retry_due", **TRANSIENT)
+@shared_task(bind=True, base=ZohoTask, name="sync.retry_due", **TRANSIENT)
 def retry_due(self: Any) -> dict[str, int]:
     """Re-push the contacts whose discrepancies are due for a retry."""
-    try:
-        with ZohoClient.from_settings() as zoho:
-            report = discrepancies_retry_due(zoho=zoho)
-    except ZohoAuthError as exc:
-        if exc.permanent:
-            _auth_alert(exc)
-            return {}
-        raise
+    with ZohoClient.from_settings() as zoho:
+        report = discrepancies_retry_due(zoho=zoho)
     return {"discrepancies": report.discrepancies, "contacts": report.contacts}

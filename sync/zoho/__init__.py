@@ -6,7 +6,7 @@ from sync.zoho.calllog import CallLog, DatabaseCallLog, NullCallLog
 from sync.zoho.campaigns import CampaignsClient, CampaignsResult
 from sync.zoho.client import ZohoClient
 from sync.zoho.config import ZohoConfig
-from sync.zoho.crm import CrmClient, CrmUser, FieldInfo, RecordResult
+from sync.zoho.crm import CrmClient, CrmUpdate, CrmUser, FieldInfo, RecordResult
 from sync.zoho.datacenters import DATA_CENTRES, DataCentre, data_centre
 from sync.zoho.errors import (
     ZohoAuthError,
@@ -17,17 +17,19 @@ from sync.zoho.errors import (
     ZohoTokenExpired,
     ZohoTransientError,
 )
-from sync.zoho.transport import ZohoTransport
+from sync.zoho.transport import CallGate, ZohoTransport
 
 __all__ = [
     "DATA_CENTRES",
     "AccessToken",
     "BulkRead",
     "BulkReadJob",
+    "CallGate",
     "CallLog",
     "CampaignsClient",
     "CampaignsResult",
     "CrmClient",
+    "CrmUpdate",
     "CrmUser",
     "DataCentre",
     "DatabaseCallLog",

@@ -5,9 +5,9 @@ so every process shares one token through the Django cache (Redis in
 production) and only one of them refreshes it at a time:
 
 * the token is refreshed ``refresh_margin_s`` (5 min) before it expires;
-* the refresher holds a lock (``cache.add`` with a timeout, or ``flock`` when
-  the cache is the file-based one, whose ``add`` is not atomic across
-  processes); threads of one process also queue on a local lock;
+* the refresher holds the cache's shared lock (`sync.zoho.locks`: a Redis lock
+  that expires, or ``flock`` on a file); threads of one process also queue on
+  a local lock;
 * the others wait, re-reading the cache, and use what the refresher stored
   (or the old token while it is still valid).
 """
@@ -17,24 +17,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import Any
 
 from django.core.cache import BaseCache, caches
-from django.core.cache.backends.filebased import FileBasedCache
 
 from sync.zoho.config import ZohoConfig
 from sync.zoho.errors import ZohoTransientError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Linux
-    fcntl = None  # type: ignore[assignment]
+from sync.zoho.locks import SharedLock, cache_lock
 
 logger = logging.getLogger("sync.zoho.auth")
 
@@ -51,57 +44,6 @@ class AccessToken:
 
     def remaining(self, now: float) -> float:
         return self.expires_at - now
-
-
-class _Lock(Protocol):
-    def acquire(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-class _CacheLock:
-    """`cache.add` lock: atomic on Redis and LocMem; expires if its holder dies."""
-
-    def __init__(self, cache: BaseCache, key: str, timeout_s: float) -> None:
-        self.cache, self.key, self.timeout_s = cache, key, timeout_s
-        self.owner = ""
-
-    def acquire(self) -> bool:
-        owner = uuid.uuid4().hex
-        if self.cache.add(self.key, owner, timeout=max(1, round(self.timeout_s))):
-            self.owner = owner
-            return True
-        return False
-
-    def release(self) -> None:
-        if self.owner and self.cache.get(self.key) == self.owner:
-            self.cache.delete(self.key)
-        self.owner = ""
-
-
-class _FileLock:
-    """`flock` on a file next to a FileBasedCache: released by the kernel if its holder dies."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.handle: IO[str] | None = None
-
-    def acquire(self) -> bool:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self.handle = handle
-        return True
-
-    def release(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
 
 
 class TokenManager:
@@ -133,11 +75,8 @@ class TokenManager:
         self.key = f"{config.cache_prefix}:token:{digest}"
         self.lock_key = f"{config.cache_prefix}:token-lock:{digest}"
 
-    def _new_lock(self) -> _Lock:
-        if isinstance(self.cache, FileBasedCache) and fcntl is not None:
-            directory: str = self.cache._dir  # type: ignore[attr-defined]
-            return _FileLock(os.path.join(directory, f"{self.lock_key.replace(':', '-')}.lock"))
-        return _CacheLock(self.cache, self.lock_key, self.config.refresh_lock_timeout_s)
+    def _new_lock(self) -> SharedLock:
+        return cache_lock(self.cache, self.lock_key, expire_s=self.config.refresh_lock_timeout_s)
 
     # The shared cache -------------------------------------------------------
 
@@ -200,7 +139,7 @@ class TokenManager:
                 assert token is not None
                 return token
             lock = self._new_lock()
-            if lock.acquire():
+            if lock.acquire(blocking=False):
                 try:
                     token = self.cached()  # someone may have refreshed meanwhile
                     if self._fresh(token, reject):
@@ -225,10 +164,10 @@ class TokenManager:
             self._sleep(POLL_S)
 
     @contextlib.contextmanager
-    def holding_lock(self) -> Any:
+    def holding_lock(self) -> Iterator[None]:
         """Hold the refresh lock (tests use it to play 'another process is refreshing')."""
         lock = self._new_lock()
-        if not lock.acquire():
+        if not lock.acquire(blocking=False):
             raise RuntimeError("refresh lock is busy")
         try:
             yield

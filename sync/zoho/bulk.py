@@ -132,12 +132,12 @@ class BulkRead:
                     host="api",
                     path=self._path(f"/{job_id}/result"),
                     credits=1,
-                    sink=spool,  # type: ignore[arg-type]
+                    sink=spool,
                 )
             )
             spool.seek(0)
             try:
-                archive = zipfile.ZipFile(spool)  # type: ignore[arg-type]
+                archive = zipfile.ZipFile(spool)
             except zipfile.BadZipFile as exc:
                 raise ZohoTransientError(f"bulk read job {job_id}: the download is not a zip file") from exc
             with archive:

@@ -48,6 +48,10 @@ class CallLog(Protocol):
 
     def finish(self, handle: object, end: CallEnd) -> None: ...
 
+    def call_id(self, handle: object) -> int | None:
+        """The id a caller can keep to point at this call (a `ZohoCall` row id), if any."""
+        ...
+
 
 class DatabaseCallLog:
     """Records calls as `sync.models.ZohoCall` rows (the default)."""
@@ -89,6 +93,10 @@ class DatabaseCallLog:
             ]
         )
 
+    def call_id(self, handle: object) -> int | None:
+        assert isinstance(handle, ZohoCall)
+        return handle.pk
+
 
 class NullCallLog:
     """Records nothing (scripts and processes without a migrated database)."""
@@ -97,4 +105,7 @@ class NullCallLog:
         return None
 
     def finish(self, handle: object, end: CallEnd) -> None:
+        return None
+
+    def call_id(self, handle: object) -> int | None:
         return None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import httpx
-from django.core.cache import BaseCache
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+from django.utils.module_loading import import_string
 
 from sync.zoho.auth import TokenManager
 from sync.zoho.calllog import CallLog, DatabaseCallLog
 from sync.zoho.campaigns import CampaignsClient
 from sync.zoho.config import ZohoConfig
 from sync.zoho.crm import CrmClient
-from sync.zoho.transport import ZohoTransport, make_http_client
+from sync.zoho.transport import CallGate, ZohoTransport, make_http_client
 
 
 class ZohoClient:
@@ -21,8 +24,9 @@ class ZohoClient:
 
     ``http``: an `httpx.Client` to use (tests may pass one with a mock
     transport); the client closes only the one it made itself. ``cache``: where
-    the shared access token lives (the default cache). ``call_log``: where calls
-    are recorded (`ZohoCall` rows by default).
+    the shared access token and the API user's id live (the default cache).
+    ``call_log``: where calls are recorded (`ZohoCall` rows by default).
+    ``gate``: asked before and told after each CRM call (the quota); None: no gate.
     """
 
     def __init__(
@@ -32,19 +36,28 @@ class ZohoClient:
         http: httpx.Client | None = None,
         cache: BaseCache | None = None,
         call_log: CallLog | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.config = config
         self._owns_http = http is None
         self.http = http if http is not None else make_http_client(config)
-        self.transport = ZohoTransport(config, self.http, call_log or DatabaseCallLog())
-        self.tokens = TokenManager(config, self.transport.mint_token, cache=cache)
+        shared = cache if cache is not None else caches["default"]
+        self.transport = ZohoTransport(config, self.http, call_log or DatabaseCallLog(), gate=gate)
+        self.tokens = TokenManager(config, self.transport.mint_token, cache=shared)
         self.transport.tokens = self.tokens
-        self.crm = CrmClient(self.transport)
+        self.crm = CrmClient(self.transport, shared)
         self.campaigns = CampaignsClient(self.transport)
 
     @classmethod
     def from_settings(cls, **kwargs: Any) -> ZohoClient:
-        return cls(ZohoConfig.from_settings(), **kwargs)
+        """The client the ZOHO_* settings describe, with the gate ``ZOHO_QUOTA_GATE`` names
+        (a dotted path to a callable taking the cache prefix: the engine's quota, which
+        this package does not import) unless ``gate`` is given."""
+        config = ZohoConfig.from_settings()
+        if "gate" not in kwargs and settings.ZOHO_QUOTA_GATE:
+            factory: Callable[[str], CallGate] = import_string(settings.ZOHO_QUOTA_GATE)
+            kwargs["gate"] = factory(config.cache_prefix)
+        return cls(config, **kwargs)
 
     def close(self) -> None:
         if self._owns_http:

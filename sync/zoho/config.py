@@ -40,6 +40,8 @@ class ZohoConfig:
     refresh_lock_timeout_s: float = 30.0
     # Prefix of the shared-cache keys (the token and its lock).
     cache_prefix: str = "zoho"
+    # Our API user's CRM id (ZOHO_API_USER_ID); empty: ask Zoho (`CrmClient.api_user_id`).
+    api_user_id: str = ""
 
     def __post_init__(self) -> None:
         dc = data_centre(self.dc)  # ValueError on an unknown code
@@ -64,6 +66,7 @@ class ZohoConfig:
             "crm_api_version": settings.ZOHO_CRM_API_VERSION or "v8",
             "timeout_s": float(settings.ZOHO_TIMEOUT_S),
             "campaigns_list_keys": tuple(settings.ZOHO_CAMPAIGNS_LIST_KEYS),
+            "api_user_id": settings.ZOHO_API_USER_ID,
         }
         values.update(overrides)
         try:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.core.cache import BaseCache
+
 from sync.zoho.errors import ZohoError, ZohoPermanentError
 from sync.zoho.transport import Request, ZohoTransport
 
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
 MAX_RECORDS_PER_CALL = 100
 COQL_MAX_ROWS = 2000
 SEARCH_PER_PAGE = 200
+# The API user's id changes only when someone re-authorises the client as another user.
+API_USER_CACHE_S = 3600
 # Per-record codes that retrying cannot fix.
 PERMANENT_RECORD_CODES = frozenset(
     {
@@ -78,6 +82,15 @@ class RecordResult:
             modified_by=details.get("Modified_By"),
             permanent=None if ok else code in PERMANENT_RECORD_CODES,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CrmUpdate:
+    """What one update call did: Zoho's answer for each record, in input order, and
+    the call log's id of the call (`ZohoCall`; None when nothing was sent or logged)."""
+
+    results: list[RecordResult]
+    call_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +171,11 @@ def _quote(value: str) -> str:
 
 
 class CrmClient:
-    def __init__(self, transport: ZohoTransport) -> None:
+    """``cache``: where the API user's id is kept for every process (the token's cache)."""
+
+    def __init__(self, transport: ZohoTransport, cache: BaseCache) -> None:
         self.transport = transport
+        self.cache = cache
         self.version = transport.config.crm_api_version
 
     def _path(self, rest: str) -> str:
@@ -173,16 +189,17 @@ class CrmClient:
         *,
         module: str = "Contacts",
         trigger: Sequence[str] | None = None,
-    ) -> list[RecordResult]:
+    ) -> CrmUpdate:
         """Update up to 100 records (each with its ``id``) in one call.
 
-        Returns one `RecordResult` per input record, in input order. Per-record
-        failures are results, not exceptions; a failure of the whole call raises.
+        Returns one `RecordResult` per input record, in input order, and the
+        call's id in the call log. Per-record failures are results, not
+        exceptions; a failure of the whole call raises.
         ``trigger``: Zoho's list (``["workflow", "approval", "blueprint"]``); None
         leaves it out, so Zoho runs all three as it does by default; ``[]`` runs none.
         """
         if not records:
-            return []
+            return CrmUpdate([], None)
         if len(records) > MAX_RECORDS_PER_CALL:
             raise ZohoPermanentError(
                 f"Zoho takes at most {MAX_RECORDS_PER_CALL} records per update, not {len(records)}",
@@ -213,10 +230,11 @@ class CrmClient:
                 permanent=False,
                 http_status=response.status_code,
             )
-        return [
+        results = [
             RecordResult.from_entry(entry, str(sent.get("id")) if sent.get("id") is not None else None)
             for entry, sent in zip(entries, records, strict=True)
         ]
+        return CrmUpdate(results, response.call_id)
 
     # Reads -------------------------------------------------------------------
 
@@ -394,6 +412,22 @@ class CrmClient:
             role_name=role.get("name"),
             raw=user,
         )
+
+    def api_user_id(self) -> str:
+        """Our API user's id, as ``Modified_By`` shows it on our own writes.
+
+        ``ZohoConfig.api_user_id`` (ZOHO_API_USER_ID) when set; else `current_user`,
+        kept in the shared cache for an hour so that one call serves every process.
+        """
+        if self.transport.config.api_user_id:
+            return self.transport.config.api_user_id
+        key = f"{self.transport.config.cache_prefix}:crm-api-user-id"
+        cached = self.cache.get(key)
+        if cached:
+            return str(cached)
+        user_id = self.current_user().id
+        self.cache.set(key, user_id, timeout=API_USER_CACHE_S)
+        return user_id
 
     # Bulk read ---------------------------------------------------------------
 

@@ -4,7 +4,9 @@ It adds the ``Zoho-oauthtoken`` header and the timeout, writes the `ZohoCall`
 row before the call and finishes it after (even when the call raises), maps
 HTTP statuses and Zoho's codes to `sync.zoho.errors`, and, when Zoho refuses
 the access token (CRM HTTP 401 INVALID_TOKEN, Campaigns code 1007), refreshes
-the shared token once and retries once.
+the shared token once and retries once. Before and after each CRM call it
+asks the `CallGate` it was handed, if any (the engine's quota, `sync/quota.py`;
+the client package never imports it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import httpx
 
@@ -45,6 +47,17 @@ CAMPAIGNS_UNAUTHORIZED = "1007"
 ACCOUNTS_THROTTLED_PREFIX = "you have made too many requests"
 
 
+class CallGate(Protocol):
+    """Asked before each CRM call, told Zoho's answer after it: a shared rate limit,
+    a cool-down after a 429, a budget (`sync.quota.QuotaGate`)."""
+
+    def before_call(self, operation: str) -> None:
+        """Wait for room, or raise a `ZohoError` (the call is then not sent)."""
+        ...
+
+    def after_call(self, http_status: int | None, credits_remaining: int | None) -> None: ...
+
+
 @dataclass(slots=True)
 class ZohoResponse:
     status_code: int
@@ -54,6 +67,8 @@ class ZohoResponse:
     zoho_code: str = ""
     # A note for the call log when the call succeeded but some records did not.
     note: str = ""
+    # The call log's id of the call that got this answer (`CallLog.call_id`).
+    call_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -131,11 +146,13 @@ class ZohoTransport:
         http: httpx.Client,
         call_log: CallLog,
         tokens: TokenManager | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.config = config
         self.http = http
         self.call_log = call_log
         self.tokens = tokens if tokens is not None else TokenManager(config, self.mint_token)
+        self.gate = gate
 
     # URLs --------------------------------------------------------------------
 
@@ -191,12 +208,8 @@ class ZohoTransport:
         base = self._base(request.host, token)
         url = f"{base}{request.path}"
         secrets = (*self.config.secrets, *((token.value,) if token else ()))
-        # Quota (sync/quota.py): before each CRM call, wait for the rate limit shared by all
-        # workers and any 429 cool-down (or defer low-priority work); after it, report the
-        # status and X-API-CREDITS-REMAINING. Urgency comes from `quota.urgency(...)`.
-        from sync import quota
-
-        gate = quota.gate(self.config.cache_prefix) if request.service == "crm" else None
+        # The quota counts CRM credits and rate only: Accounts and Campaigns have limits of their own.
+        gate = self.gate if request.service == "crm" else None
         if gate is not None:
             gate.before_call(request.operation)
         handle = self.call_log.start(
@@ -216,6 +229,7 @@ class ZohoTransport:
             end.credits_remaining = _credits_remaining(response.headers)
             result = self._interpret(request, response, may_retry=may_retry)
             result.credits_remaining = end.credits_remaining
+            result.call_id = self.call_log.call_id(handle)
             end.ok = True
             end.zoho_code = result.zoho_code
             end.error = redact(result.note, secrets)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
+from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
 
 from compliance import services
 from compliance.models import ApiClient, PolicyVersion
@@ -83,3 +86,21 @@ def event_body(policy: PolicyVersion) -> Callable[..., dict[str, Any]]:
         return body
 
     return make
+
+
+@pytest.fixture
+def throttle_rates(settings: Any) -> Iterator[Callable[..., None]]:
+    """Set DRF throttle rates for one test, e.g. `throttle_rates(api_read="2/min")`; the
+    counters start empty, and the rates and counters are put back after."""
+    original = settings.REST_FRAMEWORK
+
+    def apply(rest_framework: dict[str, Any]) -> None:
+        settings.REST_FRAMEWORK = rest_framework
+        api_settings.reload()
+        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        cache.clear()
+
+    yield lambda **rates: apply(
+        {**original, "DEFAULT_THROTTLE_RATES": {**original["DEFAULT_THROTTLE_RATES"], **rates}}
+    )
+    apply(original)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
-from django.core.cache import cache
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 
 from compliance.api import authentication
 from compliance.models import ApiClient, ConsentEvent
@@ -22,17 +18,8 @@ START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def two_a_minute(settings: Any) -> Iterator[None]:
-    original = settings.REST_FRAMEWORK
-    settings.REST_FRAMEWORK = {**original, "DEFAULT_THROTTLE_RATES": {"api_client": "2/min"}}
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    cache.clear()
-    yield
-    settings.REST_FRAMEWORK = original
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    cache.clear()
+def two_a_minute(throttle_rates: Any) -> None:
+    throttle_rates(api_client="2/min")
 
 
 def test_a_throttled_client_is_told_when_to_retry_and_gets_its_budget_back(api, event_body, two_a_minute):

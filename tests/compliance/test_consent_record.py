@@ -55,7 +55,7 @@ def test_it_refuses_identifiers_that_belong_to_two_people(decide):
         services.consent_ingest(
             identity=ContactIdentity(email="a@example.com", app_user_id="u-2"), decision=decide()
         )
-    assert caught.value.field == "contact"
+    assert caught.value.field == "contact.email"
     assert ConsentEvent.objects.count() == 2
 
 

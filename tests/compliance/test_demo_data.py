@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance.models import (
     ApiClient,
@@ -45,10 +48,23 @@ def test_create_demo_users_makes_one_user_per_role_and_prints_their_logins() -> 
     for username, role in [("officer", Role.OFFICER), ("auditor", Role.AUDITOR), ("admin", Role.ADMIN)]:
         password = f"{username}-demo-pass"
         assert password in output
-        user = authenticate(username=username, password=password)
+        # django-axes checks each login against its request's address.
+        user = authenticate(RequestFactory().post("/login/"), username=username, password=password)
         assert user is not None
         assert roles_of(user) == {role}
         assert user.is_staff == (role == Role.ADMIN)
+
+
+def test_create_demo_users_prints_the_admins_totp_secret_and_keeps_it_across_runs() -> None:
+    first = run("create_demo_users")
+    second = run("create_demo_users")
+
+    admin_line = next(line for line in first.splitlines() if "admin-demo-pass" in line)
+    secret = admin_line.split("TOTP secret ")[1].split()[0]
+    device = TOTPDevice.objects.get(user__username="admin", confirmed=True)
+    assert base64.b32decode(secret) == device.bin_key
+    assert f"TOTP secret {secret}" in second
+    assert "TOTP secret" not in next(line for line in first.splitlines() if "officer-demo-pass" in line)
 
 
 def test_create_demo_users_twice_keeps_one_user_per_role() -> None:

@@ -12,12 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from compliance import services
 from compliance.models import ApiClient, ConsentEvent, Contact
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/consent-events"
 BATCH_URL = "/api/v1/consent-events/batch"
+
+
+@pytest.fixture
+def reader(db):
+    """The web portal's backend, granted contacts:read (reads are off unless granted)."""
+    _, key = services.api_client_create(name="portal-reader", sources=[], scopes=["contacts:read"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
 
 
 def test_it_records_an_event_and_answers_201_with_the_stored_event(api, event_body):
@@ -138,26 +148,9 @@ def test_a_signed_in_person_cannot_write_through_the_api(event_body, django_user
     assert client.post(URL, event_body(), format="json").status_code == 403
 
 
-def test_throttled_clients_get_429(api, event_body, settings):
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
-
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_client": "2/min"}}
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    from django.core.cache import cache
-
-    cache.clear()
-    try:
-        codes = [api.post(URL, event_body(), format="json").status_code for _ in range(3)]
-    finally:
-        settings.REST_FRAMEWORK = {
-            **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"api_client": "100000/min"},
-        }
-        api_settings.reload()
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
+def test_throttled_clients_get_429(api, event_body, throttle_rates):
+    throttle_rates(api_client="2/min")
+    codes = [api.post(URL, event_body(), format="json").status_code for _ in range(3)]
     assert codes == [201, 201, 429]
 
 
@@ -196,33 +189,33 @@ def test_a_batch_without_events_is_400(api):
     assert api.post(BATCH_URL, {"nothing": 1}, format="json").status_code == 400
 
 
-def test_contacts_are_found_by_email_phone_or_app_user_id(api, event_body):
+def test_contacts_are_found_by_email_phone_or_app_user_id(api, reader, event_body):
     api.post(URL, event_body(), format="json")
     contact_id = Contact.objects.get().pk
 
     for query in ("email=ANA@example.com", "phone=%2B4915112345678", "app_user_id=u-1842"):
-        response = api.get(f"/api/v1/contacts?{query}")
+        response = reader.get(f"/api/v1/contacts?{query}")
         assert response.status_code == 200
         assert [c["id"] for c in response.json()] == [contact_id]
-    assert api.get("/api/v1/contacts?email=nobody@example.com").json() == []
-    assert api.get("/api/v1/contacts").status_code == 400
-    assert api.get("/api/v1/contacts?phone=12").status_code == 400
+    assert reader.get("/api/v1/contacts?email=nobody@example.com").json() == []
+    assert reader.get("/api/v1/contacts").status_code == 400
+    assert reader.get("/api/v1/contacts?phone=12").status_code == 400
 
 
-def test_a_contacts_consents_show_current_state_and_full_history(api, event_body):
+def test_a_contacts_consents_show_current_state_and_full_history(api, reader, event_body):
     api.post(URL, event_body(status="opted_in", frequency="weekly"), format="json")
     api.post(URL, event_body(status="opted_out"), format="json")
     contact_id = Contact.objects.get().pk
 
-    body = api.get(f"/api/v1/contacts/{contact_id}/consents").json()
+    body = reader.get(f"/api/v1/contacts/{contact_id}/consents").json()
     assert [(s["purpose"], s["status"], s["version"]) for s in body["states"]] == [
         ("sms_marketing", "opted_out", 2)
     ]
     assert [(e["version"], e["status"]) for e in body["history"]] == [(2, "opted_out"), (1, "opted_in")]
-    assert api.get("/api/v1/contacts/999999/consents").status_code == 404
+    assert reader.get("/api/v1/contacts/999999/consents").status_code == 404
 
 
-def test_reading_needs_an_api_key_or_history_permission(event_body, django_user_model, api):
+def test_reading_needs_the_contacts_read_scope_or_history_permission(event_body, django_user_model, api):
     api.post(URL, event_body(), format="json")
     contact_id = Contact.objects.get().pk
     nobody = APIClient()
@@ -230,9 +223,16 @@ def test_reading_needs_an_api_key_or_history_permission(event_body, django_user_
 
     assert APIClient().get(f"/api/v1/contacts/{contact_id}/consents").status_code in (401, 403)
     assert nobody.get(f"/api/v1/contacts/{contact_id}/consents").status_code == 403
+    # A key that may write mobile_app reads nothing unless granted contacts:read.
+    refused = api.get(f"/api/v1/contacts/{contact_id}/consents")
+    assert refused.status_code == 403
+    assert "contacts:read" in refused.json()["detail"]
+    assert api.get("/api/v1/contacts?email=ana@example.com").status_code == 403
 
 
-def test_the_openapi_schema_and_docs_are_served_without_a_cdn(client):
+def test_the_openapi_schema_and_docs_are_served_without_a_cdn(client, officer):
+    assert client.get("/api/schema/").status_code in (401, 403)  # behind login
+    client.force_login(officer)
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/v1/consent-events/batch" in schema.content
@@ -245,12 +245,13 @@ def test_the_openapi_schema_and_docs_are_served_without_a_cdn(client):
 
 
 def test_create_api_client_prints_the_key_on_its_last_line_and_stores_only_its_hash(capsys):
-    call_command("create_api_client", "web-portal", "--source", "web_portal")
+    call_command("create_api_client", "web-portal", "--source", "web_portal", "--scope", "contacts:read")
     key = capsys.readouterr().out.strip().splitlines()[-1]
 
     client = ApiClient.objects.get(name="web-portal")
     assert key.startswith("cd_") and key not in (client.key_hash, client.key_prefix)
     assert client.sources == ["web_portal"]
+    assert client.scopes == ["contacts:read"]
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert api.get("/api/v1/contacts?email=x@example.com").status_code == 200

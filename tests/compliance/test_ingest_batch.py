@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,13 @@ from django.test.utils import CaptureQueriesContext
 
 from compliance import services
 from compliance.models import ConsentEvent, ConsentState, Contact, OutboxEntry
-from compliance.services import ConsentDecision, ContactIdentity, IdempotencyConflict, RecordResult
+from compliance.services import (
+    ConsentDecision,
+    ConsentRejected,
+    ContactIdentity,
+    IdempotencyConflict,
+    RecordResult,
+)
 from compliance.verification import ledger_verify
 
 pytestmark = pytest.mark.ledger
@@ -24,6 +31,9 @@ NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 ANA = ContactIdentity(email="ana@example.com", app_user_id="u-ana")
 EVE = ContactIdentity(email="eve@example.com")
 BO = ContactIdentity(phone="+4915100000001")
+# The mixed batch written set-based: purposes, policy, contacts and earlier keys read, then a
+# statement or two for each table (see test_a_chunks_queries_do_not_grow_with_its_items).
+SET_BASED_QUERIES = 30
 TABLES = (
     "compliance_contact",
     "compliance_consentevent",
@@ -92,10 +102,21 @@ def _described(outcome: services.Outcome) -> tuple[Any, ...]:
     return (type(outcome).__name__, outcome.field, outcome.message)
 
 
-def _ingest_and_undo(items: list[tuple[ContactIdentity, ConsentDecision]], client: Any) -> tuple[Any, Any]:
-    """Run the batch, note its outcome and the whole ledger, then roll it all back.
+def _one_by_one(items: list[tuple[ContactIdentity, ConsentDecision]], client: Any) -> list[services.Outcome]:
+    """Each item recorded on its own with consent_ingest: what the batch must give."""
+    outcomes: list[services.Outcome] = []
+    for identity, decision in items:
+        try:
+            outcomes.append(services.consent_ingest(identity=identity, decision=decision, api_client=client))
+        except (ConsentRejected, IdempotencyConflict) as exc:
+            outcomes.append(exc)
+    return outcomes
 
-    Event ids are given as their rank: on PostgreSQL the item-by-item path spends ids on
+
+def _written_and_undone(write: Callable[[], list[services.Outcome]]) -> tuple[Any, Any]:
+    """Write, note the outcome and the whole ledger, then roll it all back.
+
+    Event ids are given as their rank: on PostgreSQL the one-by-one path spends ids on
     inserts it rolls back (a replay is first tried as an insert), so the same events can
     get other ids. Contact ids appear in the hashes, so the batches below put the refused
     items that would create a contact last, where a spent id moves nothing.
@@ -103,7 +124,7 @@ def _ingest_and_undo(items: list[tuple[ContactIdentity, ConsentDecision]], clien
     positions = _sequences()
     try:
         with transaction.atomic():
-            outcomes = services.consent_ingest_batch(items=items, api_client=client)
+            outcomes = write()
             ledger = _ledger()
             raise _Undo
     except _Undo:
@@ -120,14 +141,6 @@ def _ingest_and_undo(items: list[tuple[ContactIdentity, ConsentDecision]], clien
             rest[0] = rank[rest[0]]
         described.append((kind, *rest))
     return described, ledger
-
-
-@pytest.fixture
-def item_by_item(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    def switch() -> None:
-        monkeypatch.setattr(services, "_chunk_set_based_with_retries", lambda *args: None)
-
-    return switch
 
 
 @pytest.fixture
@@ -170,12 +183,13 @@ def mixed_batch(decide, mobile_app) -> list[tuple[ContactIdentity, ConsentDecisi
 
 
 @pytest.mark.django_db
-def test_a_mixed_batch_gives_the_ledger_the_item_by_item_path_gives(mixed_batch, mobile_app, item_by_item):
+def test_a_mixed_batch_gives_the_ledger_the_one_by_one_path_gives(mixed_batch, mobile_app):
     client, _ = mobile_app
     with time_machine.travel(NOW, tick=False):
-        set_based = _ingest_and_undo(mixed_batch, client)
-        item_by_item()
-        one_by_one = _ingest_and_undo(mixed_batch, client)
+        set_based = _written_and_undone(
+            lambda: services.consent_ingest_batch(items=mixed_batch, api_client=client)
+        )
+        one_by_one = _written_and_undone(lambda: _one_by_one(mixed_batch, client))
 
     assert set_based[0] == one_by_one[0]
     assert set_based[1] == one_by_one[1]
@@ -187,11 +201,11 @@ def test_a_mixed_batch_gives_the_ledger_the_item_by_item_path_gives(mixed_batch,
         "conflict",
         "ConsentRejected",
         "created",
-        "ConsentRejected",
+        "IdentityConflict",
         "created",
         "created",
         "ConsentForbidden",
-        "ConsentRejected",
+        "IdentityConflict",
         "created",
         "created",
         *["ConsentRejected"] * 2,
@@ -200,9 +214,9 @@ def test_a_mixed_batch_gives_the_ledger_the_item_by_item_path_gives(mixed_batch,
     refused = {i: set_based[0][i][1] for i in (8, 10, 13, 14, 17, 18)}
     assert refused == {
         8: "contact.email",
-        10: "contact",
+        10: "contact.email",
         13: "source",
-        14: "contact",
+        14: "contact.email",
         17: "contact.phone",
         18: "purpose",
     }
@@ -212,13 +226,32 @@ def test_a_mixed_batch_gives_the_ledger_the_item_by_item_path_gives(mixed_batch,
 
 
 @pytest.mark.django_db
-def test_a_set_based_batch_is_intact_and_follows_the_latest_decision(mixed_batch, mobile_app, monkeypatch):
+def test_a_chunk_the_set_based_path_cannot_mirror_goes_one_by_one_with_the_same_ledger(
+    mixed_batch, mobile_app
+):
+    """contact_resolve reads at most 10 contacts that share an identifier; a chunk naming a phone
+    that 11 share could be answered otherwise in memory, so the whole chunk goes item by item."""
     client, _ = mobile_app
-    monkeypatch.setattr(
-        services, "_chunk_item_by_item", lambda *args: pytest.fail("the chunk went item by item")
-    )
+    shared = "+4915199990000"
+    Contact.objects.bulk_create(Contact(phone=shared, app_user_id=f"u-shared-{n}") for n in range(11))
+    items = [*mixed_batch, (ContactIdentity(phone=shared), mixed_batch[0][1])]
     with time_machine.travel(NOW, tick=False):
+        batch = _written_and_undone(lambda: services.consent_ingest_batch(items=items, api_client=client))
+        one_by_one = _written_and_undone(lambda: _one_by_one(items, client))
+
+    assert batch == one_by_one
+    assert batch[0][-1][:2] == ("ConsentRejected", "contact.phone")
+    assert len(batch[1]["events"]) == 1 + 9
+
+
+@pytest.mark.django_db
+def test_a_set_based_batch_is_intact_and_follows_the_latest_decision(mixed_batch, mobile_app):
+    client, _ = mobile_app
+    with time_machine.travel(NOW, tick=False), CaptureQueriesContext(connection) as queries:
         services.consent_ingest_batch(items=mixed_batch, api_client=client)
+
+    # Item by item, 20 items take well over a hundred queries.
+    assert len(queries) <= SET_BASED_QUERIES, "the chunk was written set-based"
 
     ana = Contact.objects.get(app_user_id="u-ana")
     assert (ana.email, ana.phone, ana.last_name) == ("ana@example.com", "+4915122223333", "Ruiz")
@@ -251,30 +284,35 @@ def test_a_chunks_queries_do_not_grow_with_its_items(decide, mobile_app):
         return len(queries)
 
     # About a dozen for a chunk of any size: 2 purposes and 1 policy looked up; contacts and
-    # earlier keys read; contacts, states, events (SQLite: 45 a statement), outbox inserted;
-    # states updated; the chunk's savepoint (the test's transaction is around it).
-    assert queries_for(range(3)) <= 14
-    assert queries_for(range(3, 53)) <= 14
+    # earlier keys read; contacts, their first identity events (SQLite: 47 a statement), states,
+    # events (SQLite: 45 a statement), outbox inserted; states updated; the chunk's savepoint
+    # (the test's transaction is around it).
+    assert queries_for(range(3)) <= 15
+    assert queries_for(range(3, 53)) <= 17
 
 
 @pytest.mark.django_db
-def test_chunks_commit_separately_and_see_each_others_contacts(decide, mobile_app, monkeypatch):
+def test_chunks_commit_separately_and_see_each_others_contacts(decide, mobile_app):
     client, _ = mobile_app
-    monkeypatch.setattr(services, "BATCH_COMMIT_EVERY", 2)
-    items = [(ANA, decide(purpose=p)) for p in ("sms_marketing", "profiling", "phone_marketing")]
-    items.append(
+    others = [
+        (ContactIdentity(email=f"other{n}@example.com"), decide(purpose="profiling"))
+        for n in range(services.BATCH_COMMIT_EVERY - 2)
+    ]
+    first_chunk = [(ANA, decide(purpose="sms_marketing")), *others, (ANA, decide(purpose="profiling"))]
+    second_chunk = [
+        (ANA, decide(purpose="phone_marketing")),
         (
             ContactIdentity(app_user_id="u-ana"),
             decide(purpose="sms_marketing", status="opted_out", policy_version=None),
-        )
-    )
+        ),
+    ]
 
-    outcomes = services.consent_ingest_batch(items=items, api_client=client)
+    outcomes = services.consent_ingest_batch(items=first_chunk + second_chunk, api_client=client)
 
-    assert [o.event.contact_id for o in outcomes if isinstance(o, RecordResult)] == [
-        Contact.objects.get().pk
-    ] * 4
-    assert [o.event.version for o in outcomes if isinstance(o, RecordResult)] == [1, 1, 1, 2]
+    anas = [o.event for o in outcomes if isinstance(o, RecordResult) and o.event.contact.email == ANA.email]
+    assert [e.contact_id for e in anas] == [Contact.objects.get(email=ANA.email).pk] * 4
+    assert [e.version for e in anas] == [1, 1, 1, 2]
+    assert Contact.objects.count() == 1 + len(others)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -326,19 +364,45 @@ def test_concurrent_batches_over_the_same_chains_lose_nothing_and_record_each_ke
     assert ledger_verify().ok
 
 
-@pytest.mark.django_db
-def test_a_batch_fills_in_only_what_it_brings_and_keeps_a_concurrent_change(decide, mobile_app, monkeypatch):
+@pytest.mark.postgres  # (SQLite lets one writer in at a time: nothing changes between read and write)
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_fills_in_only_what_it_brings_and_keeps_a_concurrent_change(decide, mobile_app):
+    """The sync links Eve to her CRM record while a batch that gives her last name is under way:
+    the batch read Eve before the link committed, and must not write its stale copy back."""
     client, _ = mobile_app
     services.consent_ingest(identity=EVE, decision=decide(), api_client=client)
-    read_contacts = services._ContactIndex.__init__
+    linking = threading.Event()
 
-    def then_the_sync_links_eve(index: Any, contacts: list[Contact]) -> None:
-        read_contacts(index, contacts)
-        Contact.objects.filter(email="eve@example.com").update(zoho_id="5725767000000412001")
+    def the_sync_links_eve() -> bool:
+        """Link Eve in an open transaction; commit once the batch waits for it. True if it did."""
+        try:
+            with transaction.atomic():
+                Contact.objects.filter(email="eve@example.com").update(zoho_id="5725767000000412001")
+                linking.set()
+                return _blocked_someone_within(seconds=30)
+        finally:
+            connection.close()
 
-    monkeypatch.setattr(services._ContactIndex, "__init__", then_the_sync_links_eve)
-    identity = ContactIdentity(email="eve@example.com", last_name="Stone")
-    services.consent_ingest_batch(items=[(identity, decide(purpose="profiling"))], api_client=client)
+    with ThreadPoolExecutor(1) as pool:
+        sync = pool.submit(the_sync_links_eve)
+        assert linking.wait(timeout=30), "the sync never linked Eve"
+        identity = ContactIdentity(email="eve@example.com", last_name="Stone")
+        services.consent_ingest_batch(items=[(identity, decide(purpose="profiling"))], api_client=client)
+        assert sync.result(), "the batch never waited for the sync's row lock"
 
     eve = Contact.objects.get(email="eve@example.com")
     assert (eve.last_name, eve.zoho_id) == ("Stone", "5725767000000412001")
+
+
+def _blocked_someone_within(*, seconds: float) -> bool:
+    """Whether another session comes to wait for a lock this one holds (PostgreSQL) in time."""
+    deadline = time.monotonic() + seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 
 import pytest
@@ -175,7 +176,7 @@ def ledger(policy, settings, tmp_path, django_capture_on_commit_callbacks):
 def test_the_command_prints_one_line_and_exits_zero_when_intact(ledger, capsys):
     call_command("verify_ledger")
     out = capsys.readouterr().out.strip()
-    assert out == "ledger intact: 4 events, 3 chains, 1 seals verified"
+    assert out == "ledger intact: 4 events, 3 chains, 1 seals, 3 identity events verified"
 
 
 def test_the_command_names_the_first_altered_event_and_fails(ledger):
@@ -257,3 +258,89 @@ def test_the_parallel_verifier_gives_the_serial_verdict_before_and_after_tamperi
     delete_events([ids[5]])
     serial, parallel = verdicts()
     assert not serial.ok and parallel == serial
+
+
+# Content the canonical JSON must write exactly: quotes, backslashes, control characters,
+# non-ASCII (accents, combining marks, emoji, U+2028), nulls, numbers, keys whose code point
+# order is not PostgreSQL's (shorter first) order, timestamps with trailing zero microseconds.
+FLAT_EVIDENCE: list[dict] = [
+    {},
+    {"double_opt_in_confirmed_at": "2026-03-02T10:00:00+00:00"},
+    {"b": 1, "aa": 2, "ab": "x", "": "empty key"},
+    {"é": "ü", "e": "u", "e\u0301": "combining", "😀": "emoji key", "z": None},
+    {"yes": True, "no": False, "big": 12345678901234567890, "neg": -7, "half": 0.5, "one": 1.0, "tenth": 0.1},
+    {'k"ey': "va\\lue\n\t\r\b\f", "ctrl": "\x01\x1f\x7f", "sep": "a\u2028b\u2029c"},
+    {"opt_in_event": 12, "validity_months": 24},
+]
+# What PostgreSQL writes differently (its spacing inside containers, its digits for
+# numbers Python writes with an exponent): judged by chain.event_hash instead.
+OTHER_EVIDENCE: list[dict] = [
+    {"form": {"fields": ["email", "sms"], "accepted": True}, "a": []},
+    {"tiny": 1e-7},
+]
+USER_AGENTS = ['Mozilla/5.0 "quoted" \\ (X11)', "Ünïcödé ☃ 😀 \u2028 end", "tab\there\x01", ""]
+REASONS = ["", "line one\nline two\r\n", 'said "stop" \\o/']
+
+
+def record_varied(evidence: dict, n: int, minutes_ago: int) -> None:
+    opt_in = n % 2 == 0
+    occurred = timezone.now() - timedelta(minutes=minutes_ago)
+    services.consent_ingest(
+        identity=ContactIdentity(email=f"varied{n % 5}@example.com"),
+        decision=ConsentDecision(
+            purpose=PURPOSES[n % 4],
+            status="opted_in" if opt_in else "opted_out",
+            source="web_portal",
+            # Every third one on a whole second, every third with trailing zero microseconds.
+            occurred_at=occurred.replace(microsecond=[0, 120000, occurred.microsecond][n % 3]),
+            idempotency_key=f"varied-{n}-ключ-🔑",
+            policy_version="2026-03" if opt_in else None,
+            ip_address=[None, "198.51.100.4", "2001:db8::1"][n % 3],
+            user_agent=USER_AGENTS[n % len(USER_AGENTS)],
+            evidence=evidence,
+            reason=REASONS[n % len(REASONS)],
+        ),
+    )
+
+
+@pytest.mark.postgres
+def test_postgresql_hashes_an_event_exactly_as_the_ledger_does(policy):
+    # given events of every kind of content, hashed by the write path (chain.event_hash)
+    for n, evidence in enumerate(FLAT_EVIDENCE * 3 + OTHER_EVIDENCE):
+        record_varied(evidence, n, 500 - n)
+
+    # when PostgreSQL hashes the stored rows
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, hash, {chain.event_hash_sql()} FROM compliance_consentevent ORDER BY id")
+        rows = cursor.fetchall()
+
+    # then it gives the stored hash for every event without nested or exponent evidence
+    # (the parallel verifier takes its word for those), and another for the rest, which
+    # the parallel verifier leaves to chain.event_hash (the next test)
+    flat = len(FLAT_EVIDENCE) * 3
+    assert len(rows) == flat + len(OTHER_EVIDENCE)
+    assert [computed == stored for _id, stored, computed in rows[:flat]] == [True] * flat
+    assert all(computed != stored for _id, stored, computed in rows[flat:])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_parallel_verifier_judges_what_postgresql_hashes_differently(policy, settings, tmp_path):
+    # given a ledger where PostgreSQL confirms some hashes and leaves others to Python
+    settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"
+    for n, evidence in enumerate(FLAT_EVIDENCE + OTHER_EVIDENCE + FLAT_EVIDENCE):
+        record_varied(evidence, n, 500 - n)
+    services.ledger_seal()
+    serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+    assert serial.ok and parallel == serial
+
+    # when a nested value of evidence PostgreSQL does not hash itself is changed
+    nested = ConsentEvent.objects.filter(evidence__form__accepted=True).get()
+    changed = {**nested.evidence, "form": {**nested.evidence["form"], "accepted": False}}
+    behind_the_triggers(
+        ("UPDATE compliance_consentevent SET evidence = %s WHERE id = %s", [json.dumps(changed), nested.pk])
+    )
+
+    # then both name that event
+    serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+    assert not serial.ok and f"event {nested.pk} was altered" in serial.problem
+    assert parallel == serial

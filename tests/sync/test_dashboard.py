@@ -13,15 +13,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from config.celery import app as celery_app
 from sync import quota
 from sync.alerts import alert_auth, alert_retries_exhausted
 from sync.discrepancies import HINTS, discrepancy_record
 from sync.models import Alert, CallHour, Discrepancy, ReconciliationRun, SyncPush, ZohoCall
 from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
+from sync.tallies import callhour_tally
 from sync.verify import discrepancies_retry_due, pushes_verify_due
 
-pytest_plugins = ["tests.sync.conftest_engine"]
 pytestmark = pytest.mark.django_db
 
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
@@ -565,33 +566,59 @@ def test_the_health_page_shows_credits_verification_backlog_and_reconciliation(
     assert "1990" in html and "coql" in html
 
 
+@pytest.mark.parametrize("tallied", [False, True], ids=["beat-late", "hours-stored"])
 def test_the_health_page_takes_a_fixed_number_of_queries(
-    client_for, officer, traffic, fresh_quota, django_assert_max_num_queries
+    client_for, officer, traffic, fresh_quota, django_assert_max_num_queries, tallied
 ):
     for minutes in range(200):
         call(minutes % 600, operation=f"crm.op{minutes % 7}")
     client = client_for(officer)
+    if tallied:
+        callhour_tally(now=NOON)
     with time_machine.travel(NOON, tick=False):
-        client.get(reverse("sync:health"))  # (the first view stores the hours that are over)
+        client.get(reverse("sync:health"))  # (the session's first page)
 
     # 4 the session, the user and their permissions; 3 the calls (the part-hour at the window's
-    # start, the stored hours, the hours not yet final); 2 the quota; 1 each the pushes, the
-    # outbox, the reconciliations, the user's roles and the alert banner.
-    with time_machine.travel(NOON, tick=False), django_assert_max_num_queries(14):
+    # start, the stored hours, the hours counted from the log); 2 the quota; 2 the audit (its
+    # last run, the window's runs); 1 each the pushes, the outbox, the reconciliations, the
+    # user's roles and the alert banner.
+    with time_machine.travel(NOON, tick=False), django_assert_max_num_queries(16):
         response = client.get(reverse("sync:health"))
 
     assert response.status_code == 200
     assert len(response.context["health"].endpoints) == 10
 
 
-def test_the_health_page_counts_an_hour_once_it_is_over_then_reads_it_stored(
+def figures(health: Any) -> tuple[Any, ...]:
+    """What the health page shows of the calls: totals, per hour, per endpoint."""
+    return (
+        health.totals,
+        [(h.hour, h.calls, h.errors, h.throttled) for h in health.hours],
+        health.endpoints,
+    )
+
+
+def test_the_page_counts_hours_beat_has_not_stored_from_the_log_and_writes_nothing(
     client_for, officer, traffic, fresh_quota
 ):
     with time_machine.travel(NOON, tick=False):
-        first = client_for(officer).get(reverse("sync:health")).context["health"]
+        response = client_for(officer).get(reverse("sync:health"))
+
+    health = response.context["health"]
+    assert (health.totals.calls, health.totals.errors, health.totals.throttled) == (11, 2, 1)
+    assert {h.hour.hour: h.calls for h in health.hours if h.calls} == {12: 9, 10: 1, 9: 1}
+    assert not CallHour.objects.exists()
+
+
+def test_the_tally_stores_each_hour_once_it_is_over_and_the_page_then_reads_it(
+    client_for, officer, traffic, fresh_quota
+):
+    stored = callhour_tally(now=NOON)
+    again = callhour_tally(now=NOON)
 
     # The 23 whole hours of the window that are over (13:00 yesterday to 11:00) are stored, an
     # hour without calls as one empty row; 12:00 is still running and is not.
+    assert (stored, again) == (23, 0)
     assert CallHour.objects.count() == 23
     assert {(h.hour.hour, h.operation, h.calls) for h in CallHour.objects.filter(calls__gt=0)} == {
         (10, "crm.get", 1),
@@ -602,9 +629,39 @@ def test_the_health_page_counts_an_hour_once_it_is_over_then_reads_it_stored(
     ZohoCall.objects.filter(started_at__lt=NOON - timedelta(minutes=60)).delete()
     call(0.5)
     with time_machine.travel(NOON, tick=False):
-        second = client_for(officer).get(reverse("sync:health")).context["health"]
+        health = client_for(officer).get(reverse("sync:health")).context["health"]
 
     # Then the hours that were over come from what was stored, and this hour from the log
-    assert (first.totals.calls, second.totals.calls) == (11, 12)
-    assert {h.hour.hour: h.calls for h in second.hours if h.calls} == {12: 10, 10: 1, 9: 1}
+    assert health.totals.calls == 12
+    assert {h.hour.hour: h.calls for h in health.hours if h.calls} == {12: 10, 10: 1, 9: 1}
     assert CallHour.objects.count() == 23
+
+
+def test_the_page_shows_the_same_figures_whether_beat_stored_none_some_or_all_hours(
+    client_for, officer, traffic, fresh_quota
+):
+    for minutes in range(0, 1400, 37):
+        call(minutes, operation=f"crm.op{minutes % 5}", status=429 if minutes % 3 else 200)
+    client = client_for(officer)
+
+    def page() -> tuple[Any, ...]:
+        with time_machine.travel(NOON, tick=False):
+            return figures(client.get(reverse("sync:health")).context["health"])
+
+    none_stored = page()
+    callhour_tally(now=NOON - timedelta(hours=3))  # beat stopped three hours ago
+    assert CallHour.objects.exists()
+    assert not CallHour.objects.filter(hour__gte=datetime(2026, 6, 1, 9, tzinfo=UTC)).exists()
+    some_stored = page()
+    callhour_tally(now=NOON)
+    all_stored = page()
+
+    assert none_stored == some_stored == all_stored
+
+
+def test_beat_runs_the_tally_every_few_minutes(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["callhour-tally"]
+    celery_app.loader.import_default_modules()  # what a worker does when it starts
+
+    assert entry["task"] == "sync.callhour_tally" and entry["task"] in celery_app.tasks
+    assert entry["options"]["expires"] < 5 * 60

@@ -18,7 +18,6 @@ from tests.browser import log_in
 SCREENSHOTS = Path("/tmp")
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
 
-pytest_plugins = ["tests.sync.conftest_engine"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 

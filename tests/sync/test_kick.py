@@ -9,14 +9,12 @@ import pytest
 import redis
 
 from sync import kick
-from tests.sync.conftest_engine import ENGINE_REDIS_URL, _kicks_to, _require_redis
 
 
 @pytest.fixture
-def broker(settings: Any) -> Any:
-    _require_redis(ENGINE_REDIS_URL)  # and empty it
-    with _kicks_to(ENGINE_REDIS_URL, settings):
-        yield redis.Redis.from_url(ENGINE_REDIS_URL)
+def broker(engine_broker_url: str, kicks_to: Any) -> Any:
+    with kicks_to(engine_broker_url):
+        yield redis.Redis.from_url(engine_broker_url)
 
 
 def queued(broker: Any) -> list[dict[str, Any]]:
@@ -56,8 +54,10 @@ def test_turned_off_it_queues_nothing(broker: Any, settings: Any) -> None:
     assert queued(broker) == []
 
 
-def test_an_unreachable_broker_loses_the_kick_not_the_write(settings: Any, caplog: Any) -> None:
-    with _kicks_to("redis://127.0.0.1:1/0", settings):
+def test_an_unreachable_broker_loses_the_kick_not_the_write(
+    settings: Any, kicks_to: Any, caplog: Any
+) -> None:
+    with kicks_to("redis://127.0.0.1:1/0"):
         settings.SYNC_PUSH_DELAY_S = 0  # no window: this kick surely tries the broker
         kick.outbox_kick()
     assert "periodic sweep will" in caplog.text

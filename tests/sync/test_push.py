@@ -12,8 +12,6 @@ from sync.outbox import lease, outbox_claim, outbox_release
 from sync.push import contacts_push, outbox_batch_push
 from sync.zoho import ZohoRateLimited
 
-pytest_plugins = ["tests.sync.conftest_engine"]
-
 
 def push_all(zoho: Any) -> list[Any]:
     reports = []
@@ -143,23 +141,6 @@ def test_a_redelivered_batch_does_not_write_the_same_version_again(
     assert again.skipped == [contact.pk]
     assert len([w for w in sim.writes() if w["source"] == "api"]) == 1
     assert SyncPush.objects.count() == 1
-
-
-def test_a_push_whose_answer_was_lost_is_settled_by_read_back_not_written_again(
-    ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
-) -> None:
-    contact = ledger.change("lost@example.com", "sms_marketing", "opted_in", zoho_id=crm("lost@example.com"))
-    claim = outbox_claim(worker="w")
-    outbox_batch_push(claim=claim, zoho=zoho)
-    # As if the worker died after the call: the answer was never stored.
-    SyncPush.objects.update(response={}, verify_due_at=None, call=None)
-    OutboxEntry.objects.update(processed_at=None)
-
-    report = outbox_batch_push(claim=claim, zoho=zoho)
-
-    assert report.skipped == [contact.pk]
-    assert SyncPush.objects.get().verify_due_at is not None
-    assert len([w for w in sim.writes() if w["source"] == "api"]) == 1
 
 
 def test_a_transient_error_stores_nothing_and_leaves_the_rows_pending(

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
@@ -16,9 +18,10 @@ from sync import quota
 from sync.models import ZohoCall
 from sync.quota import QuotaDeferred, QuotaGate, QuotaSettings
 from sync.reconcile import reconcile
+from sync.zoho import ZohoClient
 from sync.zoho.errors import ZohoRateLimited
 from tests.needs import missing
-from tests.sync.conftest import make_client
+from tests.sync.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_REFRESH_TOKEN, make_client
 
 REDIS_URL = os.environ.get("QUOTA_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -73,6 +76,21 @@ def test_two_workers_share_one_rate_limit(redis_caches):
         second.before_call("crm.update")  # the fifth waits for the next second, whoever makes it
 
     assert clock.slept == [pytest.approx(0.75)]
+    assert first.calls_this_second() == 1
+
+
+def test_two_processes_on_the_file_cache_share_one_rate_limit(tmp_path):
+    """The embedded demo: processes of one machine share the file cache, whose counters a file lock guards."""
+    clock = Clock(1_500_000.5)
+    directory = str(tmp_path / "cache")
+    first, second = gates((FileBasedCache(directory, {}), FileBasedCache(directory, {})), clock)
+
+    for gate in (first, second, first, second):
+        gate.before_call("crm.update", level=quota.WITHDRAWAL)
+    assert clock.slept == []
+    second.before_call("crm.update", level=quota.WITHDRAWAL)
+
+    assert clock.slept == [pytest.approx(0.5)]
     assert first.calls_this_second() == 1
 
 
@@ -186,23 +204,67 @@ def test_the_budget_counts_24_hours_of_calls_and_zohos_header(db, redis_caches):
     assert (budget.remaining, budget.tight) == (150, True)
 
 
+def spend(credits: int) -> None:
+    """A CRM call of this many credits, just now."""
+    ZohoCall.objects.create(
+        service="crm",
+        operation="crm.update",
+        method="PUT",
+        path="/",
+        started_at=timezone.now(),
+        credits=credits,
+        http_status=200,
+    )
+
+
+def _sim_settings(settings, sim) -> None:
+    settings.ZOHO_CLIENT_ID = SIM_CLIENT_ID
+    settings.ZOHO_CLIENT_SECRET = SIM_CLIENT_SECRET
+    settings.ZOHO_REFRESH_TOKEN = SIM_REFRESH_TOKEN
+    settings.ZOHO_ACCOUNTS_URL = sim.url
+    settings.ZOHO_CAMPAIGNS_URL = sim.url
+    settings.ZOHO_API_DOMAIN = ""
+
+
 @pytest.mark.django_db
-def test_reconciliation_waits_for_off_peak_when_the_budget_is_below_the_reserve(sim, zoho, settings):
+def test_the_client_from_settings_asks_the_quota_gate_before_each_crm_call(sim, settings):
+    _sim_settings(settings, sim)
+    settings.ZOHO_DAILY_CREDITS = 1000
+    settings.ZOHO_OFF_PEAK_HOURS = "0-6"
+    quota.gates_reset()
+    with time_machine.travel(datetime(2026, 3, 4, 14, 0, tzinfo=UTC), tick=True):
+        spend(900)
+        client = ZohoClient.from_settings(cache=LocMemCache(f"quota-{uuid.uuid4().hex}", {}))
+
+        def crm_calls() -> list[str]:
+            return [c["op"] for c in sim.calls() if str(c["op"]).startswith("crm.")]
+
+        assert client.transport.gate is quota.gate(client.config.cache_prefix)
+        with quota.urgency(quota.RECONCILE), pytest.raises(QuotaDeferred):
+            client.crm.get_many(["5725767000000000999"], ["Email"])
+        assert crm_calls() == [], "the gate held the call back"
+
+        settings.ZOHO_QUOTA_GATE = ""
+        ungated = ZohoClient.from_settings(cache=LocMemCache(f"quota-{uuid.uuid4().hex}", {}))
+        assert ungated.transport.gate is None
+        with quota.urgency(quota.RECONCILE):
+            ungated.crm.get_many(["5725767000000000999"], ["Email"])
+        assert len(crm_calls()) == 1
+    client.close()
+    ungated.close()
+    quota.gates_reset()
+
+
+@pytest.mark.django_db
+def test_reconciliation_waits_for_off_peak_when_the_budget_is_below_the_reserve(sim, settings):
     settings.ZOHO_DAILY_CREDITS = 1000
     settings.ZOHO_CREDITS_RESERVE_FRACTION = 0.2
     settings.ZOHO_OFF_PEAK_HOURS = "0-6"
     quota.gates_reset()
+    zoho = make_client(sim)  # handed a gate that reads the settings above
     afternoon = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
     with time_machine.travel(afternoon, tick=True):
-        ZohoCall.objects.create(
-            service="crm",
-            operation="crm.update",
-            method="PUT",
-            path="/",
-            started_at=timezone.now(),
-            credits=900,
-            http_status=200,
-        )
+        spend(900)
         with pytest.raises(QuotaDeferred) as deferred:
             reconcile(client=zoho, method="coql")
         assert deferred.value.retry_at == datetime(2026, 3, 5, 0, 0, tzinfo=UTC)
@@ -216,4 +278,5 @@ def test_reconciliation_waits_for_off_peak_when_the_budget_is_below_the_reserve(
         quota.gates_reset()
         run = reconcile(client=zoho, method="coql")
         assert run.error == "" and sim.calls("crm.coql")
+    zoho.close()
     quota.gates_reset()

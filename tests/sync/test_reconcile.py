@@ -98,23 +98,61 @@ def test_it_uses_bulk_read_above_the_threshold(sim, zoho, crm, settings):
     assert Discrepancy.objects.get(status="open").zoho_id == ids[2400]
 
 
-def test_it_alerts_once_when_open_discrepancies_exceed_the_threshold(sim, zoho, crm, settings):
+def test_it_alerts_once_when_open_discrepancies_exceed_the_threshold(
+    sim, zoho, crm, settings, django_capture_on_commit_callbacks
+):
     settings.DISCREPANCY_ALERT_THRESHOLD = 2
     settings.COMPLIANCE_ALERT_EMAILS = ["compliance@example.com"]
     ids = crm(30)
     for rid in ids[:3]:
         edit(sim, rid, Profiling_Consent=True)
 
-    reconcile(client=zoho, method="coql")
-    reconcile(client=zoho, method="coql")  # the same state: no second alert
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile(client=zoho, method="coql")
+        reconcile(client=zoho, method="coql")  # the same state: no second alert
 
     alert = Alert.objects.get(kind="threshold")
     assert "3 discrepancies" in alert.message
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["compliance@example.com"]
+    assert alert.emailed_to == ["compliance@example.com"]
 
     edit(sim, ids[5], Profiling_Consent=True)  # the state got worse: alert again
-    reconcile(client=zoho, method="coql")
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile(client=zoho, method="coql")
     assert Alert.objects.filter(kind="threshold").count() == 2
+    assert len(mail.outbox) == 2
+
+
+def test_the_threshold_alert_is_mailed_only_when_its_transaction_commits(
+    sim, zoho, crm, settings, django_capture_on_commit_callbacks
+):
+    settings.DISCREPANCY_ALERT_THRESHOLD = 0
+    settings.COMPLIANCE_ALERT_EMAILS = ["compliance@example.com"]
+    edit(sim, crm(3)[0], Profiling_Consent=True)
+
+    with django_capture_on_commit_callbacks(execute=False) as waiting:
+        reconcile(client=zoho, method="coql")
+
+    assert Alert.objects.filter(kind="threshold").exists()
+    assert len(waiting) == 1 and not mail.outbox  # nothing sent before the commit
+
+
+def test_a_mail_server_that_is_down_is_logged_and_the_alert_stands(
+    sim, zoho, crm, settings, django_capture_on_commit_callbacks, caplog
+):
+    settings.DISCREPANCY_ALERT_THRESHOLD = 0
+    settings.COMPLIANCE_ALERT_EMAILS = ["compliance@example.com"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2  # nothing listens
+    edit(sim, crm(3)[0], Profiling_Consent=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = reconcile(client=zoho, method="coql")
+
+    alert = Alert.objects.get(kind="threshold")
+    assert run.error == "" and run.opened == 1
+    assert alert.emailed_to == []
+    assert f"Could not email alert {alert.pk}" in caplog.text
 
 
 def test_the_command_reports_the_run(sim, crm, settings, capsys):

@@ -12,8 +12,6 @@ from typing import Any
 
 from sync.models import Alert, Discrepancy, SyncPush
 
-pytest_plugins = ["tests.sync.conftest_engine"]
-
 EMAIL_FIELDS = ["Email_Opt_Out", "Data_Processing_Basis_Details.Contact_Through_Email"]
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
 

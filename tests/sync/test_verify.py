@@ -12,8 +12,6 @@ from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.verify import discrepancies_retry_due, pushes_verify_due
 
-pytest_plugins = ["tests.sync.conftest_engine"]
-
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
 EMAIL = "Data_Processing_Basis_Details.Contact_Through_Email"
 

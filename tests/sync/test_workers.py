@@ -6,17 +6,19 @@ nothing written twice for one ledger version, no alert where nothing really fail
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from compliance.models import ConsentEvent, OutboxEntry, Suppression
 from sync.campaigns_pull import soft_bounces
 from sync.models import Alert, Discrepancy, SyncPush, ZohoCall
-from sync.projection import project, read_back
+from tests.sync.convergence import all_verified, assert_no_version_written_twice, assert_zoho_holds_the_ledger
 
-pytest_plugins = ["tests.sync.conftest_engine"]
+# Minutes of real worker processes: CI runs them, a developer may skip them with -m "not soak".
+pytestmark = pytest.mark.soak
 
 
 def make_changes(ledger: Any, crm: Any, count: int, first: int = 0) -> dict[int, str]:
@@ -30,43 +32,6 @@ def make_changes(ledger: Any, crm: Any, count: int, first: int = 0) -> dict[int,
             ledger.change(f"w{i}@example.com", "sms_marketing", "opted_out", minutes_ago=2)
         records[contact.pk] = contact.zoho_id
     return records
-
-
-def all_verified(records: dict[int, str]) -> bool:
-    """Every one of these contacts' outbox rows processed and its latest push verified."""
-    if OutboxEntry.objects.filter(contact_id__in=records, processed_at__isnull=True).exists():
-        return False
-    latest: dict[int, str] = {}
-    pushes = SyncPush.objects.filter(contact_id__in=records).order_by("id")
-    for contact_id, verification in pushes.values_list("contact_id", "verification"):
-        latest[contact_id] = verification
-    return len(latest) == len(records) and set(latest.values()) == {"verified"}
-
-
-def assert_zoho_holds_the_ledger(sim: Any, records: dict[int, str]) -> None:
-    projections = project(list(records))
-    for contact_id, record_id in records.items():
-        projection = projections[contact_id]
-        actual = read_back(sim.contact(record_id), projection.compared)
-        assert projection.differences(actual) == {}, contact_id
-
-
-def assert_no_version_written_twice(sim: Any, records: dict[int, str]) -> None:
-    """Each accepted API write of a record carries a distinct ledger version of its contact."""
-    writes = Counter(w["record_id"] for w in sim.writes() if w["source"] == "api")
-    for contact_id, record_id in records.items():
-        versions = {
-            json.dumps(v, sort_keys=True)
-            for v in SyncPush.objects.filter(contact_id=contact_id).values_list("ledger_versions", flat=True)
-        }
-        assert writes[record_id] <= len(versions), (contact_id, writes[record_id], versions)
-    pushes = Counter(
-        (contact_id, json.dumps(v, sort_keys=True))
-        for contact_id, v in SyncPush.objects.filter(contact_id__in=records).values_list(
-            "contact_id", "ledger_versions"
-        )
-    )
-    assert max(pushes.values()) == 1
 
 
 STORM_S = 120

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django.fixtures import Settings
 
@@ -78,6 +83,7 @@ def test_it_is_built_from_settings(settings: Settings) -> None:
     settings.ZOHO_CAMPAIGNS_LIST_KEYS = ["k1", "k2"]
     settings.ZOHO_CRM_API_VERSION = "v7"
     settings.ZOHO_TIMEOUT_S = 7.5
+    settings.ZOHO_API_USER_ID = "5725767000000000042"
 
     config = ZohoConfig.from_settings()
 
@@ -88,6 +94,7 @@ def test_it_is_built_from_settings(settings: Settings) -> None:
     assert config.campaigns_list_keys == ("k1", "k2")
     assert config.crm_api_version == "v7"
     assert config.timeout_s == 7.5
+    assert config.api_user_id == "5725767000000000042"
 
 
 def test_a_bad_data_centre_in_settings_is_a_configuration_error(settings: Settings) -> None:
@@ -103,3 +110,24 @@ def test_its_repr_hides_the_secrets() -> None:
     assert "csecret-value" not in text
     assert "rtoken-value" not in text
     assert "cid" in text
+
+
+def test_the_client_package_does_not_import_the_engine() -> None:
+    """sync/zoho is handed the quota gate (ZOHO_QUOTA_GATE); it never imports sync.quota itself."""
+    script = (
+        "import sys, django; django.setup()\n"
+        "import pkgutil, importlib, sync.zoho\n"
+        "for m in pkgutil.iter_modules(sync.zoho.__path__): importlib.import_module(f'sync.zoho.{m.name}')\n"
+        "print('sync.quota' in sys.modules)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert done.stdout.strip() == "False"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
+from pytest_django.fixtures import Settings
 
 from sync.models import ZohoCall
-from sync.zoho import ZohoClient, ZohoPermanentError, ZohoRateLimited
-from tests.sync.conftest import Sim
+from sync.zoho import ZohoClient, ZohoConfig, ZohoPermanentError, ZohoRateLimited
+from tests.sync.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_REFRESH_TOKEN, Sim, make_client
 
 
 def seed_contacts(sim: Sim, *rows: dict[str, object]) -> list[str]:
@@ -16,10 +20,10 @@ def seed_contacts(sim: Sim, *rows: dict[str, object]) -> list[str]:
 # --- update ------------------------------------------------------------------
 
 
-def test_update_returns_one_result_per_record_in_input_order(zoho: ZohoClient, sim: Sim) -> None:
+def test_update_returns_one_result_per_record_in_input_order_and_its_call(zoho: ZohoClient, sim: Sim) -> None:
     a, b = seed_contacts(sim, {"Last_Name": "A", "Email": "a@example.com"}, {"Last_Name": "B"})
 
-    results = zoho.crm.update(
+    update = zoho.crm.update(
         [
             {"id": a, "Email_Opt_Out": True},
             {"id": "5725767999999999000", "Email_Opt_Out": True},  # unknown id
@@ -28,8 +32,13 @@ def test_update_returns_one_result_per_record_in_input_order(zoho: ZohoClient, s
         ]
     )
 
-    assert [r.code for r in results] == ["SUCCESS", "INVALID_DATA", "MANDATORY_NOT_FOUND", "INVALID_DATA"]
-    ok, unknown, no_id, bad_type = results
+    assert [r.code for r in update.results] == [
+        "SUCCESS",
+        "INVALID_DATA",
+        "MANDATORY_NOT_FOUND",
+        "INVALID_DATA",
+    ]
+    ok, unknown, no_id, bad_type = update.results
     assert ok.ok and ok.permanent is None and ok.record_id == a
     assert ok.modified_time and ok.modified_by and ok.modified_by["id"]
     assert unknown.permanent is True and unknown.record_id == "5725767999999999000"
@@ -38,6 +47,7 @@ def test_update_returns_one_result_per_record_in_input_order(zoho: ZohoClient, s
     assert sim.contact(a)["Email_Opt_Out"] is True
     assert sim.contact(b)["Email_Opt_Out"] is False
     row = ZohoCall.objects.get(operation="crm.update")
+    assert update.call_id == row.pk
     assert (row.method, row.records, row.credits, row.outcome) == ("PUT", 4, 1, "ok")
     assert row.zoho_code == "INVALID_DATA"
     assert "3 of 4 records failed" in row.error
@@ -47,8 +57,6 @@ def test_update_sends_trigger_only_when_asked(sim: Sim, db: None) -> None:
     import json
 
     import httpx
-
-    from tests.sync.conftest import make_client
 
     bodies: list[dict[str, object]] = []
 
@@ -69,7 +77,7 @@ def test_update_sends_trigger_only_when_asked(sim: Sim, db: None) -> None:
 
 
 def test_update_of_one_failing_record_is_a_result_not_an_exception(zoho: ZohoClient, sim: Sim) -> None:
-    (results,) = [zoho.crm.update([{"id": "5725767999999999000", "Email_Opt_Out": True}])]
+    results = zoho.crm.update([{"id": "5725767999999999000", "Email_Opt_Out": True}]).results
 
     assert results[0].code == "INVALID_DATA"
     assert results[0].permanent is True
@@ -96,7 +104,7 @@ def test_a_field_without_permission_is_a_permanent_record_error(zoho: ZohoClient
     (rid,) = seed_contacts(sim, {"Last_Name": "A"})
     sim.fault("field_no_permission", field="Email_Opt_Out", mode="error")
 
-    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}])
+    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}]).results
 
     assert result.code == "NO_PERMISSION"
     assert result.permanent is True
@@ -107,7 +115,7 @@ def test_a_silently_ignored_field_reports_success_but_changes_nothing(zoho: Zoho
     (rid,) = seed_contacts(sim, {"Last_Name": "A"})
     sim.fault("field_no_permission", field="Email_Opt_Out", mode="silent")
 
-    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}])
+    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}]).results
 
     assert result.ok  # what Zoho says...
     assert zoho.crm.get(rid)["Email_Opt_Out"] is False  # ...and what the read-back shows
@@ -119,7 +127,7 @@ def test_a_silent_noop_reports_success_but_changes_nothing(zoho: ZohoClient, sim
     (rid,) = seed_contacts(sim, {"Last_Name": "A"})
     sim.fault("silent_noop", ratio=1.0)
 
-    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}])
+    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}]).results
 
     assert result.ok
     assert zoho.crm.get(rid)["Email_Opt_Out"] is False
@@ -129,7 +137,7 @@ def test_a_workflow_reset_shows_in_the_read_back(zoho: ZohoClient, sim: Sim) -> 
     (rid,) = seed_contacts(sim, {"Last_Name": "A"})
     sim.fault("workflow_reset", field="Email_Opt_Out", value=False)
 
-    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}])
+    (result,) = zoho.crm.update([{"id": rid, "Email_Opt_Out": True}]).results
     record = zoho.crm.get(rid)
 
     assert result.ok
@@ -261,6 +269,35 @@ def test_current_user_has_a_profile(zoho: ZohoClient, sim: Sim) -> None:
     assert user.profile_name == "Administrator"
     assert user.profile_id
     assert ZohoCall.objects.get(operation="crm.current_user").path == "/crm/v8/users"
+
+
+def test_the_api_user_id_is_asked_once_for_every_client_sharing_the_cache(sim: Sim, db: None) -> None:
+    cache = LocMemCache(f"api-user-{uuid.uuid4().hex}", {})
+    prefix = f"api-user-{uuid.uuid4().hex[:8]}"
+    first = make_client(sim, cache=cache, cache_prefix=prefix)
+    second = make_client(sim, cache=cache, cache_prefix=prefix)
+
+    assert first.crm.api_user_id() == sim.state.api_user_id
+    assert second.crm.api_user_id() == sim.state.api_user_id
+    assert len(sim.calls("crm.users")) == 1
+    assert make_client(sim).crm.api_user_id() == sim.state.api_user_id  # another cache asks again
+    assert len(sim.calls("crm.users")) == 2
+
+
+def test_the_api_user_id_setting_wins_and_spares_the_call(sim: Sim, db: None, settings: Settings) -> None:
+    settings.ZOHO_API_USER_ID = "5725767000000999999"
+    config = ZohoConfig.from_settings(
+        client_id=SIM_CLIENT_ID,
+        client_secret=SIM_CLIENT_SECRET,
+        refresh_token=SIM_REFRESH_TOKEN,
+        accounts_url=sim.url,
+        campaigns_url=sim.url,
+        cache_prefix=f"api-user-{uuid.uuid4().hex[:8]}",
+    )
+    client = ZohoClient(config, cache=LocMemCache(f"api-user-{uuid.uuid4().hex}", {}))
+
+    assert client.crm.api_user_id() == "5725767000000999999"
+    assert sim.calls("crm.users") == []
 
 
 # --- bulk read ---------------------------------------------------------------

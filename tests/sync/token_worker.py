@@ -17,10 +17,14 @@ import django
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
+    from sync import quota
     from sync.zoho import NullCallLog, ZohoClient, ZohoConfig
 
     prefix, go_file = sys.argv[1], sys.argv[2]
-    client = ZohoClient(ZohoConfig.from_settings(cache_prefix=prefix), call_log=NullCallLog())
+    # As `ZohoClient.from_settings` would, but on this test's own cache prefix.
+    client = ZohoClient(
+        ZohoConfig.from_settings(cache_prefix=prefix), call_log=NullCallLog(), gate=quota.gate(prefix)
+    )
     print("ready", flush=True)
     while not os.path.exists(go_file):
         time.sleep(0.005)

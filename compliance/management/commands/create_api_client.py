@@ -16,18 +16,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--source",
             action="append",
-            required=True,
+            default=[],
             choices=Source.values,
-            help="A source this client may write; repeat for several.",
+            help="A source this client may write (events:write); repeat for several.",
+        )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            choices=ApiClient.Scope.values,
+            help="A right beyond writing, e.g. contacts:read (reads are off unless given); repeat for several.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if ApiClient.objects.filter(name=options["name"]).exists():
             raise CommandError(f"An API client named {options['name']!r} exists already.")
         try:
-            client, key = api_client_create(name=options["name"], sources=options["source"])
+            client, key = api_client_create(
+                name=options["name"], sources=options["source"], scopes=options["scope"]
+            )
         except ConsentRejected as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(f"API client {client.name} may write: {', '.join(client.sources)}")
+        self.stdout.write(f"API client {client.name} may write: {', '.join(client.sources) or 'nothing'}")
+        self.stdout.write(f"Scopes: {', '.join(client.scopes) or 'none'}")
         self.stdout.write("Its key is shown only now; send it as 'Authorization: Bearer <key>':")
         self.stdout.write(key)

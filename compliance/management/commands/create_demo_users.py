@@ -1,4 +1,4 @@
-"""Create one demo user per role (idempotent) and print their logins."""
+"""Create one demo user per role (idempotent) and print their logins (the admin's with its TOTP secret)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from compliance.logins import TOTP_DEVICE_NAME, second_factor_required, totp_secret
 from compliance.roles import ROLE_LABELS, Role, roles_install
 
 # username, role, first name, last name. The password is "<username>-demo-pass".
@@ -44,6 +46,14 @@ def demo_users_ensure() -> dict[str, AbstractUser]:
     return users
 
 
+def demo_totp_device(user: AbstractUser) -> TOTPDevice:
+    """The user's confirmed TOTP device: kept across runs, so an authenticator app set up once keeps working."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+    return device
+
+
 class Command(BaseCommand):
     help = "Create (or reset) one demo user per role: officer, auditor, admin. Prints their logins."
 
@@ -51,6 +61,8 @@ class Command(BaseCommand):
         users = demo_users_ensure()
         self.stdout.write("Demo users (username / password / role):")
         for username, role, _, _ in DEMO_USERS:
-            self.stdout.write(
-                f"  {users[role].get_username():8} / {demo_password(username):18} / {ROLE_LABELS[role]}"
-            )
+            line = f"  {users[role].get_username():8} / {demo_password(username):18} / {ROLE_LABELS[role]}"
+            if second_factor_required(users[role]):
+                device = demo_totp_device(users[role])
+                line += f" / TOTP secret {totp_secret(device)} (add it to an authenticator app)"
+            self.stdout.write(line)

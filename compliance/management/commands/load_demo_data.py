@@ -146,7 +146,7 @@ class _Writer:
         *,
         rnd: random.Random,
         seed: int,
-        lookups: services._Lookups,
+        lookups: services.Lookups,
         api_client: ApiClient,
         users: dict[str, AbstractUser],
         policies: list[PolicyVersion],
@@ -409,7 +409,7 @@ class Command(BaseCommand):
         writer = _Writer(
             rnd=rnd,
             seed=seed,
-            lookups=services._Lookups(),
+            lookups=services.Lookups(),
             api_client=api_client,
             users=users,
             policies=policies,

@@ -2,26 +2,29 @@
 
 Push every pending outbox row (100 contacts per call), verify what is due
 (``--verify-now``: every pending push, ignoring the delay), run the retries that
-are due, then pull Campaigns and seal the ledger. The same services the Celery
-tasks run.
+are due, then pull Campaigns and seal the ledger (``--no-pull`` skips those two).
+The same services the Celery tasks run. A batch that meets a transient Zoho error
+(429, 5xx, timeout) is not retried here: it goes back to the outbox for the
+periodic sweep, whose task retries with backoff, and the push stops.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from compliance.services import ledger_seal
+from sync.campaigns_pull import campaigns_pull
 from sync.outbox import outbox_claim, outbox_release
 from sync.push import PushReport, outbox_batch_push
 from sync.verify import discrepancies_retry_due, pushes_verify_due
 from sync.zoho import ZohoClient, ZohoTransientError
 
-# A batch that meets a transient error is tried this often (backing off) before it is left for the sweep.
-ATTEMPTS = 4
+# A batch left after a transient error waits this long (one sweep interval) before a
+# sweep claims it again: Zoho has just refused it.
+RELEASE_DELAY = timedelta(seconds=30)
 
 
 class Command(BaseCommand):
@@ -58,31 +61,23 @@ class Command(BaseCommand):
 
     def _push_all(self, zoho: ZohoClient) -> PushReport:
         total = PushReport()
-        while True:
-            claim = outbox_claim(worker="sync_now")
-            if not claim:
-                return total
-            for attempt in range(ATTEMPTS):
-                try:
-                    total.merge(outbox_batch_push(claim=claim, zoho=zoho))
-                    break
-                except ZohoTransientError as exc:
-                    if attempt == ATTEMPTS - 1:
-                        self.stderr.write(f"push: batch left for the next sweep after {exc}")
-                        outbox_release(claim=claim, delay=timedelta(seconds=30))
-                        return total
-                    time.sleep(2**attempt)
+        while claim := outbox_claim(worker="sync_now"):
+            try:
+                total.merge(outbox_batch_push(claim=claim, zoho=zoho))
+            except ZohoTransientError as exc:
+                left = outbox_release(claim=claim, delay=RELEASE_DELAY)
+                self.stderr.write(
+                    f"push: stopped at a transient Zoho error ({exc}); {len(claim.contact_ids)} contact(s), "
+                    f"{left} outbox row(s) left for the periodic sweep"
+                )
+                break
+        return total
 
     def _pull_and_seal(self) -> None:
-        try:
-            from sync.campaigns_pull import campaigns_pull
-        except ImportError:
-            self.stdout.write("campaigns pull: not available yet, skipped")
-        else:
-            result = campaigns_pull()
-            summary = ", ".join(f"{k} {v}" for k, v in result.as_dict().items() if k != "errors")
-            self.stdout.write(f"campaigns pull: {summary}")
-            for error in result.errors:
-                self.stderr.write(f"campaigns pull error: {error}")
+        result = campaigns_pull()
+        summary = ", ".join(f"{k} {v}" for k, v in result.as_dict().items() if k != "errors")
+        self.stdout.write(f"campaigns pull: {summary}")
+        for error in result.errors:
+            self.stderr.write(f"campaigns pull error: {error}")
         seal = ledger_seal()
         self.stdout.write(f"seal: {seal.sequence if seal else 'nothing new to seal'}")

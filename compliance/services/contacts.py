@@ -1,0 +1,212 @@
+"""Who a request is about: the contact its identifiers name, found, made or filled in.
+
+The rule that picks the contact (`contact_choose`) and the one that says what to fill in
+or change (`contact_changes`) are pure functions: `contact_resolve` applies them to what the
+database holds, and the batch path (`consent_batch._ContactIndex`) to the contacts of its chunk.
+
+Identifiers are never overwritten silently: a new contact's identifiers are its first identity
+event, a missing identifier filled in is one more, and a request whose identifiers conflict
+with the contact's is refused (`IdentityConflict`, 409) unless it says `update_identity` and the
+caller holds the identity:write right; then the change is an identity event too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compliance import chain
+from compliance.identifiers import normalise_email, normalise_phone
+from compliance.models import Contact, IdentityEvent
+from compliance.services.errors import ConsentForbidden, ConsentRejected, IdentityConflict
+from compliance.services.identity import IdentityContext, identity_append, identity_event_next
+
+
+@dataclass(frozen=True)
+class ContactIdentity:
+    email: str | None = None
+    phone: str | None = None
+    app_user_id: str | None = None
+    zoho_id: str | None = None
+    first_name: str = ""
+    last_name: str = ""
+    # The caller means to change the contact's identifiers to these (needs identity:write).
+    update_identity: bool = False
+
+
+# Each of these names one person at most; a phone number may be shared.
+STRONG_IDENTIFIERS = ("app_user_id", "email", "zoho_id")
+IDENTIFIERS = (*STRONG_IDENTIFIERS, "phone")
+CONTACT_FIELDS = ("email", "phone", "app_user_id", "zoho_id", "first_name", "last_name")
+# contact_resolve considers at most this many matching contacts.
+RESOLVE_LIMIT = 10
+
+
+def _clean_identifier(field_name: str, value: str | None, normalise: Callable[[str], str]) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return normalise(value)
+    except ValidationError as exc:
+        raise ConsentRejected(f"contact.{field_name}", exc.messages[0]) from exc
+
+
+def identity_normalise(identity: ContactIdentity) -> ContactIdentity:
+    """The identity in normal form; raises ConsentRejected for a malformed or missing identifier."""
+    result = ContactIdentity(
+        email=_clean_identifier("email", identity.email, normalise_email),
+        phone=_clean_identifier("phone", identity.phone, normalise_phone),
+        app_user_id=(identity.app_user_id or "").strip() or None,
+        zoho_id=(identity.zoho_id or "").strip() or None,
+        first_name=identity.first_name.strip(),
+        last_name=identity.last_name.strip(),
+        update_identity=identity.update_identity,
+    )
+    if not (result.email or result.phone or result.app_user_id or result.zoho_id):
+        raise ConsentRejected("contact", "Give at least one of email, phone, app_user_id or zoho_id.")
+    return result
+
+
+def contact_choose(*, found: Sequence[Contact], identity: ContactIdentity) -> Contact | None:
+    """The contact a normalised identity names among `found` (the contacts sharing any of its
+    identifiers), or None when it names nobody yet.
+
+    Identifiers that point at two different people are refused rather than guessed at
+    (IdentityConflict naming the identifier that points at a second contact).
+    """
+    strong: list[Contact] = []
+    for name in STRONG_IDENTIFIERS:
+        value = getattr(identity, name)
+        for contact in found:
+            if not value or getattr(contact, name) != value or any(contact is seen for seen in strong):
+                continue
+            if strong:
+                first = next(
+                    n
+                    for n in STRONG_IDENTIFIERS
+                    if getattr(identity, n) and getattr(identity, n) == getattr(strong[0], n)
+                )
+                raise IdentityConflict(
+                    f"contact.{name}",
+                    f"This {name} belongs to another contact than this {first}; correct the identifiers "
+                    "or ask an admin to merge the two contacts.",
+                )
+            strong.append(contact)
+    if strong:
+        return strong[0]
+    if len(found) > 1:
+        raise ConsentRejected(
+            "contact.phone", "This phone number belongs to several contacts; add email or app_user_id."
+        )
+    return found[0] if found else None
+
+
+def contact_changes(
+    *, contact: Contact, identity: ContactIdentity, may_update: bool = False
+) -> tuple[dict[str, str], str]:
+    """The fields a normalised identity fills in or changes on the contact it names, and the
+    kind of identity event that records them.
+
+    A field the contact holds another value in is a conflict: IdentityConflict naming the
+    first such field, unless the identity says update_identity and `may_update` (the caller
+    holds identity:write), and ConsentForbidden when it says so without the right.
+    """
+    changes = {}
+    overwritten = []
+    for name in CONTACT_FIELDS:
+        value = getattr(identity, name)
+        held = getattr(contact, name)
+        if value and held != value:
+            changes[name] = value
+            if held:
+                overwritten.append(name)
+    if not overwritten:
+        return changes, IdentityEvent.Kind.FILLED_IN
+    name = overwritten[0]
+    if not identity.update_identity:
+        raise IdentityConflict(
+            f"contact.{name}",
+            f"The contact these identifiers name has another {name}; identifiers are never overwritten. "
+            'To record the change, send "update_identity": true (needs the identity:write right).',
+        )
+    if not may_update:
+        raise ConsentForbidden(
+            "update_identity", f"Changing the contact's {name} needs the identity:write right."
+        )
+    return changes, IdentityEvent.Kind.UPDATED
+
+
+def contact_new(identity: ContactIdentity) -> Contact:
+    """An unsaved contact for a normalised identity that names nobody yet; its identity chain
+    will hold one event, the first identifiers."""
+    return Contact(**{name: getattr(identity, name) for name in CONTACT_FIELDS}, identity_version=1)
+
+
+def contact_resolve(*, identity: ContactIdentity, context: IdentityContext | None = None) -> Contact:
+    """Find the one contact these identifiers name, creating it if none does.
+
+    Identifiers that point at two different people are refused rather than
+    guessed at. Missing identifiers and names are filled in on the contact;
+    conflicting ones are refused unless the identity says update_identity and
+    the caller may (see contact_changes). Every change, and a new contact's first
+    identifiers, is an identity event recorded with `context`.
+    """
+    return _resolve(identity_normalise(identity), context or IdentityContext(), attempts=3)
+
+
+def _resolve(identity: ContactIdentity, context: IdentityContext, *, attempts: int) -> Contact:
+    condition = Q()
+    for name in IDENTIFIERS:
+        value = getattr(identity, name)
+        if value:
+            condition |= Q(**{name: value})
+    found = list(Contact.objects.filter(condition)[:RESOLVE_LIMIT])
+    contact = contact_choose(found=found, identity=identity)
+    if contact is None:
+        contact = contact_new(identity)
+        try:
+            with transaction.atomic():
+                contact.save(force_insert=True)
+                identity_event_next(
+                    contact,
+                    kind=IdentityEvent.Kind.CREATED,
+                    version=1,
+                    prev_hash=chain.GENESIS_HASH,
+                    context=context,
+                    now=timezone.now(),
+                ).save(force_insert=True)
+        except IntegrityError:
+            # Another request created this person a moment ago: find them again.
+            return _resolve(identity, context, attempts=attempts)
+        return contact
+
+    changes, kind = contact_changes(contact=contact, identity=identity, may_update=context.may_update())
+    if changes:
+        try:
+            with transaction.atomic():
+                # The contact's row locked, so its chain's next version is ours; judged again
+                # if another request changed its identifiers since it was read.
+                stored = (
+                    Contact.objects.select_for_update()
+                    .filter(pk=contact.pk)
+                    .values_list("identity_version", flat=True)
+                    .first()
+                )
+                if stored == contact.identity_version:
+                    for name, value in changes.items():
+                        setattr(contact, name, value)
+                    identity_append(contact, kind=kind, context=context, changed=changes)
+                    return contact
+        except IntegrityError as exc:
+            raise IdentityConflict(
+                "contact", "An identifier given here already belongs to another contact."
+            ) from exc
+        if attempts <= 1:
+            raise ConsentRejected("contact", "The contact changed meanwhile; send the request again.")
+        return _resolve(identity, context, attempts=attempts - 1)
+    return contact

@@ -1,0 +1,17 @@
+"""Task: the health page's hourly call tallies (see sync/tallies.py).
+
+Idempotent (an hour stored once is skipped), and it calls no Zoho API, so it needs neither
+retries nor `ZohoTask`.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from sync.tallies import callhour_tally as callhour_tally_service
+
+
+@shared_task(name="sync.callhour_tally")
+def callhour_tally() -> int:
+    """Store each whole hour's call tallies once the hour is over; returns how many hours."""
+    return callhour_tally_service()

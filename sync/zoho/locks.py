@@ -1,0 +1,145 @@
+"""Locks shared by every process that shares one Django cache.
+
+* **Redis cache** (production, ``CACHE_URL``): redis-py's `redis.lock.Lock` on
+  the cache's own server, so one lock holds across machines. Its key expires
+  after ``expire_s``: a holder that dies leaves no lock behind. Release is one
+  Lua script that deletes the key only while it still holds the holder's token,
+  so a holder whose lock expired (and was taken by another) cannot release the
+  new holder's lock.
+* **Any other cache** (the file cache of the embedded demo, the local-memory
+  cache of tests and scripts): `filelock` (``flock``) on a file in the file
+  cache's directory, or in the system temporary directory. The kernel drops it
+  when its holder's process ends, so it needs no expiry; a file on one machine
+  is enough because these caches are not shared beyond one machine.
+
+Threads of one process exclude each other as separate processes do: redis-py
+keeps the token per thread, `filelock` keeps a separate descriptor per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from types import TracebackType
+from typing import Protocol
+
+import filelock
+import redis
+import redis.lock
+from django.core.cache import BaseCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.redis import RedisCache
+
+logger = logging.getLogger("sync.zoho.locks")
+
+# Where the lock files of caches that have no directory of their own go.
+FALLBACK_DIR = os.path.join(tempfile.gettempdir(), "consent-desk-locks")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class SharedLock(Protocol):
+    """A lock one holder at a time, whichever process or thread it is in."""
+
+    def acquire(self, *, blocking: bool = True, timeout_s: float | None = None) -> bool:
+        """Take the lock; False when it is busy (``blocking=False``) or ``timeout_s`` passed."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock back; does nothing when this holder does not hold it."""
+        ...
+
+    def __enter__(self) -> SharedLock: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class _Context:
+    """``with lock:`` waits for the lock and releases it at the end of the block."""
+
+    def acquire(self, *, blocking: bool = True, timeout_s: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> SharedLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class RedisLock(_Context):
+    """`redis.lock.Lock`: expires ``expire_s`` after it was taken unless released before."""
+
+    def __init__(self, client: redis.Redis, name: str, *, expire_s: float) -> None:
+        self.name = name
+        self._lock = redis.lock.Lock(client, name, timeout=expire_s, sleep=0.05)
+
+    def acquire(self, *, blocking: bool = True, timeout_s: float | None = None) -> bool:
+        return bool(self._lock.acquire(blocking=blocking, blocking_timeout=timeout_s))
+
+    def release(self) -> None:
+        # The token is per thread (and unset in a thread that never took the lock).
+        if getattr(self._lock.local, "token", None) is None:
+            return  # not taken by this holder: nothing to give back
+        try:
+            self._lock.release()
+        except redis.exceptions.LockNotOwnedError:
+            # Held too long: it expired and may be someone else's now, which stays untouched.
+            logger.warning("lock %s expired before its holder released it", self.name)
+
+
+class FileLock(_Context):
+    """`filelock.FileLock` (``flock``): released by the kernel when its process ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._lock = filelock.FileLock(path)
+
+    def acquire(self, *, blocking: bool = True, timeout_s: float | None = None) -> bool:
+        try:
+            self._lock.acquire(blocking=blocking, timeout=-1 if timeout_s is None else timeout_s)
+        except filelock.Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        # filelock counts re-entries per thread; a thread that holds nothing releases nothing.
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+def lock_directory(cache: BaseCache) -> str:
+    """Where `cache_lock` puts the lock files of a cache that is not Redis."""
+    if isinstance(cache, FileBasedCache):
+        directory: str = cache._dir  # type: ignore[attr-defined]  # FileBasedCache keeps its path here
+        return directory
+    return FALLBACK_DIR
+
+
+def cache_lock(cache: BaseCache, name: str, *, expire_s: float) -> SharedLock:
+    """A lock named ``name`` shared by every user of ``cache``: see the module docstring.
+
+    ``expire_s``: how long a Redis lock outlives a holder that never releases it
+    (a file lock ends with its holder's process instead).
+    """
+    if isinstance(cache, RedisCache):
+        key = cache.make_and_validate_key(name)
+        client: redis.Redis = cache._cache.get_client(key, write=True)  # type: ignore[attr-defined]  # the cache's own pool
+        return RedisLock(client, key, expire_s=expire_s)
+    return FileLock(os.path.join(lock_directory(cache), _UNSAFE.sub("-", name) + ".lock"))

@@ -1,0 +1,14 @@
+"""CRM records API under ``/crm/<version>``: writes, reads, search and metadata, as one blueprint."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from zohosim.crm import metadata, read, search, write
+
+bp = Blueprint("crm", __name__, url_prefix="/crm/<zver:version>")
+# The order the routes were registered in before the split, so that the URL map is the same.
+for part in (write.bp, read.bp, search.bp, metadata.bp):
+    bp.register_blueprint(part)
+
+__all__ = ["bp"]
