@@ -26,6 +26,7 @@ demo: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py create_demo_users
+	$(PY) manage.py create_signing_cert
 	$(PY) manage.py load_demo_data
 	$(PY) -m config.demo
 

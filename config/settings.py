@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django_tables2",
     "compliance",
     "sync",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -346,6 +347,55 @@ ZOHO_CUSTOM_FIELDS = {
     "profiling": os.environ.get("ZOHO_FIELD_PROFILING", "Profiling_Consent"),
     "third_party_sharing": os.environ.get("ZOHO_FIELD_THIRD_PARTY", "Third_Party_Sharing_Consent"),
     "bounce_reason": os.environ.get("ZOHO_FIELD_BOUNCE_REASON", "Email_Bounce_Reason"),
+}
+
+# Reports (reports/): signed PDF audit reports, evidence packs and samples.
+REPORT_ORGANISATION = os.environ.get("REPORT_ORGANISATION", "Consent Desk demo organisation")
+# Longest period a report may cover, in days.
+REPORT_MAX_DAYS = env_int("REPORT_MAX_DAYS", 3660)
+# A withdrawal must take effect in Zoho within this many business days (Mon-Fri).
+OPT_OUT_DEADLINE_BUSINESS_DAYS = env_int("OPT_OUT_DEADLINE_BUSINESS_DAYS", 10)
+# Most rows a table in a report's PDF lists; the rest is in its attachments.
+REPORT_TABLE_MAX_ROWS = env_int("REPORT_TABLE_MAX_ROWS", 100)
+REPORT_SAMPLE_MAX_SIZE = env_int("REPORT_SAMPLE_MAX_SIZE", 200)
+# Largest PDF the verify page accepts (manage.py verify_report takes any size).
+REPORT_UPLOAD_MAX_BYTES = env_int("REPORT_UPLOAD_MAX_BYTES", 50 * 1024 * 1024)
+# The signing key: a PEM key, certificate and chain (each a file path or the PEM text itself), or a
+# PKCS#12 file. None of them set: the demo CA's under REPORT_DEMO_SIGNING_DIR, which
+# `manage.py create_signing_cert` makes. No key: no report (never an unsigned PDF).
+REPORT_SIGNING_KEY = os.environ.get("REPORT_SIGNING_KEY", "")
+REPORT_SIGNING_KEY_PASSWORD = os.environ.get("REPORT_SIGNING_KEY_PASSWORD", "")
+REPORT_SIGNING_CERT = os.environ.get("REPORT_SIGNING_CERT", "")
+REPORT_SIGNING_CHAIN = os.environ.get("REPORT_SIGNING_CHAIN", "")
+REPORT_SIGNING_P12 = os.environ.get("REPORT_SIGNING_P12", "")
+REPORT_SIGNING_P12_PASSWORD = os.environ.get("REPORT_SIGNING_P12_PASSWORD", "")
+REPORT_DEMO_SIGNING_DIR = Path(os.environ.get("REPORT_DEMO_SIGNING_DIR", VAR_DIR / "signing"))
+# The root certificate(s) verification pins (PEM bundle, path or text); empty: the root of
+# REPORT_SIGNING_CHAIN (its self-signed certificate), else the demo CA.
+REPORT_TRUST_ROOTS = os.environ.get("REPORT_TRUST_ROOTS", "")
+# An RFC 3161 time-stamping authority: set, every signature is PAdES B-T instead of B-B.
+REPORT_TSA_URL = os.environ.get("REPORT_TSA_URL", "")
+REPORT_TSA_TIMEOUT_S = env_int("REPORT_TSA_TIMEOUT_S", 30)
+# The report task's own time limits (a million-event report takes about two minutes).
+REPORT_TASK_SOFT_TIME_LIMIT_S = env_int("REPORT_TASK_SOFT_TIME_LIMIT_S", 900)
+REPORT_TASK_TIME_LIMIT_S = env_int("REPORT_TASK_TIME_LIMIT_S", 960)
+# Where the report files are kept (Django's storage API; alias "reports" in STORAGES).
+REPORT_STORAGE_BACKEND = os.environ.get(
+    "REPORT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+)
+REPORT_STORAGE_DIR = Path(os.environ.get("REPORT_STORAGE_DIR", VAR_DIR / "reports"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Read-only files: a report is written once and never changed.
+    "reports": {
+        "BACKEND": REPORT_STORAGE_BACKEND,
+        "OPTIONS": (
+            {"location": str(REPORT_STORAGE_DIR), "file_permissions_mode": 0o440}
+            if REPORT_STORAGE_BACKEND == "django.core.files.storage.FileSystemStorage"
+            else {}
+        ),
+    },
 }
 
 # Celery. The embedded default broker is SQLAlchemy on a SQLite file: no server

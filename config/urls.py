@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("compliance.urls")),
     path("sync/", include("sync.urls")),
+    path("reports/", include("reports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("compliance.api.urls")),
     # The schema answers API clients (with their key) and people who logged in (SERVE_PERMISSIONS);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the project needs beyond Python: Chromium for the browser tests,
-# Pango for WeasyPrint, fonts for the PDFs. Installs only what is missing.
+# Pango for WeasyPrint, fonts for the PDFs (FreeSans for the signature stamp), poppler's pdfsig
+# and NSS's certutil to check report signatures. Installs only what is missing.
 set -euo pipefail
-packages=(chromium chromium-driver libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+packages=(chromium chromium-driver libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-freefont-otf poppler-utils libnss3-tools)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
