@@ -54,11 +54,20 @@ def test_a_batch_refused_with_429_whose_worker_dies_in_its_cooldown_is_sent_agai
         )
         records[contact.pk] = contact.zoho_id
     workers.start(1)
-    workers.wait_until(
-        lambda: len(sim.calls("crm.update")) >= 1 and SyncPush.objects.filter(response={}).exists(),
-        "the retried batch waiting in its cool-down",
-        beat=False,
-    )
+
+    def retry_waiting_in_cooldown() -> bool:
+        # (attempt rows written after the refused call ended: the retry, waiting in the gate)
+        refused_at = (
+            ZohoCall.objects.filter(operation="crm.update", http_status=429, finished_at__isnull=False)
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+        return (
+            refused_at is not None
+            and SyncPush.objects.filter(response={}, created_at__gt=refused_at).exists()
+        )
+
+    workers.wait_until(retry_waiting_in_cooldown, "the retried batch waiting in its cool-down", beat=False)
     refused = len(sim.calls("crm.update"))
     # the worker is killed there (its task is redelivered later; its rows wait for the lease)
     workers.kill_all()
