@@ -225,7 +225,7 @@ def test_postgresql_confirms_intact_identity_chains_as_the_row_by_row_pass_does(
     """verify_ledger's quick path on PostgreSQL: the database hashes identity events exactly as
     chain.identity_event_hash does (unicode, empty and missing values, an address), so an intact
     ledger needs no row-by-row pass."""
-    from compliance.verification import _identity_intact_in_database
+    from compliance.identity_verification import _identity_intact_in_database
 
     services.consent_ingest(
         identity=ContactIdentity(email="zoe@exämple.com", first_name="Zoë", last_name="Ñúñez 日本"),

@@ -1,0 +1,143 @@
+"""verify_ledger's check of the identity chains: per contact, each identity event follows the
+one before (version + 1, previous hash) and hashes to what it stores, and the contact row holds
+what its newest identity event says. On PostgreSQL an intact ledger is confirmed by two queries;
+otherwise (or when they find a problem) a row-by-row pass names the first broken point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection
+
+from compliance import chain
+from compliance.models import Contact, IdentityEvent
+
+
+class Broken(Exception):
+    """The ledger is broken at the point the message names (raised by every check of verify_ledger)."""
+
+
+_IDENTITY_SNAPSHOT = slice(
+    chain.IDENTITY_HASHED_FIELDS.index("email"), chain.IDENTITY_HASHED_FIELDS.index("last_name") + 1
+)
+
+
+def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
+    """Every contact's identity chain (per contact: version + 1, previous hash, its own hash),
+    and every contact row against its chain: the version it records, and the identifiers of
+    the newest event. A contact without identity events, or whose identifiers differ from its
+    newest one, had them changed outside the ledger (or its events deleted)."""
+    intact = _identity_intact_in_database()
+    if intact is not None:
+        counters["identity_events"] += intact
+        return
+    names = ("id", "hash", "prev_hash", *chain.IDENTITY_HASHED_FIELDS)
+    # Chain by chain (the chain-version index's order, which PostgreSQL reads without sorting).
+    rows: Any = (
+        IdentityEvent.objects.order_by("contact_id", "version")
+        .values_list(*names)
+        .iterator(chunk_size=chunk_size)
+    )
+    try:
+        heads = _check_identity_chains(counters, rows)
+    finally:
+        # Close the server-side cursor now, inside the transaction that opened it (as below).
+        rows.close()
+    snapshot_fields = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
+    contacts: Any = (
+        Contact.objects.order_by("id")
+        .values_list("id", "identity_version", *snapshot_fields)
+        .iterator(chunk_size=chunk_size)
+    )
+    try:
+        _check_contacts_against_identity(heads, contacts)
+    finally:
+        contacts.close()
+
+
+def _identity_intact_in_database() -> int | None:
+    """On PostgreSQL (in UTC), the identity checks as two queries that return counts, not rows:
+    the number of identity events when every check passes, else None (and when the database
+    cannot tell), for the row-by-row pass to name the first broken point."""
+    if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
+        return None
+    events = IdentityEvent._meta.db_table
+    contacts = Contact._meta.db_table
+    snapshot = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
+    differs = " OR ".join(f"e.{name} IS DISTINCT FROM c.{name}" for name in snapshot)
+    with connection.cursor() as cursor:
+        # Each event after the one before it in its contact's chain, as the row-by-row pass takes them.
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM ("  # noqa: S608 - _meta names only
+            f" SELECT e.version = coalesce(lag(e.version) OVER w, 0) + 1"
+            f" AND e.prev_hash = coalesce(lag(e.hash) OVER w, %s)"
+            f" AND {chain.identity_event_hash_sql('e')} = e.hash AS ok"
+            f" FROM {events} e WINDOW w AS (PARTITION BY e.contact_id ORDER BY e.version)) AS checked",
+            [chain.GENESIS_HASH],
+        )
+        (count, broken) = cursor.fetchone()
+        if broken:
+            return None
+        # Every contact against its chain's newest event: the version it records, its identifiers.
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {contacts} c"  # noqa: S608 - _meta names only
+            f" LEFT JOIN (SELECT contact_id, max(version) AS version FROM {events} GROUP BY contact_id) h"
+            " ON h.contact_id = c.id"
+            f" LEFT JOIN {events} e ON e.contact_id = c.id AND e.version = c.identity_version"
+            f" WHERE h.version IS DISTINCT FROM c.identity_version OR e.id IS NULL OR {differs})"
+        )
+        (mismatch,) = cursor.fetchone()
+    return None if mismatch else int(count)
+
+
+def _check_identity_chains(
+    counters: dict[str, int], rows: Iterable[tuple[Any, ...]]
+) -> dict[int, tuple[int, str, tuple[Any, ...]]]:
+    """Each identity event against its chain; returns each contact's (version, hash, identifiers)."""
+    heads: dict[int, tuple[int, str, tuple[Any, ...]]] = {}
+    get_head = heads.get
+    genesis = (0, chain.GENESIS_HASH, ())
+    identity_hash = chain.identity_event_hash
+    for row in rows:
+        event_id, stored_hash, prev_hash = row[0], row[1], row[2]
+        values = row[3:]
+        contact_id, version = values[0], values[1]
+        head_version, head_hash, _snapshot = get_head(contact_id, genesis)
+        if version != head_version + 1:
+            raise Broken(
+                f"identity event {event_id} (contact {contact_id}) has version {version} after version "
+                f"{head_version}: an identity event is missing or was moved"
+            )
+        if prev_hash != head_hash:
+            raise Broken(f"identity event {event_id} does not chain to the identity event before it")
+        if identity_hash(prev_hash, values) != stored_hash:
+            raise Broken(
+                f"identity event {event_id} (contact {contact_id}) was altered "
+                "(its hash does not match its content)"
+            )
+        heads[contact_id] = (version, stored_hash, values[_IDENTITY_SNAPSHOT])
+        counters["identity_events"] += 1
+    return heads
+
+
+def _check_contacts_against_identity(
+    heads: dict[int, tuple[int, str, tuple[Any, ...]]], contacts: Iterable[tuple[Any, ...]]
+) -> None:
+    for contact_id, identity_version, *identifiers in contacts:
+        head = heads.get(contact_id)
+        if head is None:
+            raise Broken(
+                f"contact {contact_id} has no identity history: its identifiers were recorded outside "
+                "the ledger or its identity events were deleted"
+            )
+        if head[0] != identity_version:
+            raise Broken(
+                f"contact {contact_id}: the identity chain ends at version {head[0]} but version "
+                f"{identity_version} was recorded: its newest identity events were deleted or altered"
+            )
+        if head[2] != tuple(identifiers):
+            raise Broken(
+                f"contact {contact_id}: its identifiers differ from its newest identity event "
+                f"(version {head[0]}): they were changed outside the ledger"
+            )
