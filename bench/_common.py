@@ -113,6 +113,20 @@ def gunicorn(
         server.wait(timeout=30)
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants, as /proc lists them (forked workers included)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])

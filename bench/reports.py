@@ -86,16 +86,7 @@ class MemorySampler(threading.Thread):
         self.done = threading.Event()
 
     def tree(self) -> list[int]:
-        pids, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            try:
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-        return pids
+        return _common.process_tree(self.pid)
 
     @staticmethod
     def field(pid: int, name: str, file: str) -> int:

@@ -78,16 +78,7 @@ class RssSampler(threading.Thread):
             self.backend_cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / self.ticks
 
     def tree(self) -> list[int]:
-        pids, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            try:
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-        return pids
+        return _common.process_tree(self.pid)
 
     def rss(self, pid: int) -> int:
         try:
