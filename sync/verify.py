@@ -241,25 +241,29 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
                 readback = read_back(record, projections[push.contact_id].compared)
                 modifier = record.get("Modified_By") or {}
                 by_us = str(modifier.get("id", "")) == ours
-                for crm_field, (expected, actual) in differences.items():
-                    kind = (
-                        Discrepancy.Kind.NOT_APPLIED
-                        if crm_field in blocked or by_us
-                        else Discrepancy.Kind.OVERWRITTEN
-                    )
-                    d = discrepancy_record(
-                        contact_id=push.contact_id,
-                        crm_field=crm_field,
-                        kind=kind,
-                        zoho_id=push.zoho_id,
-                        expected=expected,
-                        actual=actual,
-                        evidence=_evidence(push, record, readback),
-                        hint=HINTS[kind].format(field=crm_field),
-                        push=push,
-                        now=now,
-                    ).discrepancy
-                    report.discrepancies.append(d.pk)
+                # One transaction per contact: a retry claim sees all of this read-back's
+                # confirmations or none, so the contact's fields stay on one retry schedule
+                # (claimed apart, each field would re-push the contact on its own).
+                with transaction.atomic():
+                    for crm_field, (expected, actual) in differences.items():
+                        kind = (
+                            Discrepancy.Kind.NOT_APPLIED
+                            if crm_field in blocked or by_us
+                            else Discrepancy.Kind.OVERWRITTEN
+                        )
+                        d = discrepancy_record(
+                            contact_id=push.contact_id,
+                            crm_field=crm_field,
+                            kind=kind,
+                            zoho_id=push.zoho_id,
+                            expected=expected,
+                            actual=actual,
+                            evidence=_evidence(push, record, readback),
+                            hint=HINTS[kind].format(field=crm_field),
+                            push=push,
+                            now=now,
+                        ).discrepancy
+                        report.discrepancies.append(d.pk)
     with transaction.atomic():
         # A push settled as superseded or mismatched without a discrepancy leaves with its
         # resend queued, in the same transaction: no path leaves it unanswered.

@@ -25,8 +25,8 @@ from tests.reports.pdfcheck import pyhanko_says_valid
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-BROKER_URL = os.environ.get("REPORTS_TEST_BROKER_URL", "redis://127.0.0.1:6380/5")
-WORKER_CACHE_URL = os.environ.get("REPORTS_TEST_CACHE_URL", "redis://127.0.0.1:6380/6")
+BROKER_URL = os.environ.get("REPORTS_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
+WORKER_CACHE_URL = os.environ.get("REPORTS_TEST_CACHE_URL", "redis://127.0.0.1:6379/8")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
