@@ -2,7 +2,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 def _install_roles(sender: AppConfig, **kwargs: Any) -> None:
@@ -21,6 +21,17 @@ class ComplianceConfig(AppConfig):
         # Permissions exist only after migrate's own post_migrate handler ran,
         # so the role groups are (re)built then, not in a data migration.
         post_migrate.connect(_install_roles, sender=self, dispatch_uid="compliance_install_roles")
+        # Every process keeps purposes and policy versions in memory (services/reference.py).
+        from compliance.models import Purpose, PolicyVersion
+        from compliance.services.reference import reference_changed
+
+        for model in (Purpose, PolicyVersion):
+            post_save.connect(
+                reference_changed, sender=model, dispatch_uid=f"reference_{model.__name__}_saved"
+            )
+            post_delete.connect(
+                reference_changed, sender=model, dispatch_uid=f"reference_{model.__name__}_deleted"
+            )
 
 
 class ConsentDeskAdminConfig(admin_apps.AdminConfig):

@@ -57,6 +57,15 @@ def _no_push_on_commit(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _reference_data_read_afresh() -> None:
+    # Purposes, policy versions and API clients kept by this process from an earlier test
+    # (compliance/services/reference.py) may name rows that test's rollback removed.
+    from compliance.services.reference import reference_forget
+
+    reference_forget()
+
+
+@pytest.fixture(autouse=True)
 def _seal_log_outside_var(settings: Any, tmp_path: Path) -> None:
     # Seals made in a test must not land in the developer's var/seals.log.
     settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"

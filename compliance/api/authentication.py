@@ -4,9 +4,9 @@ Each process keeps the API client it read for a key prefix for `CLIENT_CACHE_S` 
 so a busy client costs one query per process every 30 s instead of one per request. The
 key itself is checked against the stored hash, and the client's expiry against the clock,
 on every request. The services that revoke, rotate, expire or change a client also change
-a generation token in the shared cache (`API_CLIENTS_GENERATION`); every request reads it
-(one cache read) and a process that sees it change forgets the clients it kept, so those
-act at once in every process. Only a client changed in the database by hand (not through
+the reference generation token in the shared cache (`compliance.services.reference`); every
+request reads it (one cache read) and a process that sees it change forgets the clients (and
+purposes and policy versions) it kept, so those act at once in every process. Only a client changed in the database by hand (not through
 the services) may still be let in for up to `CLIENT_CACHE_S` seconds.
 """
 
@@ -16,7 +16,6 @@ import hmac
 import time
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -25,26 +24,14 @@ from rest_framework.request import Request
 
 from compliance.models import ApiClient
 from compliance.services import api_client_mark_used, api_key_hash
-from compliance.services.api_clients import API_CLIENTS_GENERATION
+from compliance.services.reference import reference_fresh
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 CLIENT_CACHE_S = 30.0
 
-# key prefix -> (read again after this time.time(), the active client)
-_clients: dict[str, tuple[float, ApiClient]] = {}
-_generation: list[object] = [None]  # the generation token the kept clients were read under
-
-
-def api_client_cache_clear() -> None:
-    """Forget every API client this process has read."""
-    _clients.clear()
-
 
 def _active_client(prefix: str) -> ApiClient | None:
-    generation = cache.get(API_CLIENTS_GENERATION)
-    if generation != _generation[0]:
-        _clients.clear()
-        _generation[0] = generation
+    _clients = reference_fresh().clients
     now = time.time()
     cached = _clients.get(prefix)
     if cached is not None and cached[0] > now:

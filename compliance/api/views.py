@@ -30,6 +30,7 @@ from compliance.api.serializers import (
 )
 from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
 from compliance.models import AccessLog, ApiClient, Contact
+from compliance.services.reference import reference_kept
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description="Invalid input; `errors` names each wrong field."),
@@ -94,7 +95,10 @@ class ConsentEventCreateView(ApiView):
             _EVENT_INPUT.run_validation(request.data), _idempotency_header(request)
         )
         result = services.consent_ingest(
-            identity=identity, decision=decision, api_client=_calling_client(request)
+            identity=identity,
+            decision=decision,
+            api_client=_calling_client(request),
+            lookups=reference_kept().lookups,
         )
         return Response(
             _EVENT_OUTPUT.to_representation(result.event),
@@ -138,6 +142,7 @@ class ConsentEventBatchView(ApiView):
         outcomes = services.consent_ingest_batch(
             items=[i for i in items if not isinstance(i, ValidationError)],
             api_client=_calling_client(request),
+            lookups=reference_kept().lookups,
         )
         recorded = [o.event for o in outcomes if isinstance(o, services.RecordResult)]
         represented = (_EVENT_OUTPUT.to_representation(event) for event in recorded)

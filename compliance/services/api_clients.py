@@ -1,9 +1,9 @@
 """The systems that call the ingest API, their keys and their rights.
 
 A key is `cd_<prefix>_<secret>`; only its prefix (to find the client) and its SHA-256 are
-stored. Every change to a client's keys or rights also changes `API_CLIENTS_GENERATION` in the
-shared cache, so that every process drops the clients it keeps in memory
-(compliance/api/authentication.py) on its next request: a revocation acts at once everywhere.
+stored. Every change to a client's keys or rights also changes the reference generation in the
+shared cache (`compliance.services.reference`), so that every process drops the clients it keeps
+in memory on its next request: a revocation acts at once everywhere.
 """
 
 from __future__ import annotations
@@ -13,25 +13,12 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from compliance.models import ApiClient, Source
 from compliance.services.errors import ConsentRejected
-
-API_CLIENTS_GENERATION = "compliance:api-clients:generation"
-
-
-def api_clients_changed() -> None:
-    """Tell every process to read API clients again: now, and once more after the transaction
-    commits (a process may read the old row in between and keep it under the first token)."""
-
-    def bump() -> None:
-        cache.set(API_CLIENTS_GENERATION, secrets.token_hex(8), None)
-
-    bump()
-    transaction.on_commit(bump)
+from compliance.services.reference import reference_changed
 
 
 def _new_key() -> tuple[str, str]:
@@ -86,7 +73,7 @@ def api_client_update(
     client.expires_at = expires_at
     with transaction.atomic():
         client.save(update_fields=["sources", "scopes", "expires_at"])
-        api_clients_changed()
+        reference_changed()
     return client
 
 
@@ -95,7 +82,7 @@ def api_client_revoke(*, client: ApiClient) -> ApiClient:
     now = timezone.now()
     with transaction.atomic():
         ApiClient.objects.filter(pk=client.pk, is_active=True).update(is_active=False, revoked_at=now)
-        api_clients_changed()
+        reference_changed()
     client.refresh_from_db()
     return client
 
@@ -105,7 +92,7 @@ def api_client_expire(*, client: ApiClient, at: datetime | None = None) -> ApiCl
     client.expires_at = at or timezone.now()
     with transaction.atomic():
         client.save(update_fields=["expires_at"])
-        api_clients_changed()
+        reference_changed()
     return client
 
 
@@ -141,7 +128,7 @@ def api_client_rotate(*, client: ApiClient, grace: timedelta) -> tuple[ApiClient
                 "previous_key_last_used_at",
             ]
         )
-        api_clients_changed()
+        reference_changed()
     return client, key
 
 

@@ -384,11 +384,12 @@ def consent_ingest(
         # The common case, a key never seen: no look-up of the key and no savepoint
         # of its own. The key's unique index refuses a repeat, which lands below.
         with transaction.atomic():
-            contact = contact_resolve(identity=identity, context=context)
+            contact = contact_resolve(identity=identity, context=context, savepoint=False)
             return _record(contact, decision, api_client, actor_user, lookups, replay_first=False)
     except IntegrityError:
-        # The key was used before (a replay or a conflict), or concurrently: everything above
-        # was rolled back; do it again the careful way, which looks the key up under the lock.
+        # The key was used before (a replay or a conflict), or concurrently, or another request
+        # created the same person meanwhile: everything above was rolled back; do it again the
+        # careful way, which looks the key up under the lock and finds the person.
         with transaction.atomic():
             contact = contact_resolve(identity=identity, context=context)
             return consent_record(

@@ -71,7 +71,10 @@ Outcome = RecordResult | ConsentRejected | IdempotencyConflict
 
 
 def consent_ingest_batch(
-    *, items: list[tuple[ContactIdentity, ConsentDecision]], api_client: ApiClient | None
+    *,
+    items: list[tuple[ContactIdentity, ConsentDecision]],
+    api_client: ApiClient | None,
+    lookups: Lookups | None = None,
 ) -> list[Outcome]:
     """Record many decisions; each item stands alone, so one bad item blocks no other.
 
@@ -89,7 +92,7 @@ def consent_ingest_batch(
         except ConsentRejected as exc:
             refused[index] = exc
     acceptable = [item for index, item in enumerate(items) if index not in refused]
-    lookups = Lookups()
+    lookups = lookups or Lookups()
     set_based = connection.features.can_return_rows_from_bulk_insert
     results: list[Outcome] = []
     for start in range(0, len(acceptable), BATCH_COMMIT_EVERY):

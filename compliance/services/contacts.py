@@ -147,7 +147,9 @@ def contact_new(identity: ContactIdentity) -> Contact:
     return Contact(**{name: getattr(identity, name) for name in CONTACT_FIELDS}, identity_version=1)
 
 
-def contact_resolve(*, identity: ContactIdentity, context: IdentityContext | None = None) -> Contact:
+def contact_resolve(
+    *, identity: ContactIdentity, context: IdentityContext | None = None, savepoint: bool = True
+) -> Contact:
     """Find the one contact these identifiers name, creating it if none does.
 
     Identifiers that point at two different people are refused rather than
@@ -155,11 +157,33 @@ def contact_resolve(*, identity: ContactIdentity, context: IdentityContext | Non
     conflicting ones are refused unless the identity says update_identity and
     the caller may (see contact_changes). Every change, and a new contact's first
     identifiers, is an identity event recorded with `context`.
+
+    A new contact is inserted under a savepoint of its own, so that a concurrent request
+    creating the same person is found again instead of failing the caller's transaction. A
+    caller that retries its whole transaction on IntegrityError anyway (`consent_ingest`'s
+    fast path) passes ``savepoint=False`` and saves the two round trips.
     """
-    return _resolve(identity_normalise(identity), context or IdentityContext(), attempts=3)
+    return _resolve(
+        identity_normalise(identity), context or IdentityContext(), attempts=3, savepoint=savepoint
+    )
 
 
-def _resolve(identity: ContactIdentity, context: IdentityContext, *, attempts: int) -> Contact:
+def _create(contact: Contact, context: IdentityContext) -> None:
+    """Insert a new contact and the first event of its identity chain."""
+    contact.save(force_insert=True)
+    identity_event_next(
+        contact,
+        kind=IdentityEvent.Kind.CREATED,
+        version=1,
+        prev_hash=chain.GENESIS_HASH,
+        context=context,
+        now=timezone.now(),
+    ).save(force_insert=True)
+
+
+def _resolve(
+    identity: ContactIdentity, context: IdentityContext, *, attempts: int, savepoint: bool = True
+) -> Contact:
     condition = Q()
     for name in IDENTIFIERS:
         value = getattr(identity, name)
@@ -169,17 +193,12 @@ def _resolve(identity: ContactIdentity, context: IdentityContext, *, attempts: i
     contact = contact_choose(found=found, identity=identity)
     if contact is None:
         contact = contact_new(identity)
+        if not savepoint:
+            _create(contact, context)
+            return contact
         try:
             with transaction.atomic():
-                contact.save(force_insert=True)
-                identity_event_next(
-                    contact,
-                    kind=IdentityEvent.Kind.CREATED,
-                    version=1,
-                    prev_hash=chain.GENESIS_HASH,
-                    context=context,
-                    now=timezone.now(),
-                ).save(force_insert=True)
+                _create(contact, context)
         except IntegrityError:
             # Another request created this person a moment ago: find them again.
             return _resolve(identity, context, attempts=attempts)

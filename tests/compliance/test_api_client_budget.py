@@ -10,6 +10,7 @@ import time_machine
 
 from compliance.api import authentication
 from compliance.models import ApiClient, ConsentEvent
+from compliance.services.reference import reference_forget
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +51,7 @@ def test_clearing_the_key_cache_refuses_a_deactivated_key_at_once(api, mobile_ap
     client, _ = mobile_app
     assert api.post(URL, event_body(), format="json").status_code == 201
     ApiClient.objects.filter(pk=client.pk).update(is_active=False)
-    authentication.api_client_cache_clear()
+    reference_forget()
 
     assert api.post(URL, event_body(), format="json").status_code == 401
     assert ConsentEvent.objects.count() == 1
