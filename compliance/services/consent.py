@@ -296,13 +296,12 @@ def request_digest(contact_ref: int | str | None, decision: ConsentDecision) -> 
 
 
 def _replay(key: str, digest: str) -> RecordResult | None:
-    existing = (
-        ConsentEvent.objects.select_related("contact", "purpose", "policy_version")
-        .filter(idempotency_key=key)
-        .first()
-    )
-    if existing is None:
+    # Nearly every key is new: ask by the key's index for one column first (a query Django
+    # builds in a fraction of the time of the joined one), and load the event only when found.
+    found = ConsentEvent.objects.filter(idempotency_key=key).values_list("pk", flat=True).first()
+    if found is None:
         return None
+    existing = ConsentEvent.objects.select_related("contact", "purpose", "policy_version").get(pk=found)
     if existing.request_digest != digest:
         raise IdempotencyConflict(existing)
     return RecordResult(event=existing, created=False)
