@@ -146,6 +146,27 @@ def _evidence_check(evidence: object) -> None:
         raise too_large
 
 
+def evidence_stored(value: Any) -> Any:
+    """The evidence as the database gives it back, so that the hash taken now matches the row.
+
+    PostgreSQL keeps a JSON number as a decimal: a float Python writes with an exponent and
+    no fraction (1e16 and up) comes back an integer of the same value, and -0.0 comes back
+    0.0. Those are stored as such; every other value already comes back as it went in.
+    (Called after `_evidence_check`, so the nesting is bounded.)
+    """
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        if value.is_integer() and abs(value) >= 1e16:
+            return int(value)
+        return value
+    if isinstance(value, Mapping):
+        return {key: evidence_stored(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [evidence_stored(item) for item in value]
+    return value
+
+
 def consent_input_check(*, identity: ContactIdentity | None, decision: ConsentDecision) -> None:
     """Refuse input that no event may hold, before anything reads or writes the database:
     invalid Unicode or NUL in any text, evidence past its limits, an occurred_at without a
@@ -328,7 +349,7 @@ def next_event(
         api_client=checked.api_client,
         actor_user=checked.actor_user,  # type: ignore[misc]
         actor=checked.actor,
-        evidence=dict(decision.evidence),
+        evidence=evidence_stored(decision.evidence),
         reason=decision.reason,
         idempotency_key=decision.idempotency_key,
         request_digest=digest,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from compliance import chain, services
 from compliance.models import ConsentEvent, ConsentState, Contact, OutboxEntry, Purpose
 from compliance.services import ConsentForbidden, ConsentRejected, ContactIdentity, IdempotencyConflict
+from compliance.verification import ledger_verify
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ledger]
 
@@ -249,3 +250,21 @@ def test_an_opt_in_past_its_validity_expires_once_with_a_system_event(decide):
     assert expiry.occurred_at == datetime(2025, 1, 10, 12, tzinfo=UTC)
     assert ConsentState.objects.get(purpose__code="phone_marketing").status == "expired"
     assert OutboxEntry.objects.filter(event=expiry, priority=OutboxEntry.Priority.WITHDRAWAL).exists()
+
+
+def test_evidence_numbers_the_database_rewrites_are_stored_as_it_gives_them_back(decide):
+    # PostgreSQL keeps JSON numbers as decimals: 1e16 comes back 10000000000000000, -0.0 as 0.0.
+    evidence = {"big": 1e16, "huge": [-1.5e300], "zero": -0.0, "nested": {"x": 0.1, "n": 3}}
+    event = services.consent_ingest(identity=ANA, decision=decide(evidence=evidence)).event
+
+    stored = ConsentEvent.objects.get(pk=event.pk)
+    assert stored.evidence == {
+        "big": 10**16,
+        "huge": [-int(1.5e300)],
+        "zero": 0.0,
+        "nested": {"x": 0.1, "n": 3},
+    }
+    assert chain.event_hash(
+        stored.prev_hash, tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS)
+    ) == (stored.hash)
+    assert ledger_verify().ok
