@@ -22,7 +22,7 @@ class ComplianceConfig(AppConfig):
         # so the role groups are (re)built then, not in a data migration.
         post_migrate.connect(_install_roles, sender=self, dispatch_uid="compliance_install_roles")
         # Every process keeps purposes and policy versions in memory (services/reference.py).
-        from compliance.models import Purpose, PolicyVersion
+        from compliance.models import PolicyVersion, Purpose
         from compliance.services.reference import reference_changed
 
         for model in (Purpose, PolicyVersion):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Field
@@ -42,7 +42,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=T
 
 
 def _instant(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds")
+    # In UTC, as the row gives it back: a decision made at 10:00+02:00 is stored, and read
+    # back, as 08:00+00:00, and its hash must not depend on the offset it arrived with.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def event_hash(prev_hash: str, values: tuple[Any, ...]) -> str:

@@ -268,3 +268,17 @@ def test_evidence_numbers_the_database_rewrites_are_stored_as_it_gives_them_back
         stored.prev_hash, tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS)
     ) == (stored.hash)
     assert ledger_verify().ok
+
+
+def test_a_decision_made_in_another_time_zone_verifies(decide):
+    # Read back, occurred_at is in UTC: the hash must not depend on the offset it came with.
+    berlin = timezone.get_fixed_timezone(120)
+    occurred = datetime(2026, 5, 2, 10, 0, tzinfo=berlin)
+    event = services.consent_ingest(identity=ANA, decision=decide(occurred_at=occurred)).event
+
+    stored = ConsentEvent.objects.get(pk=event.pk)
+    assert stored.occurred_at == occurred
+    assert chain.event_hash(
+        stored.prev_hash, tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS)
+    ) == (event.hash)
+    assert ledger_verify().ok
