@@ -40,7 +40,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy compliance sync config reports
+	$(VENV)/bin/mypy compliance sync config reports workbench
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/cache var/static

@@ -59,17 +59,23 @@ scope = {
     "evidence": lambda: contact_scope(contact_id=args["contact"]),
     "sample": lambda: sample_scope(size=args["size"], seed=args["seed"]),
 }[kind]()
-t1 = time.perf_counter()
+import resource
+def cpu():
+    # This process and its finished children (verify_ledger's workers): CPU seconds, which other
+    # processes' load on a shared machine changes far less than the wall clock.
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+t1, c1 = time.perf_counter(), cpu()
 report = services.report_make(scope=scope, requested_via="bench/reports.py", out=out)
-cold = time.perf_counter() - t1
-warm = None
+cold, cold_cpu = time.perf_counter() - t1, cpu() - c1
+warm = warm_cpu = None
 if args.get("warm"):
     # The same again in this process: what a Celery worker that made a report before takes.
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu()
     services.report_make(scope=scope, requested_via="bench/reports.py", out=out)
-    warm = time.perf_counter() - t2
-print(json.dumps({"seconds": cold, "warm_s": warm, "start_s": started, "events": report.event_count,
-                  "bytes": report.size, "report": str(report.id), "status": report.status}))
+    warm, warm_cpu = time.perf_counter() - t2, cpu() - c2
+print(json.dumps({"seconds": cold, "warm_s": warm, "cpu_s": cold_cpu, "warm_cpu_s": warm_cpu, "start_s": started,
+                  "events": report.event_count, "bytes": report.size, "report": str(report.id), "status": report.status}))
 """
 
 
@@ -194,6 +200,9 @@ def measure(
                 if result["warm_s"] is not None
                 else ""
             )
+            + f" (CPU {result['cpu_s']:.2f}s"
+            + (f", again {result['warm_cpu_s']:.2f}s" if result["warm_cpu_s"] is not None else "")
+            + " in the report's processes, PostgreSQL's not counted)"
             + f" ({result['events']} events, "
             f"{result['bytes'] / 2**20:.1f} MiB PDF); process start {result['start_s']:.1f}s; "
             f"peak memory: {sampler.peak_pss / 2**20:.0f} MiB PSS (process tree), RSS {sampler.peak_single / 2**20:.0f} MiB "

@@ -3,6 +3,10 @@
     .venv/bin/python bench/sync_calls.py                 # 10,000 changes over 5,000 contacts, 2 waves
     .venv/bin/python bench/sync_calls.py --waves 1       # every change recorded before the first push
     .venv/bin/python bench/sync_calls.py --workers 2     # the real flow: commits kick real workers
+    .venv/bin/python bench/sync_calls.py --unlinked      # contacts known only by email: linking counts too
+
+With ``--unlinked`` the changes name contacts by email only (no Zoho id): the push links them
+to their CRM records in bulk (`sync.linking`) and the figure counts linking, push and verify.
 
 With ``--workers N`` nothing is called in-process: the changes are recorded as they would
 arrive (``consent_ingest_batch``, 100 a call, each commit kicking a push through `sync.kick`),
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
-DB = "bench_sync"
+DB = os.environ.get("BENCH_SYNC_DB", "bench_sync")  # (bench* only: see _common)
 PURPOSES = ["email_marketing", "sms_marketing", "phone_marketing", "profiling", "third_party_sharing"]
 
 
@@ -47,13 +52,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="run real Celery workers (the real flow)")
     parser.add_argument("--verify-delay", type=int, default=0, help="with --workers: CONSENT_VERIFY_DELAY_S")
     parser.add_argument("--deadline-s", type=float, default=600)
+    parser.add_argument(
+        "--unlinked", action="store_true", help="contacts known only by email: no Zoho id, linked by the sync"
+    )
     args = parser.parse_args()
     if args.workers:
         with_workers(args)
         return
 
     _common.recreate_database(DB)
-    _common.django_setup(DB, CONSENT_VERIFY_DELAY_S="0")
+    _common.django_setup(DB, CONSENT_VERIFY_DELAY_S="0", RECONCILE_BULK_POLL_S="1")
 
     from django.conf import settings
     from django.db.models import Sum
@@ -116,7 +124,8 @@ def main() -> None:
         pending = SyncPush.objects.exclude(verification__in=["verified", "superseded"]).count()
         per_k = 1000 / args.changes
         print()
-        print(f"changes: {args.changes} over {args.contacts} contacts in {args.waves} wave(s)")
+        linked = "known only by email, linked by the sync" if args.unlinked else "linked by Zoho id"
+        print(f"changes: {args.changes} over {args.contacts} contacts ({linked}) in {args.waves} wave(s)")
         print(f"CRM calls: {calls} ({by_op}); zohosim counted {sim_calls}")
         print(f"credits: {credits}")
         print(
@@ -148,7 +157,9 @@ def _changes(args: argparse.Namespace, record_ids: list[str], policy_label: str)
         status = rnd.choice(["opted_in", "opted_out"])
         out.append(
             (
-                services.ContactIdentity(email=f"c{i}@bench.example", zoho_id=record_ids[i]),
+                services.ContactIdentity(
+                    email=f"c{i}@bench.example", zoho_id=None if args.unlinked else record_ids[i]
+                ),
                 services.ConsentDecision(
                     purpose=purpose,
                     status=status,

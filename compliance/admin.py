@@ -58,6 +58,28 @@ class ViewOnly:
         return False
 
 
+class SiteEditable:
+    """Whoever may enter the admin site (admins) views, adds and changes these; nothing is deleted
+    here (other rows name them: switch one off instead)."""
+
+    admin_site: admin.AdminSite
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ReadOnlyAdmin(ViewOnly, _ModelAdmin):
     """Viewable by whoever may enter the admin site; never added, changed or deleted here."""
 

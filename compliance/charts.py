@@ -31,6 +31,8 @@ STATUS_COLOURS = {
     "pending": "#c08a00",
     "expired": "#7d8791",
 }
+# Calls that succeeded and failed (the sync health chart).
+OUTCOME_COLOURS = {"ok": ACCENT, "errors": "#a33a2b"}
 SERIES_COLOURS = ("#1f5f99", "#1d7a46", "#a33a2b", "#c08a00", "#7d8791", "#6b4fa0", "#2a8c8c")
 
 
@@ -43,6 +45,24 @@ class Chart:
     svg: SafeString
     headers: tuple[str, ...]
     rows: tuple[tuple[object, ...], ...]
+
+    @property
+    def table_rows_html(self) -> SafeString:
+        """The table's header row and body rows as HTML (`<thead>` and `<tbody>`), built here rather
+        than by a template loop: a year of days is thousands of cells, which Django's template
+        engine takes tens of milliseconds to write. A missing value (None) shows as a dash."""
+        number = ' class="num"'
+        head = "".join(
+            f'<th scope="col"{number if i else ""}>{escape(h)}</th>' for i, h in enumerate(self.headers)
+        )
+        rows = []
+        for row in self.rows:
+            cells = [f'<th scope="row">{escape(row[0])}</th>'] + [
+                f"<td{number}>{'—' if cell is None else escape(cell)}</td>" for cell in row[1:]
+            ]
+            rows.append(f"<tr>{''.join(cells)}</tr>")
+        html = f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        return mark_safe(html)  # noqa: S308 - every text in it is escaped
 
 
 def _id(kind: str, title: str) -> str:
@@ -205,4 +225,168 @@ def column_chart(
     return Chart(title, description, svg, ("", value_label), tuple((label, value) for label, value in points))
 
 
-__all__ = ["STATUS_COLOURS", "Chart", "bar_chart", "column_chart", "stacked_bar_chart"]
+def _colour(key: str, index: int) -> str:
+    return STATUS_COLOURS.get(key) or OUTCOME_COLOURS.get(key) or SERIES_COLOURS[index % len(SERIES_COLOURS)]
+
+
+def _legend(series: Sequence[tuple[str, str, Sequence[float | None]]], left: int) -> list[str]:
+    body: list[str] = []
+    x = float(left)
+    for index, (key, label, _values) in enumerate(series):
+        body.append(
+            f'<rect x="{x:.0f}" y="4" width="10" height="10" fill="{_colour(key, index)}"/>'
+            f'<text x="{x + 14:.0f}" y="13">{escape(label)}</text>'
+        )
+        x += 24 + len(label) * 6
+    return body
+
+
+def _time_axes(
+    *,
+    categories: Sequence[str],
+    highest: float,
+    left: int,
+    top: int,
+    width: int,
+    height: int,
+    right: int,
+    bottom: int,
+    unit: str,
+) -> tuple[list[str], float]:
+    """The value axis's grid lines and labels and the categories' labels (about 12 at most);
+    and the axis maximum."""
+    plot_width, plot_height = width - left - right, height - top - bottom
+    step_value, axis_max = _axis(highest)
+    body: list[str] = []
+    for step in range(round(axis_max / step_value) + 1):
+        value = step_value * step
+        y = top + plot_height - plot_height * value / axis_max
+        body.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}" stroke-width="0.5"/>'
+            f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" fill="{MUTED}">{_number(value)}{unit}</text>'
+        )
+    if categories:
+        slot = plot_width / len(categories)
+        every = max(1, -(-len(categories) // 12))
+        for index, label in enumerate(categories):
+            x = left + index * slot
+            if index % every == 0 and x < width - right - 40:
+                body.append(
+                    f'<text x="{x + 1:.1f}" y="{height - bottom + 14}" fill="{MUTED}" font-size="8">'
+                    f"{escape(label)}</text>"
+                )
+    body.append(
+        f'<line x1="{left}" y1="{top + plot_height}" x2="{width - right}" y2="{top + plot_height}" stroke="{MUTED}"/>'
+    )
+    return body, axis_max
+
+
+def stacked_column_chart(
+    *,
+    title: str,
+    description: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float]]],
+    width: int = 720,
+    height: int = 220,
+) -> Chart:
+    """Vertical columns along a time axis (one per week, day …), each split by series;
+    `series` is (key, label, values), the key choosing the colour when it is a consent status.
+    The table has a row per category: each series' value and the total."""
+    left, right, top, bottom = 48, 8, 24, 30
+    plot_width, plot_height = width - left - right, height - top - bottom
+    totals = [sum(values[i] for _, _, values in series) for i in range(len(categories))]
+    body, axis_max = _time_axes(
+        categories=categories, highest=max([*totals, 0]), left=left, top=top, width=width,
+        height=height, right=right, bottom=bottom, unit="",
+    )  # fmt: skip
+    body = _legend(series, left) + body
+    if categories and any(totals):
+        slot = plot_width / len(categories)
+        column = max(slot * 0.8, 0.5)
+        for row in range(len(categories)):
+            x = left + row * slot + (slot - column) / 2
+            base = float(top + plot_height)
+            for index, (key, _label, values) in enumerate(series):
+                if not values[row]:
+                    continue
+                length = plot_height * values[row] / axis_max
+                base -= length
+                body.append(
+                    f'<rect x="{x:.2f}" y="{base:.2f}" width="{column:.2f}" height="{length:.2f}" '
+                    f'fill="{_colour(key, index)}"/>'
+                )
+    else:
+        body.append(
+            f'<text x="{left + 4}" y="{top + 20}" fill="{MUTED}">Nothing to show in this scope.</text>'
+        )
+    svg = _svg(_id("stackedcolumns", title), width, height, title, description, body)
+    headers = ("", *(label for _, label, _ in series), "Total")
+    rows = tuple(
+        (category, *(values[i] for _, _, values in series), totals[i])
+        for i, category in enumerate(categories)
+    )
+    return Chart(title, description, svg, headers, rows)
+
+
+def line_chart(
+    *,
+    title: str,
+    description: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    unit: str = " %",
+    maximum: float | None = None,
+    width: int = 720,
+    height: int = 220,
+) -> Chart:
+    """Lines along a time axis, one per series (a rate per purpose, per endpoint …); a value of
+    None is a gap (nothing to measure that day). `maximum` fixes the value axis (100 for a
+    percentage of people); otherwise it fits the highest value. The table has a row per category."""
+    left, right, top, bottom = 48, 8, 24, 30
+    plot_width, plot_height = width - left - right, height - top - bottom
+    values_seen = [v for _, _, values in series for v in values if v is not None]
+    body, axis_max = _time_axes(
+        categories=categories, highest=maximum or max([*values_seen, 0]), left=left, top=top,
+        width=width, height=height, right=right, bottom=bottom, unit=unit.strip(),
+    )  # fmt: skip
+    body = _legend(series, left) + body
+    if categories and values_seen:
+        slot = plot_width / len(categories)
+        for index, (key, _label, values) in enumerate(series):
+            colour = _colour(key, index)
+            runs: list[list[str]] = [[]]
+            for i, value in enumerate(values):
+                if value is None:
+                    runs.append([])
+                    continue
+                x = left + i * slot + slot / 2
+                y = top + plot_height - plot_height * min(value, axis_max) / axis_max
+                runs[-1].append(f"{x:.1f},{y:.1f}")
+            for run in runs:
+                if len(run) > 1:
+                    body.append(
+                        f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+                    )
+                elif run:
+                    cx, cy = run[0].split(",")
+                    body.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{colour}"/>')
+    else:
+        body.append(
+            f'<text x="{left + 4}" y="{top + 20}" fill="{MUTED}">Nothing to show in this scope.</text>'
+        )
+    svg = _svg(_id("lines", title), width, height, title, description, body)
+    headers = ("", *(label for _, label, _ in series))
+    rows = tuple((category, *(values[i] for _, _, values in series)) for i, category in enumerate(categories))
+    return Chart(title, description, svg, headers, rows)
+
+
+__all__ = [
+    "STATUS_COLOURS",
+    "Chart",
+    "bar_chart",
+    "column_chart",
+    "line_chart",
+    "stacked_bar_chart",
+    "stacked_column_chart",
+]

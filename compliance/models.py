@@ -157,6 +157,11 @@ class PolicyVersion(models.Model):
         self.sha256 = hashlib.sha256((self.text or self.url).encode()).hexdigest()
         super().save(*args, **kwargs)
 
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self.published_at is not None:
+            raise ValidationError(f"Policy version {self.label} is published and cannot be deleted.")
+        return super().delete(*args, **kwargs)
+
     def clean(self) -> None:
         if not self.text and not self.url:
             raise ValidationError("A policy version needs its full text or a URL.")
@@ -185,6 +190,7 @@ class Source(models.TextChoices):
     IMPORT = "import", "Import"
     ADMIN = "admin", "Admin correction"
     SYSTEM = "system", "System"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
 
 
 class ApiClient(models.Model):
@@ -332,6 +338,11 @@ class ConsentState(models.Model):
     status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
     frequency = models.CharField(max_length=10, choices=Frequency.choices, blank=True)
     event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, null=True, related_name="+")
+    # The current event's policy version, kept here so that "how many current opt-ins cite
+    # each version" reads this table's index, not millions of events.
+    policy_version = models.ForeignKey(
+        PolicyVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     occurred_at = models.DateTimeField(null=True)
     version = models.PositiveIntegerField(default=0, help_text="Version of the chain's newest event.")
     head_hash = models.CharField(max_length=64, default=GENESIS_HASH, help_text="Hash of the newest event.")
@@ -349,6 +360,12 @@ class ConsentState(models.Model):
             # index), and the foreign key's look-ups by purpose, whose own index migration 0004
             # dropped for this one.
             models.Index(fields=["purpose", "status"], name="compliance_state_status"),
+            # Current opt-ins per policy version (the policies page, re-permission).
+            models.Index(
+                fields=["policy_version"],
+                condition=Q(status="opted_in"),
+                name="compliance_state_optin_policy",
+            ),
             # The refresh job: opt-ins whose validity runs out.
             models.Index(
                 fields=["refresh_due_at"],
@@ -594,3 +611,165 @@ class IdentityEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Identity events are append-only and cannot be deleted.")
+
+
+class ConsentDay(models.Model):
+    """How many events of one day (occurred_at, UTC) moved a purpose's consent from one status to
+    another, per source: the overview's and the trends page's figures, without reading events.
+
+    Written only by `compliance.tallies.consent_day_tally` (beat), which adds the events recorded
+    since its mark (`ConsentDayMark`); the pages count the few events past the mark themselves.
+    """
+
+    day = models.DateField()
+    # No index of its own: nothing looks tallies up by purpose alone (the pages read by day).
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    previous_status = models.CharField(max_length=20, choices=ConsentStatus.choices, blank=True)
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices)
+    # Whether these events became their chain's current decision (`advance_state`: a decision
+    # that occurred before the current one is recorded, and changes no one's status).
+    moved = models.BooleanField(default=True)
+    events = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            # Also the pages' index: every read is a range of days.
+            models.UniqueConstraint(
+                fields=["day", "purpose", "source", "previous_status", "status", "moved"],
+                name="compliance_consentday_one_group",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.purpose_id} {self.source} {self.previous_status or '-'}→{self.status}: {self.events}"
+
+
+class ConsentCount(models.Model):
+    """How many contacts' consent to a purpose is in a status, as of `ConsentDayMark`: the
+    overview's "consent now" without counting `ConsentState`. Written with `ConsentDay`."""
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices)
+    contacts = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "status"], name="compliance_consentcount_one_per_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose_id} {self.status}: {self.contacts}"
+
+
+class ConsentDayMark(models.Model):
+    """The one row saying up to which event id `ConsentDay` has counted (every event at or below it)."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"consent tallies up to event {self.last_event_id}"
+
+
+class VerifyRun(models.Model):
+    """One run of the ledger check (`verify_ledger`'s), by beat every night or by hand, and its verdict."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, help_text="Null while running, or when the run itself failed.")
+    events_checked = models.PositiveBigIntegerField(default=0)
+    chains_checked = models.PositiveBigIntegerField(default=0)
+    seals_checked = models.PositiveIntegerField(default=0)
+    identity_events_checked = models.PositiveBigIntegerField(default=0)
+    problem = models.TextField(blank=True, help_text="The first broken point, or why the run failed.")
+
+    class Meta:
+        indexes = [
+            # The overview: the latest run.
+            models.Index(fields=["-started_at"], name="compliance_verifyrun_newest"),
+        ]
+
+    def __str__(self) -> str:
+        verdict = (
+            "running"
+            if self.finished_at is None
+            else "failed"
+            if self.ok is None
+            else ("intact" if self.ok else "BROKEN")
+        )
+        return f"verify run {self.started_at:%Y-%m-%d %H:%M}: {verdict}"
+
+
+class LinkGeneration(models.Model):
+    """A contact's link generation (compliance/lifecycle): every token carries the one it was made
+    in and is refused once the contact's has moved on, so revoking a contact's links is one UPDATE."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.PROTECT, related_name="+")
+    generation = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} links generation {self.generation}"
+
+
+class LifecycleMessage(models.Model):
+    """One mail of the consent lifecycle (a double opt-in confirmation, its reminder), as sent.
+
+    Written before the send (status queued) and finished after it, by `compliance.lifecycle.mail`;
+    the Celery task retries a failed send. A bounce of such a mail is not a withdrawal.
+    """
+
+    class Kind(models.TextChoices):
+        CONFIRMATION = "confirmation", "Double opt-in confirmation"
+        REMINDER = "reminder", "Double opt-in reminder"
+        REFRESH = "refresh", "Consent refresh request"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
+    # The pending event a confirmation (or its reminder) asks the person to confirm; the opt-in a
+    # refresh request asks the person to renew.
+    event = models.ForeignKey(
+        ConsentEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    message_id = models.CharField(max_length=200, unique=True, help_text="The mail's Message-ID header.")
+    to_email = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=300)
+    body_text = models.TextField()
+    body_html = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One confirmation and one reminder per pending event (also the reminder job's look-up).
+            models.UniqueConstraint(
+                fields=["event", "kind"],
+                condition=Q(event__isnull=False),
+                name="compliance_lifecyclemessage_one_per_event",
+            ),
+        ]
+        indexes = [
+            # lifecycle_cycle: queued mails whose task never ran; confirmations old enough for a reminder.
+            models.Index(
+                fields=["status", "kind", "created_at"],
+                condition=Q(status="queued") | Q(kind="confirmation"),
+                name="compliance_lifecyclemsg_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to contact {self.contact_id} ({self.status})"

@@ -36,6 +36,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "compliance.correct_consent",
         "compliance.fix_discrepancies",
         "compliance.view_access_log",
+        # Issue 16: publish a policy version at /policies/new/.
+        "compliance.add_policyversion",
     ],
 }
 

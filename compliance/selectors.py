@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import BooleanField, Case, CharField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, CharField, Count, Prefetch, Q, QuerySet, Value, When
+from django.utils.dateparse import parse_datetime
 
 from compliance.identifiers import normalise_email, normalise_phone
 from compliance.models import (
@@ -16,8 +19,10 @@ from compliance.models import (
     AccessLogContact,
     ConsentEvent,
     ConsentState,
+    ConsentStatus,
     Contact,
     IdentityEvent,
+    PolicyVersion,
     Suppression,
 )
 
@@ -167,3 +172,126 @@ def access_log_entries(
     if query_hash:
         entries = entries.filter(query_hash=query_hash)
     return entries.order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """One page of a table too large to count or to skip through: its rows, and the cursors of the
+    pages either side ("" where there is none)."""
+
+    rows: list[Any]
+    previous_cursor: str
+    next_cursor: str
+
+
+def access_log_page(
+    entries: QuerySet[AccessLog], *, after: str = "", before: str = "", size: int, oldest_first: bool = False
+) -> KeysetPage:
+    """A page of `entries` (filtered, any order) in (created_at, id) order, newest first unless
+    `oldest_first`: the first page, the page after the row `after` names, or before `before`.
+
+    Keyset pagination: each page is a range of compliance_accesslog_newest (created_at, id),
+    so a page deep in the log costs what the first one does, and nothing counts the rows. A
+    cursor is "<created_at ISO>~<id>"; a malformed one reads as none (the first page).
+    """
+    sign = "" if oldest_first else "-"
+    order = [f"{sign}created_at", f"{sign}id"]
+    backwards = bool(_cursor(before)) and not _cursor(after)
+    cursor = _cursor(after) or _cursor(before)
+    if cursor is not None:
+        at, id_ = cursor
+        # Past the cursor in the reading direction: "later in the order" for `after`, earlier for `before`.
+        further = oldest_first != backwards
+        if further:
+            entries = entries.filter(Q(created_at__gte=at) & (Q(created_at__gt=at) | Q(id__gt=id_)))
+        else:
+            entries = entries.filter(Q(created_at__lte=at) & (Q(created_at__lt=at) | Q(id__lt=id_)))
+    if backwards:
+        order = [name[1:] if name.startswith("-") else f"-{name}" for name in order]
+    rows = list(entries.order_by(*order)[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+    has_previous = (more if backwards else cursor is not None) and bool(rows)
+    has_next = (cursor is not None if backwards else more) and bool(rows)
+    first, last = (rows[0], rows[-1]) if rows else (None, None)
+    # In reading order: `before` the first row is the previous page, `after` the last the next.
+    return KeysetPage(
+        rows=rows,
+        previous_cursor=_cursor_of(first) if has_previous else "",
+        next_cursor=_cursor_of(last) if has_next else "",
+    )
+
+
+def _cursor_of(entry: AccessLog | None) -> str:
+    return f"{entry.created_at.isoformat()}~{entry.pk}" if entry is not None else ""
+
+
+def _cursor(value: str) -> tuple[datetime, int] | None:
+    at, _, id_ = value.rpartition("~")
+    try:
+        moment = parse_datetime(at)
+    except ValueError:
+        return None
+    if moment is None or moment.tzinfo is None or not id_.isdigit():
+        return None
+    return moment, int(id_)
+
+
+def policy_versions() -> QuerySet[PolicyVersion]:
+    """Every published policy version, the newest in effect first."""
+    return PolicyVersion.objects.filter(published_at__isnull=False).order_by("-effective_at", "-id")
+
+
+def policy_version_consent_counts() -> dict[int, int]:
+    """How many current opt-ins cite each policy version: {policy version id: count}.
+
+    Read from the current-state table alone (each row names its current decision's policy
+    version), through its partial index of opt-ins by version (compliance_state_optin_policy).
+    """
+    rows = (
+        ConsentState.objects.filter(status=ConsentStatus.OPTED_IN, policy_version__isnull=False)
+        .values_list("policy_version")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return {policy_id: count for policy_id, count in rows}
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """A line of the difference between two texts. kind: same, added, removed, or gap (lines
+    left out between two hunks, `text` empty). Line numbers are 1-based, None where absent."""
+
+    kind: str
+    text: str
+    old_number: int | None
+    new_number: int | None
+
+
+def policy_version_diff(*, old: PolicyVersion, new: PolicyVersion, context: int = 3) -> list[DiffLine]:
+    """The lines that differ between two versions' texts (difflib), with `context` lines around
+    each change. A version published as a URL only compares as that one line."""
+    before, after = _policy_lines(old), _policy_lines(new)
+    lines: list[DiffLine] = []
+    if before == after:
+        return lines
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for number, group in enumerate(matcher.get_grouped_opcodes(context)):
+        if number or group[0][1] > 0:
+            lines.append(DiffLine("gap", "", None, None))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines += [
+                    DiffLine("same", before[i], i + 1, j1 + offset + 1)
+                    for offset, i in enumerate(range(i1, i2))
+                ]
+                continue
+            lines += [DiffLine("removed", before[i], i + 1, None) for i in range(i1, i2)]
+            lines += [DiffLine("added", after[j], None, j + 1) for j in range(j1, j2)]
+    return lines
+
+
+def _policy_lines(policy: PolicyVersion) -> list[str]:
+    return policy.text.splitlines() if policy.text else [f"(published as a link) {policy.url}"]

@@ -6,15 +6,17 @@ that subclasses one says so with `type: ignore[misc]`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from compliance.models import ConsentEvent, ConsentState, Contact, Suppression
+from compliance.models import AccessLog, ConsentEvent, ConsentState, Contact, PolicyVersion, Suppression
 
 DATETIME = "Y-m-d H:i"
 
@@ -32,6 +34,10 @@ class DateTimeColumn(tables.Column):  # type: ignore[misc]
 
     def render(self, value: datetime) -> str:
         return date_format(timezone.localtime(value), self.format)
+
+    def value(self, value: datetime) -> str:
+        # Exports (CSV, XLSX) hold the instant in UTC, in ISO 8601, whatever the page's time zone.
+        return value.astimezone(UTC).isoformat()
 
 
 class ContactTable(tables.Table):  # type: ignore[misc]
@@ -151,3 +157,126 @@ class SuppressionTable(tables.Table):  # type: ignore[misc]
         orderable = False
         attrs = {"class": "data"}
         empty_text = "No suppressions."
+
+
+# --- The filterable, sortable and exportable tables (issue 16) -------------------------------
+
+
+class ContactSearchTable(ContactTable):
+    """The contact search's results, sortable by name and identifiers, exportable."""
+
+    name = tables.Column(
+        accessor="display_name", verbose_name="Name", linkify=True, order_by=("last_name", "first_name", "id")
+    )
+    id = tables.Column(verbose_name="Contact id", visible=False)
+
+    class Meta(ContactTable.Meta):
+        fields = ("name", "email", "phone", "app_user_id", "zoho_id")
+        orderable = True
+
+    def value_email(self, value: str | None) -> str:
+        return value or ""
+
+
+class ContactHistoryTable(ConsentEventTable):
+    """A contact's events on their own page: sortable and exportable."""
+
+    id = tables.Column(verbose_name="Event id", visible=False)
+    hash = tables.Column(verbose_name="Hash", orderable=False)
+    reason = tables.Column(default="", orderable=False)
+
+    class Meta(ConsentEventTable.Meta):
+        orderable = True
+        order_by = ("-recorded_at",)
+
+    def value_status(self, value: str) -> str:
+        return value
+
+    def value_hash(self, value: str) -> str:
+        return value
+
+
+class AccessLogTable(tables.Table):  # type: ignore[misc]
+    """The access log. Read a page at a time by keyset, so only "when" sorts (the view orders)."""
+
+    created_at = DateTimeColumn(verbose_name="When", format="Y-m-d H:i:s")
+    username = tables.Column(verbose_name="User", default="—", orderable=False)
+    ip = tables.Column(verbose_name="IP", default="—", orderable=False)
+    kind = tables.Column(orderable=False)
+    path = tables.Column(verbose_name="Page", orderable=False)
+    contacts = tables.Column(verbose_name="Contacts", accessor="pk", orderable=False)
+    query_hash = tables.Column(verbose_name="Search (hash)", default="—", orderable=False)
+    detail = tables.Column(default="—", orderable=False)
+
+    class Meta:
+        model = AccessLog
+        fields = ("created_at", "username", "ip", "kind", "path", "contacts", "query_hash", "detail")
+        attrs = {"class": "data access-log"}
+        empty_text = "No entries."
+
+    def render_path(self, value: str) -> str:
+        return format_html("<code>{}</code>", value)
+
+    def value_path(self, value: str) -> str:
+        return value
+
+    def render_contacts(self, record: AccessLog) -> str:
+        ids = [c.contact_id for c in record.contacts.all()]
+        if not ids:
+            return "—"
+        links = [
+            format_html('<a href="{}">{}</a>', reverse("compliance:contact_detail", args=[i]), i) for i in ids
+        ]
+        return mark_safe(", ".join(links))  # noqa: S308 (each part escaped by format_html)
+
+    def value_contacts(self, record: AccessLog) -> str:
+        return " ".join(str(c.contact_id) for c in record.contacts.all())
+
+    def render_query_hash(self, value: str) -> str:
+        return format_html('<code title="{}">{}</code>', value, value[:12])
+
+    def value_query_hash(self, value: str) -> str:
+        return value
+
+
+class PolicyVersionTable(tables.Table):  # type: ignore[misc]
+    """Published policy versions with how many current opt-ins cite each (set by the view)."""
+
+    label = tables.Column(linkify=("compliance:policy_detail", [tables.A("pk")]))
+    effective_at = tables.DateColumn(verbose_name="In effect from", format="Y-m-d")
+    published_at = DateTimeColumn(verbose_name="Published")
+    source = tables.Column(verbose_name="Notice", accessor="url", empty_values=(), orderable=False)
+    sha256 = tables.Column(verbose_name="SHA-256", orderable=False)
+    consent_count = tables.Column(
+        verbose_name="Current opt-ins citing it", attrs={"td": {"class": "num"}, "th": {"class": "num"}}
+    )
+
+    class Meta:
+        model = PolicyVersion
+        fields = ("label", "effective_at", "published_at", "source", "sha256", "consent_count")
+        attrs = {"class": "data policies"}
+        empty_text = "No policy version is published yet."
+
+    def render_effective_at(self, value: Any) -> str:
+        return f"{value:%Y-%m-%d}"
+
+    def value_effective_at(self, value: Any) -> str:
+        return f"{value:%Y-%m-%d}"
+
+    def render_source(self, record: PolicyVersion) -> str:
+        if record.url and not record.text:
+            return format_html('<a href="{}" rel="noopener noreferrer">{}</a>', record.url, record.url)
+        lines = len(record.text.splitlines())
+        return f"Full text, {lines} line{'s' if lines != 1 else ''}" + (" and a link" if record.url else "")
+
+    def value_source(self, record: PolicyVersion) -> str:
+        return record.url or "full text"
+
+    def render_sha256(self, value: str) -> str:
+        return format_html('<code title="{}">{}</code>', value, value[:12])
+
+    def value_sha256(self, value: str) -> str:
+        return value
+
+    def render_consent_count(self, value: int) -> str:
+        return f"{value:,}"

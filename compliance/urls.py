@@ -6,12 +6,20 @@ from compliance import views
 app_name = "compliance"
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("login/verify/", views.login_verify, name="login_verify"),
     path("login/setup/", views.login_setup, name="login_setup"),
     path("contacts/", views.contact_search, name="contact_search"),
     path("contacts/<int:contact_id>/", views.contact_detail, name="contact_detail"),
+    path("contacts/<int:contact_id>/history/", views.contact_history, name="contact_history"),
+    path(
+        "contacts/<int:contact_id>/phone-request/", views.contact_phone_request, name="contact_phone_request"
+    ),
+    path("contacts/<int:contact_id>/correction/", views.contact_correction, name="contact_correction"),
     path("access-log/", views.access_log, name="access_log"),
+    path("policies/", views.policy_list, name="policy_list"),
+    path("policies/new/", views.policy_publish, name="policy_publish"),
+    path("policies/diff/", views.policy_diff, name="policy_diff"),
+    path("policies/<int:policy_id>/", views.policy_detail, name="policy_detail"),
 ]

@@ -38,6 +38,11 @@ def demo_environment() -> dict[str, str]:
     # so the seeds' story shows within minutes (production keeps the default of 10/s).
     env.setdefault("ZOHO_RATE_LIMIT_PER_S", "50")
     env.setdefault("CONSENT_VERIFY_DELAY_S", "20")
+    # The lifecycle's mails go to files under var/mail; admins read them on /lifecycle/sent-mail/.
+    env.setdefault("DEMO_MODE", "true")
+    env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+    env.setdefault("EMAIL_FILE_PATH", os.path.join(env.get("DEMO_VAR_DIR", "var"), "mail"))
+    env.setdefault("PUBLIC_BASE_URL", f"http://{WEB}")
     return env
 
 

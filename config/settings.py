@@ -75,9 +75,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tables2",
+    "django_filters",
     "compliance",
     "sync",
     "reports",
+    "workbench",
 ]
 
 MIDDLEWARE = [
@@ -154,7 +156,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "compliance:login"
-LOGIN_REDIRECT_URL = "compliance:home"
+LOGIN_REDIRECT_URL = "workbench:overview"
 LOGOUT_REDIRECT_URL = "compliance:login"
 
 # Logins (compliance/logins.py). Lockout after AXES_FAILURE_LIMIT failures, counted per
@@ -217,7 +219,10 @@ CONTENT_SECURITY_POLICY = {
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = False
+# On for the public lifecycle pages (compliance/lifecycle), which pick English or German from
+# Accept-Language themselves; no LocaleMiddleware, so the staff pages stay in English.
+USE_I18N = True
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -230,6 +235,12 @@ WHITENOISE_USE_FINDERS = True
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_S", 30)
+# The file backend's directory (EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend; `make demo`).
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "consent-desk@localhost")
 COMPLIANCE_ALERT_EMAILS = env_list("COMPLIANCE_ALERT_EMAILS", "compliance@localhost")
 
@@ -286,8 +297,43 @@ EVIDENCE_MAX_KEYS = env_int("EVIDENCE_MAX_KEYS", 200)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 # How long a rotated API key stays valid beside its successor.
 API_KEY_ROTATION_GRACE_HOURS = env_int("API_KEY_ROTATION_GRACE_HOURS", 24)
+# Files an admin attaches to a correction: kept under this directory, named by their SHA-256
+# (which the event's evidence holds), at most this size, of these types (extension: MIME type).
+CORRECTION_EVIDENCE_DIR = Path(os.environ.get("CORRECTION_EVIDENCE_DIR", VAR_DIR / "evidence"))
+CORRECTION_EVIDENCE_MAX_BYTES = env_int("CORRECTION_EVIDENCE_MAX_BYTES", 10 * 1024 * 1024)
+CORRECTION_EVIDENCE_TYPES = {
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".txt": "text/plain",
+    ".eml": "message/rfc822",
+}
 # Seal hashes are appended here too, outside the database (write-once storage in production).
 LEDGER_SEAL_LOG = Path(os.environ.get("LEDGER_SEAL_LOG", VAR_DIR / "seals.log"))
+
+# The consent lifecycle (compliance/lifecycle): mails and the public pages they link to.
+# Links are PUBLIC_BASE_URL/c|u|p/<token>, signed with the first of LINK_SIGNING_KEYS and
+# accepted under any of them (rotation: put the new key first); none set: SECRET_KEY.
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+LINK_SIGNING_KEYS = env_list("LINK_SIGNING_KEYS")
+DOI_LINK_TTL_HOURS = env_int("DOI_LINK_TTL_HOURS", 168)
+DOI_REMINDER_HOURS = env_int("DOI_REMINDER_HOURS", 48)
+# A refresh request goes out this many days before an opt-in's refresh date (purpose validity).
+REFRESH_NOTICE_DAYS = env_int("REFRESH_NOTICE_DAYS", 30)
+# Unsubscribe and preference links live as long as the mails that carry them are read.
+LINK_TTL_DAYS = env_int("LINK_TTL_DAYS", 400)
+# Requests to the public link pages per client IP and minute.
+LINK_RATE_LIMIT_PER_MIN = env_int("LINK_RATE_LIMIT_PER_MIN", 60)
+LIFECYCLE_COMPANY_NAME = os.environ.get("LIFECYCLE_COMPANY_NAME", "Consent Desk demo organisation")
+# The mailto: half of List-Unsubscribe; empty, only the one-click URL is given.
+LIFECYCLE_UNSUBSCRIBE_MAILTO = os.environ.get("LIFECYCLE_UNSUBSCRIBE_MAILTO", "")
+LIFECYCLE_MAIL_MAX_ATTEMPTS = env_int("LIFECYCLE_MAIL_MAX_ATTEMPTS", 5)
+LIFECYCLE_MAIL_RETRY_BASE_S = env_int("LIFECYCLE_MAIL_RETRY_BASE_S", 60)
+# Queue a mail's send task once its row commits (off: the lifecycle cycle sends it within minutes).
+LIFECYCLE_SEND_ON_COMMIT = env_bool("LIFECYCLE_SEND_ON_COMMIT", True)
+# `make demo` sets it: admins get a "sent mail" page to click the links of the mails sent.
+DEMO_MODE = env_bool("DEMO_MODE", False)
 
 # Zoho. ZOHO_DC picks the accounts, API and Campaigns hosts (sync/zoho/datacenters.py);
 # the three *_URL variables override them (zohosim sets all three to its own URL).
@@ -318,6 +364,10 @@ SYNC_AUDIT_WINDOW_S = env_int("SYNC_AUDIT_WINDOW_S", 24 * 3600)
 SYNC_PUSH_ON_COMMIT = env_bool("SYNC_PUSH_ON_COMMIT", True)
 SYNC_PUSH_DELAY_S = env_int("SYNC_PUSH_DELAY_S", 1)
 LEDGER_OUTBOX_NOTIFY = os.environ.get("LEDGER_OUTBOX_NOTIFY", "sync.kick.outbox_kick")
+# API clients' webhooks (sync/webhooks.py): each POST's timeout, and the attempts of a
+# delivery before it gives up (Celery retries with exponential backoff in between).
+WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 # Quota: Zoho counts credits per org over a rolling 24 h; the sync keeps its own budget,
 # one shared per-second rate (Redis through CACHE_URL), and a shared cool-down after a 429.
 ZOHO_QUOTA_ENABLED = env_bool("ZOHO_QUOTA_ENABLED", True)
@@ -348,6 +398,13 @@ ZOHO_CUSTOM_FIELDS = {
     "third_party_sharing": os.environ.get("ZOHO_FIELD_THIRD_PARTY", "Third_Party_Sharing_Consent"),
     "bounce_reason": os.environ.get("ZOHO_FIELD_BOUNCE_REASON", "Email_Bounce_Reason"),
 }
+# A custom CRM field holding the app's user id, to link contacts known only by it ("": none).
+ZOHO_FIELD_APP_USER_ID = os.environ.get("ZOHO_FIELD_APP_USER_ID", "")
+# Optional: a CRM record `zoho_doctor` may write and read back to probe for silent drops.
+ZOHO_DIAGNOSTIC_RECORD_ID = os.environ.get("ZOHO_DIAGNOSTIC_RECORD_ID", "")
+# Zoho CRM notifications (instant CRM changes): a channel calling PUBLIC_BASE_URL/sync/zoho/notify/,
+# renewed by the daily reconciliation; polling stays the fallback. Off: polling only.
+ZOHO_NOTIFICATIONS = env_bool("ZOHO_NOTIFICATIONS", False)
 
 # Reports (reports/): signed PDF audit reports, evidence packs and samples.
 REPORT_ORGANISATION = os.environ.get("REPORT_ORGANISATION", "Consent Desk demo organisation")
@@ -355,6 +412,10 @@ REPORT_ORGANISATION = os.environ.get("REPORT_ORGANISATION", "Consent Desk demo o
 REPORT_MAX_DAYS = env_int("REPORT_MAX_DAYS", 3660)
 # A withdrawal must take effect in Zoho within this many business days (Mon-Fri).
 OPT_OUT_DEADLINE_BUSINESS_DAYS = env_int("OPT_OUT_DEADLINE_BUSINESS_DAYS", 10)
+# Public holidays that are not business days either (the `holidays` package's country code, e.g. "DE";
+# empty: weekends only), and how many business days before the deadline its alert goes out.
+COMPLIANCE_HOLIDAYS_COUNTRY = os.environ.get("COMPLIANCE_HOLIDAYS_COUNTRY", "").strip().upper()
+OPT_OUT_ALERT_BUSINESS_DAYS = env_int("OPT_OUT_ALERT_BUSINESS_DAYS", 2)
 # Most rows a table in a report's PDF lists; the rest is in its attachments.
 REPORT_TABLE_MAX_ROWS = env_int("REPORT_TABLE_MAX_ROWS", 100)
 REPORT_SAMPLE_MAX_SIZE = env_int("REPORT_SAMPLE_MAX_SIZE", 200)
@@ -423,6 +484,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_S", 240)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_S", 300)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Task modules outside an app's tasks.py (autodiscovery finds only those).
+CELERY_IMPORTS = ["compliance.lifecycle.tasks", "sync.tasks.optout_clock"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CAMPAIGNS_PULL_INTERVAL_S = env_int("CAMPAIGNS_PULL_INTERVAL_S", 15 * 60)
@@ -455,11 +518,27 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
     "seal-ledger": {"task": "compliance.seal_ledger", "schedule": 3600.0, "options": {"expires": 3000}},
+    # The overview's and trends page's consent tallies per day (compliance.tallies).
+    "consent-day-tally": {
+        "task": "workbench.consent_day_tally",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 240},
+    },
+    # The nightly `verify_ledger` check, its verdict recorded (compliance.verify_runs).
+    "verify-ledger-nightly": {
+        "task": "workbench.verify_ledger",
+        "schedule": crontab(hour=env_int("VERIFY_LEDGER_HOUR_UTC", 2), minute=15),
+        "options": {"expires": 6 * 3600},
+    },
     "expire-due-consents": {
         "task": "compliance.expire_due",
         "schedule": crontab(minute=30),
         "options": {"expires": 3000},
     },
+    # Due confirmation mails, reminders (compliance/lifecycle; `manage.py lifecycle_now` by hand).
+    "lifecycle-cycle": {"task": "lifecycle.cycle", "schedule": 300.0, "options": {"expires": 280}},
+    # Withdrawals' clocks kept up to date, and the alert two business days before a deadline.
+    "optout-clock": {"task": "sync.optout_clock", "schedule": 60.0, "options": {"expires": 55}},
 }
 
 # /healthz fails when beat's heartbeat (run every minute by a worker) is older than this.

@@ -13,7 +13,11 @@ docs_page = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["blob:"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Before compliance's: the overview is the home page ("/").
+    path("", include("workbench.urls")),
     path("", include("compliance.urls")),
+    # The public lifecycle pages (/c/, /u/, /p/ <token>; no login) and the demo's sent-mail page.
+    path("", include("compliance.lifecycle.urls")),
     path("sync/", include("sync.urls")),
     path("reports/", include("reports.urls")),
     path("admin/", admin.site.urls),

@@ -259,6 +259,62 @@ def events_csv_write(
     )
 
 
+# The pushes CSV (evidence packs, samples): every push to Zoho CRM of the people in the document,
+# where the PDF lists only the newest per purpose.
+PUSH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("push_id", "The push's id."),
+    ("contact_id", "The person's contact id."),
+    ("zoho_id", "The CRM record it was sent to."),
+    ("created_at", "When it was sent, UTC, ISO 8601 with microseconds."),
+    ("ledger_versions", "The ledger version of each purpose it carried, as canonical JSON."),
+    ("sent", "The fields sent, as canonical JSON."),
+    ("verification", "The read-back's outcome, e.g. verified or mismatch."),
+    ("verified_at", "When the read-back confirmed it, empty when it did not."),
+    ("readback", "The fields read back from CRM, as canonical JSON (empty before the read-back)."),
+)
+
+
+def pushes_csv_write(*, contact_ids: list[int], directory: Path) -> Attachment:
+    from sync.models import SyncPush
+
+    rows = (
+        SyncPush.objects.filter(contact_id__in=contact_ids)
+        .order_by("id")
+        .values_list(
+            "id",
+            "contact_id",
+            "zoho_id",
+            "created_at",
+            "ledger_versions",
+            "sent",
+            "verification",
+            "verified_at",
+            "readback",
+        )
+        .iterator(chunk_size=CHUNK_ROWS)
+    )
+    return csv_write(
+        directory=directory,
+        name="pushes.csv",
+        description="Every push to Zoho CRM of the people in this document, with its read-back (columns: see manifest.json).",
+        header=[name for name, _ in PUSH_COLUMNS],
+        rows=(
+            [
+                push_id,
+                contact_id,
+                zoho_id,
+                instant(created_at),
+                canonical_json(versions or {}),
+                canonical_json(sent or {}),
+                verification,
+                instant(verified_at),
+                canonical_json(readback) if readback is not None else "",
+            ]
+            for push_id, contact_id, zoho_id, created_at, versions, sent, verification, verified_at, readback in rows
+        ),
+    )
+
+
 def json_write(*, directory: Path, name: str, description: str, data: dict[str, Any]) -> Attachment:
     sink = _CompressedFile(directory / f"{name}.deflate")
     sink.write(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n")
@@ -287,6 +343,8 @@ def manifest_write(
         },
         "events_csv_columns": [{"name": name, "meaning": meaning} for name, meaning in EVENT_COLUMNS],
     }
+    if any(a.name == "pushes.csv" for a in attachments):
+        data["pushes_csv_columns"] = [{"name": name, "meaning": meaning} for name, meaning in PUSH_COLUMNS]
     return json_write(
         directory=directory,
         name="manifest.json",

@@ -22,7 +22,7 @@ from django.template.loader import render_to_string
 from compliance import charts
 from compliance.models import ConsentEvent, ConsentStatus, Purpose, Source
 from reports import selectors
-from reports.attachments import Attachment, csv_write, events_csv_write, manifest_write
+from reports.attachments import Attachment, csv_write, events_csv_write, manifest_write, pushes_csv_write
 from reports.models import Report
 from reports.pdf import html_to_pdfa, pdf_finish
 from reports.scopes import ContactScope, PeriodScope, SampleScope, scope_from_json
@@ -122,7 +122,7 @@ def _common(
         "timestamped": bool(settings.REPORT_TSA_URL),
         "tsa_url": settings.REPORT_TSA_URL,
         "seal_log_note": "write-once storage in production",
-        "has_withdrawals": any(a.name == "withdrawals.csv" for a in attachments),
+        "csv_names": [a.name for a in attachments if a.name.endswith(".csv")],
     }
 
 
@@ -232,6 +232,7 @@ def _period(scope: PeriodScope, work: Path, progress: Progress, *, now: datetime
             "withdrawals": stats,
             "withdrawal_outcomes": outcomes,
             "timing": stats.summary(),
+            "timing_stages": stats.stages(),
             "delivery": delivery,
             "policies": selectors.policies_in_force(scope),
             "status_chart": status_chart,
@@ -267,13 +268,19 @@ def _evidence(scope: ContactScope, work: Path, progress: Progress, *, upto: int)
     integrity = selectors.integrity_check(events_in_scope=events, max_event_id=high, whole_ledger=False)
     progress("Writing events.csv", 60)
     events_csv = events_csv_write(events=events, directory=work)
+    pushes_csv = pushes_csv_write(contact_ids=[scope.contact_id], directory=work)
     return Content(
         template="reports/pdf_evidence.html",
         title="Evidence pack",
         scope_text=f"every event, state and delivery of {pack.contact.display_name} (contact {pack.contact.id})",
         context={"pack": pack},
-        attachments=[events_csv],
-        counts={"events": events_csv.rows, "contact": scope.contact_id, "max_event_id": high},
+        attachments=[events_csv, pushes_csv],
+        counts={
+            "events": events_csv.rows,
+            "pushes": pushes_csv.rows,
+            "contact": scope.contact_id,
+            "max_event_id": high,
+        },
         integrity=integrity,
         event_count=events_csv.rows or 0,
         contact_ids=[scope.contact_id],
@@ -300,6 +307,7 @@ def _sample(scope: SampleScope, work: Path, progress: Progress, *, upto: int) ->
     integrity = selectors.integrity_check(events_in_scope=events, max_event_id=high, whole_ledger=False)
     progress("Writing events.csv", 62)
     events_csv = events_csv_write(events=events, directory=work)
+    pushes_csv = pushes_csv_write(contact_ids=picked, directory=work)
     among = (
         f"people with {scope.period.describe()}" if scope.period else "every person with at least one event"
     )
@@ -320,11 +328,12 @@ def _sample(scope: SampleScope, work: Path, progress: Progress, *, upto: int) ->
                 {p.pk: p for pack in packs for p in pack.policies}.values(), key=lambda p: p.effective_at
             ),
         },
-        attachments=[events_csv],
+        attachments=[events_csv, pushes_csv],
         counts={
             "candidates": len(candidates),
             "picked": picked,
             "events": events_csv.rows,
+            "pushes": pushes_csv.rows,
             "max_event_id": high,
         },
         integrity=integrity,

@@ -44,7 +44,8 @@ def _stream_class() -> type:
             self.source = attachment.path
             name = generic.NameObject
             self[name("/Type")] = name("/EmbeddedFile")
-            self[name("/Subtype")] = name("/" + attachment.mime.replace("/", "#2F"))
+            # The MIME type as the name's text: pyHanko writes the "/" in it as #2F itself.
+            self[name("/Subtype")] = name("/" + attachment.mime)
             self[name("/Filter")] = name("/FlateDecode")
             self[name("/Params")] = generic.DictionaryObject(
                 {

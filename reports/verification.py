@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,7 +179,11 @@ def _check_signature(
     if padding:
         checks["coverage"].fail(padding)
     if roots and not status.trusted:
-        checks["trust"].fail("the signer's certificate does not chain to the pinned root")
+        checks["trust"].fail(
+            "the signer's certificate does not chain to the pinned root"
+            if status.intact and status.valid
+            else "not established: the signature itself does not verify"
+        )
     elif status.trusted:
         checks["trust"].note(f"chains to {', '.join(r.subject.human_friendly for r in roots)[:200]}")
     _check_time(status, checks["signing_time"])
@@ -243,7 +248,7 @@ def _check_attachments(reader: Any, checks: dict[str, Check]) -> dict[str, Any] 
     try:
         manifest = json.loads(b"".join(files["manifest.json"].chunks()).decode("utf-8"))
         listed = manifest["attachments"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, zlib.error) as exc:
         check.fail(f"manifest.json is unreadable: {exc}")
         return None
     for name, facts in sorted(listed.items()):
@@ -304,7 +309,8 @@ def _check_ledger(
         return
     try:
         _check_events(files["events.csv"], check, verdict)
-    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
+    except (ValueError, UnicodeDecodeError, csv.Error, zlib.error) as exc:
+        # A changed byte in the compressed stream: the attachments check names it too.
         check.fail(f"events.csv cannot be read: {exc}")
 
 

@@ -6,7 +6,8 @@ A withdrawal is an `opted_out` event. It has taken effect when
   the address unsubscribed in every configured list (a sighting before the withdrawal counts
   from the withdrawal: the address was unsubscribed already).
 Measured from when Consent Desk recorded it. The deadline is OPT_OUT_DEADLINE_BUSINESS_DAYS
-business days (Monday to Friday; public holidays are not known here) after that.
+business days (Monday to Friday, without the public holidays of COMPLIANCE_HOLIDAYS_COUNTRY:
+`sync.optout_clock`, which the opt-out clock page uses too) after that.
 
 Withdrawals are read in chunks in id order and each chunk's pushes, links and sightings in
 three queries, so a period with a million events runs in bounded memory: the durations are
@@ -20,7 +21,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 
@@ -28,6 +29,7 @@ from compliance.models import ConsentStatus, Contact, Purpose
 from reports.scopes import PeriodScope
 from reports.selectors import scope_events
 from sync.models import CampaignsObservation, CrmLink, FieldMapping, SyncPush
+from sync.optout_clock import business_days_between, deadline_after
 
 CHUNK = 2000
 EMAIL = Purpose.Channel.EMAIL
@@ -45,30 +47,6 @@ class Outcome:
     SLOW = (LATE, OVERDUE)
 
 
-def deadline_after(moment: datetime, business_days: int) -> datetime:
-    """`business_days` Mondays-to-Fridays after `moment`, at the same time of day."""
-    day = moment
-    left = business_days
-    while left > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            left -= 1
-    return day
-
-
-def business_days_between(start: datetime, end: datetime) -> float:
-    """Business-day time from `start` to `end`, in days (weekends do not count)."""
-    total = 0.0
-    moment = start
-    while moment < end:
-        next_midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        step_end = min(next_midnight, end)
-        if moment.weekday() < 5:
-            total += (step_end - moment).total_seconds() / 86400
-        moment = step_end
-    return total
-
-
 @dataclass(frozen=True)
 class Withdrawal:
     event_id: int
@@ -83,11 +61,23 @@ class Withdrawal:
 
     @property
     def hours(self) -> float | None:
-        return (self.effective_at - self.recorded_at).total_seconds() / 3600 if self.effective_at else None
+        return _hours_since(self.recorded_at, self.effective_at)
+
+    @property
+    def crm_hours(self) -> float | None:
+        return _hours_since(self.recorded_at, self.crm_verified_at)
+
+    @property
+    def campaigns_hours(self) -> float | None:
+        return _hours_since(self.recorded_at, self.campaigns_at)
 
     @property
     def business_days(self) -> float | None:
         return business_days_between(self.recorded_at, self.effective_at) if self.effective_at else None
+
+
+def _hours_since(start: datetime, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() / 3600 if end else None
 
 
 WITHDRAWAL_COLUMNS = (
@@ -243,32 +233,53 @@ class WithdrawalStats:
     count: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     hours: array = field(default_factory=lambda: array("d"))
+    crm_hours: array = field(default_factory=lambda: array("d"))
+    campaigns_hours: array = field(default_factory=lambda: array("d"))
     slow: list[Withdrawal] = field(default_factory=list)
     slow_count: int = 0
 
     def add(self, w: Withdrawal) -> None:
         self.count += 1
         self.outcomes[w.outcome] = self.outcomes.get(w.outcome, 0) + 1
-        if w.hours is not None:
-            self.hours.append(w.hours)
+        for hours, values in (
+            (w.hours, self.hours),
+            (w.crm_hours, self.crm_hours),
+            (w.campaigns_hours, self.campaigns_hours),
+        ):
+            if hours is not None:
+                values.append(hours)
         if w.outcome in Outcome.SLOW:
             self.slow_count += 1
             if len(self.slow) < self.keep:
                 self.slow.append(w)
 
     def summary(self) -> dict[str, float | None]:
-        values = sorted(self.hours)
-        if not values:
-            return {"median": None, "p95": None, "max": None, "measured": 0}
+        """Median, 95th percentile and maximum from recorded to in effect everywhere."""
+        return _summary(self.hours)
 
-        def percentile(q: float) -> float:
-            # Nearest rank: the smallest value with at least q of all values at or below it.
-            rank = max(1, math.ceil(q * len(values)))
-            return values[min(len(values), rank) - 1]
+    def stages(self) -> list[tuple[str, dict[str, float | None]]]:
+        """The same for each leg: recorded to verified in CRM, to unsubscribed in every
+        Campaigns list, and to in effect everywhere (the later of the two that apply)."""
+        return [
+            ("Recorded → verified in Zoho CRM (read-back)", _summary(self.crm_hours)),
+            ("Recorded → unsubscribed in every Campaigns list", _summary(self.campaigns_hours)),
+            ("Recorded → in effect everywhere", _summary(self.hours)),
+        ]
 
-        return {
-            "median": percentile(0.5),
-            "p95": percentile(0.95),
-            "max": values[-1],
-            "measured": len(values),
-        }
+
+def _summary(hours: array) -> dict[str, float | None]:
+    values = sorted(hours)
+    if not values:
+        return {"median": None, "p95": None, "max": None, "measured": 0}
+
+    def percentile(q: float) -> float:
+        # Nearest rank: the smallest value with at least q of all values at or below it.
+        rank = max(1, math.ceil(q * len(values)))
+        return values[min(len(values), rank) - 1]
+
+    return {
+        "median": percentile(0.5),
+        "p95": percentile(0.95),
+        "max": values[-1],
+        "measured": len(values),
+    }

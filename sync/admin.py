@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from compliance.admin import ViewOnly
+from compliance.admin import SiteEditable, ViewOnly
 from sync.models import Alert, CrmLink, Discrepancy, FieldMapping, FieldMappingVersion, SyncPush, ZohoCall
 
 
@@ -119,7 +119,7 @@ class FieldMappingVersionInline(ViewOnly, admin.TabularInline):
 
 
 @admin.register(FieldMapping)
-class FieldMappingAdmin(admin.ModelAdmin):
+class FieldMappingAdmin(SiteEditable, admin.ModelAdmin):
     """Admins (the role, like the rest of this site) add and edit mappings. Each save is a new
     version whose values join the history below the form; a mapping is deactivated, not deleted
     (its history stays, as do the pushes made with it)."""
@@ -131,21 +131,6 @@ class FieldMappingAdmin(admin.ModelAdmin):
     fields = ("purpose", "crm_field", "transform", "direction", "is_active", "version", "updated_at")
     readonly_fields = ("version", "updated_at")
     inlines = (FieldMappingVersionInline,)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.admin_site.has_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self.admin_site.has_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self.admin_site.has_permission(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self.admin_site.has_permission(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def save_model(self, request: HttpRequest, obj: FieldMapping, form: Any, change: bool) -> None:
         obj.save(changed_by=request.user.get_username())

@@ -5,6 +5,8 @@
 - `alert_threshold`: reconciliation left more discrepancies open than
   ``DISCREPANCY_ALERT_THRESHOLD``; not again for the same state;
 - `alert_auth`: Zoho refuses our credentials; one open at a time.
+- `alert_opt_out_deadline`: a withdrawal not in effect two business days before its deadline;
+  exactly one per withdrawal (a unique constraint, like the first).
 
 The email goes through Django's email backend to ``COMPLIANCE_ALERT_EMAILS`` on commit, so a
 rolled-back alert is never mailed; a mail server that is down is logged and the alert stands
@@ -15,6 +17,7 @@ rolled-back alert is never mailed; a mail server that is down is logged and the 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -22,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from sync.models import Alert, Discrepancy
+from sync.models import Alert, Discrepancy, WithdrawalClock
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,28 @@ def alert_auth(*, message: str) -> Alert | None:
         return None
     alert = Alert.objects.create(kind=Alert.Kind.AUTH, message=message)
     transaction.on_commit(lambda: _email(alert, "Zoho refuses Consent Desk's credentials"))
+    return alert
+
+
+def alert_opt_out_deadline(*, clock: WithdrawalClock, missing: str, now: datetime) -> Alert | None:
+    """The one alert for a withdrawal close to (or past) its deadline; None when it exists already
+    (a unique constraint makes a second one impossible, even from two workers at once)."""
+    breached = now >= clock.deadline_at
+    message = (
+        f"The withdrawal of {clock.contact} from {clock.purpose} (event {clock.event_id}), recorded "
+        f"{clock.recorded_at:%Y-%m-%d %H:%M} UTC, is not in effect in Zoho yet: waiting for {missing}.\n\n"
+        f"Its deadline {'passed' if breached else 'is'} {clock.deadline_at:%Y-%m-%d %H:%M} UTC "
+        f"({settings.OPT_OUT_DEADLINE_BUSINESS_DAYS} business days)."
+    )
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(kind=Alert.Kind.OPT_OUT_DEADLINE, withdrawal=clock, message=message)
+    except IntegrityError:
+        return None
+    subject = (
+        f"Withdrawal {'past' if breached else 'close to'} its deadline: {clock.purpose} of {clock.contact}"
+    )
+    transaction.on_commit(lambda: _email(alert, subject))
     return alert
 
 

@@ -6,4 +6,14 @@ class SyncConfig(AppConfig):
     verbose_name = "Zoho sync"
 
     def ready(self) -> None:
-        from sync import checks  # noqa: F401  (registers the system checks)
+        from compliance.panels import consent_status_register, contact_panel_register
+        from sync import (
+            checks,  # noqa: F401  (registers the system checks)
+            webhooks_admin,  # noqa: F401  (registers the webhook admin pages)
+        )
+        from sync.proof import proof_panel, proof_statuses
+
+        # The contact page's "Zoho proof" and each purpose's "zoho" status in the API (compliance
+        # never imports the sync: it asks whoever registered).
+        contact_panel_register(name="zoho_proof", provider=proof_panel, order=10)
+        consent_status_register(name="zoho", provider=proof_statuses)

@@ -15,9 +15,10 @@ DESIGN.md's rule of direction, applied to the mapped fields that flow back
 * **An opt-in found in CRM** that the ledger does not hold is never recorded:
   an ``unevidenced_opt_in`` discrepancy asks an admin to look.
 
-Who is a workflow: ``ZOHO_WORKFLOW_USER_IDS`` (ids), or a ``Modified_By`` name
-starting with one of ``ZOHO_WORKFLOW_USER_NAME_PREFIXES`` (default
-``Workflow``, as zohosim names its workflow user). Real Zoho often shows the
+Who is a workflow: ``ZOHO_WORKFLOW_USER_IDS`` (ids), or a user whose full name
+(from the users API, by id: COQL shows only last names) starts with one of
+``ZOHO_WORKFLOW_USER_NAME_PREFIXES`` (default ``Workflow``, as zohosim names its
+workflow user). Real Zoho often shows the
 user whose action triggered the rule, which is why the aftermath window exists.
 The API user is `CrmClient.api_user_id()` (``ZOHO_API_USER_ID``, else asked of Zoho).
 
@@ -35,20 +36,23 @@ an admin.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max
+from django.core.cache import cache
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from compliance import services
 from compliance.models import ConsentState, ConsentStatus, Contact, Source
 from sync.discrepancies import discrepancy_record
-from sync.models import Discrepancy, FieldMapping, SyncPush
+from sync.models import CrmLink, CrmWatchChannel, Discrepancy, FieldMapping, SyncPush
 from sync.projection import Projection, active_mappings, project, read_fields
 from sync.zoho import ZohoClient
 
@@ -135,9 +139,40 @@ def crm_record(contact_id: int, row: Mapping[str, Any], fields: Iterable[str]) -
 # Who changed it -------------------------------------------------------------------
 
 
-def is_workflow(user_id: str, user_name: str) -> bool:
-    ids = {str(i) for i in settings.ZOHO_WORKFLOW_USER_IDS}
-    if user_id and user_id in ids:
+# Resolved workflow user ids are kept this long (users are renamed rarely).
+WORKFLOW_USERS_TTL_S = 3600
+
+
+def crm_user_names(client: ZohoClient) -> dict[str, str]:
+    """Every org user's full name by id, from the users API (one call an hour, shared). COQL
+    shows a user lookup by its last name only, so its rows are named from here, by id."""
+    key = f"sync:crm-users:{client.config.cache_prefix}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = {u.id: u.full_name for u in client.crm.users()}
+        cache.set(key, cached, WORKFLOW_USERS_TTL_S)
+    return dict(cached)
+
+
+def workflow_user_ids(client: ZohoClient) -> set[str]:
+    """Ids of the workflow users: ``ZOHO_WORKFLOW_USER_IDS`` and every org user whose *full*
+    name starts with a ``ZOHO_WORKFLOW_USER_NAME_PREFIXES`` prefix (`crm_user_names`)."""
+    prefixes = [str(p).lower() for p in settings.ZOHO_WORKFLOW_USER_NAME_PREFIXES if p]
+    named = {
+        user_id
+        for user_id, name in crm_user_names(client).items()
+        if any(name.strip().lower().startswith(p) for p in prefixes)
+    }
+    return {str(i) for i in settings.ZOHO_WORKFLOW_USER_IDS} | named
+
+
+def is_workflow(user_id: str, user_name: str, *, ids: set[str] | None = None) -> bool:
+    """Whether a workflow made the change. With ``ids`` (`workflow_user_ids`), by id only;
+    without (no client to ask), by the configured ids, then by a full name's prefix."""
+    if ids is not None:
+        return bool(user_id) and user_id in ids
+    configured = {str(i) for i in settings.ZOHO_WORKFLOW_USER_IDS}
+    if user_id and user_id in configured:
         return True
     prefixes = settings.ZOHO_WORKFLOW_USER_NAME_PREFIXES
     lowered = user_name.strip().lower()
@@ -243,6 +278,7 @@ def crm_changes_apply(
         # Without a client nobody can say who our API user is: then no value counts as ours.
         api_user = client.crm.api_user_id() if client is not None else ""
     our_user = api_user
+    workflow_ids = workflow_user_ids(client) if client is not None else None
 
     for record, mapping, expected, actual in candidates:
         name = mapping.crm_field
@@ -279,7 +315,7 @@ def crm_changes_apply(
         reason = ""
         if record.modified_by_id and record.modified_by_id == our_user:
             reason = "our API user made this value (a failed or stale write of ours)"
-        elif is_workflow(record.modified_by_id, record.modified_by_name):
+        elif is_workflow(record.modified_by_id, record.modified_by_name, ids=workflow_ids):
             reason = f"a workflow rule ({record.modified_by_name or record.modified_by_id}) reset the field"
         elif modified is None:
             reason = "the record carries no Modified_Time, so the change cannot be dated"
@@ -336,3 +372,84 @@ def crm_changes_apply(
             result.recorded += 1
             result.events.append(outcome.event.pk)
     return result
+
+
+# Instant CRM changes: Zoho's notification channel ---------------------------------
+
+WATCH_EVENTS = ("Contacts.edit",)
+# Zoho keeps a channel at most a week (longer, or none: one hour); renew well before.
+WATCH_LIFETIME = timedelta(days=7) - timedelta(minutes=10)
+WATCH_RENEW_BEFORE = timedelta(days=2)
+
+
+class NotificationRefused(Exception):
+    """A callback that is not from our channel (unknown channel, wrong token): nothing is done."""
+
+
+def crm_watch_ensure(*, zoho: ZohoClient, notify_url: str, now: datetime | None = None) -> CrmWatchChannel:
+    """Our notification channel, enabled or renewed (same id and token) when it is missing, points
+    elsewhere, or has less than two days left. One call when it acts, none otherwise."""
+    now = now or timezone.now()
+    channel = CrmWatchChannel.objects.order_by("-id").first()
+    if (
+        channel is not None
+        and channel.notify_url == notify_url
+        and channel.expires_at - now > WATCH_RENEW_BEFORE
+    ):
+        return channel
+    if channel is None:
+        channel = CrmWatchChannel(
+            channel_id=str(int(now.timestamp() * 1000)),
+            token=secrets.token_urlsafe(32)[:43],  # Zoho takes at most 50 characters
+        )
+    else:
+        channel.renewed_at = now
+    expires_at = now + WATCH_LIFETIME
+    zoho.crm.watch(
+        channel_id=channel.channel_id,
+        events=WATCH_EVENTS,
+        notify_url=notify_url,
+        token=channel.token,
+        expires_at=expires_at,
+    )
+    channel.events, channel.notify_url, channel.expires_at = list(WATCH_EVENTS), notify_url, expires_at
+    channel.save()
+    return channel
+
+
+def crm_notification_receive(*, body: Any, zoho: ZohoClient) -> CrmChangesResult:
+    """A callback from Zoho: check its channel and token, then pull the records it names (one
+    call per 100 ids) through the rule of direction, as reconciliation would. Polling
+    (reconciliation) stays the fallback for a callback that never came."""
+    if not isinstance(body, Mapping):
+        raise ValueError("the notification is not a JSON object")
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, (str, int)) for i in ids):
+        raise ValueError("the notification has no list of record ids")
+    channel = CrmWatchChannel.objects.filter(channel_id=str(body.get("channel_id") or "")).first()
+    token = str(body.get("token") or "")
+    if channel is None or not hmac.compare_digest(token.encode(), channel.token.encode()):
+        raise NotificationRefused("unknown channel or wrong token")
+    CrmWatchChannel.objects.filter(pk=channel.pk).update(last_notified_at=timezone.now())
+    record_ids = sorted({str(i) for i in ids if str(i).isdigit()})
+    if body.get("module") not in (None, "Contacts") or not record_ids:
+        return CrmChangesResult()
+    contact_of: dict[str, int] = {
+        str(zoho_id): pk
+        for zoho_id, pk in Contact.objects.filter(zoho_id__in=record_ids).values_list("zoho_id", "pk")
+    }
+    for link in CrmLink.objects.filter(state=CrmLink.State.LINKED).filter(
+        Q.create([("candidates__contains", [rid]) for rid in record_ids], connector=Q.OR)
+    ):
+        contact_of.setdefault(str(link.candidates[0]), link.contact_id)
+    names = sorted({m.crm_field for m in active_mappings() if m.pulls})
+    if not contact_of or not names:
+        return CrmChangesResult()
+    wanted = sorted(contact_of)
+    records = []
+    for start in range(0, len(wanted), 100):
+        for row in zoho.crm.get_many(wanted[start : start + 100], read_fields(names)):
+            rid = str(row.get("id") or "")
+            if rid in contact_of:
+                records.append(crm_record(contact_of[rid], row, names))
+    return crm_changes_apply(records=records, client=zoho)

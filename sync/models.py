@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
+from django.urls import reverse
 
 from sync.mappings import field_mapping_version_values
+
+
+def webhook_secret_new() -> str:
+    """A webhook's signing secret: 256 random bits."""
+    return secrets.token_hex(32)
 
 
 class ZohoCall(models.Model):
@@ -217,9 +225,36 @@ class CrmLink(models.Model):
     candidates = models.JSONField(default=list, blank=True, help_text="CRM record ids found for the email.")
     checked_at = models.DateTimeField()
     last_verified_at = models.DateTimeField(null=True, blank=True)
+    # How the link was found (`sync.linking`): by "zoho_id", "email", "phone" or "app_user_id", and
+    # the identifier's value then; a contact whose identifier changed since is linked again.
+    matched_by = models.CharField(max_length=12, blank=True, default="")
+    matched_value = models.CharField(max_length=254, blank=True, default="")
+    # The record's consent record (Data_Processing_Basis_Details.id), which a push updates in
+    # place: None when unknown, "" when the record had none when last read.
+    consent_id = models.CharField(max_length=32, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.state}"
+
+
+class CrmWatchChannel(models.Model):
+    """A Zoho CRM notification channel (`/actions/watch`) that calls our endpoint on CRM edits.
+
+    Zoho echoes ``token`` on every callback; a callback without it is refused. Channels live
+    at most a week: `crm_watch_ensure` renews one before ``expires_at``.
+    """
+
+    channel_id = models.CharField(max_length=20, unique=True)
+    token = models.CharField(max_length=50)
+    events = models.JSONField(default=list)
+    notify_url = models.URLField(max_length=500)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
 class SyncPush(models.Model):
@@ -329,10 +364,14 @@ class Alert(models.Model):
         RETRIES_EXHAUSTED = "retries_exhausted", "A change failed after every retry"
         THRESHOLD = "threshold", "Too many open discrepancies"
         AUTH = "auth", "Zoho refuses our credentials"
+        OPT_OUT_DEADLINE = "opt_out_deadline", "A withdrawal is close to its deadline"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     discrepancy = models.ForeignKey(
         Discrepancy, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    withdrawal = models.ForeignKey(
+        "WithdrawalClock", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     message = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -347,6 +386,12 @@ class Alert(models.Model):
                 fields=["discrepancy"],
                 condition=models.Q(kind="retries_exhausted"),
                 name="sync_alert_one_per_discrepancy",
+            ),
+            # Exactly one alert per withdrawal close to its deadline (`sync.optout_clock`).
+            models.UniqueConstraint(
+                fields=["withdrawal"],
+                condition=models.Q(kind="opt_out_deadline"),
+                name="sync_alert_one_per_withdrawal",
             ),
         ]
         indexes = [
@@ -425,3 +470,207 @@ class SyncAudit(models.Model):
 
     def __str__(self) -> str:
         return f"audit {self.ran_at:%Y-%m-%d %H:%M}: {self.stranded} of {self.checked} stranded"
+
+
+class BulkAction(models.Model):
+    """An admin's action on a whole group of open discrepancies (`sync.bulk`): who, when, on how many.
+
+    The group is what the page showed: its kind, CRM field and likely cause, and the newest
+    discrepancy in it then (``seen_max_id``). The background run acts only on the group's
+    rows that are still open and no newer than that, and records how many it matched and how
+    far it got (the progress page reads ``done`` of ``matched``).
+    """
+
+    class Action(models.TextChoices):
+        RETRY = "retry", "Retry all in this group"
+        RESOLVE = "resolve", "Resolve all with a note"
+        RECORD_DECISION = "record_decision", "Record as the person's decision"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    action = models.CharField(max_length=20, choices=Action.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    kind = models.CharField(max_length=20, choices=Discrepancy.Kind.choices)
+    crm_field = models.CharField(max_length=120, blank=True)
+    hint = models.TextField(blank=True)
+    seen_count = models.PositiveIntegerField(help_text="Open discrepancies the page showed in the group.")
+    seen_max_id = models.BigIntegerField(help_text="The newest of them: newer ones are left alone.")
+    matched = models.PositiveIntegerField(default=0, help_text="Of those, still open when the run began.")
+    done = models.PositiveIntegerField(default=0, help_text="Acted on so far.")
+    refused = models.PositiveIntegerField(default=0, help_text="Left open: the action did not apply to them.")
+    note = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    requested_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            # The group page's recent actions, newest first.
+            models.Index(fields=["kind", "crm_field", "-created_at"], name="sync_bulkaction_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.kind}/{self.crm_field or 'record'} by {self.requested_by_name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("sync:bulk_action_detail", args=[self.pk])
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.matched else min(100, round(100 * (self.done + self.refused) / self.matched))
+
+
+class WebhookEndpoint(models.Model):
+    """Where an API client wants to hear that its changes reached Zoho (`sync.webhooks`).
+
+    Kept here, keyed by the client, so that the ledger's `ApiClient` knows nothing of the sync.
+    The secret signs every delivery (HMAC-SHA256 over the body); admins read it on the admin
+    page and give it to the client's developers.
+    """
+
+    api_client = models.OneToOneField("compliance.ApiClient", on_delete=models.PROTECT, related_name="+")
+    url = models.URLField(max_length=500, help_text="HTTPS URL that receives the POSTs.")
+    secret = models.CharField(max_length=64, default=webhook_secret_new, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.api_client} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One message to a client's webhook: its change (an event) was verified in Zoho, or failed."""
+
+    class Outcome(models.TextChoices):
+        VERIFIED = "verified", "Verified in Zoho"
+        FAILED = "failed", "Failed (a discrepancy)"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being delivered"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Gave up"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries")
+    event = models.ForeignKey("compliance.ConsentEvent", on_delete=models.PROTECT, related_name="+")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    payload = models.JSONField(help_text="The message, without its send time (each attempt adds one).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            # Each change is told once per outcome, however often its push is read back.
+            models.UniqueConstraint(
+                fields=["endpoint", "event", "outcome"], name="sync_webhookdelivery_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} event {self.event_id} → {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: written before the request, finished after it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sending"
+        OK = "ok", "Accepted (2xx)"
+        ERROR = "error", "Failed"
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.PROTECT, related_name="attempt_rows")
+    number = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="sync_webhookattempt_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.status}"
+
+
+OPEN_CLOCK = models.Q(effective_at__isnull=True, superseded_at__isnull=True)
+
+
+class WithdrawalClock(models.Model):
+    """One withdrawal's way to Zoho (`sync.optout_clock`): when it was recorded, verified in CRM
+    and unsubscribed in each Campaigns list, and when it was in effect everywhere.
+
+    A withdrawal is an event less permissive than the one before it (opted in or pending, then
+    opted out or expired). The row is written when the sync first sees the event, and its legs
+    as they happen (the read-back that verifies a push carrying it, each Campaigns unsubscribe);
+    the pages read only the open rows (a bounded set) and the completed ones of a window.
+    """
+
+    event = models.OneToOneField("compliance.ConsentEvent", on_delete=models.PROTECT, related_name="+")
+    contact = models.ForeignKey(
+        "compliance.Contact", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    purpose = models.ForeignKey("compliance.Purpose", on_delete=models.PROTECT, related_name="+")
+    version = models.PositiveIntegerField(help_text="The event's version in its chain.")
+    recorded_at = models.DateTimeField()
+    deadline_at = models.DateTimeField(help_text="OPT_OUT_DEADLINE_BUSINESS_DAYS business days later.")
+    alert_at = models.DateTimeField(help_text="When the deadline alert goes out if still not in effect.")
+    crm_required = models.BooleanField(
+        help_text="False when no active mapping carries the purpose to CRM, or the contact is not in CRM."
+    )
+    crm_verified_at = models.DateTimeField(null=True, blank=True)
+    crm_push = models.ForeignKey(SyncPush, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    lists_required = models.JSONField(default=list, blank=True, help_text="Campaigns list keys.")
+    lists_unsubscribed = models.JSONField(
+        default=dict, blank=True, help_text="List key -> when it was unsubscribed there (ISO 8601)."
+    )
+    effective_at = models.DateTimeField(null=True, blank=True)
+    business_days_to_effect = models.FloatField(null=True, blank=True)
+    superseded_at = models.DateTimeField(
+        null=True, blank=True, help_text="A newer opt-in replaced it before it took effect everywhere."
+    )
+    started_at = models.DateTimeField(help_text="When the sync first saw the withdrawal.")
+
+    class Meta:
+        indexes = [
+            # The page and the settle sweep: open withdrawals, oldest first.
+            models.Index(fields=["recorded_at", "id"], condition=OPEN_CLOCK, name="sync_wclock_open"),
+            # The hooks: a contact's open withdrawals (`filter(contact_id__in=...)` on open rows).
+            models.Index(fields=["contact"], condition=OPEN_CLOCK, name="sync_wclock_open_contact"),
+            # The alert sweep: open withdrawals whose alert time has come.
+            models.Index(fields=["alert_at"], condition=OPEN_CLOCK, name="sync_wclock_alert_due"),
+            # The median and p95 of a window: completed withdrawals by when they took effect.
+            models.Index(
+                fields=["effective_at"],
+                include=["recorded_at", "business_days_to_effect"],
+                condition=models.Q(effective_at__isnull=False),
+                name="sync_wclock_effective",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"withdrawal {self.event_id} ({self.purpose_id}) recorded {self.recorded_at:%Y-%m-%d %H:%M}"
+
+
+class WithdrawalClockMark(models.Model):
+    """The one row saying up to which event id withdrawals have clocks (every event at or below it)."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"withdrawal clocks up to event {self.last_event_id}"

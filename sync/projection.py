@@ -8,27 +8,93 @@ field by field.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from compliance.models import ConsentState, ConsentStatus, Purpose, Source, Suppression
 from sync.models import FieldMapping
+from sync.zoho import ZohoClient
 
 CONSENT_OBJECT = "Data_Processing_Basis_Details"
+PICKLISTS_KEY = "sync:consent-picklists"
+# How long the consent picklists read from Zoho's field metadata are trusted before a push
+# reads them again (one call).
+PICKLISTS_TTL_S = 3600
 
-# How Zoho's consent object names the way consent was given.
-CONSENT_THROUGH = {
-    Source.MOBILE_APP: "Mobile app",
-    Source.WEB_PORTAL: "Web form",
-    Source.CUSTOMER_SERVICE: "Phone",
-    Source.EMAIL_LINK: "Email",
-    Source.IMPORT: "Import",
-    Source.ADMIN: "Admin",
+# What each state of the ledger looks for among the org's Data_Processing_Basis values
+# (compared without case, alone or after a "Consent - " style prefix): the values
+# themselves always come from the field metadata, never from here.
+BASIS_WORDS = {
+    "obtained": ("obtained",),
+    "awaiting": ("awaiting", "pending"),
+    "not_responded": ("not responded",),
 }
+# The same for Consent_Through, by the source of the latest opt-in, in order of preference.
+THROUGH_WORDS: dict[str, tuple[str, ...]] = {
+    Source.MOBILE_APP: ("mobile app", "app", "portal", "others", "other"),
+    Source.WEB_PORTAL: ("web form", "portal", "web", "others", "other"),
+    Source.CUSTOMER_SERVICE: ("call", "phone", "others", "other"),
+    Source.EMAIL_LINK: ("email",),
+    Source.IMPORT: ("import", "others", "other"),
+    Source.ADMIN: ("admin", "others", "other"),
+}
+
+
+@dataclass(frozen=True)
+class ConsentPicklists:
+    """The org's values of the consent object's picklists, from Zoho's field metadata."""
+
+    basis: tuple[str, ...] = ()
+    through: tuple[str, ...] = ()
+
+    def basis_for(self, state: str) -> str | None:
+        return _pick(self.basis, BASIS_WORDS[state])
+
+    def through_for(self, source: str) -> str | None:
+        return _pick(self.through, THROUGH_WORDS.get(source, ("others", "other")))
+
+
+def _pick(values: tuple[str, ...], words: tuple[str, ...]) -> str | None:
+    """The first value matching a word, in the words' order of preference."""
+    for word in words:
+        for value in values:
+            text = value.strip().lower()
+            if text == word or text.endswith(f"- {word}"):
+                return value
+    return None
+
+
+def consent_picklists(*, zoho: ZohoClient | None = None) -> ConsentPicklists | None:
+    """The consent picklists, cached for every process. With ``zoho`` they are read from the
+    field metadata (module Consents, one call) when missing, older than an hour, or of
+    another org; without, the cached ones (None before any push read them)."""
+    cached = cache.get(PICKLISTS_KEY)
+    if zoho is None:
+        return ConsentPicklists(tuple(cached["basis"]), tuple(cached["through"])) if cached else None
+    fresh = (
+        cached is not None
+        and cached.get("org") == zoho.config.cache_prefix
+        and time.time() - float(cached.get("at", 0)) < PICKLISTS_TTL_S
+    )
+    if not fresh:
+        fields = zoho.crm.consent_fields()
+        basis = fields.get("Data_Processing_Basis")
+        through = fields.get("Consent_Through")
+        cached = {
+            "org": zoho.config.cache_prefix,
+            "at": time.time(),
+            "basis": list(basis.picklist) if basis else [],
+            "through": list(through.picklist) if through else [],
+        }
+        cache.set(PICKLISTS_KEY, cached, None)
+    assert cached is not None
+    return ConsentPicklists(tuple(cached["basis"]), tuple(cached["through"]))
 
 
 @dataclass(frozen=True)
@@ -55,10 +121,18 @@ def bounce_field() -> str:
     return str(settings.ZOHO_CUSTOM_FIELDS.get("bounce_reason") or "")
 
 
-def project(contact_ids: Iterable[int], mappings: list[FieldMapping] | None = None) -> dict[int, Projection]:
-    """Projections of many contacts in three queries."""
+def project(
+    contact_ids: Iterable[int],
+    mappings: list[FieldMapping] | None = None,
+    *,
+    picklists: ConsentPicklists | None = None,
+) -> dict[int, Projection]:
+    """Projections of many contacts in three queries. ``picklists``: the org's consent
+    picklists (`consent_picklists`); None: the cached ones. A picklist value the org does
+    not offer (or before any metadata was read) is left out, never guessed."""
     ids = list(contact_ids)
     mappings = active_mappings() if mappings is None else mappings
+    picklists = picklists if picklists is not None else consent_picklists() or ConsentPicklists()
     pushed = [m for m in mappings if m.pushes]
     states: dict[int, dict[str, ConsentState]] = defaultdict(dict)
     for state in ConsentState.objects.filter(contact_id__in=ids, version__gt=0).select_related(
@@ -73,7 +147,7 @@ def project(contact_ids: Iterable[int], mappings: list[FieldMapping] | None = No
     bounce = bounce_field()
     return {
         contact_id: _project_one(
-            contact_id, states.get(contact_id, {}), suppressed.get(contact_id), pushed, bounce
+            contact_id, states.get(contact_id, {}), suppressed.get(contact_id), pushed, bounce, picklists
         )
         for contact_id in ids
     }
@@ -85,6 +159,7 @@ def _project_one(
     suppression: Suppression | None,
     mappings: list[FieldMapping],
     bounce: str,
+    picklists: ConsentPicklists,
 ) -> Projection:
     values: dict[str, Any] = {}
     for mapping in mappings:
@@ -101,22 +176,30 @@ def _project_one(
 
     # The consent object stays true to the ledger: the latest opt-in, or what is pending.
     opt_ins = [s for s in states.values() if s.status == ConsentStatus.OPTED_IN and s.occurred_at]
+    basis: str | None
     if opt_ins:
         latest = max(opt_ins, key=lambda s: s.occurred_at)  # type: ignore[arg-type,return-value]
-        values[f"{CONSENT_OBJECT}.Data_Processing_Basis"] = "Obtained"
+        basis = picklists.basis_for("obtained")
         values[f"{CONSENT_OBJECT}.Consent_Date"] = latest.occurred_at.date().isoformat()  # type: ignore[union-attr]
-        source = latest.event.source if latest.event else ""
-        values[f"{CONSENT_OBJECT}.Consent_Through"] = CONSENT_THROUGH.get(source, "Other")  # type: ignore[call-overload]
+        through = picklists.through_for(latest.event.source if latest.event else "")
+        if through is not None:
+            values[f"{CONSENT_OBJECT}.Consent_Through"] = through
     elif any(s.status == ConsentStatus.PENDING for s in states.values()):
-        values[f"{CONSENT_OBJECT}.Data_Processing_Basis"] = "Awaiting"
+        basis = picklists.basis_for("awaiting")
     else:
-        values[f"{CONSENT_OBJECT}.Data_Processing_Basis"] = "Not Responded"
+        basis = picklists.basis_for("not_responded")
+    if basis is not None:
+        values[f"{CONSENT_OBJECT}.Data_Processing_Basis"] = basis
     versions = {code: state.version for code, state in states.items()}
     return Projection(contact_id=contact_id, values=values, ledger_versions=versions, compared=compared)
 
 
-def to_crm_record(zoho_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """A record for PUT /crm/v8/Contacts: flat keys nested back into Zoho's consent object."""
+def to_crm_record(
+    zoho_id: str, values: Mapping[str, Any], *, consent_id: str | None = None
+) -> dict[str, Any]:
+    """A record for PUT /crm/v8/Contacts: flat keys nested back into Zoho's consent object.
+    ``consent_id``: the record's consent record, which Zoho then updates; without it Zoho
+    makes a new consent record on every write."""
     record: dict[str, Any] = {"id": zoho_id}
     for name, value in values.items():
         top, _, key = name.partition(".")
@@ -124,6 +207,8 @@ def to_crm_record(zoho_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
             record.setdefault(top, {})[key] = value
         else:
             record[name] = value
+    if consent_id and isinstance(record.get(CONSENT_OBJECT), dict):
+        record[CONSENT_OBJECT] = {"id": consent_id, **record[CONSENT_OBJECT]}
     return record
 
 

@@ -4,7 +4,8 @@
 is the push itself (also used by retries, with ``force``):
 
 1. find each contact's CRM record: `Contact.zoho_id`, else the record a previous
-   search linked (`CrmLink`), else a search by email. None: the contact is "not in
+   lookup linked (`CrmLink`), else a lookup in bulk by email, phone or app user id
+   (`sync.linking`: 50 contacts per COQL query). None: the contact is "not in
    CRM" (not an error). Several: a `duplicate` discrepancy, and neither record is
    ever written until an admin picks one;
 2. project the *current* ledger state through the field mapping;
@@ -40,9 +41,11 @@ from django.utils import timezone
 from compliance.models import ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.models import CrmLink, Discrepancy, SyncPush
+from sync.linking import consent_ids_forget, contacts_link
+from sync.models import Discrepancy, SyncPush
+from sync.optout_clock import withdrawal_clocks_unsubscribed
 from sync.outbox import OutboxClaim, lease, outbox_claim_renew, outbox_finish, outbox_release
-from sync.projection import Projection, project, read_back, read_fields, to_crm_record
+from sync.projection import Projection, consent_picklists, project, read_back, read_fields, to_crm_record
 from sync.zoho import RecordResult, ZohoClient
 from sync.zoho.errors import ZohoPermanentError
 
@@ -67,6 +70,10 @@ class PushReport:
     lost: list[int] = field(default_factory=list)
     unsubscribed: int = 0
     calls: int = 0
+    # Calls made to find CRM records or their consent record ids (`sync.linking`).
+    link_calls: int = 0
+    # Contact id -> its record's consent record id, which the write updates in place.
+    consent_ids: dict[int, str] = field(default_factory=dict)
 
     def merge(self, other: PushReport) -> None:
         self.pushed.update(other.pushed)
@@ -78,72 +85,24 @@ class PushReport:
         self.lost += other.lost
         self.unsubscribed += other.unsubscribed
         self.calls += other.calls
+        self.link_calls += other.link_calls
+        self.consent_ids.update(other.consent_ids)
 
 
 # -- finding the CRM record --------------------------------------------------------------------
 
 
-def _links_save(changes: dict[int, tuple[str, list[str]]], now: datetime) -> None:
-    """Upsert the contacts' CRM links in one statement: {contact id: (state, candidates)}."""
-    if not changes:
-        return
-    CrmLink.objects.bulk_create(
-        [
-            CrmLink(contact_id=contact_id, state=state, candidates=candidates, checked_at=now)
-            for contact_id, (state, candidates) in changes.items()
-        ],
-        update_conflicts=True,
-        unique_fields=["contact"],
-        update_fields=["state", "candidates", "checked_at"],
-    )
-
-
 def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushReport) -> dict[int, str]:
-    """{contact id: CRM record id} for the contacts that have exactly one CRM record."""
-    now = timezone.now()
-    links = {link.contact_id: link for link in CrmLink.objects.filter(contact__in=contacts)}
-    resolved: dict[int, str] = {}
-    changes: dict[int, tuple[str, list[str]]] = {}
-    duplicates: list[tuple[Contact, list[str]]] = []
-    for contact in contacts:
-        link = links.get(contact.pk)
-        if contact.zoho_id:
-            resolved[contact.pk] = contact.zoho_id
-            if link is None or link.state != CrmLink.State.LINKED or link.candidates != [contact.zoho_id]:
-                changes[contact.pk] = (CrmLink.State.LINKED, [contact.zoho_id])
-            continue
-        if link is not None and link.state == CrmLink.State.LINKED and link.candidates:
-            resolved[contact.pk] = str(link.candidates[0])
-            continue
-        if not contact.email:
-            changes[contact.pk] = (CrmLink.State.NOT_IN_CRM, [])
-            report.not_in_crm.append(contact.pk)
-            continue
-        found = zoho.crm.search_by_email(contact.email, fields=["Email"])
-        ids = sorted({str(record["id"]) for record in found if record.get("id")})
-        if not ids:
-            changes[contact.pk] = (CrmLink.State.NOT_IN_CRM, [])
-            report.not_in_crm.append(contact.pk)
-        elif len(ids) > 1:
-            changes[contact.pk] = (CrmLink.State.DUPLICATE, ids)
-            report.duplicates.append(contact.pk)
-            duplicates.append((contact, ids))
-        else:
-            changes[contact.pk] = (CrmLink.State.LINKED, ids)
-            resolved[contact.pk] = ids[0]
-    with transaction.atomic():
-        _links_save(changes, now)
-        for contact, ids in duplicates:
-            discrepancy_record(
-                contact_id=contact.pk,
-                crm_field="",
-                kind=Discrepancy.Kind.DUPLICATE,
-                evidence={"email": contact.email, "candidates": ids},
-                hint=HINTS[Discrepancy.Kind.DUPLICATE].format(email=contact.email),
-                retry=False,
-                now=now,
-            )
-    return resolved
+    """{contact id: CRM record id} for the contacts that have exactly one CRM record, linked in
+    bulk (`sync.linking`: 50 contacts per COQL query, links kept)."""
+    links, linked = contacts_link(contacts=contacts, zoho=zoho)
+    report.not_in_crm += linked.not_in_crm
+    report.duplicates += linked.duplicates
+    report.link_calls += linked.calls
+    report.consent_ids.update(
+        {cid: str(link.consent_id) for cid, link in links.items() if cid in linked.linked and link.consent_id}
+    )
+    return linked.linked
 
 
 # -- Campaigns: write to both ------------------------------------------------------------------
@@ -152,14 +111,20 @@ def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushRe
 def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> int:
     """Unsubscribe each address from every configured list; "not in the list" is fine."""
     done = 0
+    absent: list[tuple[str, str]] = []
     for email in emails:
         for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS:
             try:
                 zoho.campaigns.unsubscribe(list_key, email)
                 done += 1
+                absent.append((email, list_key))
             except ZohoPermanentError as exc:
                 if exc.code != CAMPAIGNS_NOT_IN_LIST:
                     logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
+                else:
+                    absent.append((email, list_key))
+    # The opt-out clock: each address is now out of these lists (or was never in one).
+    withdrawal_clocks_unsubscribed(done=absent)
     return done
 
 
@@ -252,7 +217,7 @@ def contacts_push(
     contacts = list(Contact.objects.filter(pk__in=contact_ids).order_by("pk"))
     level = quota.WITHDRAWAL if urgent else quota.OPT_IN
     with quota.urgency(level):
-        projections = project([c.pk for c in contacts])
+        projections = project([c.pk for c in contacts], picklists=consent_picklists(zoho=zoho))
         if unsubscribe and settings.ZOHO_CAMPAIGNS_LIST_KEYS:
             emails = [
                 c.email
@@ -318,13 +283,18 @@ def contacts_push(
             ]
         )
         attempts = dict(zip(to_write, created, strict=True))
-        records = [to_crm_record(crm_ids[cid], projections[cid].values) for cid in to_write]
+        records = [
+            to_crm_record(crm_ids[cid], projections[cid].values, consent_id=report.consent_ids.get(cid))
+            for cid in to_write
+        ]
         try:
             update = zoho.crm.update(records)
         except BaseException:
             SyncPush.objects.filter(pk__in=[p.pk for p in attempts.values()]).delete()
             raise
         report.calls += 1
+        # Records that had no consent record have one now, made by this write: read its id next time.
+        consent_ids_forget(contact_ids=[c for c in to_write if c not in report.consent_ids])
         _store_results(attempts, update.results, update.call_id, report)
         with transaction.atomic():
             _unanswered_settle(report.skipped, latest, timezone.now())

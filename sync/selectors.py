@@ -9,11 +9,11 @@ paginate. None writes: the health page's hourly call tallies are stored by beat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Sum, Window
-from django.db.models.functions import TruncHour
+from django.db.models import Count, F, Max, Q, QuerySet, Sum, Window
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from sync import quota
@@ -30,7 +30,17 @@ from sync.models import (
 from sync.outbox import outbox_pending_count
 
 HEALTH_WINDOW = timedelta(hours=24)
+# The health page's windows (?window=…): the day's per hour, the longer ones per day.
+HEALTH_WINDOWS = {
+    "24h": ("24 hours", HEALTH_WINDOW),
+    "7d": ("7 days", timedelta(days=7)),
+    "30d": ("30 days", timedelta(days=30)),
+}
+# How far back `sync.tallies.callhour_tally` stores each hour: the longest window, and a day more
+# for the overview's "30 days before today", which starts at a midnight up to 31 days ago.
+TALLY_WINDOW = timedelta(days=31)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 # A call is logged when it starts and completed when it ends, at most ZOHO_TIMEOUT_S later
 # (a Bulk Read download a little more): an hour's tallies are final this long after its end,
 # and `sync.tallies.callhour_tally` stores them from then on.
@@ -225,6 +235,10 @@ class SyncHealth:
     outbox_backlog: int
     reconciliation_runs: list[ReconciliationRun] = field(default_factory=list)
     audit: AuditSummary | None = None
+    # ?window=: its key and label, and whether `hours` holds hours or days.
+    window: str = "24h"
+    window_label: str = "24 hours"
+    per: str = "hour"
 
     @property
     def busiest_hour_calls(self) -> int:
@@ -236,6 +250,18 @@ class SyncHealth:
         return 100.0 * int(self.budget.get("used_24h") or 0) / daily if daily else 0.0
 
 
+def _bucket_figures() -> dict[str, Any]:
+    """What each hour's or day's bucket of calls adds up (CallHour's columns)."""
+    return {
+        "calls": Count("started_at"),
+        "errors": Count("started_at", filter=Q(outcome=ERROR)),
+        "throttled": Count("started_at", filter=Q(http_status=429)),
+        "credits_sum": Sum("credits"),
+        "ms_sum": Sum("duration_ms"),
+        "timed": Count("duration_ms"),
+    }
+
+
 def call_tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
     """Calls, errors, 429s, credits and latency of these calls per hour, service and operation.
 
@@ -245,14 +271,7 @@ def call_tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
     return list(
         calls.annotate(hour=TruncHour("started_at"))
         .values("hour", "service", "operation")
-        .annotate(
-            calls=Count("started_at"),
-            errors=Count("started_at", filter=Q(outcome=ERROR)),
-            throttled=Count("started_at", filter=Q(http_status=429)),
-            credits_sum=Sum("credits"),
-            ms_sum=Sum("duration_ms"),
-            timed=Count("duration_ms"),
-        )
+        .annotate(**_bucket_figures())
         .order_by()
     )
 
@@ -368,11 +387,118 @@ def reconciliation_runs_recent(*, limit: int = RECONCILIATION_RUNS_SHOWN) -> lis
     return list(ReconciliationRun.objects.order_by("-id")[:limit])
 
 
-def sync_health(*, now: datetime | None = None) -> SyncHealth:
-    """Everything the health page shows, for the 24 hours up to ``now``."""
+def _day_tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
+    """`call_tallies`' figures per UTC day (key "hour": the day's midnight) instead of per hour."""
+    return list(
+        calls.annotate(hour=TruncDate("started_at", tzinfo=UTC))
+        .values("hour", "service", "operation")
+        .annotate(**_bucket_figures())
+        .order_by()
+    )
+
+
+def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """`calls_in_window`'s figures per UTC day, service and operation (key "hour": the day, as a
+    midnight), for windows of days to months: the stored hours summed by the database.
+
+    Whole hours that are over come from `CallHour` up to the newest one stored; the window's first
+    part of an hour and everything after that newest hour are counted from the call log. Beat
+    stores every missing hour of the last `TALLY_WINDOW` on each run, so the stored hours have no
+    gap in it (an hour older than that beat never stored is not counted). Four queries.
+    """
+    first_whole, final_until = final_hours(since=since, until=until)
+    if final_until <= first_whole:
+        return _as_midnights(
+            _day_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lte=until))
+        )
+    stored_hours = CallHour.objects.filter(hour__gte=first_whole, hour__lt=final_until)
+    newest = stored_hours.aggregate(newest=Max("hour"))["newest"]
+    counted_from = newest + HOUR if newest is not None else first_whole
+    stored = list(
+        stored_hours.filter(calls__gt=0, hour__lt=counted_from)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values("day", "service", "operation")
+        .annotate(
+            calls_n=Sum("calls"),
+            errors_n=Sum("errors"),
+            throttled_n=Sum("throttled"),
+            credits_n=Sum("credits"),
+            ms_n=Sum("ms_sum"),
+            timed_n=Sum("timed"),
+        )
+        .order_by()
+    )
+    rows = [
+        {
+            "hour": row["day"],
+            "service": row["service"],
+            "operation": row["operation"],
+            "calls": row["calls_n"],
+            "errors": row["errors_n"],
+            "throttled": row["throttled_n"],
+            "credits_sum": row["credits_n"],
+            "ms_sum": row["ms_n"],
+            "timed": row["timed_n"],
+        }
+        for row in stored
+    ]
+    return _as_midnights(
+        _day_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
+        + rows
+        + _day_tallies(ZohoCall.objects.filter(started_at__gte=counted_from, started_at__lte=until))
+    )
+
+
+def _as_midnights(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows' days (dates from the database) as UTC midnights, the key the hourly rows use."""
+    for row in rows:
+        day = row["hour"]
+        if not isinstance(day, datetime):
+            row["hour"] = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return rows
+
+
+def calls_per_day(rows: list[dict[str, Any]], *, since: datetime, until: datetime) -> list[HourStats]:
+    """Calls, errors and 429s per UTC day of the window; days without calls are there with zeros."""
+    found: dict[datetime, list[int]] = {}
+    for row in rows:
+        totals = found.setdefault(row["hour"], [0, 0, 0])
+        totals[0] += row["calls"]
+        totals[1] += row["errors"]
+        totals[2] += row["throttled"]
+    days: list[HourStats] = []
+    day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    while day <= until:
+        calls, errors, throttled = found.get(day, (0, 0, 0))
+        days.append(HourStats(hour=day, calls=calls, errors=errors, throttled=throttled))
+        day += DAY
+    return days
+
+
+def health_window(key: str) -> tuple[str, str, timedelta]:
+    """The window ?window=`key` names (key, label, length); the 24 hours for anything else."""
+    if key not in HEALTH_WINDOWS:
+        key = "24h"
+    label, length = HEALTH_WINDOWS[key]
+    return key, label, length
+
+
+def sync_health(*, now: datetime | None = None, window: str = "24h") -> SyncHealth:
+    """Everything the health page shows, for the window up to ``now``: the 24 hours per hour, the
+    7 or 30 days per day (their calls from the stored hours, so no slower than the day's).
+
+    The pushes' verification stays the last 24 hours' whatever the window: counting a month of
+    pushes would read a month of the push log's index.
+    """
     until = now or timezone.now()
-    since = until - HEALTH_WINDOW
-    calls = calls_in_window(since=since, until=until)
+    key, label, length = health_window(window)
+    since = until - length
+    if length > HEALTH_WINDOW:
+        calls = calls_per_day_in_window(since=since, until=until)
+        periods = calls_per_day(calls, since=since, until=until)
+    else:
+        calls = calls_in_window(since=since, until=until)
+        periods = calls_per_hour(calls, since=since, until=until)
     endpoints = calls_per_endpoint(calls)
     totals = CallStats(
         calls=sum(e.calls for e in endpoints),
@@ -383,12 +509,15 @@ def sync_health(*, now: datetime | None = None) -> SyncHealth:
         since=since,
         until=until,
         totals=totals,
-        hours=calls_per_hour(calls, since=since, until=until),
+        hours=periods,
         endpoints=endpoints,
         # The quota's own count (CRM credits Zoho charged for, and its header when lower).
         budget=quota.status(),
-        verification=push_verification_counts(since=since),
+        verification=push_verification_counts(since=until - HEALTH_WINDOW),
         outbox_backlog=outbox_pending_count(),
         reconciliation_runs=reconciliation_runs_recent(),
         audit=audit_summary(since=since),
+        window=key,
+        window_label=label,
+        per="day" if length > HEALTH_WINDOW else "hour",
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
+from django_tables2.export import TableExport
+from tablib import Dataset
 
 from compliance.tables import DateTimeColumn
 from sync.models import Alert, Discrepancy, ReconciliationRun
@@ -18,6 +22,29 @@ NUMBER = {"td": {"class": "num"}, "th": {"class": "num"}}
 def crm_value(value: Any) -> str:
     """A CRM value as it reads best: JSON for structures, ``true``/``false``/``null`` like Zoho."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _utc(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value else ""
+
+
+class PlainExport(TableExport):
+    """django-tables2's export (``?_export=csv``), fed from a table's ``export_rows()`` when it has
+    one: the per-cell export inspects each value method's signature, about 1 ms a row (20 s for
+    20,000 discrepancies); ``export_rows`` reads each record once. The tests hold the two equal."""
+
+    def table_to_dataset(
+        self, table: tables.Table, exclude_columns: Any, dataset_kwargs: Any = None
+    ) -> Dataset:
+        export_rows = getattr(table, "export_rows", None)
+        if export_rows is None:
+            return super().table_to_dataset(table, exclude_columns, dataset_kwargs)
+        rows = iter(export_rows())
+        dataset = Dataset(title=str(table.Meta.model._meta.verbose_name_plural.title()))
+        dataset.headers = next(rows)
+        for row in rows:
+            dataset.append(row)
+        return dataset
 
 
 class DiscrepancyTable(tables.Table):
@@ -37,11 +64,16 @@ class DiscrepancyTable(tables.Table):
     actual = tables.Column(verbose_name="Zoho shows", empty_values=())
     retries = tables.Column(attrs=NUMBER)
     next_retry_at = DateTimeColumn(verbose_name="Next retry", default="—")
+    # Only in exports: the page links the name to the contact.
+    contact_id = tables.Column(verbose_name="Contact id", visible=False)
+    discrepancy_id = tables.Column(accessor="pk", verbose_name="Discrepancy id", visible=False)
 
     class Meta:
         model = Discrepancy
         fields = (
+            "discrepancy_id",
             "opened_at",
+            "contact_id",
             "contact",
             "crm_field",
             "kind",
@@ -57,6 +89,38 @@ class DiscrepancyTable(tables.Table):
 
     def render_crm_field(self, value: str) -> str:
         return format_html("<code>{}</code>", value) if value else "(whole record)"
+
+    # Exports (``?_export=csv``): plain values, the contact's id beside its name.
+    def value_crm_field(self, value: str) -> str:
+        return value or "(whole record)"
+
+    def value_kind(self, record: Discrepancy) -> str:
+        return record.kind  # the code (the value given is its label: the field has choices)
+
+    def value_status(self, record: Discrepancy) -> str:
+        return record.status
+
+    def value_expected(self, value: Any) -> str:
+        return crm_value(value)
+
+    def value_actual(self, value: Any) -> str:
+        return crm_value(value)
+
+    def value_next_retry_at(self, value: Any) -> str:
+        return _utc(value)
+
+    def export_rows(self) -> Iterator[list[Any]]:
+        """The header, then every row of the (unpaginated) data as the value methods give it."""
+        yield [
+            "Discrepancy id", "Opened", "Contact id", "Contact", "CRM field", "Kind", "Status",
+            "Ledger says", "Zoho shows", "Retries", "Next retry",
+        ]  # fmt: skip
+        for d in self.data.data.iterator(chunk_size=2000):
+            yield [
+                d.pk, _utc(d.opened_at), d.contact_id, d.contact.display_name, d.crm_field or "(whole record)",
+                d.kind, d.status, crm_value(d.expected), crm_value(d.actual), d.retries,
+                _utc(d.next_retry_at) or None,
+            ]  # fmt: skip
 
     def render_kind(self, value: str, record: Discrepancy) -> str:
         return record.get_kind_display()
@@ -101,6 +165,28 @@ class AlertTable(tables.Table):
 
     def render_discrepancy(self, value: int) -> str:
         return format_html('<a href="{}">#{}</a>', reverse("sync:discrepancy_detail", args=[value]), value)
+
+    def value_kind(self, record: Alert) -> str:
+        return record.kind
+
+    def value_message(self, value: str) -> str:
+        return value
+
+    def value_discrepancy(self, value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    def value_acknowledged(self, record: Alert) -> str:
+        if record.acknowledged_at is None:
+            return ""
+        return f"{record.acknowledged_by} {_utc(record.acknowledged_at)}".strip()
+
+    def export_rows(self) -> Iterator[list[Any]]:
+        yield ["Raised", "Kind", "Message", "Discrepancy", "Acknowledged"]
+        for a in self.data.data.iterator(chunk_size=2000):
+            yield [
+                _utc(a.created_at), a.kind, a.message,
+                None if a.discrepancy_id is None else str(a.discrepancy_id), self.value_acknowledged(a),
+            ]  # fmt: skip
 
 
 class EndpointTable(tables.Table):
@@ -158,3 +244,29 @@ class ReconciliationRunTable(tables.Table):
 
     def render_error(self, value: str) -> str:
         return format_html('<span class="error">{}</span>', value)
+
+
+def _group_url(record: Any) -> str:
+    from django.http import QueryDict
+
+    query = QueryDict(mutable=True)
+    query.update({"kind": record.kind, "field": record.crm_field, "cause": record.cause})
+    return f"{reverse('sync:discrepancy_group')}?{query.urlencode()}"
+
+
+class DiscrepancyGroupTable(tables.Table):
+    """Rows are `sync.bulk.Group`: open discrepancies of one kind, CRM field and likely cause."""
+
+    count = tables.Column(verbose_name="Open", attrs=NUMBER, linkify=_group_url)
+    kind = tables.Column(accessor="kind_label", verbose_name="Kind")
+    crm_field = tables.Column(verbose_name="CRM field", empty_values=())
+    cause = tables.Column(verbose_name="Likely cause", linkify=_group_url)
+    oldest_opened_at = DateTimeColumn(verbose_name="Oldest opened", default="—")
+
+    class Meta:
+        orderable = False
+        attrs = {"class": "data groups"}
+        empty_text = "Nothing open: Zoho matches the ledger."
+
+    def render_crm_field(self, value: str) -> str:
+        return format_html("<code>{}</code>", value) if value else "(whole record)"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sync import views
+from sync import views, views_clock, views_doctor, views_notify
 
 app_name = "sync"
 
@@ -11,7 +11,14 @@ urlpatterns = [
     path(
         "discrepancies/<int:discrepancy_id>/resolve/", views.discrepancy_resolve, name="discrepancy_resolve"
     ),
+    path("discrepancies/groups/", views.discrepancy_groups, name="discrepancy_groups"),
+    path("discrepancies/group/", views.discrepancy_group, name="discrepancy_group"),
+    path("discrepancies/group/confirm/", views.discrepancy_group_confirm, name="discrepancy_group_confirm"),
+    path("discrepancies/bulk/<int:bulk_id>/", views.bulk_action_detail, name="bulk_action_detail"),
     path("health/", views.sync_health, name="health"),
+    path("doctor/", views_doctor.zoho_doctor, name="doctor"),
+    path("zoho/notify/", views_notify.zoho_notify, name="zoho_notify"),
     path("alerts/", views.alert_list, name="alert_list"),
+    path("opt-out-clock/", views_clock.optout_clock_page, name="optout_clock"),
     path("alerts/<int:alert_id>/acknowledge/", views.alert_acknowledge, name="alert_acknowledge"),
 ]

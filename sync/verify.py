@@ -33,6 +33,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -43,9 +44,11 @@ from django.utils import timezone
 
 from sync.discrepancies import HINTS, discrepancies_resolve, discrepancy_record
 from sync.models import CrmLink, Discrepancy, SyncPush
+from sync.optout_clock import withdrawal_clocks_verified
 from sync.outbox import BATCH_CONTACTS, contacts_requeue, lease
 from sync.projection import CONSENT_OBJECT, Projection, project, read_back, read_fields
 from sync.push import PushReport, contacts_push
+from sync.webhooks import webhooks_after_verify
 from sync.zoho import ZohoClient
 
 logger = logging.getLogger(__name__)
@@ -269,7 +272,10 @@ def pushes_verify(*, pushes: list[SyncPush], zoho: ZohoClient) -> VerifyReport:
         # resend queued, in the same transaction: no path leaves it unanswered.
         settled.save()
         _verified_save(verified, now)
+        withdrawal_clocks_verified(pushes=[p for p, _ in verified])
         report.requeued += contacts_requeue(contact_ids=sorted(set(repush)))
+        # API clients' webhooks hear of their changes verified or failed, once this is committed.
+        transaction.on_commit(partial(webhooks_after_verify, push_ids=[p.pk for p in settled]), robust=True)
     return report
 
 

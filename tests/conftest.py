@@ -54,6 +54,9 @@ def _no_push_on_commit(settings: Any) -> None:
     # A commit queues a push on the Celery broker (sync.kick). Only the tests with real
     # workers have a broker that someone consumes; they turn it back on (tests/sync/conftest.py).
     settings.SYNC_PUSH_ON_COMMIT = False
+    # Likewise the confirmation mails of pending decisions (compliance.lifecycle); the lifecycle
+    # tests that send them turn it back on.
+    settings.LIFECYCLE_SEND_ON_COMMIT = False
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import operator
@@ -76,6 +77,44 @@ def _criterion_fn(state: SimState, crit: dict[str, Any]) -> Any:
     return lambda r: fn(get(r))
 
 
+def _page_token(module: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"bulk|{module}|{offset}".encode()).decode().rstrip("=")
+
+
+def _start_row(state: SimState, module: str, query: dict[str, Any]) -> int:
+    """The first row of the job's page: from ``page_token``, or ``page`` within the first 200,000."""
+    token = query.get("page_token")
+    if token:
+        try:
+            raw = base64.urlsafe_b64decode(str(token) + "=" * (-len(str(token)) % 4)).decode()
+            kind, token_module, offset = raw.split("|")
+            if kind != "bulk" or token_module != module:
+                raise ValueError(raw)
+            return int(offset)
+        except (ValueError, UnicodeDecodeError):
+            raise ZohoError(
+                "INVALID_DATA", "invalid data", {"api_name": "page_token", "json_path": "$.query.page_token"}
+            ) from None
+    try:
+        page = int(query.get("page", 1))
+    except (TypeError, ValueError):
+        page = 0
+    if page < 1:
+        raise ZohoError("INVALID_DATA", "invalid data", {"api_name": "page", "json_path": "$.query.page"})
+    start = (page - 1) * state.config.bulk_read_per_page
+    if start >= state.config.bulk_read_page_limit_rows:
+        raise ZohoError(
+            "PAGE_RANGE_EXCEEDED",
+            "page range exceeded: use page_token for records beyond the first 200,000",
+            {
+                "api_name": "page",
+                "json_path": "$.query.page",
+                "limit": state.config.bulk_read_page_limit_rows,
+            },
+        )
+    return start
+
+
 def _job_view(state: SimState, job: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": job["id"],
@@ -93,7 +132,7 @@ def _job_view(state: SimState, job: dict[str, Any]) -> dict[str, Any]:
             "download_url": f"/crm/bulk/{job['version']}/read/{job['id']}/result",
             "per_page": state.config.bulk_read_per_page,
             "more_records": job["more"],
-            "next_page_token": None,
+            "next_page_token": _page_token(job["module"], job["end"]) if job["more"] else None,
         }
     return view
 
@@ -103,7 +142,7 @@ def _job_view(state: SimState, job: dict[str, Any]) -> dict[str, Any]:
 def create_job(version: str) -> Response:
     state = sim_state()
     g.cost = state.config.bulk_read_credits
-    raw = request.get_json(silent=True)
+    raw = request.get_json(force=True, silent=True)
     body: dict[str, Any] = raw if isinstance(raw, dict) else {}
     query = body.get("query")
     if not isinstance(query, dict):
@@ -123,6 +162,7 @@ def create_job(version: str) -> Response:
         raise ZohoError("INVALID_DATA", "invalid data", {"api_name": bad[0], "json_path": "$.query.fields"})
     if body.get("file_type", "csv") != "csv":
         raise ZohoError("INVALID_DATA", "invalid data", {"api_name": "file_type", "json_path": "$.file_type"})
+    start = _start_row(state, module, query)
     criteria = query.get("criteria")
     try:
         if criteria:
@@ -139,7 +179,9 @@ def create_job(version: str) -> Response:
             "module": module,
             "fields": ["id", *[f for f in fields if f != "id"]],
             "criteria": criteria,
-            "page": int(query.get("page", 1)),
+            "page": int(query.get("page", 1)) if not query.get("page_token") else 1,
+            "start": start,
+            "end": start,
             "query": query,
             "state": "ADDED",
             "created": state.now(),
@@ -189,9 +231,10 @@ def _build(state: SimState, job: dict[str, Any]) -> None:
             pred = _criterion_fn(state, job["criteria"]) if job["criteria"] else None
             matched = store.ids if pred is None else [i for i in store.ids if pred(store.records[i])]
             per_page = state.config.bulk_read_per_page
-            start = (job["page"] - 1) * per_page
+            start = job["start"]
             ids = matched[start : start + per_page]
             more = len(matched) > start + per_page
+            job["end"] = start + len(ids)
             records = store.records
             row = _csv_row(state, job["fields"])
         # The CSV is written straight into the zip (no whole-file string); compression level 1,
@@ -345,5 +388,5 @@ def job_result(version: str, job_id: str) -> Response:
         content = job["file"]
     g.code = "SUCCESS"
     resp = Response(content, mimetype="application/zip")
-    resp.headers["Content-Disposition"] = f"attachment; filename={job_id}.zip"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{job_id}.zip"'
     return resp

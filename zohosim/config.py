@@ -24,6 +24,22 @@ EDITION_CONCURRENCY: dict[str, int] = {
 }
 EDITION_ALIASES = {"starter": "standard", "zoho_one": "enterprise", "crm_plus": "ultimate"}
 
+# Values of the consent object's picklists (zoho-api.md sections 5 and 11).
+CONSENT_BASIS_VALUES = (
+    "Not Applicable",
+    "Legitimate Interests",
+    "Contract",
+    "Legal Obligation",
+    "Vital Interests",
+    "Public Interests",
+    "Pending",
+    "Awaiting",
+    "Obtained",
+    "Not Responded",
+)
+# Zoho's SDKs list "Email", "Call", "Portal", "Web Form"; the rest are UNVERIFIED.
+CONSENT_THROUGH_VALUES = ("Email", "Call", "Portal", "Web Form", "Survey", "Social", "Others")
+
 DEFAULT_CUSTOM_FIELDS: list[dict[str, Any]] = [
     {"api_name": "SMS_Opt_In", "data_type": "boolean"},
     {"api_name": "Profiling_Consent", "data_type": "boolean"},
@@ -70,10 +86,25 @@ class SimConfig:
     unknown_field_mode: str = "error"  # unknown field in a write: "error" (INVALID_DATA) or "ignore"
     require_fields_param: bool = True  # list GET without fields -> REQUIRED_PARAM_MISSING
     custom_fields: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_CUSTOM_FIELDS))
+    # What the CRM answers for an invalid or expired access token: INVALID_TOKEN, or (as
+    # production sometimes does, zoho-api.md section 11) AUTHENTICATION_FAILURE.
+    invalid_token_code: str = "INVALID_TOKEN"
+    # The consent object's picklists, served in the Consents field metadata and enforced on
+    # writes. Zoho's samples show "Consent - Pending"-style basis values; orgs differ.
+    consent_basis_values: list[str] = field(default_factory=lambda: list(CONSENT_BASIS_VALUES))
+    consent_through_values: list[str] = field(default_factory=lambda: list(CONSENT_THROUGH_VALUES))
+    # A consent object written without its existing ``id`` creates a new consent record, as
+    # Zoho does ("new"); "merge" updates the record's current one (lenient, not Zoho).
+    consent_without_id: str = "new"
+    # Scopes the token is granted (space separated); a CRM call needing another answers
+    # 401 OAUTH_SCOPE_MISMATCH. None: everything the client asks for.
+    granted_scopes: str | None = None
     # Bulk read
     bulk_read_polls_to_complete: int = 2  # status polls: 1st -> IN PROGRESS, 2nd -> COMPLETED; 0 = at once
     bulk_read_complete_after_s: float | None = None  # when set, time-based instead of poll-based
     bulk_read_per_page: int = 200_000
+    # Rows a job may reach with ``page``; past them Zoho wants ``page_token`` (PAGE_RANGE_EXCEEDED).
+    bulk_read_page_limit_rows: int = 200_000
     bulk_download_limit: int = 10  # downloads per minute, then 429
     # Campaigns
     campaigns_method_limit: int = 500  # calls per window for the locked methods

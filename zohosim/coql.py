@@ -456,7 +456,7 @@ def execute(state: SimState, query: Query) -> tuple[list[dict[str, Any]], bool]:
                 matched.sort(key=_sort_key(name, kind), reverse=not asc)
         page = matched[query.offset : query.offset + query.limit]
         more = len(matched) > query.offset + query.limit
-        render = state.renderer(query.fields)
+        render = state.renderer(query.fields, user_last_name=True)
         rows = [render(r) for r in page]
     return rows, more
 
@@ -465,7 +465,7 @@ def execute(state: SimState, query: Query) -> tuple[list[dict[str, Any]], bool]:
 @crm_api("crm.coql", heavy=True)
 def coql(version: str) -> Response:
     state = sim_state()
-    body = request.get_json(silent=True)
+    body = request.get_json(force=True, silent=True)
     text = body.get("select_query") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise ZohoError(

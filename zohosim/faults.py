@@ -15,6 +15,7 @@ DEFAULT_OPS: dict[str, list[str]] = {
     "workflow_reset": WRITE_OPS,
     "field_no_permission": WRITE_OPS,
     "silent_noop": ["crm.update", "crm.upsert"],
+    "stop_processing": ["crm.update", "crm.upsert"],
     "rate_limit": ["crm.*", "bulk.*"],
     "server_error": ["crm.*", "bulk.*"],
     "slow": ["crm.*", "bulk.*"],
@@ -32,6 +33,8 @@ FAULT_NAMES = (
     "wrong_dc",
     "duplicate_email",
     "campaigns_lock",
+    "stop_processing",
+    "missing_scope",
 )
 
 
@@ -107,6 +110,9 @@ class FaultSet:
                 raise FaultError("field_no_permission needs field (or fields)")
             if rule.setdefault("mode", "error") not in ("error", "silent"):
                 raise FaultError("field_no_permission mode is error or silent")
+        elif name == "missing_scope":
+            if "scope" not in rule and "scopes" not in rule:
+                raise FaultError("missing_scope needs scope (or scopes)")
         elif name == "slow":
             rule.setdefault("delay_s", 1.0)
         if "ratio" in rule and not 0 <= float(rule["ratio"]) <= 1:
@@ -165,6 +171,21 @@ class FaultSet:
             if self.roll(rule.get("ratio")):
                 return True
         return False
+
+    def stop_processing(self, op: str, record_id: str) -> bool:
+        """Whether the record is in "stop processing" (GDPR): Zoho refuses writes with CANNOT_PROCESS."""
+        for rule in self.rules("stop_processing", op):
+            ids = rule.get("record_ids")
+            if ids is None or record_id in [str(i) for i in ids]:
+                return True
+        return False
+
+    def missing_scopes(self) -> frozenset[str]:
+        """Scopes the token lacks (``missing_scope`` fault: ``{"scope": "ZohoCRM.coql.READ"}``)."""
+        out: list[str] = []
+        for rule in self.rules("missing_scope"):
+            out.extend(rule.get("scopes") or [rule.get("scope", "")])
+        return frozenset(s for s in out if s)
 
     def schedule_workflow_resets(
         self, module: str, record: Record, changes: dict[str, Any], now: float

@@ -7,27 +7,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from zohosim.config import SimConfig
+from zohosim.config import CONSENT_BASIS_VALUES, SimConfig
 
-BASIS_VALUES = (
-    "Not Applicable",
-    "Legitimate Interests",
-    "Contract",
-    "Legal Obligation",
-    "Vital Interests",
-    "Public Interests",
-    "Pending",
-    "Awaiting",
-    "Obtained",
-    "Not Responded",
-)
+# The consent object's Data_Processing_Basis values (zoho-api.md sections 5 and 11).
+BASIS_VALUES = CONSENT_BASIS_VALUES
 CONSENT_DETAIL_FIELDS: dict[str, str] = {
     "Contact_Through_Email": "boolean",
     "Contact_Through_Phone": "boolean",
     "Contact_Through_Survey": "boolean",
     "Contact_Through_Social": "boolean",
     "Consent_Date": "date",
-    "Consent_Through": "text",
+    "Consent_Through": "picklist",
     "Consent_Remarks": "textarea",
     "Data_Processing_Basis": "picklist",
     "Lawful_Reason": "text",

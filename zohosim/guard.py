@@ -64,6 +64,10 @@ class Api(ABC):
     @abstractmethod
     def server_error(self) -> ZohoError: ...
 
+    def scope(self) -> str | None:
+        """The OAuth scope the call needs (None: not checked)."""
+        return None
+
     def throttle(self, state: SimState) -> None:
         """Limits checked before the rate-limit fault (Campaigns' per-method lock)."""
         return None
@@ -91,6 +95,9 @@ def _admit(state: SimState, api: Api, held: ExitStack) -> None:
         raise api.unauthenticated()
     if not check_token(state, token):
         raise api.invalid_token()
+    scope = api.scope()
+    if scope is not None and scope in faults.missing_scopes():
+        raise ZohoError("OAUTH_SCOPE_MISMATCH", "invalid oauth scope to access this URL")
     if faults.pick("expire_tokens", op) is not None:
         with state.lock:
             state.tokens.pop(token, None)
@@ -136,17 +143,54 @@ def api_call(api: Api) -> Callable[[F], F]:
     return decorate
 
 
+# The scope each CRM operation needs (zoho-api.md sections 1 and 11).
+SCOPES = {
+    "crm.coql": "ZohoCRM.coql.READ",
+    "crm.fields": "ZohoCRM.settings.fields.READ",
+    "crm.users": "ZohoCRM.users.READ",
+    "crm.org": "ZohoCRM.org.READ",
+    "crm.watch": "ZohoCRM.notifications.ALL",
+}
+Heavy = bool | Callable[[], bool]
+
+
+def _body_records() -> int:
+    body = request.get_json(force=True, silent=True)
+    data = body.get("data") if isinstance(body, dict) else None
+    return len(data) if isinstance(data, list) else 0
+
+
+def heavy_write() -> bool:
+    """Insert/update/upsert of more than 10 records is a "complex" call (zoho-api.md section 11)."""
+    return _body_records() > 10
+
+
+def heavy_read() -> bool:
+    """A record read sorted or by custom view is a "complex" call."""
+    return bool(request.args.get("sort_by") or request.args.get("cvid"))
+
+
 class CrmApi(Api):
     """CRM and Bulk: 401/429/500 in the CRM error shape; concurrency caps, credits and their header."""
 
-    def __init__(self, op: str, heavy: bool) -> None:
+    def __init__(self, op: str, heavy: Heavy) -> None:
         super().__init__(op)
         self.heavy = heavy
+
+    def scope(self) -> str | None:
+        if self.op.startswith("bulk."):
+            return "ZohoCRM.bulk.ALL"
+        return SCOPES.get(self.op, "ZohoCRM.modules.ALL")
+
+    def is_heavy(self) -> bool:
+        return self.heavy() if callable(self.heavy) else bool(self.heavy)
 
     def unauthenticated(self) -> ZohoError:
         return ZohoError("AUTHENTICATION_FAILURE", "Authentication failed")
 
     def invalid_token(self) -> ZohoError:
+        if sim_state().config.invalid_token_code == "AUTHENTICATION_FAILURE":
+            return ZohoError("AUTHENTICATION_FAILURE", "Authentication failed")
         return ZohoError("INVALID_TOKEN", "invalid oauth token")
 
     def rate_limited(self) -> ZohoError:
@@ -157,14 +201,15 @@ class CrmApi(Api):
 
     @contextmanager
     def slot(self, state: SimState) -> Iterator[None]:
-        if not state.quota.acquire(self.heavy):
+        heavy = self.is_heavy()
+        if not state.quota.acquire(heavy):
             raise too_many_requests("concurrency")
         try:
             if not state.quota.can_spend(1):
                 raise too_many_requests("credits")
             yield
         finally:
-            state.quota.release(self.heavy)
+            state.quota.release(heavy)
 
     def answered(self, state: SimState, resp: Response) -> None:
         if resp.status_code not in (401, 429) and resp.status_code < 500:
@@ -176,6 +221,6 @@ class CrmApi(Api):
             resp.headers["X-API-CREDITS-REMAINING"] = header
 
 
-def crm_api(op: str, *, heavy: bool = False) -> Callable[[F], F]:
+def crm_api(op: str, *, heavy: Heavy = False) -> Callable[[F], F]:
     """Wrap a CRM/Bulk view: auth, faults, concurrency caps (``heavy``: the sub-concurrency too), credits."""
     return api_call(CrmApi(op, heavy))

@@ -34,6 +34,7 @@ class Quota:
         self.in_flight = 0
         self.in_flight_heavy = 0
         self.peak_in_flight = 0
+        self.peak_in_flight_heavy = 0
         self.calls_by_op: Counter[str] = Counter()
         self.credits_by_op: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -92,6 +93,7 @@ class Quota:
             self.in_flight += 1
             if heavy:
                 self.in_flight_heavy += 1
+                self.peak_in_flight_heavy = max(self.peak_in_flight_heavy, self.in_flight_heavy)
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             return True
 
@@ -114,6 +116,7 @@ class Quota:
             "sub_concurrency_limit": self.state.config.sub_concurrency_limit,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
+            "peak_in_flight_heavy": self.peak_in_flight_heavy,
             "calls_by_op": dict(self.calls_by_op),
             "credits_by_op": dict(self.credits_by_op),
             "rejected_by_reason": dict(self.rejected),

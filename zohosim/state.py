@@ -15,6 +15,7 @@ from typing import Any
 from zohosim.config import SimConfig
 from zohosim.faults import FaultSet
 from zohosim.fields import FieldDef, build_fields, fmt_time
+from zohosim.notifications import Notifier
 from zohosim.quota import Quota
 
 ID_BASE = 5_725_767_000_000_000_000
@@ -25,6 +26,10 @@ ADMIN_PROFILE_ID = "5725767000000026011"
 STANDARD_PROFILE_ID = "5725767000000026014"
 CEO_ROLE_ID = "5725767000000026005"
 MODULES = ("Contacts", "Leads")
+
+
+def _touched(changes: dict[str, Any]) -> list[str]:
+    return sorted(changes)
 
 
 class SimClock:
@@ -224,6 +229,7 @@ class SimState:
         self.clock = SimClock()
         self.faults = FaultSet(self)
         self.quota = Quota(self)
+        self.notifier = Notifier(self)
         self._init_data()
 
     def _init_data(self) -> None:
@@ -252,6 +258,8 @@ class SimState:
         self.campaign_locks: dict[str, float] = {}
         self.bulk_jobs: dict[str, dict[str, Any]] = {}
         self.bulk_downloads: deque[float] = deque()
+        # Consent records ever made (Data_Processing_Basis_Details ids) -> the record they belong to.
+        self.consent_records: dict[str, int] = {}
         self._misc_counter = itertools.count(1)
 
     def reset(self, config: SimConfig | None = None) -> None:
@@ -261,6 +269,7 @@ class SimState:
             self.faults.clear()
             self.faults.reseed(self.config.fault_seed)
             self.quota.reset()
+            self.notifier.reset()
             self.clock.offset = 0.0
             self._init_data()
 
@@ -318,6 +327,11 @@ class SimState:
         self.users[user_id] = user
         return user
 
+    def consent_records_of(self, record_id: str | int) -> list[str]:
+        """Ids of the consent records made for one CRM record (a push should make one, once)."""
+        with self.lock:
+            return [cid for cid, rid in self.consent_records.items() if rid == int(record_id)]
+
     def user_ref(self, user_id: str) -> dict[str, str]:
         user = self.users.get(user_id)
         name = user["name"] if user else "Unknown User"
@@ -339,6 +353,7 @@ class SimState:
             for name, value in values.items():
                 if name == "Data_Processing_Basis_Details" and isinstance(value, dict):
                     value = {"id": self.next_misc_id(), **value}
+                    self.consent_records[value["id"]] = numeric
                 record.set(name, value)
             self.modules[module].add(record)
             return str(numeric)
@@ -362,9 +377,12 @@ class SimState:
         """A record as the CRM API shows it (all fields, or ``id`` plus the chosen ones)."""
         return self.renderer(fields)(record)
 
-    def renderer(self, fields: list[str] | None = None) -> Callable[[Record], dict[str, Any]]:
+    def renderer(
+        self, fields: list[str] | None = None, *, user_last_name: bool = False
+    ) -> Callable[[Record], dict[str, Any]]:
         """`render` for many records with the same fields: the per-field work is decided once
-        (COQL pages of 2,000 rows, record lists), and timestamps are formatted once per second."""
+        (COQL pages of 2,000 rows, record lists), and timestamps are formatted once per second.
+        ``user_last_name``: user lookups show the last name only, as COQL does (v7+)."""
         names = list(self.fields) if fields is None else ["id", *[f for f in fields if f != "id"]]
         times: dict[int, str | None] = {}
         users: dict[str, dict[str, str]] = {}
@@ -384,6 +402,8 @@ class SimState:
             ref = users.get(user_id)
             if ref is None:
                 ref = users[user_id] = self.user_ref(user_id)
+                if user_last_name:
+                    ref["name"] = ref["name"].split()[-1] if ref["name"].split() else ""
             return dict(ref)
 
         def plain(name: str) -> Callable[[Record], Any]:
@@ -446,7 +466,13 @@ class SimState:
                 for name, value in changes.items():
                     if name == "Data_Processing_Basis_Details" and isinstance(value, dict):
                         current = record.get(name)
-                        merged = dict(current) if isinstance(current, dict) else {"id": self.next_misc_id()}
+                        if isinstance(current, dict) and (
+                            value.get("id") or self.config.consent_without_id == "merge"
+                        ):
+                            merged = dict(current)  # the record's own consent record, updated
+                        else:
+                            merged = {"id": self.next_misc_id()}  # a new consent record, as Zoho makes
+                            self.consent_records[merged["id"]] = record.id
                         merged.update({k: v for k, v in value.items() if k != "id"})
                         record.set(name, merged)
                     else:
@@ -469,6 +495,8 @@ class SimState:
                 "ignored_fields": ignored or [],
             }
             self.writes.append(entry)
+            if applied:
+                self.notifier.changed(module, str(record.id), _touched(changes))
             if source == "api" and applied:
                 self.faults.schedule_workflow_resets(module, record, changes, now)
             return entry
@@ -508,6 +536,7 @@ class SimState:
                         "ignored_fields": [],
                     }
                 )
+                self.notifier.changed(item["module"], str(record.id), [path.partition(".")[0]])
 
     # ----- tokens
 

@@ -41,3 +41,10 @@ class CanReadConsent(ScopeOrPermission):
 
     scope = ApiClient.Scope.CONTACTS_READ
     perm = "compliance.view_history"
+
+
+class CanReadLinks(ScopeOrPermission):
+    """API clients with `links:read` (the sending system), and people allowed to browse history."""
+
+    scope = ApiClient.Scope.LINKS_READ
+    perm = "compliance.view_history"

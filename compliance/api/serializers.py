@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from compliance.models import ConsentEvent, ConsentState, Contact
@@ -58,6 +59,12 @@ class ConsentEventInputSerializer(serializers.Serializer[Any]):
         help_text="Change the contact's identifiers to the ones given, recorded as an identity event "
         "(needs the identity:write right); without it a conflicting identifier is refused with 409.",
     )
+    send_confirmation = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="For status pending of a purpose with double opt-in: Consent Desk mails the confirmation "
+        "link (the default). false: the client runs its own double opt-in and posts opted_in with evidence.",
+    )
 
     def to_domain(self, header_key: str | None = None) -> tuple[ContactIdentity, ConsentDecision]:
         return self.domain_of(self.validated_data, header_key)
@@ -91,6 +98,18 @@ class ConsentEventInputSerializer(serializers.Serializer[Any]):
             reason=data.get("reason", ""),
         )
         return identity, decision
+
+
+class ContactLinksSerializer(serializers.Serializer[Any]):
+    contact_id = serializers.IntegerField()
+    unsubscribe_url = serializers.URLField(help_text="One-click unsubscribe from every email purpose.")
+    unsubscribe_urls = serializers.DictField(
+        child=serializers.URLField(), help_text="One-click unsubscribe per purpose code."
+    )
+    preferences_url = serializers.URLField()
+    headers = serializers.DictField(
+        child=serializers.CharField(), help_text="List-Unsubscribe and List-Unsubscribe-Post (RFC 8058)."
+    )
 
 
 class BatchInputSerializer(serializers.Serializer[Any]):
@@ -169,9 +188,43 @@ class ContactSerializer(serializers.ModelSerializer[Contact]):
         return bool(getattr(contact, "former", False))
 
 
+class ZohoDiscrepancySerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    kind = serializers.CharField(help_text="Why Zoho differs, e.g. permission_denied, overwritten.")
+    crm_field = serializers.CharField(help_text="Blank for the whole record.")
+    opened_at = serializers.DateTimeField()
+
+
+class ZohoStatusSerializer(serializers.Serializer[Any]):
+    """What the sync registered for a purpose (compliance.panels): whether its state reached Zoho."""
+
+    status = serializers.ChoiceField(
+        choices=["pending", "verified", "discrepancy", "not_synced"],
+        help_text="pending: pushed or queued, not yet read back; verified: read back and matching "
+        "(verified_at); discrepancy: Zoho differs (discrepancy.kind); not_synced: no CRM field carries it.",
+    )
+    verified_at = serializers.DateTimeField(allow_null=True)
+    pushed_at = serializers.DateTimeField(allow_null=True, help_text="The last push carrying this purpose.")
+    record_ids = serializers.ListField(child=serializers.CharField(), help_text="Linked CRM record id(s).")
+    discrepancy = ZohoDiscrepancySerializer(allow_null=True)
+
+
+class ConsentStateStatusSerializer(ConsentStateSerializer):
+    zoho = serializers.SerializerMethodField(help_text="Null when the sync is not installed.")
+
+    class Meta(ConsentStateSerializer.Meta):
+        fields = [*ConsentStateSerializer.Meta.fields, "zoho"]
+        read_only_fields = fields
+
+    @extend_schema_field(ZohoStatusSerializer(allow_null=True))
+    def get_zoho(self, state: ConsentState) -> dict[str, Any] | None:
+        statuses = self.context.get("statuses", {}).get("zoho", {})
+        return statuses.get(state.purpose.code) if statuses else None
+
+
 class ContactConsentsSerializer(serializers.Serializer[Any]):
     contact = ContactSerializer()
-    states = ConsentStateSerializer(many=True)
+    states = ConsentStateStatusSerializer(many=True)
     history = ConsentEventSerializer(many=True)
 
 

@@ -16,19 +16,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance import selectors, services
+from compliance import panels, selectors, services
 from compliance.api.errors import error_response, validation_body
 from compliance.api.parsers import LimitedJSONParser
-from compliance.api.permissions import CanReadConsent, IsApiClient
+from compliance.api.permissions import CanReadConsent, CanReadLinks, IsApiClient
 from compliance.api.serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
     ConsentEventInputSerializer,
     ConsentEventSerializer,
     ContactConsentsSerializer,
+    ContactLinksSerializer,
     ContactSerializer,
 )
 from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
+from compliance.lifecycle.links import contact_links
+from compliance.lifecycle.services import confirmation_request
 from compliance.models import AccessLog, ApiClient, Contact
 from compliance.services.reference import reference_kept
 
@@ -91,15 +94,17 @@ class ConsentEventCreateView(ApiView):
         summary="Record one consent decision",
     )
     def post(self, request: Request) -> Response:
-        identity, decision = _EVENT_INPUT.domain_of(
-            _EVENT_INPUT.run_validation(request.data), _idempotency_header(request)
-        )
+        data = _EVENT_INPUT.run_validation(request.data)
+        identity, decision = _EVENT_INPUT.domain_of(data, _idempotency_header(request))
         result = services.consent_ingest(
             identity=identity,
             decision=decision,
             api_client=_calling_client(request),
             lookups=reference_kept().lookups,
         )
+        if result.created and data.get("send_confirmation", True):
+            # A pending double opt-in: Consent Desk mails the confirmation link (compliance.lifecycle).
+            confirmation_request(event=result.event)
         return Response(
             _EVENT_OUTPUT.to_representation(result.event),
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -134,9 +139,12 @@ class ConsentEventBatchView(ApiView):
         envelope.is_valid(raise_exception=True)
 
         items: list[Any] = []
+        send_confirmations: list[bool] = []
         for raw in envelope.validated_data["events"]:
             try:
-                items.append(_EVENT_INPUT.domain_of(_EVENT_INPUT.run_validation(raw)))
+                data = _EVENT_INPUT.run_validation(raw)
+                items.append(_EVENT_INPUT.domain_of(data))
+                send_confirmations.append(bool(data.get("send_confirmation", True)))
             except ValidationError as exc:
                 items.append(exc)
         outcomes = services.consent_ingest_batch(
@@ -144,6 +152,9 @@ class ConsentEventBatchView(ApiView):
             api_client=_calling_client(request),
             lookups=reference_kept().lookups,
         )
+        for outcome, send in zip(outcomes, send_confirmations, strict=True):
+            if send and isinstance(outcome, services.RecordResult) and outcome.created:
+                confirmation_request(event=outcome.event)
         recorded = [o.event for o in outcomes if isinstance(o, services.RecordResult)]
         represented = (_EVENT_OUTPUT.to_representation(event) for event in recorded)
         outcome_iter = iter(outcomes)
@@ -222,7 +233,38 @@ class ContactConsentsView(ReadView):
         services.access_log_record(
             request=request._request, kind=AccessLog.Kind.HISTORY_VIEW, contact_ids=[contact.pk]
         )
-        return Response(ContactConsentsSerializer(body).data)
+        # Each purpose's status in the apps built on the ledger (the sync's "zoho"): compliance.panels.
+        statuses = panels.consent_statuses(contact=contact)
+        return Response(ContactConsentsSerializer(body, context={"statuses": statuses}).data)
+
+
+class ContactLinksView(ReadView):
+    permission_classes = [CanReadLinks]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("campaign", str, description="A campaign id the unsubscribe links carry")
+        ],
+        responses={
+            200: ContactLinksSerializer,
+            404: OpenApiResponse(description="No contact has this id."),
+            **ERROR_RESPONSES,
+        },
+        summary="Unsubscribe and preference-centre links for a mail to this contact (RFC 8058 headers)",
+    )
+    def get(self, request: Request, contact_id: int) -> Response:
+        contact = get_object_or_404(Contact, pk=contact_id, merged_into__isnull=True)
+        campaign = request.query_params.get("campaign", "")
+        if len(campaign) > 100 or "\x00" in campaign:
+            raise ValidationError({"campaign": ["At most 100 characters."]})
+        body = contact_links(contact=contact, campaign=campaign)
+        services.access_log_record(
+            request=request._request,
+            kind=AccessLog.Kind.EXPORT,
+            contact_ids=[contact.pk],
+            detail="unsubscribe and preference links",
+        )
+        return Response(ContactLinksSerializer(body).data)
 
 
 class NotFoundView(ApiView):

@@ -16,6 +16,7 @@ One module per concern, their public names re-exported here:
 - `consent`: the rules of a decision, the append and the chain's state;
 - `consent_batch`: many decisions at once;
 - `seals`, `api_clients`, `policies`, `suppressions`;
+- `corrections`: decisions people record at the desk (phone requests, admin corrections);
 - `access_log`: who read whose personal data (not the ledger, insert-only like it).
 """
 
@@ -49,6 +50,17 @@ from compliance.services.consent_batch import (
     consent_ingest_batch,
 )
 from compliance.services.contacts import ContactIdentity, contact_resolve
+from compliance.services.corrections import (
+    Preview,
+    StagedFile,
+    consent_correct,
+    consent_phone_record,
+    consent_preview,
+    correction_decision,
+    correction_evidence_path,
+    correction_file_stage,
+    phone_request_decision,
+)
 from compliance.services.errors import (
     ConsentForbidden,
     ConsentRejected,
@@ -74,7 +86,9 @@ __all__ = [
     "IdentityContext",
     "Lookups",
     "Outcome",
+    "Preview",
     "RecordResult",
+    "StagedFile",
     "access_log_query_hash",
     "access_log_record",
     "api_client_create",
@@ -84,14 +98,21 @@ __all__ = [
     "api_client_rotate",
     "api_client_update",
     "api_key_hash",
+    "consent_correct",
     "consent_expire_due",
     "consent_ingest",
     "consent_ingest_batch",
     "consent_input_check",
+    "consent_phone_record",
+    "consent_preview",
     "consent_record",
     "contact_merge",
     "contact_resolve",
+    "correction_decision",
+    "correction_evidence_path",
+    "correction_file_stage",
     "ledger_seal",
+    "phone_request_decision",
     "policy_version_publish",
     "suppression_add",
 ]

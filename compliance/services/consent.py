@@ -71,6 +71,7 @@ PERSON_SOURCES = frozenset(
         Source.WEB_PORTAL,
         Source.CUSTOMER_SERVICE,
         Source.EMAIL_LINK,
+        Source.PREFERENCE_CENTRE,
         Source.IMPORT,
         Source.ADMIN,
     }
@@ -521,11 +522,12 @@ def advance_state(
         state.status = event.status
         state.frequency = event.frequency
         state.event = event
+        state.policy_version = event.policy_version
         state.occurred_at = event.occurred_at
         state.refresh_due_at = (
             purpose.refresh_due_at(event.occurred_at) if event.status == ConsentStatus.OPTED_IN else None
         )
-        fields += ["status", "frequency", "event", "occurred_at", "refresh_due_at"]
+        fields += ["status", "frequency", "event", "policy_version", "occurred_at", "refresh_due_at"]
         if changed:
             outbox = OutboxEntry(
                 contact_id=state.contact_id,

@@ -413,6 +413,7 @@ _STATE_FIELDS = (
     "status",
     "frequency",
     "event",
+    "policy_version",
     "occurred_at",
     "refresh_due_at",
     "updated_at",

@@ -12,7 +12,7 @@ from compliance import chain
 from compliance.models import ConsentEvent, Seal
 
 
-def _safe_high_water_mark() -> int:
+def committed_high_water_mark() -> int:
     """The highest event id below which every insert has committed.
 
     Ids are handed out when a row is inserted, not when it commits, so a writer
@@ -30,7 +30,7 @@ def _safe_high_water_mark() -> int:
 
 def ledger_seal() -> Seal | None:
     """Seal every event since the previous seal, chained to it. None when there is nothing new."""
-    high = _safe_high_water_mark()
+    high = committed_high_water_mark()
     with transaction.atomic():
         previous = Seal.objects.select_for_update().order_by("-sequence").first()
         start = previous.last_event_id if previous else 0

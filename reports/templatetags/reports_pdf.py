@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.utils.safestring import SafeString, mark_safe
 
 from compliance.charts import Chart
 
@@ -12,8 +13,25 @@ register = template.Library()
 
 
 @register.inclusion_tag("reports/pdf_chart.html")
-def chart_block(chart: Chart) -> dict[str, Any]:
-    return {"chart": chart}
+def chart_block(chart: Chart, category: str = "") -> dict[str, Any]:
+    """The chart, its table and its description, kept on one page; `category` heads the table's
+    first column (the charts leave it blank)."""
+    headers = list(chart.headers)
+    if headers and not headers[0]:
+        headers[0] = category
+    return {"chart": chart, "headers": headers}
+
+
+@register.filter
+def css_string(value: object) -> SafeString:
+    """`value` as the inside of a double-quoted CSS string in the <style> element (the running
+    headers' `content`): CSS escapes for a backslash, a quote, a line end and "<" (no "</style>"
+    can close the element). HTML escapes would print as they are there, and JavaScript's
+    (escapejs) print as letters: "Auditor\\u0027s" reads "Auditoru0027s"."""
+    text = str(value)
+    for char, escaped in (("\\", "\\5c "), ('"', "\\22 "), ("<", "\\3c "), ("\n", "\\a "), ("\r", "")):
+        text = text.replace(char, escaped)
+    return mark_safe(text)  # noqa: S308 - escaped for CSS above
 
 
 @register.filter
@@ -29,13 +47,34 @@ def hours(value: float | None) -> str:
 
 
 INDENT = " " * 14
-WIDTH = 120  # characters after the indent: A4 at 6.2 pt DejaVu Sans Mono holds about 135
+# A line of an event holds at most LINE characters: A4 less the margins and the cell's padding is
+# 499 pt, a DejaVu Sans Mono character at 6.2 pt is 3.73 pt wide, so 133 fit; 130 leave a margin.
+LINE = 130
+WIDTH = LINE - len(INDENT)  # characters of a wrapped field after the indent
+
+
+def _fitted(line: str) -> list[str]:
+    """A line longer than LINE cut into LINE-wide pieces, the rest indented (nothing dropped)."""
+    if len(line) <= LINE:
+        return [line]
+    pieces = [line[:LINE]]
+    rest = line[LINE:]
+    while rest:
+        pieces.append(INDENT + rest[:WIDTH])
+        rest = rest[WIDTH:]
+    return pieces
 
 
 def _wrapped(label: str, text: str) -> list[str]:
-    """`text` cut into lines of WIDTH characters (nothing dropped), the first led by `label`."""
-    body = f"{label} {text}"
-    return [INDENT + body[i : i + WIDTH] for i in range(0, len(body), WIDTH)] or [INDENT + label]
+    """`text` in lines of at most WIDTH characters (nothing dropped), the first led by `label`;
+    a line ends after a space when one falls in its second half, else mid-word."""
+    rest = f"{label} {text}"
+    lines = []
+    while len(rest) > WIDTH:
+        cut = rest.rfind(" ", WIDTH // 2, WIDTH) + 1 or WIDTH
+        lines.append(INDENT + rest[:cut])
+        rest = rest[cut:]
+    return [*lines, INDENT + rest]
 
 
 EVENT_HEADER = (
@@ -65,7 +104,7 @@ def event_lines(evidence: Any) -> str:
         f"by {event.actor}  IP {event.ip_address or '—'}"
     )
     agent = f"  user agent {event.user_agent or '—'}"
-    if len(who) + len(agent) <= len(INDENT) + WIDTH:
+    if len(who) + len(agent) <= LINE:
         lines.append(who + agent)  # most events: one line for who, from where and with what
     else:
         lines.append(who)
@@ -84,4 +123,4 @@ def event_lines(evidence: Any) -> str:
             problems.append("NOT CHAINED to the previous version")
         check = "; ".join(problems)
     lines.append(f"{INDENT}hash {event.hash}  {check}")
-    return "\n".join(lines)
+    return "\n".join(piece for line in lines for piece in _fitted(line))

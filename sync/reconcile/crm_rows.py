@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
+from sync.crm_changes import crm_user_names
 from sync.models import FieldMapping
 from sync.projection import bounce_field
 from sync.zoho import ZohoClient
@@ -47,6 +48,16 @@ def _coql_getter(name: str) -> Callable[[Mapping[str, Any]], Any]:
     return get
 
 
+def _user_getter(names: Mapping[str, str]) -> Callable[[Mapping[str, Any]], Any]:
+    def get(record: Mapping[str, Any]) -> Any:
+        user = record.get("Modified_By")
+        if not isinstance(user, Mapping) or not user.get("id"):
+            return user
+        return {"id": str(user["id"]), "name": names.get(str(user["id"]), str(user.get("name") or ""))}
+
+    return get
+
+
 def _csv_picker(header: list[str], columns: tuple[str, ...]) -> Callable[[list[str]], Row]:
     """Cells of a Bulk Read CSV row in `columns` order (None for a column the file lacks)."""
     positions = [header.index(name) if name in header else -1 for name in columns]
@@ -59,17 +70,24 @@ def crm_rows(zoho: ZohoClient, method: str, fields: list[str]) -> Iterator[Row]:
     """Every CRM contact as a tuple: `HEAD`, then `fields`."""
     columns = (*HEAD, *fields)
     if method == COQL:
-        getters = [_coql_getter(name) for name in columns[1:]]
+        # COQL names a user by its last name only: name Modified_By by its id instead.
+        names = crm_user_names(zoho)
+        getters = [
+            _user_getter(names) if name == "Modified_By" else _coql_getter(name) for name in columns[1:]
+        ]
         for record in zoho.crm.coql_iter([*fields, *SYSTEM_FIELDS]):
             yield (str(record.get("id") or ""), *(get(record) for get in getters))
         return
     poll_s = float(settings.RECONCILE_BULK_POLL_S)
     select = [*fields, *SYSTEM_FIELDS]
-    page = 1
-    job = zoho.crm.bulk.wait(zoho.crm.bulk.create(select, page=page).id, poll_s=poll_s)
+    job = zoho.crm.bulk.wait(zoho.crm.bulk.create(select).id, poll_s=poll_s)
     while True:
-        # Ask for the next page before reading this one: Zoho builds its file meanwhile.
-        following = zoho.crm.bulk.create(select, page=page + 1) if job.more_records else None
+        # Ask for the next page before reading this one: Zoho builds its file meanwhile. Pages
+        # past the first 200,000 rows are asked by the token Zoho gave, never by number.
+        token = job.next_page_token if job.more_records else None
+        if job.more_records and token is None:
+            raise ZohoTransientError(f"bulk read job {job.id} has more records but no next_page_token")
+        following = zoho.crm.bulk.create(select, page_token=token) if token else None
         table = zoho.crm.bulk.table(job.id)
         header = next(table, None)
         if header is not None:
@@ -81,7 +99,6 @@ def crm_rows(zoho: ZohoClient, method: str, fields: list[str]) -> Iterator[Row]:
                 ) from exc
         if following is None:
             return
-        page += 1
         job = zoho.crm.bulk.wait(following.id, poll_s=poll_s)
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from compliance.models import Contact
 from sync import quota
 from sync.alerts import alert_threshold
+from sync.crm_changes import crm_watch_ensure
 from sync.models import ReconciliationRun
 from sync.projection import active_mappings
 from sync.reconcile.compare import Comparer, Counts, Seen
 from sync.reconcile.crm_rows import BULK, COQL, compared_fields, crm_chunks, crm_rows
 from sync.reconcile.missing import missing_flag
 from sync.zoho import ZohoClient
+from sync.zoho.errors import ZohoError
 
 logger = logging.getLogger("sync.reconcile")
 
@@ -25,6 +28,16 @@ def _estimated_size() -> int:
     if last is not None:
         return last.records_read
     return Contact.objects.filter(zoho_id__isnull=False).count()
+
+
+def _watch_renew(zoho: ZohoClient) -> None:
+    """Keep the CRM notification channel alive (it lasts a week; renewed two days before): the
+    daily reconciliation is the polling that stands in for any callback that never came."""
+    url = settings.PUBLIC_BASE_URL + reverse("sync:zoho_notify")
+    try:
+        crm_watch_ensure(zoho=zoho, notify_url=url)
+    except ZohoError as exc:
+        logger.warning("The CRM notification channel could not be renewed: %s", exc)
 
 
 def reconcile(*, client: ZohoClient | None = None, method: str | None = None) -> ReconciliationRun:
@@ -39,6 +52,8 @@ def reconcile(*, client: ZohoClient | None = None, method: str | None = None) ->
                 f"reconciliation deferred until {retry_at.isoformat()}: credits below the reserve",
                 retry_at=retry_at,
             )
+        if settings.ZOHO_NOTIFICATIONS:
+            _watch_renew(zoho)
         if method is None:
             method = BULK if _estimated_size() > settings.RECONCILE_BULK_THRESHOLD else COQL
         mappings = active_mappings()

@@ -2,9 +2,10 @@
 
 `push` holds the outbox consumer, verification and retries; `pull` the
 Campaigns pull and reconciliation; `audit` the stranded-change audit; `tallies` the
-health page's hourly tallies. Celery's autodiscovery imports this package.
+health page's hourly tallies; `bulk` admins' bulk actions on discrepancies; `webhooks` the
+API clients' webhook deliveries. Celery's autodiscovery imports this package.
 """
 
-from sync.tasks import audit, pull, push, tallies
+from sync.tasks import audit, bulk, pull, push, tallies, webhooks
 
-__all__ = ["audit", "pull", "push", "tallies"]
+__all__ = ["audit", "bulk", "pull", "push", "tallies", "webhooks"]

@@ -33,6 +33,12 @@ class BulkReadJob:
         return bool(self.result.get("more_records"))
 
     @property
+    def next_page_token(self) -> str | None:
+        """What asks for the next page (past 200,000 rows Zoho takes no ``page=N``)."""
+        token = self.result.get("next_page_token")
+        return str(token) if token else None
+
+    @property
     def count(self) -> int | None:
         count = self.result.get("count")
         return int(count) if count is not None else None
@@ -52,10 +58,16 @@ class BulkRead:
         *,
         module: str = "Contacts",
         criteria: Mapping[str, Any] | None = None,
-        page: int = 1,
+        page_token: str | None = None,
         callback_url: str | None = None,
     ) -> BulkReadJob:
-        query: dict[str, Any] = {"module": {"api_name": module}, "fields": list(fields), "page": page}
+        """A job for the first page, or for the page ``page_token`` names (the previous job's
+        ``next_page_token``: Zoho pages past 200,000 rows by token only, never by ``page=N``)."""
+        query: dict[str, Any] = {"module": {"api_name": module}, "fields": list(fields)}
+        if page_token:
+            query["page_token"] = page_token
+        else:
+            query["page"] = 1
         if criteria:
             query["criteria"] = dict(criteria)
         body: dict[str, Any] = {"query": query, "file_type": "csv"}
@@ -70,6 +82,7 @@ class BulkRead:
                 path=self._path(),
                 json=body,
                 credits=1,
+                complex=True,  # Zoho counts bulk jobs among the sub-concurrency calls
             )
         )
         return self._job(response.body)

@@ -16,6 +16,7 @@ from sync.zoho.calllog import CallLog, DatabaseCallLog
 from sync.zoho.campaigns import CampaignsClient
 from sync.zoho.config import ZohoConfig
 from sync.zoho.crm import CrmClient
+from sync.zoho.locks import SharedSemaphore
 from sync.zoho.transport import CallGate, ZohoTransport, make_http_client
 
 
@@ -42,7 +43,17 @@ class ZohoClient:
         self._owns_http = http is None
         self.http = http if http is not None else make_http_client(config)
         shared = cache if cache is not None else caches["default"]
-        self.transport = ZohoTransport(config, self.http, call_log or DatabaseCallLog(), gate=gate)
+        # The org's complex-call slots, shared by every worker through the cache (Redis, or
+        # file locks in the file cache's directory for the embedded demo).
+        slots = SharedSemaphore(
+            shared,
+            f"{config.cache_prefix}:complex-calls",
+            limit=config.complex_limit,
+            expire_s=config.timeout_s * 2 + 5,
+        )
+        self.transport = ZohoTransport(
+            config, self.http, call_log or DatabaseCallLog(), gate=gate, complex_slots=slots
+        )
         self.tokens = TokenManager(config, self.transport.mint_token, cache=shared)
         self.transport.tokens = self.tokens
         self.crm = CrmClient(self.transport, shared)

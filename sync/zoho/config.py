@@ -42,6 +42,11 @@ class ZohoConfig:
     cache_prefix: str = "zoho"
     # Our API user's CRM id (ZOHO_API_USER_ID); empty: ask Zoho (`CrmClient.api_user_id`).
     api_user_id: str = ""
+    # "Complex" calls (COQL, updates of more than 10 records, sorted or filtered reads) in
+    # flight at once across every worker: Zoho's sub-concurrency limit is 10 per org.
+    complex_limit: int = 10
+    # How long a worker waits for a complex-call slot before the call counts as rate limited.
+    complex_wait_s: float = 30.0
 
     def __post_init__(self) -> None:
         dc = data_centre(self.dc)  # ValueError on an unknown code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import BaseCache
@@ -31,8 +32,15 @@ PERMANENT_RECORD_CODES = frozenset(
         "ALREADY_MODIFIED",
         "LIMIT_EXCEEDED",
         "NOT_APPROVED",
+        # "The record is in stop processing" (GDPR): it stays so until someone lifts it.
+        "CANNOT_PROCESS",
     }
 )
+# Updates of more than this many records are "complex" calls (Zoho's sub-concurrency).
+COMPLEX_UPDATE_RECORDS = 10
+COQL_MAX_IN = 50
+CONSENTS_MODULE = "Consents"
+WATCH_TOKEN_MAX = 50
 _RECORD_ID = re.compile(r"^\d{1,30}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.$]*$")
 
@@ -97,9 +105,10 @@ class CrmUpdate:
 class FieldInfo:
     """What the API user may do with one field of a module.
 
-    ``api_editable`` is False when the field is read-only, when
-    ``operation_type.api_update`` is false, when the metadata says
-    ``api_editable: false``, or when the API user's profile (``profile_id``
+    Zoho's metadata is for the user who asks: ``read_only`` is read-only *for this user*
+    (its profile may not edit it), ``field_read_only`` is read-only for everyone (a system
+    field). ``api_editable`` is False for either, when ``operation_type.api_update`` is
+    false, when the field is not ``visible``, or when the API user's profile (``profile_id``
     given to `CrmClient.fields`) has anything but ``read_write`` on it.
     """
 
@@ -112,10 +121,29 @@ class FieldInfo:
     # Profile id -> permission_type ("read_write", "read_only", "hidden").
     profile_permissions: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    field_read_only: bool = False
+    visible: bool = True
+    # The picklist's actual values, in Zoho's order (empty for other types).
+    picklist: tuple[str, ...] = ()
+
+    @property
+    def why_not_editable(self) -> str:
+        """In words, why the API user may not edit the field ("" when it may)."""
+        if self.api_editable:
+            return ""
+        if self.field_read_only:
+            return "the field is read-only for everyone (a system field)"
+        if not self.visible:
+            return "the field is hidden from the API user"
+        if self.read_only:
+            return "the API user's profile may not edit it (read-only for this user)"
+        return "Zoho does not allow updating it through the API (operation_type.api_update is false)"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, profile_id: str | None = None) -> FieldInfo:
-        read_only = bool(data.get("read_only")) or bool(data.get("field_read_only"))
+        read_only = bool(data.get("read_only"))
+        field_read_only = bool(data.get("field_read_only"))
+        visible = data.get("visible") is not False
         operation = data.get("operation_type")
         api_update = operation.get("api_update") if isinstance(operation, dict) else None
         permissions = {
@@ -123,9 +151,20 @@ class FieldInfo:
             for p in data.get("profiles") or []
             if isinstance(p, dict) and p.get("id") is not None
         }
-        editable = not read_only and api_update is not False and data.get("api_editable") is not False
+        editable = (
+            not read_only
+            and not field_read_only
+            and visible
+            and api_update is not False
+            and data.get("api_editable") is not False
+        )
         if profile_id is not None and profile_id in permissions:
             editable = editable and permissions[profile_id] == "read_write"
+        picklist = tuple(
+            str(v.get("actual_value"))
+            for v in data.get("pick_list_values") or []
+            if isinstance(v, dict) and v.get("actual_value") is not None
+        )
         return cls(
             api_name=str(data.get("api_name", "")),
             data_type=str(data.get("data_type", "")),
@@ -135,6 +174,9 @@ class FieldInfo:
             custom=bool(data.get("custom_field")),
             profile_permissions=permissions,
             raw=data,
+            field_read_only=field_read_only,
+            visible=visible,
+            picklist=picklist,
         )
 
 
@@ -148,6 +190,21 @@ class CrmUser:
     profile_name: str | None
     role_name: str | None
     raw: Mapping[str, Any] = field(repr=False)
+
+
+def _user(user: Mapping[str, Any]) -> CrmUser:
+    profile = user.get("profile") or {}
+    role = user.get("role") or {}
+    return CrmUser(
+        id=str(user.get("id", "")),
+        email=str(user.get("email", "")),
+        full_name=str(user.get("full_name") or user.get("name") or ""),
+        status=str(user.get("status", "")),
+        profile_id=str(profile["id"]) if profile.get("id") else None,
+        profile_name=profile.get("name"),
+        role_name=role.get("name"),
+        raw=user,
+    )
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:
@@ -220,6 +277,7 @@ class CrmClient:
                 records=len(records),
                 credits=1,
                 per_record=True,
+                complex=len(records) > COMPLEX_UPDATE_RECORDS,
             )
         )
         entries = response.body.get("data") if isinstance(response.body, dict) else None
@@ -304,6 +362,7 @@ class CrmClient:
                 path=self._path(f"{module}/search"),
                 params=params,
                 credits=1,
+                complex=True,  # Zoho counts search among the sub-concurrency calls
             )
         )
         data = response.body.get("data") if isinstance(response.body, dict) else None
@@ -322,6 +381,7 @@ class CrmClient:
                 path=self._path("coql"),
                 json={"select_query": query},
                 credits=coql_credits(limit),
+                complex=True,
             )
         )
         body = response.body if isinstance(response.body, dict) else {}
@@ -359,6 +419,32 @@ class CrmClient:
                 return
             last = str(rows[-1]["id"])
 
+    def coql_where(
+        self,
+        fields: Sequence[str],
+        *,
+        any_of: Mapping[str, Sequence[str]],
+        module: str = "Contacts",
+        page_size: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Every record where one of the ``any_of`` fields holds one of its values (at most
+        50 values a field: COQL's ``in`` limit), with ``fields``. One call per ``page_size``
+        rows (200: one credit a call; 50 values rarely match more records)."""
+        clauses = []
+        for name, values in any_of.items():
+            if len(values) > COQL_MAX_IN:
+                raise ZohoPermanentError(
+                    f"COQL takes at most {COQL_MAX_IN} values in one in (...), not {len(values)}",
+                    code="LIMIT_EXCEEDED",
+                )
+            if values:
+                (checked,) = _check_fields([name])
+                clauses.append(f"{checked} in ({', '.join(_quote(str(v)) for v in values)})")
+        if not clauses:
+            return []
+        where = clauses[0] if len(clauses) == 1 else "(" + " or ".join(clauses) + ")"
+        return list(self.coql_iter(fields, module=module, where=where, page_size=page_size))
+
     # Metadata ----------------------------------------------------------------
 
     def fields(self, module: str = "Contacts", *, profile_id: str | None = None) -> dict[str, FieldInfo]:
@@ -383,6 +469,27 @@ class CrmClient:
         )
         return {info.api_name: info for info in infos}
 
+    def consent_fields(self, *, profile_id: str | None = None) -> dict[str, FieldInfo]:
+        """The consent object's keys (``Data_Processing_Basis_Details.<key>``), each with its
+        own metadata (module ``Consents``): permissions and the org's picklist values."""
+        return self.fields(CONSENTS_MODULE, profile_id=profile_id)
+
+    def users(self) -> list[CrmUser]:
+        """Every user of the org (one page of 200): names and profiles by id."""
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.users",
+                method="GET",
+                host="api",
+                path=self._path("users"),
+                params={"type": "AllUsers", "per_page": 200},
+                credits=1,
+            )
+        )
+        users = response.body.get("users") if isinstance(response.body, dict) else None
+        return [_user(u) for u in users or [] if isinstance(u, dict)]
+
     def current_user(self) -> CrmUser:
         """The user the API acts as, with its profile (what decides field permissions)."""
         response = self.transport.call(
@@ -399,19 +506,7 @@ class CrmClient:
         users = response.body.get("users") if isinstance(response.body, dict) else None
         if not users:
             raise ZohoPermanentError("Zoho returned no current user", http_status=response.status_code)
-        user = users[0]
-        profile = user.get("profile") or {}
-        role = user.get("role") or {}
-        return CrmUser(
-            id=str(user.get("id", "")),
-            email=str(user.get("email", "")),
-            full_name=str(user.get("full_name") or user.get("name") or ""),
-            status=str(user.get("status", "")),
-            profile_id=str(profile["id"]) if profile.get("id") else None,
-            profile_name=profile.get("name"),
-            role_name=role.get("name"),
-            raw=user,
-        )
+        return _user(users[0])
 
     def api_user_id(self) -> str:
         """Our API user's id, as ``Modified_By`` shows it on our own writes.
@@ -428,6 +523,55 @@ class CrmClient:
         user_id = self.current_user().id
         self.cache.set(key, user_id, timeout=API_USER_CACHE_S)
         return user_id
+
+    # Notifications (watch) -------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        channel_id: str,
+        events: Sequence[str],
+        notify_url: str,
+        token: str,
+        expires_at: datetime,
+    ) -> dict[str, Any]:
+        """Enable (or renew: the same ``channel_id``) a notification channel. Zoho caps
+        ``channel_expiry`` at a week (longer, or none: one hour) and ``token`` at 50 characters."""
+        if len(token) > WATCH_TOKEN_MAX:
+            raise ZohoPermanentError(
+                f"a watch token has at most {WATCH_TOKEN_MAX} characters", code="INVALID_DATA"
+            )
+        body = {
+            "watch": [
+                {
+                    "channel_id": channel_id,
+                    "events": list(events),
+                    "channel_expiry": expires_at.isoformat(timespec="seconds"),
+                    "token": token,
+                    "notify_url": notify_url,
+                }
+            ]
+        }
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.watch",
+                method="POST",
+                host="api",
+                path=self._path("actions/watch"),
+                json=body,
+                credits=1,
+            )
+        )
+        answers = response.body.get("watch") if isinstance(response.body, dict) else None
+        entry = answers[0] if isinstance(answers, list) and answers and isinstance(answers[0], dict) else {}
+        if entry.get("code") != "SUCCESS":
+            raise ZohoPermanentError(
+                f"Zoho did not enable the channel: {entry.get('code')} {entry.get('message')}",
+                code=str(entry.get("code") or ""),
+                details=entry.get("details"),
+            )
+        return dict(entry)
 
     # Bulk read ---------------------------------------------------------------
 

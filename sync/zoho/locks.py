@@ -22,6 +22,8 @@ import logging
 import os
 import re
 import tempfile
+import threading
+import time
 from types import TracebackType
 from typing import Protocol
 
@@ -143,3 +145,58 @@ def cache_lock(cache: BaseCache, name: str, *, expire_s: float) -> SharedLock:
         client: redis.Redis = cache._cache.get_client(key, write=True)  # type: ignore[attr-defined]  # the cache's own pool
         return RedisLock(client, key, expire_s=expire_s)
     return FileLock(os.path.join(lock_directory(cache), _UNSAFE.sub("-", name) + ".lock"))
+
+
+class SharedSemaphore:
+    """At most ``limit`` holders at once across every process sharing ``cache``: ``limit``
+    `cache_lock` slots, of which a holder takes any free one. On Redis each slot expires
+    after ``expire_s`` (a holder that died frees it); a file slot ends with its process.
+    Threads and processes alike; a thread never takes a second slot it already holds
+    (file locks are re-entrant within a thread)."""
+
+    def __init__(self, cache: BaseCache, name: str, *, limit: int, expire_s: float) -> None:
+        if limit < 1:
+            raise ValueError("a semaphore needs at least one slot")
+        self.name = name
+        self.limit = limit
+        self._slots = [cache_lock(cache, f"{name}:slot:{i}", expire_s=expire_s) for i in range(limit)]
+        self._local = threading.local()
+
+    def _held(self) -> set[int]:
+        held: set[int] | None = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = set()
+        return held
+
+    def acquire(self, *, timeout_s: float, poll_s: float = 0.02) -> SharedSlot | None:
+        """A slot, or None when none came free within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        start = (os.getpid() + threading.get_ident()) % self.limit  # spread first tries across slots
+        held = self._held()
+        while True:
+            for i in range(self.limit):
+                index = (start + i) % self.limit
+                if index not in held and self._slots[index].acquire(blocking=False):
+                    held.add(index)
+                    return SharedSlot(self, index)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(poll_s)
+
+    def _release(self, index: int) -> None:
+        self._held().discard(index)
+        self._slots[index].release()
+
+
+class SharedSlot:
+    """One slot of a `SharedSemaphore`, held by the thread that took it until `release`."""
+
+    def __init__(self, semaphore: SharedSemaphore, index: int) -> None:
+        self.semaphore = semaphore
+        self.index = index
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.semaphore._release(self.index)

@@ -31,6 +31,7 @@ from sync.zoho.errors import (
     ZohoTokenExpired,
     ZohoTransientError,
 )
+from sync.zoho.locks import SharedSemaphore, SharedSlot
 
 logger = logging.getLogger("sync.zoho")
 
@@ -87,6 +88,9 @@ class Request:
     per_record: bool = False
     # Write a successful body here (streamed) instead of parsing it.
     sink: IO[bytes] | None = None
+    # A "complex" call (COQL, an update of more than 10 records, a sorted or filtered read):
+    # it takes one of the org's 10 shared slots for its duration.
+    complex: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -147,12 +151,14 @@ class ZohoTransport:
         call_log: CallLog,
         tokens: TokenManager | None = None,
         gate: CallGate | None = None,
+        complex_slots: SharedSemaphore | None = None,
     ) -> None:
         self.config = config
         self.http = http
         self.call_log = call_log
         self.tokens = tokens if tokens is not None else TokenManager(config, self.mint_token)
         self.gate = gate
+        self.complex_slots = complex_slots
 
     # URLs --------------------------------------------------------------------
 
@@ -212,6 +218,7 @@ class ZohoTransport:
         gate = self.gate if request.service == "crm" else None
         if gate is not None:
             gate.before_call(request.operation)
+        slot = self._complex_slot(request, gate)
         handle = self.call_log.start(
             CallStart(
                 service=request.service,
@@ -244,9 +251,27 @@ class ZohoTransport:
             end.error = redact(f"{type(exc).__name__}: {exc}", secrets)
             raise
         finally:
+            if slot is not None:
+                slot.release()
             self.call_log.finish(handle, end)
             if gate is not None:
                 gate.after_call(end.http_status, end.credits_remaining)
+
+    def _complex_slot(self, request: Request, gate: CallGate | None) -> SharedSlot | None:
+        """One of the org's shared slots for a complex call, held until its answer; none free
+        in time: the call is not sent and counts as rate limited (a task retries it later)."""
+        if not request.complex or self.complex_slots is None:
+            return None
+        slot = self.complex_slots.acquire(timeout_s=self.config.complex_wait_s)
+        if slot is None:
+            if gate is not None:
+                gate.after_call(None, None)
+            raise ZohoRateLimited(
+                f"{request.operation}: {self.complex_slots.limit} complex calls already in flight "
+                f"for {self.config.complex_wait_s:g} s",
+                code="complex_busy",
+            )
+        return slot
 
     def _send(self, request: Request, url: str, token: AccessToken | None) -> httpx.Response:
         headers = dict(request.headers)
@@ -359,8 +384,14 @@ class ZohoTransport:
         text = f"Zoho CRM {request.operation}: {message or 'HTTP ' + str(status)}"
         fields: dict[str, Any] = {"http_status": status, "code": code or None, "details": details}
         if status == 401:
-            if code == "INVALID_TOKEN" and may_retry:
+            # Production Zoho answers some invalid or expired tokens with AUTHENTICATION_FAILURE:
+            # refresh once as for INVALID_TOKEN; refused again, it is permanent.
+            if code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE") and may_retry:
                 raise ZohoTokenExpired(text, **fields)
+            if code == "OAUTH_SCOPE_MISMATCH":
+                text += (
+                    " (the refresh token lacks a scope this call needs: generate it again with every scope)"
+                )
             if code == "INVALID_TOKEN":
                 text += (
                     " (refused right after a refresh: a token from another data centre is refused "

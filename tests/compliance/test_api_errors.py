@@ -35,6 +35,13 @@ def test_an_unknown_api_path_answers_404_in_json(api, path):
         assert_error_shape(response, 404)
 
 
+def test_a_path_with_an_encoded_newline_answers_in_json(reader_key):
+    # As Schemathesis sends it (%0A): Django's HTML 404 answered this before.
+    response = reader_key.get("/api/v1/contacts/0\n/consents")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
 def test_an_unknown_contact_answers_404_in_json(reader_key):
     assert_error_shape(reader_key.get("/api/v1/contacts/999999/consents"), 404)
 

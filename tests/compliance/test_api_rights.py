@@ -84,6 +84,13 @@ EXPECTED = {
     },
     ("GET", "/api/v1/contacts?email=ana@example.com"): READS,
     ("GET", "/api/v1/contacts/{contact}/consents"): READS,
+    # The sending system's links (compliance/lifecycle): links:read, not contacts:read.
+    ("GET", "/api/v1/contacts/{contact}/links"): {
+        **READS,
+        "reader (contacts:read)": 403,
+        "links:read only": 200,
+        "revoked key": 401,
+    },
 }
 
 
@@ -96,7 +103,8 @@ def test_every_api_endpoint_is_in_the_matrix():
         "consent-events/batch",
         "contacts",
         "contacts/<int:contact_id>/consents",
-        "^.*$",  # the API's 404, tested in test_api_errors.py
+        "contacts/<int:contact_id>/links",
+        r"^[\s\S]*$",  # the API's 404, tested in test_api_errors.py
     }
 
 
@@ -393,3 +401,146 @@ def test_an_api_key_with_every_right_opens_no_page_for_people(page):
     )
     response = bearer(key).get(page)
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+# --- The desk's pages (issue 16, items 4, 6, 7): each URL against each role ---------------------
+# (method, URL) -> role -> status. `{contact}` and `{policy}` exist; a GET of a form, or a POST
+# that refusing must not get past (invalid input answers 400 to those who may post).
+
+DESK_PAGES = {
+    ("GET", "/contacts/{contact}/history/"): {
+        "officer": 200,
+        "auditor": 200,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("GET", "/contacts/{contact}/history/?_export=csv"): {
+        "officer": 200,
+        "auditor": 200,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("GET", "/contacts/?q=ana&_export=xlsx"): {
+        "officer": 200,
+        "auditor": 200,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("GET", "/access-log/?_export=csv"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", "/contacts/{contact}/phone-request/"): {
+        "officer": 200,
+        "auditor": 403,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("POST", "/contacts/{contact}/phone-request/"): {
+        "officer": 400,
+        "auditor": 403,
+        "admin_user": 400,
+        "outsider": 403,
+    },
+    ("GET", "/contacts/{contact}/correction/"): {
+        "officer": 403,
+        "auditor": 403,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("POST", "/contacts/{contact}/correction/"): {
+        "officer": 403,
+        "auditor": 403,
+        "admin_user": 400,
+        "outsider": 403,
+    },
+    ("GET", "/policies/"): {"officer": 200, "auditor": 200, "admin_user": 200, "outsider": 403},
+    ("GET", "/policies/?_export=csv"): {"officer": 200, "auditor": 200, "admin_user": 200, "outsider": 403},
+    ("GET", "/policies/{policy}/"): {"officer": 200, "auditor": 200, "admin_user": 200, "outsider": 403},
+    ("GET", "/policies/diff/"): {"officer": 200, "auditor": 200, "admin_user": 200, "outsider": 403},
+    ("GET", "/policies/new/"): {"officer": 403, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("POST", "/policies/new/"): {"officer": 403, "auditor": 403, "admin_user": 400, "outsider": 403},
+    # Issue 16, items 1, 2, 8: the overview (per role, so everybody's), trends and its CSV, health windows.
+    ("GET", "/"): {"officer": 200, "auditor": 200, "admin_user": 200, "outsider": 200},
+    ("GET", "/trends/"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", "/trends/?_export=csv&chart=changes"): {
+        "officer": 200,
+        "auditor": 403,
+        "admin_user": 200,
+        "outsider": 403,
+    },
+    ("GET", "/sync/health/?window=30d"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    # Issue 12: the Zoho setup diagnostics (a GET shows the last run; running them is a POST).
+    ("GET", "/sync/doctor/"): {"officer": 403, "auditor": 403, "admin_user": 200, "outsider": 403},
+}
+
+
+@pytest.mark.parametrize("role", ["officer", "auditor", "admin_user", "outsider"])
+def test_each_role_gets_the_desk_pages_its_rights_allow(role, request, client_for, contact_id, policy):
+    client = client_for(request.getfixturevalue(role))
+    answers = {}
+    for method, url in DESK_PAGES:
+        path = url.format(contact=contact_id, policy=policy.pk)
+        response = client.post(path, {}) if method == "POST" else client.get(path)
+        answers[method, url] = response.status_code
+    assert answers == {route: row[role] for route, row in DESK_PAGES.items()}
+
+
+@pytest.mark.parametrize(("method", "url"), sorted(DESK_PAGES))
+def test_anonymous_visitors_are_sent_to_log_in_from_the_desk_pages(client, contact_id, policy, method, url):
+    path = url.format(contact=contact_id, policy=policy.pk)
+    response = client.post(path, {}) if method == "POST" else client.get(path)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+# --- The sync desk's pages (issue 16, items 3, 5, 7): bulk actions, exports, webhooks -------------
+# (method, URL) -> role -> status. `{bulk}` is a recorded bulk action; a POST that refusing must not
+# get past (an empty confirmation answers 400 to admins, who may post).
+
+GROUP_QUERY = "kind=permission_denied&field=SMS_Opt_In&cause=x"
+SYNC_PAGES = {
+    ("GET", "/sync/discrepancies/groups/"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", f"/sync/discrepancies/group/?{GROUP_QUERY}"): {
+        "officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403,
+    },
+    ("GET", f"/sync/discrepancies/group/confirm/?{GROUP_QUERY}&action=resolve&seen_count=1&seen_max_id=1"): {
+        "officer": 403, "auditor": 403, "admin_user": 200, "outsider": 403,
+    },
+    ("POST", f"/sync/discrepancies/group/confirm/?{GROUP_QUERY}&action=resolve"): {
+        "officer": 403, "auditor": 403, "admin_user": 400, "outsider": 403,
+    },
+    ("GET", "/sync/discrepancies/bulk/{bulk}/"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", "/sync/discrepancies/?_export=csv"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", "/sync/alerts/?_export=csv"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    # Issue 11, item 8: the opt-out clock and its CSV.
+    ("GET", "/sync/opt-out-clock/"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    ("GET", "/sync/opt-out-clock/?_export=csv"): {"officer": 200, "auditor": 403, "admin_user": 200, "outsider": 403},
+    # API clients' webhooks are set up by admins in Django admin; officers are sent to its login.
+    ("GET", "/admin/sync/webhookendpoint/"): {"officer": 302, "auditor": 302, "admin_user": 200, "outsider": 302},
+    ("GET", "/admin/sync/webhookdelivery/"): {"officer": 302, "auditor": 302, "admin_user": 200, "outsider": 302},
+}  # fmt: skip
+
+
+@pytest.fixture
+def bulk_id(admin_user):
+    from sync.models import BulkAction
+
+    return BulkAction.objects.create(
+        action="resolve", kind="permission_denied", crm_field="SMS_Opt_In", hint="x", seen_count=1,
+        seen_max_id=1, note="n", requested_by=admin_user, requested_by_name=admin_user.username,
+    ).pk  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["officer", "auditor", "admin_user", "outsider"])
+def test_each_role_gets_the_sync_desk_pages_its_rights_allow(role, request, client_for, bulk_id):
+    client = client_for(request.getfixturevalue(role))
+    answers = {}
+    for method, url in SYNC_PAGES:
+        path = url.format(bulk=bulk_id)
+        response = client.post(path, {}) if method == "POST" else client.get(path)
+        answers[method, url] = response.status_code
+    assert answers == {route: row[role] for route, row in SYNC_PAGES.items()}
+
+
+@pytest.mark.parametrize(("method", "url"), sorted(SYNC_PAGES))
+def test_anonymous_visitors_are_sent_to_log_in_from_the_sync_desk_pages(client, bulk_id, method, url):
+    path = url.format(bulk=bulk_id)
+    response = client.post(path, {}) if method == "POST" else client.get(path)
+    assert response.status_code == 302 and "/login/" in response["Location"]

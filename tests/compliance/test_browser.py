@@ -42,7 +42,7 @@ def test_an_officer_logs_in_finds_a_contact_reads_the_history_and_logs_out(
     page: Any, officer: Any, rosa: Any
 ):
     log_in(page, officer.username)
-    assert page.locator("h1").inner_text().startswith("Welcome")
+    assert page.locator("h1").inner_text().startswith("Overview")
     assert "Compliance officer" in page.locator(".roles").inner_text()
     assert page.locator("nav >> text=Django admin").count() == 0
 

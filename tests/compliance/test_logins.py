@@ -71,7 +71,7 @@ def test_an_admin_without_a_device_must_set_one_up_before_any_page(client, admin
     response = attempt(client, admin_user.username, CAST_PASSWORD)
     assert response.status_code == 302
 
-    home = client.get(reverse("compliance:home"))
+    home = client.get(reverse("workbench:overview"))
     assert home.status_code == 302
     assert home["Location"].startswith(reverse("compliance:login_setup"))
     assert client.get(reverse("admin:index")).status_code == 302
@@ -87,7 +87,7 @@ def test_an_admin_without_a_device_must_set_one_up_before_any_page(client, admin
             reverse("compliance:login_setup"), {"otp_token": totp_now(device), "next": "/"}
         )
     assert confirmed["Location"] == "/"
-    assert client.get(reverse("compliance:home")).status_code == 200
+    assert client.get(reverse("workbench:overview")).status_code == 200
     device.refresh_from_db()
     assert device.confirmed
 
@@ -96,12 +96,14 @@ def test_an_admin_with_a_device_passes_only_with_a_right_code(client, admin_user
     device = TOTPDevice.objects.create(user=admin_user, name="phone", confirmed=True)
     attempt(client, admin_user.username, CAST_PASSWORD)
 
-    assert client.get(reverse("compliance:home"))["Location"].startswith(reverse("compliance:login_verify"))
+    assert client.get(reverse("workbench:overview"))["Location"].startswith(
+        reverse("compliance:login_verify")
+    )
     wrong = client.post(
         reverse("compliance:login_verify"), {"otp_device": device.persistent_id, "otp_token": "1"}
     )
     assert wrong.status_code == 200
-    assert client.get(reverse("compliance:home")).status_code == 302
+    assert client.get(reverse("workbench:overview")).status_code == 302
 
     with later():
         right = client.post(
@@ -109,35 +111,37 @@ def test_an_admin_with_a_device_passes_only_with_a_right_code(client, admin_user
             {"otp_device": device.persistent_id, "otp_token": totp_now(device)},
         )
     assert right.status_code == 302
-    assert client.get(reverse("compliance:home")).status_code == 200
+    assert client.get(reverse("workbench:overview")).status_code == 200
 
 
 def test_the_second_factor_is_optional_for_an_officer_but_asked_once_set_up(client, officer):
     attempt(client, officer.username, CAST_PASSWORD)
-    assert client.get(reverse("compliance:home")).status_code == 200
+    assert client.get(reverse("workbench:overview")).status_code == 200
 
     TOTPDevice.objects.create(user=officer, name="phone", confirmed=True)
     second = Client()
     attempt(second, officer.username, CAST_PASSWORD)
-    assert second.get(reverse("compliance:home"))["Location"].startswith(reverse("compliance:login_verify"))
+    assert second.get(reverse("workbench:overview"))["Location"].startswith(
+        reverse("compliance:login_verify")
+    )
 
 
 def test_the_roles_that_need_a_second_factor_are_a_setting(client, officer, settings):
     settings.REQUIRE_2FA_ROLES = ["compliance_officer"]
     attempt(client, officer.username, CAST_PASSWORD)
 
-    assert client.get(reverse("compliance:home"))["Location"].startswith(reverse("compliance:login_setup"))
+    assert client.get(reverse("workbench:overview"))["Location"].startswith(reverse("compliance:login_setup"))
 
 
 def test_a_session_ends_after_its_idle_timeout(client, officer, settings):
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         attempt(client, officer.username, CAST_PASSWORD)
-        assert client.get(reverse("compliance:home")).status_code == 200
+        assert client.get(reverse("workbench:overview")).status_code == 200
     with time_machine.travel(start + timedelta(seconds=settings.SESSION_IDLE_TIMEOUT_S - 60), tick=False):
-        assert client.get(reverse("compliance:home")).status_code == 200
+        assert client.get(reverse("workbench:overview")).status_code == 200
     with time_machine.travel(start + timedelta(seconds=2 * settings.SESSION_IDLE_TIMEOUT_S), tick=False):
-        response = client.get(reverse("compliance:home"))
+        response = client.get(reverse("workbench:overview"))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("compliance:login"))
@@ -153,9 +157,9 @@ def test_a_busy_session_still_ends_after_its_lifetime(client, officer, settings)
     while moment < start + timedelta(seconds=settings.SESSION_LIFETIME_S - step.total_seconds()):
         moment += step
         with time_machine.travel(moment, tick=False):
-            assert client.get(reverse("compliance:home")).status_code == 200
+            assert client.get(reverse("workbench:overview")).status_code == 200
     with time_machine.travel(start + timedelta(seconds=settings.SESSION_LIFETIME_S + 1), tick=False):
-        assert client.get(reverse("compliance:home")).status_code == 302
+        assert client.get(reverse("workbench:overview")).status_code == 302
 
 
 def test_the_session_timeouts_default_to_eight_hours_and_thirty_minutes(settings):

@@ -54,7 +54,7 @@ def test_the_login_form_signs_a_person_in_and_lands_on_home(client: Client, offi
     )
 
     assert b'name="password"' in form.content
-    assert response.redirect_chain[-1][0] == reverse("compliance:home")
+    assert response.redirect_chain[-1][0] == reverse("workbench:overview")
     assert b"olivia-officer" in response.content
 
 
@@ -74,11 +74,11 @@ def test_logging_out_takes_a_post_and_ends_the_session(client_for, officer) -> N
 
     assert refused.status_code == 405
     assert response.status_code == 302 and response["Location"] == reverse("compliance:login")
-    assert client.get(reverse("compliance:home")).status_code == 302
+    assert client.get(reverse("workbench:overview")).status_code == 302
 
 
 def test_every_page_offers_a_logout_button_that_posts(client_for, auditor) -> None:
-    response = client_for(auditor).get(reverse("compliance:home"))
+    response = client_for(auditor).get(reverse("workbench:overview"))
 
     assert re.search(rb'<form method="post" action="/logout/">\s*<input type="hidden" name="csrfmiddlewaretoken"',
                      response.content)  # fmt: skip
@@ -91,17 +91,17 @@ def test_every_page_offers_a_logout_button_that_posts(client_for, auditor) -> No
 def test_home_names_the_person_and_their_roles_in_words(request, client_for, role, roles_in_words) -> None:
     user = request.getfixturevalue(role)
 
-    response = client_for(user).get(reverse("compliance:home"))
+    response = client_for(user).get(reverse("workbench:overview"))
 
     assert user.username.encode() in response.content
     assert b'<strong class="roles">' + roles_in_words + b"</strong>" in response.content
 
 
 def test_home_lists_where_each_role_can_go(client_for, officer, admin_user) -> None:
-    officer_page = client_for(officer).get(reverse("compliance:home")).content
-    admin_page = client_for(admin_user).get(reverse("compliance:home")).content
+    officer_page = client_for(officer).get(reverse("workbench:overview")).content
+    admin_page = client_for(admin_user).get(reverse("workbench:overview")).content
 
-    assert b">Contact search and history</a>" in officer_page
+    assert b">Contacts</a>" in officer_page
     assert b">API docs</a>" in officer_page
     assert b">Django admin</a>" not in officer_page
     assert b">Django admin</a>" in admin_page
@@ -222,7 +222,7 @@ def test_an_unknown_contact_is_not_found(client_for, officer) -> None:
 
 
 def test_pages_link_the_stylesheet_that_staticfiles_serves(client_for, officer) -> None:
-    response = client_for(officer).get(reverse("compliance:home"))
+    response = client_for(officer).get(reverse("workbench:overview"))
 
     assert b'href="/static/css/consent-desk.css"' in response.content
     assert finders.find("css/consent-desk.css") is not None

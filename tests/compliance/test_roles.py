@@ -28,7 +28,7 @@ def page_url(name: str, contact_id: int) -> str:
     return reverse(name, args=[contact_id]) if name.endswith("detail") else reverse(name) + "?q=rosa"
 
 
-@pytest.mark.parametrize("name", ["compliance:home", *CONTACT_PAGES])
+@pytest.mark.parametrize("name", ["workbench:overview", *CONTACT_PAGES])
 def test_anonymous_visitors_are_sent_to_the_login_page(client, contact_id, name) -> None:
     url = page_url(name, contact_id)
 
@@ -57,7 +57,7 @@ def test_every_role_may_read_the_contact_pages(request, client_for, contact_id, 
 
 
 def test_a_user_without_a_role_sees_a_home_page_that_offers_no_history(client_for, outsider) -> None:
-    response = client_for(outsider).get(reverse("compliance:home"))
+    response = client_for(outsider).get(reverse("workbench:overview"))
 
     assert response.status_code == 200
     assert b"You hold no role yet" in response.content
@@ -157,8 +157,8 @@ def test_an_admin_publishes_a_policy_version_that_then_cannot_change(client_for,
 
 
 def test_officers_see_no_admin_link_and_admins_do(client_for, officer, admin_user) -> None:
-    officer_home = client_for(officer).get(reverse("compliance:home"))
-    admin_home = client_for(admin_user).get(reverse("compliance:home"))
+    officer_home = client_for(officer).get(reverse("workbench:overview"))
+    admin_home = client_for(admin_user).get(reverse("workbench:overview"))
 
     assert b'href="/admin/"' not in officer_home.content
     assert b'href="/admin/"' in admin_home.content

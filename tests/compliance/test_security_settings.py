@@ -81,7 +81,7 @@ def test_a_debug_run_starts_without_a_secret_key() -> None:
 
 
 def test_pages_send_a_csp_without_inline_scripts_and_no_store(client_for, officer) -> None:
-    response = client_for(officer).get(reverse("compliance:home"))
+    response = client_for(officer).get(reverse("workbench:overview"))
 
     policy = response["Content-Security-Policy"]
     assert "script-src 'self'" in policy
@@ -98,7 +98,7 @@ def contact_id(decide) -> int:
 
 @pytest.mark.parametrize(
     ("url_name", "kwargs"),
-    [("compliance:home", {}), ("compliance:contact_search", {}), ("compliance:access_log", {})],
+    [("workbench:overview", {}), ("compliance:contact_search", {}), ("compliance:access_log", {})],
 )
 def test_no_page_holds_an_inline_script_or_style(client_for, admin_user, url_name, kwargs) -> None:
     response = client_for(admin_user).get(reverse(url_name, kwargs=kwargs), {"q": "csp"})

@@ -260,6 +260,99 @@ def test_the_parallel_verifier_gives_the_serial_verdict_before_and_after_tamperi
     assert not serial.ok and parallel == serial
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_parallel_verifiers_int_keyed_heads_and_streamed_states_give_the_serial_verdict(
+    policy, settings, tmp_path
+):
+    """The workers key each chain's head by one int and stream the state rows past the heads:
+    a previous hash that is no hash, versions swapped within a chain, a state row that no longer
+    matches its chain, a chain left without its state row and a state row whose chain is gone
+    each give the single pass's verdict."""
+    from compliance.models import ConsentState
+
+    settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"
+    for n in range(36):
+        record(
+            f"chain{n % 6}@example.com",
+            PURPOSES[n % 3],
+            "opted_in" if n % 2 else "opted_out",
+            f"cb-{n}",
+            900 - n,
+        )
+
+    def verdicts() -> tuple[Verdict, Verdict]:
+        return ledger_verify(workers=1), ledger_verify(workers=2)
+
+    serial, parallel = verdicts()
+    assert serial.ok and parallel == serial
+
+    # A previous hash that is no hash at all, then one in capitals: judged as the text it is.
+    target = ConsentEvent.objects.filter(version=2).order_by("id").first()
+    for forged in ("not a hash", target.prev_hash.upper()):
+        behind_the_triggers(
+            ("UPDATE compliance_consentevent SET prev_hash = %s WHERE id = %s", [forged, target.pk])
+        )
+        serial, parallel = verdicts()
+        assert not serial.ok and f"event {target.pk}" in serial.problem
+        assert parallel == serial
+    behind_the_triggers(
+        ("UPDATE compliance_consentevent SET prev_hash = %s WHERE id = %s", [target.prev_hash, target.pk])
+    )
+    assert ledger_verify(workers=2).ok
+
+    # Versions 1 and 2 of one chain swapped: the ids of the chain run backwards.
+    first, second = ConsentEvent.objects.filter(version__lte=2).order_by(
+        "contact_id", "purpose_id", "version"
+    )[:2]
+    assert (first.contact_id, first.purpose_id, first.version, second.version) == (
+        second.contact_id,
+        second.purpose_id,
+        1,
+        2,
+    )
+    swap = "UPDATE compliance_consentevent SET version = %s WHERE id = %s"
+    behind_the_triggers((swap, [1000, first.pk]), (swap, [1, second.pk]), (swap, [2, first.pk]))
+    serial, parallel = verdicts()
+    assert not serial.ok and f"event {first.pk}" in serial.problem
+    assert parallel == serial
+    behind_the_triggers((swap, [1000, first.pk]), (swap, [2, second.pk]), (swap, [1, first.pk]))
+    assert ledger_verify(workers=2).ok
+
+    state = ConsentState.objects.filter(version__gt=1).order_by("contact_id", "purpose_id").first()
+    behind_the_triggers(
+        ("UPDATE compliance_consentstate SET version = version + 1 WHERE id = %s", [state.pk])
+    )
+    serial, parallel = verdicts()
+    assert not serial.ok and "the chain ends at version" in serial.problem
+    assert parallel == serial
+    behind_the_triggers(
+        ("UPDATE compliance_consentstate SET version = version - 1 WHERE id = %s", [state.pk])
+    )
+
+    # A chain's state row deleted: every chain's events are there, one state row is missing.
+    deleted = ConsentState.objects.filter(version__gt=0).order_by("-contact_id", "-purpose_id").first()
+    behind_the_triggers(("DELETE FROM compliance_consentstate WHERE id = %s", [deleted.pk]))
+    serial, parallel = verdicts()
+    assert not serial.ok and "have events but no current state" in serial.problem
+    assert parallel == serial
+
+    # Another chain's events all deleted while its state row stays.
+    last = (
+        ConsentEvent.objects.exclude(contact_id=deleted.contact_id, purpose_id=deleted.purpose_id)
+        .order_by("-id")
+        .first()
+    )
+    delete_events(
+        list(
+            ConsentEvent.objects.filter(contact_id=last.contact_id, purpose_id=last.purpose_id).values_list(
+                "id", flat=True
+            )
+        )
+    )
+    serial, parallel = verdicts()
+    assert not serial.ok and parallel == serial
+
+
 # Content the canonical JSON must write exactly: quotes, backslashes, control characters,
 # non-ASCII (accents, combining marks, emoji, U+2028), nulls, numbers, keys whose code point
 # order is not PostgreSQL's (shorter first) order, timestamps with trailing zero microseconds.

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,38 @@ def test_an_auditor_requests_watches_downloads_and_verifies_a_report(
     page.wait_for_selector(".verdict")
     assert "passed every check" in page.inner_text(".verdict")
     assert page.locator("table.checks tr.failed").count() == 0
+
+    # The two other kinds, the same way: asked for, made by the worker, downloaded, verified.
+    today = datetime.now(UTC).date()
+    for button, fields, title in (
+        (
+            "Request the period report",
+            {"#id_period-date_from": str(today - timedelta(days=10)), "#id_period-date_to": str(today)},
+            "Period audit report",
+        ),
+        (
+            "Request the sample",
+            {"#id_sample-size": "1", "#id_sample-seed": "browser-2026"},
+            "Auditor's sample",
+        ),
+    ):
+        page.goto("/reports/new/")
+        for selector, value in fields.items():
+            page.fill(selector, value)
+        page.click(f"button:has-text({button!r})")
+        page.wait_for_selector(".report-ready", timeout=90_000)
+        assert title in page.inner_text("main")
+        with page.expect_download() as waiting:
+            page.click("a.download")
+        made = tmp_path / f"{title[:6]}.pdf"
+        waiting.value.save_as(made)
+        page.goto("/reports/verify/")
+        page.set_input_files("#id_file", str(made))
+        page.click("button:has-text('Verify')")
+        page.wait_for_selector(".verdict")
+        assert "passed every check" in page.inner_text(".verdict"), title
+    assert sorted(Report.objects.values_list("kind", flat=True)) == ["evidence", "period", "sample"]
+    assert ReportDownload.objects.count() == 3
 
 
 def test_the_progress_script_shows_phase_and_percentage_as_the_row_changes(

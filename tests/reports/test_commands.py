@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,6 +102,38 @@ def test_an_evidence_pack_by_email_holds_every_event_of_the_person(
     assert "We use your data to send you offers you chose." in text  # the policy text cited
 
 
+def test_an_evidence_pack_lists_the_newest_pushes_and_attaches_every_one(ledger_of, seal, tmp_path):
+    from sync.models import SyncPush
+
+    event = ledger_of.record("ana@example.com", "sms_marketing", "opted_in", at=days_ago(5))
+    seal()
+    for n in range(12):
+        SyncPush.objects.create(
+            contact_id=event.contact_id,
+            zoho_id="5725767000000412001",
+            sent={"SMS_Opt_In": n % 2 == 0},
+            ledger_versions={"sms_marketing": 1},
+            verification=SyncPush.Verification.VERIFIED,
+            verified_at=event.recorded_at + timedelta(minutes=n + 1),
+            readback={"SMS_Opt_In": n % 2 == 0},
+        )
+    out = tmp_path / "pack.pdf"
+
+    call_command("evidence_pack", "--contact", str(event.contact_id), "--out", str(out))
+
+    files = attachments(out, tmp_path / "files")
+    pushes = list(csv.DictReader(io.StringIO(files["pushes.csv"].decode())))
+    assert [int(p["push_id"]) for p in pushes] == list(
+        SyncPush.objects.order_by("id").values_list("id", flat=True)
+    )
+    assert pushes[0]["sent"] == '{"SMS_Opt_In":true}' and pushes[0]["readback"] == '{"SMS_Opt_In":true}'
+    assert manifest(files)["counts"]["pushes"] == 12
+    assert set(manifest(files)["attachments"]) == {"events.csv", "pushes.csv"}
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+    assert "2 older pushes are not listed here" in " ".join(text.split())
+    assert "pushes.csv" in text
+
+
 def test_a_sample_is_reproducible_from_its_seed(ledger_of, seal, tmp_path, signing_files, pdf_tools):
     for n in range(12):
         ledger_of.record(f"p{n}@example.com", "sms_marketing", "opted_in", at=days_ago(5))
@@ -121,6 +156,11 @@ def test_a_sample_is_reproducible_from_its_seed(ledger_of, seal, tmp_path, signi
     assert pdf_tools.pdfsig_valid(tmp_path / "one.pdf")
     text = pdf_tools.run("pdftotext", "-layout", str(tmp_path / "one.pdf"), "-")
     assert "audit-2026-Q4" in text and "random.Random(seed)" in text
+    # Every page after the cover is headed with the kind of report, apostrophe and all.
+    assert (
+        text.count("Cast Ltd · Auditor's sample")
+        == int(pdf_tools.run("pdfinfo", str(tmp_path / "one.pdf")).split("Pages:")[1].split()[0]) - 1
+    )
 
 
 def test_a_sample_size_out_of_range_exits_2(tmp_path, policy):

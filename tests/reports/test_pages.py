@@ -287,12 +287,12 @@ def test_the_root_certificate_is_offered_for_pinning(client_for, auditor, signin
 
 
 def test_the_auditors_home_page_leads_to_reports_and_verification(client_for, auditor, outsider):
-    page = client_for(auditor).get(reverse("compliance:home")).content.decode()
+    page = client_for(auditor).get(reverse("workbench:overview")).content.decode()
     assert (
         f'href="{reverse("reports:report_list")}"' in page and f'href="{reverse("reports:verify")}"' in page
     )
 
-    page = client_for(outsider).get(reverse("compliance:home")).content.decode()
+    page = client_for(outsider).get(reverse("workbench:overview")).content.decode()
     assert (
         f'href="{reverse("reports:report_list")}"' not in page
         and f'href="{reverse("reports:verify")}"' in page

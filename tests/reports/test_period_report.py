@@ -201,6 +201,20 @@ def test_the_report_is_signed_certified_pdfa3b_on_a4_with_embedded_fonts(
     # PDF/A: the Info dictionary and the XMP metadata say the same.
     producer = re.search(r"Producer:\s+(.+)", info).group(1)
     assert f'pdf:Producer="{producer}"' in xmp
+    # PDF/A-3: each embedded file names its MIME type (the name /text/csv, written /text#2Fcsv).
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from reports.pdf import embedded_files
+
+    with pdf.open("rb") as handle:
+        subtypes = {
+            name: str(file.stream["/Subtype"]) for name, file in embedded_files(PdfFileReader(handle)).items()
+        }
+    assert subtypes == {
+        "events.csv": "/text/csv",
+        "withdrawals.csv": "/text/csv",
+        "manifest.json": "/application/json",
+    }
 
 
 def test_the_pages_say_page_x_of_y_and_the_cover_names_scope_id_and_maker(
@@ -252,7 +266,12 @@ def test_withdrawals_are_timed_to_their_confirmation_and_the_slow_ones_listed(
     outcomes = {int(line.split(",")[0]): line.split(",")[-1] for line in rows[1:]}
     assert outcomes == {fast.pk: "in time", slow.pk: "overdue"}
     text = pdf_tools.run("pdftotext", "-layout", str(pdf), "-")
-    assert re.search(r"Median\s+1\.0 h", text)
+    # Steps timed from when it was recorded: median, 95th percentile and maximum of each.
+    assert re.search(r"Recorded → verified in Zoho CRM \(read-back\)\s+1\s+1\.0 h\s+1\.0 h\s+1\.0 h", text)
+    assert re.search(
+        r"Recorded → unsubscribed in every Campaigns list\s+0\s+—\s+—\s+—\s+\(none configured\)", text
+    )
+    assert re.search(r"Recorded → in effect everywhere\s+1\s+1\.0 h\s+1\.0 h\s+1\.0 h", text)
     assert "Withdrawals slower than 10 business days (1)" in text
     slow_table = text.split("Withdrawals slower than 10 business days (1)")[1]
     assert re.search(rf"\b{slow.pk}\s+{slow.contact_id}\s+sms_marketing\b.*overdue", slow_table)

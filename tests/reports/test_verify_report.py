@@ -116,6 +116,23 @@ def test_one_changed_byte_anywhere_makes_all_three_say_invalid(
         assert "INVALID" in out
 
 
+def test_a_changed_byte_inside_the_compressed_events_csv_gives_a_verdict_not_a_crash(report_pdf, tmp_path):
+    """A byte changed in the embedded CSV's compressed stream leaves it undecodable: every
+    check still runs, and the verdict names the signature and the attachments."""
+    data = bytearray(report_pdf.read_bytes())
+    csv_stream = data.index(b"/Subtype /text#2Fcsv")
+    start = data.index(b"stream\n", csv_stream) + len(b"stream\n")
+    data[start + 20] ^= 0xFF
+    changed = tmp_path / "csv-stream.pdf"
+    changed.write_bytes(bytes(data))
+
+    code, out = run_verify(changed)
+
+    assert code & 1 and code & 32, out  # the signature, the attachments
+    assert code != 2 and "INVALID" in out
+    assert "FAILED attachments" in out
+
+
 def test_a_changed_byte_in_the_signatures_padding_is_caught_by_verify_report(report_pdf, tmp_path):
     """pdfsig and pyHanko ignore the zeros after the signature container (nothing signs them);
     verify_report does not."""

@@ -140,8 +140,8 @@ def test_officers_and_admins_see_every_sync_page(
 
 
 def test_the_navigation_offers_the_sync_pages_only_to_those_who_may_see_them(client_for, officer, auditor):
-    officer_page = client_for(officer).get(reverse("compliance:home")).content.decode()
-    auditor_page = client_for(auditor).get(reverse("compliance:home")).content.decode()
+    officer_page = client_for(officer).get(reverse("workbench:overview")).content.decode()
+    auditor_page = client_for(auditor).get(reverse("workbench:overview")).content.decode()
 
     for name, label in [("sync:discrepancy_list", "Discrepancies"), ("sync:health", "Sync health"),
                         ("sync:alert_list", "Alerts")]:  # fmt: skip
@@ -157,7 +157,7 @@ def test_the_navigation_offers_the_sync_pages_only_to_those_who_may_see_them(cli
 def test_the_banner_shows_officers_and_admins_the_count_and_the_newest_alert(request, client_for, alert, who):
     alert_auth(message="Zoho refuses our refresh token (invalid_code).\nRe-authorise the self-client.")
 
-    html = client_for(request.getfixturevalue(who)).get(reverse("compliance:home")).content.decode()
+    html = client_for(request.getfixturevalue(who)).get(reverse("workbench:overview")).content.decode()
 
     assert "2 unacknowledged alerts" in html
     assert "Zoho refuses our refresh token (invalid_code)." in html
@@ -166,7 +166,7 @@ def test_the_banner_shows_officers_and_admins_the_count_and_the_newest_alert(req
 
 
 def test_auditors_and_anonymous_people_never_see_the_banner(client: Client, client_for, auditor, alert):
-    auditor_page = client_for(auditor).get(reverse("compliance:home")).content.decode()
+    auditor_page = client_for(auditor).get(reverse("workbench:overview")).content.decode()
     login_page = client.get(reverse("compliance:login")).content.decode()
 
     assert "unacknowledged alert" not in auditor_page
@@ -176,7 +176,7 @@ def test_auditors_and_anonymous_people_never_see_the_banner(client: Client, clie
 def test_no_banner_when_every_alert_is_acknowledged(client_for, officer, alert):
     client_for(officer).post(reverse("sync:alert_acknowledge", args=[alert.pk]))
 
-    html = client_for(officer).get(reverse("compliance:home")).content.decode()
+    html = client_for(officer).get(reverse("workbench:overview")).content.decode()
 
     assert "unacknowledged alert" not in html
 
@@ -189,7 +189,7 @@ def test_the_banner_costs_one_query_on_alerts(client_for, officer, rosa):
     client = client_for(officer)
 
     with CaptureQueriesContext(connection) as queries:
-        html = client.get(reverse("compliance:home")).content.decode()
+        html = client.get(reverse("workbench:overview")).content.decode()
 
     assert "5 unacknowledged alerts" in html
     assert sum('"sync_alert"' in q["sql"] for q in queries.captured_queries) == 1
@@ -616,13 +616,14 @@ def test_the_tally_stores_each_hour_once_it_is_over_and_the_page_then_reads_it(
     stored = callhour_tally(now=NOON)
     again = callhour_tally(now=NOON)
 
-    # The 23 whole hours of the window that are over (13:00 yesterday to 11:00) are stored, an
-    # hour without calls as one empty row; 12:00 is still running and is not.
-    assert (stored, again) == (23, 0)
-    assert CallHour.objects.count() == 23
+    # The 743 whole hours of the last 31 days that are over (13:00 31 days ago to 11:00) are
+    # stored, an hour without calls as one empty row; 12:00 is still running and is not.
+    assert (stored, again) == (31 * 24 - 1, 0)
+    assert CallHour.objects.count() == 743
     assert {(h.hour.hour, h.operation, h.calls) for h in CallHour.objects.filter(calls__gt=0)} == {
         (10, "crm.get", 1),
         (9, "campaigns.unsubscribe", 1),
+        (6, "crm.update", 1),  # the call 30 h ago
     }
 
     # When the call log of those hours is gone and a new call is made in this hour
@@ -634,7 +635,7 @@ def test_the_tally_stores_each_hour_once_it_is_over_and_the_page_then_reads_it(
     # Then the hours that were over come from what was stored, and this hour from the log
     assert health.totals.calls == 12
     assert {h.hour.hour: h.calls for h in health.hours if h.calls} == {12: 10, 10: 1, 9: 1}
-    assert CallHour.objects.count() == 23
+    assert CallHour.objects.count() == 743
 
 
 def test_the_page_shows_the_same_figures_whether_beat_stored_none_some_or_all_hours(
@@ -657,6 +658,81 @@ def test_the_page_shows_the_same_figures_whether_beat_stored_none_some_or_all_ho
     all_stored = page()
 
     assert none_stored == some_stored == all_stored
+
+
+@pytest.fixture
+def month_of_calls(traffic) -> None:
+    """`traffic`, and one call (an error) at 08:00 on each of the 40 days before NOON's day."""
+    for day in range(1, 41):
+        call(day * 24 * 60 + 4 * 60 + 30, operation="crm.coql", status=500)
+
+
+@pytest.mark.parametrize(
+    ("window", "days", "calls", "errors"), [("7d", 8, 11 + 6 + 1, 2 + 6), ("30d", 31, 11 + 29 + 1, 2 + 29)]
+)
+def test_the_7_and_30_day_windows_show_each_day_and_every_endpoint(
+    client_for, officer, month_of_calls, fresh_quota, window, days, calls, errors
+):
+    with time_machine.travel(NOON, tick=False):
+        response = client_for(officer).get(reverse("sync:health"), {"window": window})
+
+    health = response.context["health"]
+    assert (health.window, health.per) == (window, "day")
+    # One row per UTC day the window touches: its first is a part-day.
+    assert len(health.hours) == days
+    assert health.hours[-1].hour == datetime(2026, 6, 1, tzinfo=UTC)
+    assert (health.totals.calls, health.totals.errors) == (calls, errors)
+    # The calls at 08:00 on each whole day before today (the first day's is before 12:30).
+    coql = next(e for e in health.endpoints if e.operation == "crm.coql")
+    assert (coql.calls, coql.errors) == (days - 2, days - 2)
+    html = response.content.decode()
+    assert f'<a href="?window={window}" aria-current="page">' in html
+    assert "Calls to Zoho per day, last " in html and "<svg" in html
+    assert "pushes of the last 24 h" in html
+
+
+def test_a_long_window_shows_the_same_figures_whether_beat_stored_the_hours_or_not(
+    client_for, officer, month_of_calls, fresh_quota
+):
+    client = client_for(officer)
+
+    def page() -> tuple[Any, ...]:
+        with time_machine.travel(NOON, tick=False):
+            return figures(client.get(reverse("sync:health"), {"window": "30d"}).context["health"])
+
+    none_stored = page()
+    callhour_tally(now=NOON - timedelta(hours=5))  # beat stopped five hours ago
+    some_stored = page()
+    callhour_tally(now=NOON)
+    all_stored = page()
+
+    assert none_stored == some_stored == all_stored
+    assert none_stored[0].calls == 11 + 29 + 1
+
+
+@pytest.mark.parametrize("tallied", [False, True], ids=["beat-late", "hours-stored"])
+def test_the_30_day_window_takes_no_more_queries_than_the_day(
+    client_for, officer, month_of_calls, fresh_quota, django_assert_max_num_queries, tallied
+):
+    client = client_for(officer)
+    if tallied:
+        callhour_tally(now=NOON)
+    with time_machine.travel(NOON, tick=False):
+        client.get(reverse("sync:health"))
+
+    # The day's 16, and one more: the newest stored hour.
+    with time_machine.travel(NOON, tick=False), django_assert_max_num_queries(17):
+        response = client.get(reverse("sync:health"), {"window": "30d"})
+
+    assert response.status_code == 200
+
+
+def test_an_unknown_window_shows_the_24_hours(client_for, officer, traffic, fresh_quota):
+    with time_machine.travel(NOON, tick=False):
+        response = client_for(officer).get(reverse("sync:health"), {"window": "1y"})
+
+    assert response.status_code == 200
+    assert (response.context["health"].window, len(response.context["health"].hours)) == ("24h", 25)
 
 
 def test_beat_runs_the_tally_every_few_minutes(settings):

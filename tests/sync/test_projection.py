@@ -10,7 +10,7 @@ from compliance import services
 from compliance.models import ConsentState, Contact
 from compliance.services import ConsentDecision, ContactIdentity
 from sync.models import FieldMapping
-from sync.projection import project, read_back, read_fields, to_crm_record
+from sync.projection import ConsentPicklists, project, read_back, read_fields, to_crm_record
 
 pytestmark = pytest.mark.django_db
 
@@ -50,13 +50,17 @@ def test_the_default_mapping_projects_every_purpose(record):
         occurred_at=WHEN.replace(minute=20),
     )
 
-    values = project([contact])[contact].values
+    # The consent picklists come from the org's field metadata, never from constants.
+    picklists = ConsentPicklists(
+        basis=("Consent - Pending", "Consent - Obtained"), through=("Email", "Mobile app")
+    )
+    values = project([contact], picklists=picklists)[contact].values
     assert values["SMS_Opt_In"] is True
     assert values["Data_Processing_Basis_Details.Contact_Through_Phone"] is False
     assert values["Email_Opt_Out"] is False, "Email_Opt_Out is the inverse of email consent"
     assert values["Data_Processing_Basis_Details.Contact_Through_Email"] is True
     assert values["Profiling_Consent"] is False and values["Third_Party_Sharing_Consent"] is False
-    assert values["Data_Processing_Basis_Details.Data_Processing_Basis"] == "Obtained"
+    assert values["Data_Processing_Basis_Details.Data_Processing_Basis"] == "Consent - Obtained"
     assert values["Data_Processing_Basis_Details.Consent_Date"] == "2026-11-20"
     assert values["Data_Processing_Basis_Details.Consent_Through"] == "Mobile app"
     assert values["Email_Bounce_Reason"] is None

@@ -87,10 +87,10 @@ def test_a_contact_without_zoho_id_is_found_by_email_and_linked(
     link = CrmLink.objects.get(contact=contact)
     assert link.state == CrmLink.State.LINKED and link.candidates == [record_id]
     assert sim.contact(record_id)["Profiling_Consent"] is True
-    # The next change uses the link: no second search.
+    # The next change uses the link: no second lookup (linking is one COQL query per 50 contacts).
     ledger.change("found@example.com", "profiling", "opted_out")
     push_all(zoho)
-    assert len(sim.calls("crm.search")) == 1
+    assert len(sim.calls("crm.coql")) == 1 and not sim.calls("crm.search")
     assert sim.contact(record_id)["Profiling_Consent"] is False
 
 

@@ -336,5 +336,5 @@ def test_the_health_page_shows_what_the_audit_found(
     page = client_for(officer).get(reverse("sync:health")).content.decode()
     assert '<span class="value audit-stranded">1</span>' in page
     assert '<strong class="audit-last-stranded">0</strong> stranded' in page
-    assert "2 runs in these 24 h found 1" in page
+    assert "2 runs in these 24 hours found 1" in page
     assert SyncAudit.objects.order_by("ran_at").first().stranded_contacts == [contact_id]

@@ -88,7 +88,8 @@ def test_field_no_permission_error_and_silent(
     assert silent.json()["data"][0]["code"] == "SUCCESS"
     assert read(http, auth, contact_ids[1])["Email_Opt_Out"] is False
     assert meta["SMS_Opt_In"]["profiles"][0]["permission_type"] == "read_only"
-    assert meta["Email_Opt_Out"]["api_editable"] is False
+    assert meta["Email_Opt_Out"]["read_only"] is True  # for the API user
+    assert meta["Email_Opt_Out"]["field_read_only"] is False  # not for everyone
 
 
 def test_silent_noop_answers_success_and_changes_nothing(

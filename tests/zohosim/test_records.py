@@ -69,7 +69,7 @@ def test_it_rejects_more_than_100_records(
     assert resp.json()["code"] == "LIMIT_EXCEEDED"
 
 
-def test_consent_details_merge_into_the_stored_object(
+def test_consent_details_with_their_id_merge_into_the_stored_consent_record(
     sim: LiveServer, http: httpx.Client, auth: dict[str, str], contact_ids: list[str]
 ) -> None:
     rid = contact_ids[0]
@@ -78,19 +78,21 @@ def test_consent_details_merge_into_the_stored_object(
         json={"data": [{"Data_Processing_Basis_Details": {"Contact_Through_Email": True}}]},
         headers=auth,
     )
-    http.put(
-        "/crm/v8/Contacts",
-        json={
-            "data": [
-                {
-                    "id": rid,
-                    "Data_Processing_Basis": "Obtained",
-                    "Data_Processing_Basis_Details": {"Contact_Through_Phone": False},
-                }
-            ]
-        },
-        headers=auth,
-    )
+    (consent_id,) = sim.state.consent_records_of(rid)
+    for _ in range(3):
+        http.put(
+            "/crm/v8/Contacts",
+            json={
+                "data": [
+                    {
+                        "id": rid,
+                        "Data_Processing_Basis": "Obtained",
+                        "Data_Processing_Basis_Details": {"id": consent_id, "Contact_Through_Phone": False},
+                    }
+                ]
+            },
+            headers=auth,
+        )
 
     got = http.get(
         f"/crm/v8/Contacts/{rid}",
@@ -101,8 +103,37 @@ def test_consent_details_merge_into_the_stored_object(
     details = got.json()["data"][0]["Data_Processing_Basis_Details"]
     assert details["Contact_Through_Email"] is True
     assert details["Contact_Through_Phone"] is False
-    assert details["id"]
+    assert details["id"] == consent_id
+    assert sim.state.consent_records_of(rid) == [consent_id]  # repeated pushes leave one
     assert got.json()["data"][0]["Data_Processing_Basis"] == "Obtained"
+
+
+def test_consent_details_without_their_id_make_a_new_consent_record_each_time(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str], contact_ids: list[str]
+) -> None:
+    rid = contact_ids[0]
+    for _ in range(2):
+        http.put(
+            f"/crm/v8/Contacts/{rid}",
+            json={"data": [{"Data_Processing_Basis_Details": {"Contact_Through_Email": True}}]},
+            headers=auth,
+        )
+
+    assert len(sim.state.consent_records_of(rid)) == 2
+
+
+def test_consent_details_with_another_records_id_are_refused(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str], contact_ids: list[str]
+) -> None:
+    resp = http.put(
+        f"/crm/v8/Contacts/{contact_ids[0]}",
+        json={"data": [{"Data_Processing_Basis_Details": {"id": "123", "Contact_Through_Email": True}}]},
+        headers=auth,
+    )
+
+    entry = resp.json()["data"][0]
+    assert entry["code"] == "INVALID_DATA"
+    assert entry["details"]["json_path"] == "$.data[0].Data_Processing_Basis_Details.id"
 
 
 def test_if_unmodified_since_gives_412_when_the_record_changed(

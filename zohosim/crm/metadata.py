@@ -13,13 +13,34 @@ from zohosim.state import MODULES, STANDARD_PROFILE_ID, SimState
 
 bp = Blueprint("metadata", __name__)
 
+CONSENTS = "Consents"
+
+
+def _operation_type(editable: bool) -> dict[str, bool]:
+    return {
+        "web_update": editable,
+        "api_create": editable,
+        "web_create": editable,
+        "api_update": editable,
+    }
+
+
+def _picklist(values: list[str] | tuple[str, ...]) -> list[dict[str, str]]:
+    return [{"display_value": v, "actual_value": v, "id": str(i)} for i, v in enumerate(values, 1)]
+
 
 def field_metadata(state: SimState, module: str) -> list[dict[str, Any]]:
+    """Field metadata as Zoho serves it for the API user: ``read_only`` is for this user (a
+    field its profile may not edit), ``field_read_only`` for everyone (system fields); no
+    ``api_editable`` key (Zoho has none). The consent object's own keys: module ``Consents``."""
+    if module == CONSENTS:
+        return consent_metadata(state)
     restricted = state.faults.restricted_fields()
     api_profile = state.api_user["profile"]
     out = []
     for fdef in state.fields.values():
-        api_perm = "read_only" if fdef.read_only or fdef.api_name in restricted else "read_write"
+        user_read_only = fdef.read_only or fdef.api_name in restricted
+        api_perm = "read_only" if user_read_only else "read_write"
         entry: dict[str, Any] = {
             "api_name": fdef.api_name,
             "id": fdef.field_id,
@@ -28,12 +49,12 @@ def field_metadata(state: SimState, module: str) -> list[dict[str, Any]]:
             "data_type": fdef.data_type,
             "json_type": json_type(fdef.data_type),
             "custom_field": fdef.custom,
-            "read_only": fdef.read_only,
+            "read_only": user_read_only,
             "field_read_only": fdef.read_only,
+            "operation_type": _operation_type(not fdef.read_only),
             "visible": True,
             "length": fdef.length,
             "system_mandatory": fdef.api_name == "Last_Name",
-            "api_editable": api_perm == "read_write",
             "profiles": [
                 {"permission_type": api_perm, "name": api_profile["name"], "id": api_profile["id"]},
                 *(
@@ -50,8 +71,9 @@ def field_metadata(state: SimState, module: str) -> list[dict[str, Any]]:
             ],
         }
         if fdef.api_name == "Data_Processing_Basis":
-            entry["pick_list_values"] = [{"display_value": v, "actual_value": v} for v in BASIS_VALUES]
+            entry["pick_list_values"] = _picklist(BASIS_VALUES)
         if fdef.api_name == "Data_Processing_Basis_Details":
+            # Kept for older clients; the sub-fields' real metadata is module Consents.
             entry["consent_fields"] = [
                 {
                     "api_name": k,
@@ -65,6 +87,32 @@ def field_metadata(state: SimState, module: str) -> list[dict[str, Any]]:
     return out
 
 
+def consent_metadata(state: SimState) -> list[dict[str, Any]]:
+    """The consent object's keys (module ``Consents``), each with its own permissions and picklists."""
+    restricted = state.faults.restricted_fields()
+    out = []
+    for n, (key, dtype) in enumerate(CONSENT_DETAIL_FIELDS.items(), 1):
+        system = key in CONSENT_DETAIL_READ_ONLY
+        user_read_only = system or f"Data_Processing_Basis_Details.{key}" in restricted
+        entry: dict[str, Any] = {
+            "api_name": key,
+            "id": f"5725767000000{900 + n:06d}",
+            "field_label": key.replace("_", " "),
+            "data_type": dtype,
+            "json_type": json_type(dtype),
+            "read_only": user_read_only,
+            "field_read_only": system,
+            "operation_type": _operation_type(not system),
+            "visible": True,
+        }
+        if key == "Data_Processing_Basis":
+            entry["pick_list_values"] = _picklist(state.config.consent_basis_values)
+        if key == "Consent_Through":
+            entry["pick_list_values"] = _picklist(state.config.consent_through_values)
+        out.append(entry)
+    return out
+
+
 @bp.get("/settings/fields")
 @crm_api("crm.fields")
 def settings_fields(version: str) -> Response:
@@ -73,7 +121,7 @@ def settings_fields(version: str) -> Response:
         raise ZohoError(
             "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", {"param_name": "module"}
         )
-    if module not in MODULES:
+    if module not in MODULES and module != CONSENTS:
         raise ZohoError(
             "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"}
         )

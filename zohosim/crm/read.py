@@ -15,7 +15,7 @@ from zohosim.crm.params import (
 )
 from zohosim.errors import ZohoError
 from zohosim.fields import parse_time
-from zohosim.guard import crm_api, no_content, rows_response, sim_state
+from zohosim.guard import crm_api, heavy_read, no_content, rows_response, sim_state
 from zohosim.state import SimState
 
 bp = Blueprint("read", __name__)
@@ -83,7 +83,7 @@ def _by_ids(state: SimState, module: str, raw_ids: str, fields: list[str] | None
 
 
 @bp.get("/<module>")
-@crm_api("crm.list")
+@crm_api("crm.list", heavy=heavy_read)
 def list_records(version: str, module: str) -> Response:
     require_module(module)
     fields = fields_param(required=True)

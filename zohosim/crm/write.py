@@ -14,11 +14,10 @@ from zohosim.errors import HTTP_STATUS_BY_CODE, ZohoError
 from zohosim.fields import (
     BASIS_VALUES,
     CONSENT_DETAIL_FIELDS,
-    CONSENT_DETAIL_READ_ONLY,
     check_value,
     parse_time,
 )
-from zohosim.guard import crm_api, sim_state
+from zohosim.guard import crm_api, heavy_write, sim_state
 from zohosim.state import Record, SimState
 
 bp = Blueprint("write", __name__)
@@ -46,26 +45,55 @@ def _success(state: SimState, record: Record, message: str, modified: float | No
     }
 
 
-def _check_consent_details(value: dict[str, Any], path: str) -> dict[str, Any]:
-    """The writable keys of a Data_Processing_Basis_Details value; read-only keys are dropped."""
+def _check_consent_details(
+    state: SimState, record: Record | None, value: dict[str, Any], path: str
+) -> dict[str, Any]:
+    """The writable keys of a Data_Processing_Basis_Details value. Its ``id`` must be the
+    record's current consent record (Zoho updates that one); without it a new one is made."""
     nested: dict[str, Any] = {}
+    current = record.get("Data_Processing_Basis_Details") if record is not None else None
+    current_id = str(current.get("id")) if isinstance(current, dict) and current.get("id") else None
     for key, sub in value.items():
         sub_path = f"{path}.{key}"
         dtype = CONSENT_DETAIL_FIELDS.get(key)
         if dtype is None:
-            raise _invalid_data(api_name=key, json_path=sub_path)
-        if key in CONSENT_DETAIL_READ_ONLY:
+            raise _unknown_field(key, sub_path)
+        if key == "id":
+            if sub is not None and str(sub) != current_id:
+                raise ZohoError(
+                    "INVALID_DATA",
+                    "the id given seems to be invalid",
+                    {"api_name": "id", "json_path": sub_path, "id": str(sub)},
+                )
+            if sub is not None:
+                nested["id"] = str(sub)
             continue
         expected = check_value(dtype, sub)
         if expected is not None:
             raise _invalid_data(expected_data_type=expected, api_name=key, json_path=sub_path)
-        if key == "Data_Processing_Basis" and sub is not None and sub not in BASIS_VALUES:
-            raise _invalid_data(api_name=key, json_path=sub_path)
+        allowed = {
+            "Data_Processing_Basis": state.config.consent_basis_values,
+            "Consent_Through": state.config.consent_through_values,
+        }.get(key)
+        if allowed is not None and sub is not None and sub not in allowed:
+            raise ZohoError(
+                "INVALID_DATA",
+                "invalid data",
+                {"api_name": key, "json_path": sub_path, "expected_data_type": "picklist"},
+            )
         nested[key] = sub
     return nested
 
 
-def _changes(state: SimState, index: int, rec: dict[str, Any]) -> dict[str, Any]:
+def _unknown_field(name: str, path: str) -> ZohoError:
+    return ZohoError(
+        "INVALID_DATA", "the field api name given seems to be invalid", {"api_name": name, "json_path": path}
+    )
+
+
+def _changes(
+    state: SimState, index: int, rec: dict[str, Any], record: Record | None = None
+) -> dict[str, Any]:
     """The changes an input record asks for; raises the entry error of its first bad field."""
     changes: dict[str, Any] = {}
     for name, value in rec.items():
@@ -76,7 +104,7 @@ def _changes(state: SimState, index: int, rec: dict[str, Any]) -> dict[str, Any]
         if fdef is None:
             if state.config.unknown_field_mode == "ignore":
                 continue
-            raise _invalid_data(api_name=name, json_path=path)
+            raise _unknown_field(name, path)
         expected = check_value(fdef.data_type, value)
         if expected is not None:
             raise _invalid_data(expected_data_type=expected, api_name=name, json_path=path)
@@ -85,7 +113,7 @@ def _changes(state: SimState, index: int, rec: dict[str, Any]) -> dict[str, Any]
         if name == "Data_Processing_Basis" and value is not None and value not in BASIS_VALUES:
             raise _invalid_data(api_name=name, json_path=path)
         if fdef.data_type == "consent_lookup" and isinstance(value, dict):
-            value = _check_consent_details(value, path)
+            value = _check_consent_details(state, record, value, path)
         changes[name] = value
     return changes
 
@@ -136,7 +164,7 @@ def _top_status(entries: list[dict[str, Any]], ok_status: int) -> int:
 
 def _read_data(module: str) -> list[Any]:
     require_module(module)
-    body = request.get_json(silent=True)
+    body = request.get_json(force=True, silent=True)  # Zoho reads JSON whatever the Content-Type
     if not isinstance(body, dict):
         raise ZohoError("INVALID_DATA", "body is not a valid JSON")
     data = body.get("data")
@@ -194,7 +222,9 @@ def _update_one(
         record = state.find(module, rid)
         if record is None:
             raise ZohoError("INVALID_DATA", "the id given seems to be invalid", {"id": str(rid)})
-        changes = _changes(state, index, rec)
+        if state.faults.stop_processing(op, str(record.id)):
+            raise ZohoError("CANNOT_PROCESS", "The record is in stop processing", {"id": str(record.id)})
+        changes = _changes(state, index, rec, record)
         denied = state.faults.no_permission(op)
         touched = _touched_paths(changes)
         blocked = [p for p in touched if denied.get(p) == "error"]
@@ -241,13 +271,13 @@ def _update(module: str, data: list[Any]) -> Response:
 
 
 @bp.put("/<module>")
-@crm_api("crm.update")
+@crm_api("crm.update", heavy=heavy_write)
 def update_records(version: str, module: str) -> Response:
     return _update(module, _read_data(module))
 
 
 @bp.put("/<module>/<rid>")
-@crm_api("crm.update")
+@crm_api("crm.update", heavy=heavy_write)
 def update_record(version: str, module: str, rid: str) -> Response:
     data = _read_data(module)
     return _update(module, [dict(d, id=rid) if isinstance(d, dict) else d for d in data[:1]])
@@ -280,7 +310,7 @@ def _insert(state: SimState, module: str, index: int, rec: dict[str, Any], op: s
 
 
 @bp.post("/<module>")
-@crm_api("crm.create")
+@crm_api("crm.create", heavy=heavy_write)
 def create_records(version: str, module: str) -> Response:
     data = _read_data(module)
     state = sim_state()
@@ -289,10 +319,10 @@ def create_records(version: str, module: str) -> Response:
 
 
 @bp.post("/<module>/upsert")
-@crm_api("crm.upsert")
+@crm_api("crm.upsert", heavy=heavy_write)
 def upsert_records(version: str, module: str) -> Response:
     data = _read_data(module)
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(force=True, silent=True) or {}
     check_fields = body.get("duplicate_check_fields") or ["Email"]
     state = sim_state()
 

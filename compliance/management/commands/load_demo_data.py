@@ -194,8 +194,15 @@ class _Writer:
         return Source.ADMIN
 
     def withdrawal_source(self, purpose: str) -> str:
-        options = [Source.MOBILE_APP, Source.WEB_PORTAL, Source.CUSTOMER_SERVICE, Source.CRM, Source.ADMIN]
-        weights = [25, 20, 15, 8, 4]
+        options = [
+            Source.MOBILE_APP,
+            Source.WEB_PORTAL,
+            Source.CUSTOMER_SERVICE,
+            Source.PREFERENCE_CENTRE,
+            Source.CRM,
+            Source.ADMIN,
+        ]
+        weights = [25, 20, 15, 10, 8, 4]
         if purpose == EMAIL:
             options += [Source.EMAIL_LINK, Source.CAMPAIGNS]
             weights += [40, 15]

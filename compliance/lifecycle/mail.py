@@ -1,0 +1,197 @@
+"""Outgoing lifecycle mail: each message is a `LifecycleMessage` row before it is sent.
+
+`message_queue` renders the mail (its templates in templates/lifecycle/mail/) and stores it with
+its Message-ID; once that commits, the `lifecycle.send_message` task sends it through Django's
+email backend (EMAIL_* settings) with `message_send`, which counts the attempt before the call and
+finishes the row after it. A failed send is retried by the task with a backoff; one that never got
+its task (a broker down) is sent by the lifecycle cycle. Nothing here touches the ledger: a mail
+that bounces or cannot be sent is not a withdrawal of consent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+from urllib.parse import urlsplit
+
+from celery import current_app
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from compliance.lifecycle import tokens
+from compliance.lifecycle.policies import policy_in_force, policy_url
+from compliance.models import ConsentEvent, LifecycleMessage
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK = "lifecycle.send_message"
+
+
+def public_url(path: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def _message_domain() -> str:
+    return urlsplit(settings.PUBLIC_BASE_URL).hostname or "localhost"
+
+
+def message_queue(*, kind: str, event: ConsentEvent, now: datetime | None = None) -> LifecycleMessage | None:
+    """Record a confirmation (or its reminder) of this pending event, or a refresh request of this
+    opt-in, and send it once that commits.
+
+    None when the contact has no email address. Asked twice for the same event and kind, it
+    answers the message made the first time (one confirmation and one reminder per event).
+    """
+    contact = event.contact
+    if not contact.email:
+        return None
+    existing = LifecycleMessage.objects.filter(event=event, kind=kind).first()
+    if existing is not None:
+        return existing
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            message = LifecycleMessage.objects.create(
+                kind=kind,
+                contact=contact,
+                purpose=event.purpose,
+                event=event,
+                message_id=make_msgid(domain=_message_domain()),
+                to_email=contact.email,
+                subject="",
+                body_text="",
+            )
+            token = tokens.token_make(
+                kind=tokens.Kind.CONFIRM,
+                contact=contact,
+                purpose=event.purpose.code,
+                ttl=link_ttl(kind),
+                message_id=message.pk,
+                now=now,
+            )
+            _render(message, token=token, event=event, now=now)
+            message.save(update_fields=["subject", "body_text", "body_html"])
+    except IntegrityError:
+        # Made concurrently for the same event and kind.
+        return LifecycleMessage.objects.get(event=event, kind=kind)
+    transaction.on_commit(lambda: message_send_soon(message.pk))
+    return message
+
+
+def link_ttl(kind: str) -> timedelta:
+    """A confirmation link lives DOI_LINK_TTL_HOURS; a refresh link until the refresh date at least."""
+    if kind == LifecycleMessage.Kind.REFRESH:
+        return timedelta(days=settings.REFRESH_NOTICE_DAYS)
+    return timedelta(hours=settings.DOI_LINK_TTL_HOURS)
+
+
+def _render(message: LifecycleMessage, *, token: str, event: ConsentEvent, now: datetime) -> None:
+    is_refresh = message.kind == LifecycleMessage.Kind.REFRESH
+    # A refresh asks under the policy in force now; a confirmation under the one the person saw.
+    policy = (
+        (policy_in_force() or event.policy_version)
+        if is_refresh
+        else (event.policy_version or policy_in_force())
+    )
+    context = {
+        "company": settings.LIFECYCLE_COMPANY_NAME,
+        "purpose": event.purpose,
+        "policy": policy,
+        "policy_url": policy_url(policy),
+        "confirm_url": public_url(reverse("lifecycle:confirm", args=[token])),
+        # Carries the message: an opt-in made from it counts as confirmed (it came to this address).
+        "preferences_url": public_url(
+            reverse(
+                "lifecycle:preferences",
+                args=[
+                    tokens.token_make(
+                        kind=tokens.Kind.PREFERENCES,
+                        contact=event.contact,
+                        purpose=tokens.ALL_PURPOSES,
+                        ttl=timedelta(days=settings.LINK_TTL_DAYS),
+                        message_id=message.pk,
+                        now=now,
+                    )
+                ],
+            )
+        ),
+        "expires_at": now + link_ttl(message.kind),
+        "is_reminder": message.kind == LifecycleMessage.Kind.REMINDER,
+        "is_refresh": is_refresh,
+        "name": event.contact.first_name,
+    }
+    # The person's language is not known: the mails are in English (the pages follow the browser).
+    with translation.override("en"):
+        message.subject = " ".join(
+            render_to_string("lifecycle/mail/confirmation_subject.txt", context).split()
+        )
+        message.body_text = render_to_string("lifecycle/mail/confirmation.txt", context)
+        message.body_html = render_to_string("lifecycle/mail/confirmation.html", context)
+
+
+def message_send_soon(message_pk: int) -> None:
+    """Queue the send task (after the commit). A broker that is down loses nothing: the
+    lifecycle cycle sends every message still queued."""
+    if not settings.LIFECYCLE_SEND_ON_COMMIT:
+        return
+    try:
+        with current_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0)
+            current_app.send_task(SEND_TASK, args=[message_pk], retry=False, connection=connection)
+    except Exception:
+        logger.warning("Could not queue a lifecycle mail; the lifecycle cycle will send it", exc_info=True)
+
+
+class SendFailed(Exception):
+    """The backend refused or could not reach the server; `final` when no attempt is left."""
+
+    def __init__(self, error: str, *, final: bool) -> None:
+        super().__init__(error)
+        self.final = final
+
+
+def message_send(*, message_pk: int, now: datetime | None = None) -> LifecycleMessage | None:
+    """Send one queued message: the attempt is counted (and committed) before the call, the
+    outcome stored after it. Returns the row (None when it is gone), raises SendFailed when
+    the send failed. A message already sent or failed for good is left alone."""
+    with transaction.atomic():
+        message = LifecycleMessage.objects.select_for_update().filter(pk=message_pk).first()
+        if message is None or message.status != LifecycleMessage.Status.QUEUED:
+            return message
+        message.attempts += 1
+        message.last_attempt_at = now or timezone.now()
+        message.save(update_fields=["attempts", "last_attempt_at"])
+    mail = EmailMultiAlternatives(
+        subject=message.subject,
+        body=message.body_text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[message.to_email],
+        headers={"Message-ID": message.message_id, "Auto-Submitted": "auto-generated"},
+    )
+    if message.body_html:
+        mail.attach_alternative(message.body_html, "text/html")
+    try:
+        mail.send(fail_silently=False)
+    except Exception as exc:  # any backend's failure: SMTP, socket, file system
+        final = message.attempts >= settings.LIFECYCLE_MAIL_MAX_ATTEMPTS
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        LifecycleMessage.objects.filter(pk=message.pk).update(
+            last_error=error,
+            status=LifecycleMessage.Status.FAILED if final else LifecycleMessage.Status.QUEUED,
+        )
+        raise SendFailed(error, final=final) from exc
+    message.status = LifecycleMessage.Status.SENT
+    message.sent_at = timezone.now()
+    message.last_error = ""
+    message.save(update_fields=["status", "sent_at", "last_error"])
+    return message
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt: LIFECYCLE_MAIL_RETRY_BASE_S, doubled each time (at most a day)."""
+    return int(min(settings.LIFECYCLE_MAIL_RETRY_BASE_S * 2 ** max(attempts - 1, 0), 86400))

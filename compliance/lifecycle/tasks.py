@@ -1,0 +1,27 @@
+"""The lifecycle's Celery tasks: thin, by id, the work in `mail` and `services`."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.app.task import Task
+
+from compliance.lifecycle import mail, services
+
+
+@shared_task(bind=True, name=mail.SEND_TASK, ignore_result=True, max_retries=None)  # type: ignore[untyped-decorator]
+def send_message(self: Task, message_pk: int) -> None:
+    """Send one recorded message; a failure is retried with a doubling backoff until
+    LIFECYCLE_MAIL_MAX_ATTEMPTS attempts are spent (the row then says failed)."""
+    try:
+        mail.message_send(message_pk=message_pk)
+    except mail.SendFailed as exc:
+        if exc.final:
+            return
+        attempts = self.request.retries + 1
+        raise self.retry(countdown=mail.retry_delay(attempts), exc=exc) from exc
+
+
+@shared_task(name="lifecycle.cycle", ignore_result=True)  # type: ignore[untyped-decorator]
+def cycle() -> None:
+    """Beat's round of the lifecycle jobs (reminders, mails whose send never ran)."""
+    services.lifecycle_cycle()

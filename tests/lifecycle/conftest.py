@@ -1,0 +1,120 @@
+"""Fixtures of the lifecycle's tests: a published policy, a contact waiting for a double opt-in,
+links made as a mail would carry them, and a public client that checks CSRF like a browser."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from compliance import services
+from compliance.lifecycle import links, mail
+from compliance.models import ConsentEvent, Contact, LifecycleMessage, PolicyVersion
+
+# The sync's zohosim and real-worker fixtures, for test_end_to_end.py.
+from tests.sync.conftest import crm, engine_broker_url, ledger, sim, sim_server, workers  # noqa: F401
+
+_keys = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _lifecycle_settings(settings: Any) -> Any:
+    settings.LINK_SIGNING_KEYS = ["link-key-new-0123456789abcdef", "link-key-old-0123456789abcdef"]
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # No broker consumes in these tests: a mail is sent by the test (or the lifecycle cycle).
+    settings.LIFECYCLE_SEND_ON_COMMIT = False
+    settings.LINK_RATE_LIMIT_PER_MIN = 1000
+    # The rate counters of each test of their own.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"lifecycle-{uuid.uuid4().hex}",
+        }
+    }
+    return settings
+
+
+@pytest.fixture
+def policy(db: None) -> PolicyVersion:
+    return services.policy_version_publish(
+        label="2026-03", effective_at="2026-03-01", text="We use your data to send you offers you chose."
+    )
+
+
+def record(contact: Contact | None, purpose: str, status: str, **fields: Any) -> ConsentEvent:
+    values: dict[str, Any] = {
+        "purpose": purpose,
+        "status": status,
+        "source": "web_portal",
+        "occurred_at": timezone.now() - timedelta(minutes=5),
+        "idempotency_key": f"lifecycle-test-{next(_keys)}",
+        "policy_version": "2026-03" if status in ("opted_in", "pending") else None,
+    }
+    values.update(fields)
+    decision = services.ConsentDecision(**values)
+    if contact is None:
+        identity = services.ContactIdentity(email="ana@example.com", first_name="Ana")
+        return services.consent_ingest(identity=identity, decision=decision).event
+    return services.consent_record(contact=contact, decision=decision).event
+
+
+@pytest.fixture
+def pending(policy: PolicyVersion) -> ConsentEvent:
+    """Ana asked for the newsletter on the web portal: email_marketing is pending."""
+    return record(None, "email_marketing", "pending")
+
+
+@pytest.fixture
+def confirmation(pending: ConsentEvent, django_capture_on_commit_callbacks: Any) -> LifecycleMessage:
+    """The confirmation mail of Ana's pending opt-in, sent (to the locmem outbox)."""
+    message = mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=pending)
+    assert message is not None
+    mail.message_send(message_pk=message.pk)
+    message.refresh_from_db()
+    return message
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def confirm_path(message: LifecycleMessage) -> str:
+    """The /c/<token> link in the mail's text, as the person would click it."""
+    for word in message.body_text.split():
+        if "/c/" in word:
+            return path_of(word)
+    raise AssertionError("no confirm link in the mail")
+
+
+@pytest.fixture
+def unsubscribe_path() -> Callable[..., str]:
+    def make(contact: Contact, **kwargs: Any) -> str:
+        return path_of(links.unsubscribe_url(contact=contact, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+def preferences_path() -> Callable[..., str]:
+    def make(contact: Contact, **kwargs: Any) -> str:
+        return path_of(links.preferences_url(contact=contact, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+def public() -> Client:
+    """A browser that has never been here: checks CSRF as production does."""
+    return Client(enforce_csrf_checks=True, HTTP_USER_AGENT="Mozilla/5.0 (Lifecycle test)")
+
+
+def events_of(contact: Contact) -> list[ConsentEvent]:
+    return list(ConsentEvent.objects.filter(contact=contact).order_by("id"))

@@ -1,0 +1,87 @@
+"""Instant CRM changes: our notification channel is enabled and renewed within Zoho's limits, and a
+CRM user's opt-out reaches the ledger through a callback, not the next poll. A callback with a
+wrong token does nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from compliance.models import ConsentEvent
+from sync.crm_changes import crm_watch_ensure
+from sync.models import CrmWatchChannel
+from sync.zoho import ZohoClient
+from tests.sync.conftest import Sim
+
+AGENT = {"id": "5725767000000000003", "name": "Maria Agent"}
+
+
+@pytest.mark.django_db
+def test_the_channel_is_enabled_once_and_renewed_two_days_before_it_ends(zoho: ZohoClient, sim: Sim) -> None:
+    channel = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+    again = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+    assert len(sim.calls("crm.watch")) == 1 and again.pk == channel.pk
+    assert len(channel.token) <= 50
+    assert timedelta(days=6) < channel.expires_at - timezone.now() <= timedelta(days=7)
+
+    with time_machine.travel(timezone.now() + timedelta(days=5, hours=1)):
+        renewed = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+
+    assert len(sim.calls("crm.watch")) == 2
+    assert renewed.channel_id == channel.channel_id and renewed.token == channel.token
+    assert renewed.expires_at > channel.expires_at and renewed.renewed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crm_users_opt_out_arrives_by_callback_and_a_wrong_token_does_nothing(
+    live_server: Any, sim_settings: Any, sim: Sim, ledger: Any, client: Any
+) -> None:
+    record = sim.add_contact(Last_Name="Ana", Email="ana@example.com", SMS_Opt_In=True)
+    contact = ledger.change(
+        "ana@example.com", "sms_marketing", "opted_in", zoho_id=record, minutes_ago=60 * 24
+    )
+    with ZohoClient.from_settings() as zoho:
+        channel = crm_watch_ensure(zoho=zoho, notify_url=f"{live_server.url}/sync/zoho/notify/")
+    forged = {
+        "channel_id": channel.channel_id,
+        "token": "not-the-token",
+        "module": "Contacts",
+        "ids": [record],
+    }
+
+    refused = client.post("/sync/zoho/notify/", json.dumps(forged), content_type="application/json")
+    sim.http.post(f"/_sim/contacts/{record}", json={"fields": {"SMS_Opt_In": False}, "user": AGENT})
+    sim.state.notifier.wait_idle()
+
+    assert refused.status_code == 403
+    (delivery,) = sim.state.notifier.deliveries
+    assert delivery["status"] == 200
+    event = ConsentEvent.objects.filter(contact=contact, source="crm").get()
+    assert event.status == "opted_out" and event.purpose.code == "sms_marketing"
+    assert CrmWatchChannel.objects.get().last_notified_at is not None
+
+
+@pytest.mark.django_db
+def test_a_callback_that_is_not_json_or_names_no_ids_is_refused(client: Any) -> None:
+    assert client.post("/sync/zoho/notify/", "nope", content_type="application/json").status_code == 400
+    assert client.post("/sync/zoho/notify/", "{}", content_type="application/json").status_code == 400
+    assert client.get("/sync/zoho/notify/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_daily_reconciliation_keeps_the_channel_alive(zoho: ZohoClient, sim: Sim, settings: Any) -> None:
+    from sync.reconcile import reconcile
+
+    settings.ZOHO_NOTIFICATIONS = True
+    settings.PUBLIC_BASE_URL = "https://desk.example"
+
+    reconcile(client=zoho, method="coql")
+
+    channel = CrmWatchChannel.objects.get()
+    assert channel.notify_url == "https://desk.example/sync/zoho/notify/"
+    assert sim.state.notifier.channels[channel.channel_id]["token"] == channel.token
