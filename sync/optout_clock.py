@@ -457,6 +457,8 @@ def time_to_effect(*, now: datetime | None = None, window_days: int = WINDOW_DAY
     (sync_withdrawalclock_effective holds every column it reads)."""
     now = now or timezone.now()
     since = now - timedelta(days=window_days)
+    if connection.vendor != "postgresql":
+        return _time_to_effect_in_python(now=now, since=since, window_days=window_days)
     table = WithdrawalClock._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -485,6 +487,28 @@ def time_to_effect(*, now: datetime | None = None, window_days: int = WINDOW_DAY
         median_hours=hours(median_span),
         p95_hours=hours(p95_span),
         late=int(late or 0),
+    )
+
+
+def _time_to_effect_in_python(*, now: datetime, since: datetime, window_days: int) -> TimeToEffect:
+    """`time_to_effect` where the database has no percentile_disc (SQLite: the embedded demo)."""
+    rows = list(
+        WithdrawalClock.objects.filter(
+            effective_at__isnull=False, effective_at__gt=since, effective_at__lte=now
+        )
+        .values_list("business_days_to_effect", "recorded_at", "effective_at")
+        .iterator()
+    )
+    days = [d for d, _, _ in rows if d is not None]
+    hours = [(effective - recorded).total_seconds() / 3600 for _, recorded, effective in rows]
+    return TimeToEffect(
+        window_days=window_days,
+        count=len(rows),
+        median_business_days=nearest_rank(days, 0.5),
+        p95_business_days=nearest_rank(days, 0.95),
+        median_hours=nearest_rank(hours, 0.5),
+        p95_hours=nearest_rank(hours, 0.95),
+        late=sum(1 for d in days if d > settings.OPT_OUT_DEADLINE_BUSINESS_DAYS),
     )
 
 

@@ -105,6 +105,8 @@ def test_home_lists_where_each_role_can_go(client_for, officer, admin_user) -> N
     assert b">API docs</a>" in officer_page
     assert b">Django admin</a>" not in officer_page
     assert b">Django admin</a>" in admin_page
+    assert b">Zoho doctor</a>" in admin_page and b">Zoho doctor</a>" not in officer_page
+    assert b">Sent mail (demo)</a>" not in admin_page  # demo mode only
 
 
 @pytest.mark.parametrize(
