@@ -40,7 +40,7 @@ def test_the_demo_admin_needs_the_code_from_its_authenticator_app(page: Any) -> 
     page.fill("input[name=otp_token]", totp_now(device))
     page.click("button:has-text('Verify')")
 
-    assert page.locator("h1").inner_text().startswith("Welcome")
+    assert page.locator("h1").inner_text().startswith("Overview")
     page.goto("/admin/")
     assert "Ledger and configuration" in page.title()
 
@@ -61,6 +61,6 @@ def test_an_admin_without_a_device_sets_one_up_at_the_first_login(page: Any, adm
     page.fill("input[name=otp_token]", totp_now(device))
     page.click("button:has-text('Confirm')")
 
-    assert page.locator("h1").inner_text().startswith("Welcome")
+    assert page.locator("h1").inner_text().startswith("Overview")
     device.refresh_from_db()
     assert device.confirmed
