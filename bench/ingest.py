@@ -7,8 +7,9 @@
 
 Database bench_ingest (or --database bench_…) is dropped and recreated at the start.
 Data is mixed: many contacts (email, phone, app user id), every purpose, opt-ins naming
-a policy version (email marketing with its double opt-in: pending, then opted_in with
-evidence), opt-outs from the app, the portal and email unsubscribe links.
+a policy version (email marketing with its double opt-in, run by the app itself: pending with
+send_confirmation false, then opted_in with evidence), opt-outs from the app, the portal and
+email unsubscribe links.
 
 The HTTP load generator is a separate process (`--drive`) with client threads
 using httpx over loopback; gunicorn, PostgreSQL and the generator all share the
@@ -82,6 +83,9 @@ def make_events(count: int, *, prefix: str, contacts: int, seed: int) -> list[di
         elif roll < 0.65 and purpose == "email_marketing":
             body["status"] = "pending"
             body["policy_version"] = "2026-03"
+            # This app runs its own double opt-in (its opt-ins above carry the confirmation):
+            # Consent Desk sends no confirmation mail (bench/lifecycle measures those).
+            body["send_confirmation"] = False
         else:
             body["status"] = "opted_out"
             if purpose == "email_marketing" and rng.random() < 0.5:
