@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -82,7 +83,15 @@ def _stranded(contact_ids: list[int], now: datetime) -> list[int]:
         return []
     projections = project(candidates)
     last = _last_verified(candidates)
-    return [c for c in candidates if c not in last or last[c].sent != projections[c].values]
+    return [c for c in candidates if c not in last or _differs(last[c].sent, projections[c].values)]
+
+
+def _differs(sent: dict[str, Any], projected: dict[str, Any]) -> bool:
+    """Whether the ledger's projection differs from what the last verified push sent, on the
+    fields the projection has: a process that has not read the org's consent picklists (they
+    are cached from Zoho's field metadata by the pushes) projects without the picklist fields,
+    and must not take every contact for stranded."""
+    return any(sent.get(name) != value for name, value in projected.items())
 
 
 def stranded_find(*, now: datetime | None = None) -> AuditReport:

@@ -14,6 +14,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -22,7 +23,7 @@ from compliance.models import OutboxEntry
 from sync.audit import sync_audit
 from sync.models import Discrepancy, FieldMapping, SyncAudit, SyncPush
 from sync.outbox import lease, outbox_claim
-from sync.projection import project
+from sync.projection import PICKLISTS_KEY, project
 from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
 
@@ -338,3 +339,26 @@ def test_the_health_page_shows_what_the_audit_found(
     assert '<strong class="audit-last-stranded">0</strong> stranded' in page
     assert "2 runs in these 24 hours found 1" in page
     assert SyncAudit.objects.order_by("ran_at").first().stranded_contacts == [contact_id]
+
+
+def test_the_audit_does_not_take_every_contact_for_stranded_in_a_process_without_the_picklists(
+    ledger: Any, crm: Any, zoho: Any, engine_settings: Any
+) -> None:
+    # Given a verified change, pushed with the org's consent picklist values (read from Zoho's
+    # field metadata and cached by the push)
+    verified = ledger.change("pick@example.com", "sms_marketing", "opted_in", zoho_id=crm("pick@example.com"))
+    push_all(zoho)
+    pushes_verify_due(zoho=zoho, ignore_delay=True)
+    assert SyncPush.objects.get(contact=verified).verification == SyncPush.Verification.VERIFIED
+    assert (
+        set(SyncPush.objects.get(contact=verified).sent) - set(project([verified.pk])[verified.pk].values)
+        == set()
+    )
+
+    # When the audit runs in a process whose cache lost the picklists (a restarted Redis, another
+    # process's cache)
+    cache.delete(PICKLISTS_KEY)
+    assert set(SyncPush.objects.get(contact=verified).sent) - set(project([verified.pk])[verified.pk].values)
+
+    # Then the contact is not stranded: what the projection still knows matches what was sent
+    assert sync_audit().stranded == []
