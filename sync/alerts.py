@@ -102,7 +102,11 @@ def alert_auth(*, message: str) -> Alert | None:
     """Zoho refuses our credentials: one open alert at a time (until acknowledged)."""
     if Alert.objects.filter(kind=Alert.Kind.AUTH, acknowledged_at__isnull=True).exists():
         return None
-    alert = Alert.objects.create(kind=Alert.Kind.AUTH, message=message)
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(kind=Alert.Kind.AUTH, message=message)
+    except IntegrityError:
+        return None  # another worker opened it a moment ago (sync_alert_one_open_auth)
     transaction.on_commit(lambda: _email(alert, "Zoho refuses Consent Desk's credentials"))
     return alert
 

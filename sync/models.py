@@ -387,6 +387,13 @@ class Alert(models.Model):
                 condition=models.Q(kind="retries_exhausted"),
                 name="sync_alert_one_per_discrepancy",
             ),
+            # At most one unacknowledged "Zoho refuses our credentials" alert, however many
+            # workers meet the refusal at once.
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(kind="auth", acknowledged_at__isnull=True),
+                name="sync_alert_one_open_auth",
+            ),
             # Exactly one alert per withdrawal close to its deadline (`sync.optout_clock`).
             models.UniqueConstraint(
                 fields=["withdrawal"],

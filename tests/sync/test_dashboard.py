@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -182,10 +182,8 @@ def test_no_banner_when_every_alert_is_acknowledged(client_for, officer, alert):
 
 
 def test_the_banner_costs_one_query_on_alerts(client_for, officer, rosa):
-    for n in range(5):  # alert_auth keeps one open at a time: acknowledge each, then reopen them all
-        alert_auth(message=f"auth problem {n}")
-        Alert.objects.update(acknowledged_at=timezone.now())
-    Alert.objects.update(acknowledged_at=None)
+    for n in range(5):
+        Alert.objects.create(kind=Alert.Kind.THRESHOLD, message=f"{1500 + n} open discrepancies")
     client = client_for(officer)
 
     with CaptureQueriesContext(connection) as queries:
@@ -196,6 +194,16 @@ def test_the_banner_costs_one_query_on_alerts(client_for, officer, rosa):
 
 
 # -- alerts ---------------------------------------------------------------------------------------
+
+
+def test_only_one_credentials_alert_is_open_at_a_time_even_when_workers_race():
+    first = alert_auth(message="Zoho refuses our refresh token (invalid_code).")
+    assert alert_auth(message="again") is None
+    # Two workers past the "is one open?" check at once: the database keeps the second out.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alert.objects.create(kind=Alert.Kind.AUTH, message="a racing worker's")
+    Alert.objects.filter(pk=first.pk).update(acknowledged_at=timezone.now())
+    assert alert_auth(message="refused again after the fix was acknowledged") is not None
 
 
 def test_the_alert_list_shows_the_message_and_acknowledging_removes_the_banner(client_for, officer, alert):
