@@ -500,7 +500,7 @@ def _time_to_effect_in_python(*, now: datetime, since: datetime, window_days: in
         .iterator()
     )
     days = [d for d, _, _ in rows if d is not None]
-    hours = [(effective - recorded).total_seconds() / 3600 for _, recorded, effective in rows]
+    hours = [(effective - recorded).total_seconds() / 3600 for _, recorded, effective in rows if effective]
     return TimeToEffect(
         window_days=window_days,
         count=len(rows),
