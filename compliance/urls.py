@@ -1,15 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from compliance import views
+from compliance import views, views_logins
 
 app_name = "compliance"
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("login/verify/", views.login_verify, name="login_verify"),
-    path("login/setup/", views.login_setup, name="login_setup"),
+    path("login/verify/", views_logins.login_verify, name="login_verify"),
+    path("login/setup/", views_logins.login_setup, name="login_setup"),
     path("contacts/", views.contact_search, name="contact_search"),
     path("contacts/<int:contact_id>/", views.contact_detail, name="contact_detail"),
     path("contacts/<int:contact_id>/history/", views.contact_history, name="contact_history"),
