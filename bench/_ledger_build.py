@@ -13,6 +13,7 @@ Call `ledger_build(plan)` after `_common.recreate_database` and `_common.django_
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import json
 import random
@@ -34,6 +35,12 @@ CONTACT_COLUMNS = "email, phone, app_user_id, zoho_id, first_name, last_name, cr
 
 # (email, phone, app_user_id, zoho_id, first_name, last_name, created_at, updated_at) of contact n.
 ContactRow = Callable[[int, datetime], tuple[Any, ...]]
+# (label, effective date "YYYY-MM-DD", text) of each policy version to publish, oldest first.
+PolicySpec = tuple[str, str, str]
+DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
+    ("2025-01", "2025-01-01", "Privacy notice 2025-01."),
+    ("2026-03", "2026-03-01", "Privacy notice 2026-03."),
+)
 
 
 def plain_contact(n: int, now: datetime) -> tuple[Any, ...]:
@@ -75,6 +82,11 @@ class LedgerPlan:
     contact_row: ContactRow = plain_contact
     # Which contact the next event is about; None: every contact alike (rng.randint(1, contacts)).
     pick_contact: Callable[[random.Random], int] | None = None
+    # The policy versions published. With the default two, an opt-in cites the newer one four
+    # times in five (whenever it occurred); with `cite_in_effect`, the version in effect when it
+    # occurred (the one before it one time in five), as an app that shows the current notice does.
+    policies: tuple[PolicySpec, ...] = DEFAULT_POLICIES
+    cite_in_effect: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,9 +108,11 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
 
     rng = random.Random(plan.seed)
     policies = [
-        services.policy_version_publish(label=label, effective_at=day, text=f"Privacy notice {label}.")
-        for label, day in (("2025-01", "2025-01-01"), ("2026-03", "2026-03-01"))
+        services.policy_version_publish(label=label, effective_at=day, text=text)
+        for label, day, text in plan.policies
     ]
+    # Index of the version in effect at each version's start (as datetimes, for the events).
+    effective = [datetime.fromisoformat(day).replace(tzinfo=UTC) for _l, day, _t in plan.policies]
     client, _key = services.api_client_create(
         name="bench-mobile-app", sources=["mobile_app", "web_portal", "email_link"]
     )
@@ -132,7 +146,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
         cur.execute("SELECT setval(pg_get_serial_sequence('compliance_contact', 'id'), %s)", [contacts])
     print(f"  contacts: {contacts} in {time.perf_counter() - t0:.1f}s", flush=True)
 
-    # (contact, purpose) -> (version, status, hash, event_id, occurred_at, frequency, purpose)
+    # (contact, purpose) -> (version, status, hash, event_id, occurred_at, frequency, purpose, policy id)
     heads: dict[tuple[int, int], tuple] = {}
     events = plan.events
     part_size = -(-events // (plan.seals + 1))
@@ -163,12 +177,18 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                 frequency = ""
                 policy_id = None
                 source = rng.choice(("mobile_app", "web_portal"))
+                if plan.cite_in_effect:
+                    moment = plan.start + plan.spacing * event_id
+                    current = max(0, bisect.bisect_right(effective, moment) - 1)
+                    cited = (current, max(0, current - 1))
+                else:
+                    cited = (1, 0)
                 if previous_status in ("", "opted_out") and purpose.double_opt_in_required:
                     status = "pending"
-                    policy_id = policies[1].id
+                    policy_id = policies[cited[0]].id
                 elif previous_status in ("", "opted_out", "pending"):
                     status = "opted_in"
-                    policy_id = policies[rng.random() < 0.8].id
+                    policy_id = policies[cited[rng.random() >= 0.8]].id
                     if purpose.channel in ("email", "sms"):
                         frequency = rng.choice(("weekly", "monthly"))
                     if purpose.double_opt_in_required:
@@ -224,7 +244,9 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                         client.id,
                     )
                 )
-                heads[key] = (version + 1, status, event_hash, event_id, occurred_at, frequency, purpose)
+                heads[key] = (
+                    version + 1, status, event_hash, event_id, occurred_at, frequency, purpose, policy_id
+                )  # fmt: skip
         with raw.cursor() as cur:
             cur.execute(
                 "SELECT setval(pg_get_serial_sequence('compliance_consentevent', 'id'), %s)", [event_id]
@@ -241,12 +263,16 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
         raw.cursor() as cur,
         cur.copy(
             "COPY compliance_consentstate (contact_id, purpose_id, status, frequency, event_id, occurred_at, "
-            "version, head_hash, refresh_due_at, updated_at) FROM STDIN"
+            "version, head_hash, refresh_due_at, updated_at, policy_version_id) FROM STDIN"
         ) as copy,
     ):
-        for (contact_id, purpose_id), (version, status, head_hash, eid, occ, freq, purpose) in heads.items():
+        for (contact_id, purpose_id), head in heads.items():
+            version, status, head_hash, eid, occ, freq, purpose, policy_id = head
             refresh = purpose.refresh_due_at(occ) if status == "opted_in" else None
-            copy.write_row((contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now))
+            # The current event's policy version, as `advance_state` keeps it.
+            copy.write_row(
+                (contact_id, purpose_id, status, freq, eid, occ, version, head_hash, refresh, now, policy_id)
+            )
     seconds = time.perf_counter() - t0
     print(f"  states: {len(heads)} chain heads in {seconds:.1f}s", flush=True)
     return LedgerBuilt(

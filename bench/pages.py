@@ -1,38 +1,54 @@
-"""History and dashboard pages under gunicorn over a 10,000,000-event ledger: p50/p95/max per page.
+"""Every page of the workbench under gunicorn over a 10,000,000-event ledger: p50/p95/max per page.
 
-    .venv/bin/python bench/pages.py                       # build bench_pages (16 min idle), then measure
+    .venv/bin/python bench/pages.py                       # build bench_pages (16 min idle in session 3), then measure
     .venv/bin/python bench/pages.py --skip-build          # measure again on the database already built
+    .venv/bin/python bench/pages.py --database bench_pages_x --build-only   # build another one, no measuring
+    .venv/bin/python bench/pages.py --finish              # beat's steps again on a built database
     .venv/bin/python bench/pages.py --events 200000       # a quick check on a small database
     .venv/bin/python bench/pages.py --skip-build --queries   # each page once in-process: its queries, timed
 
-The database (bench_pages, dropped and recreated by a build) holds:
+The database (bench_pages or `--database`, dropped and recreated by a build) holds:
 
 - the ledger, built by `bench/_ledger_build.py` (COPY, hashes from `compliance.chain.event_hash`,
-  ConsentState = each chain's head, seals): `--events` events over `--contacts` contacts
-  (default events / 5), five purposes, spread over three years up to an hour before the build.
-  Most events pick their contact uniformly (a few events per contact and purpose); one in 500
-  goes to one of the first 1,000 contacts, log-uniformly, so a few contacts have long histories
-  (contact 1 about 2,000 events at 10,000,000). Names come from 40 first names and 1,600
-  surnames (skewed: common surnames are shared by thousands), emails are first.last.n@example.com;
-  two in three have a phone, half an app user id, nine in ten a Zoho CRM id;
+  ConsentState = each chain's head with its policy version, seals): `--events` events over
+  `--contacts` contacts (default events / 5), five purposes, spread over three years up to an
+  hour before the build. Most events pick their contact uniformly (a few events per contact and
+  purpose); one in 500 goes to one of the first 1,000 contacts, log-uniformly, so a few contacts
+  have long histories (contact 1 about 2,000 events at 10,000,000). Names come from 40 first
+  names and 1,600 surnames (skewed: common surnames are shared by thousands), emails are
+  first.last.n@example.com; two in three have a phone, half an app user id, nine in ten a Zoho
+  CRM id. A policy version every quarter (12, texts of 40 paragraphs, a few reworded each
+  time); an opt-in cites the version in effect when it occurred (one in five the one before);
 - suppressions for one contact in 100 (hard bounces, complaints, manual; one in ten lifted);
-- sync data: `--calls` Zoho calls spread over the 7 days before the build (CRM updates and
-  reads, COQL, search, Campaigns, token refreshes; about 4% errors and 429s), a SyncPush per
-  record of every successful CRM update call (about 3 per call), `--discrepancies`
-  discrepancies over a year (`--open` of them open, the rest resolved) with the evidence
-  verify writes, 60 alerts (7 unacknowledged), 30 daily reconciliation runs, outbox rows for
-  the newest 200,000 events (processed) and 120 pending;
-- an officer and an admin with the roles of compliance/roles.py.
+- the sync's CRM link of every contact (linked, or not in CRM), and what the Campaigns pull saw
+  (unsubscribes of one contact in 40, the hard bounces);
+- sync data: `--older-calls` Zoho calls over the 24 days before the last 7 and `--calls` over
+  those 7 (CRM updates and reads, COQL, search, Campaigns, token refreshes; about 4% errors and
+  429s), a SyncPush per record of every successful CRM update call (about 3 per call), the
+  call hours beat stored for the year before the call log (`CallHour`, the trends' history),
+  `--discrepancies` discrepancies over a year (`--open` of them open, the rest resolved) with
+  the evidence verify writes, 60 alerts (7 unacknowledged), 30 daily reconciliation runs,
+  outbox rows for the newest 200,000 events (processed) and 120 pending;
+- the verified push that carried each withdrawal of the last 90 days to CRM (but for the seeds'
+  failing ones: phone of the last 3 days, email of the last day, and one in 3,000 stuck);
+- `--access-log` access-log entries over a year (history views, searches, exports...);
+- an officer, an admin, an auditor (and 7 more officers, in the access log) with the roles of
+  compliance/roles.py;
+- then what beat does, run by its own services: the opt-out clock (`optout_clock_run`: the
+  clocks of the 90 days' withdrawals, settled against those pushes), the consent and policy
+  tallies (`consent_day_tally`), the call hours and days (`callhour_tally`, `callday_tally`),
+  30 nightly verify runs and tonight's, real (`ledger_verify_run`, the whole ledger).
 
-Then the app runs under `gunicorn config.wsgi -w 2` (DEBUG=false, cache in Redis db 9) and
-this process, with httpx, signs both in and requests every page: first sequentially from
-one client (`--warmup` requests per page, then `--requests` timed), then from 4 concurrent
-clients (each its own session, `--requests` each, all starting together). A latency is
-the client's: from sending the request to having read the whole answer. The load generator,
-gunicorn and PostgreSQL share the machine's cores. The sync health page counts the calls of
-the 24 hours before *now*: measured long after a build, it sees fewer (the script says how many).
-Before measuring, the script runs what beat keeps up to date for the pages (the consent tallies
-per day and the Zoho calls per hour, `beat_tallies`), as a running desk has them.
+Then the app runs under `gunicorn config.wsgi -w 2` (DEBUG=false, cache in Redis db 9 or
+BENCH_PAGES_CACHE_URL, port 8790 or BENCH_PAGES_PORT) and this process, with httpx, signs
+each role in and requests every page: first sequentially from one client (`--warmup` requests
+per page, then `--requests` timed), then from 4 concurrent clients (each its own session,
+`--requests` each, all starting together). A latency is the client's: from sending the request
+to having read the whole answer. The load generator, gunicorn and PostgreSQL share the
+machine's cores. The sync health page counts the calls of the 24 hours before *now*: measured
+long after a build, it sees fewer (the script says how many). Before measuring, the script runs
+beat's tallies again (`beat_tallies`), as a running desk has them. Not measured: the Zoho
+doctor's run (a POST that calls Zoho; its page, the last run, is), the demo's sent-mail page.
 """
 
 from __future__ import annotations
@@ -63,8 +79,9 @@ DB = "bench_pages"
 CACHE_URL = os.environ.get("BENCH_PAGES_CACHE_URL", "redis://127.0.0.1:6379/9")
 PORT = int(os.environ.get("BENCH_PAGES_PORT", "8790"))
 PASSWORD = "bench-pages-pass"
-OFFICER, ADMIN = "olivia-officer", "ada-admin"
+OFFICER, ADMIN, AUDITOR = "olivia-officer", "ada-admin", "aldo-auditor"
 CONCURRENT_CLIENTS = 4
+USERS = (OFFICER, ADMIN, AUDITOR)
 
 FIRST_NAMES = [
     "Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hannah", "Ida", "Jonas", "Karl", "Lena",
@@ -168,18 +185,56 @@ def ledger_plan(events: int, contacts: int, seed: int, now: datetime) -> _ledger
         spacing=(now - timedelta(hours=1) - start) / events,
         contact_row=contact_row,
         pick_contact=pick_contact,
+        policies=policy_specs(start, now, seed),
+        cite_in_effect=True,
     )
+
+
+def model_defaults(table: str, columns: str) -> tuple[list[str], tuple[Any, ...]]:
+    """The NOT NULL columns of `table`'s model that `columns` leaves out, with their model
+    defaults (Django sets defaults in Python, not in the database): a column added by a later
+    migration is filled as the ORM would fill it, and the COPY keeps working."""
+    from django.apps import apps
+    from django.db.models import NOT_PROVIDED
+
+    model = next(m for m in apps.get_models() if m._meta.db_table == table)
+    named = {c.strip() for c in columns.split(",")}
+    extra: list[str] = []
+    values: list[Any] = []
+    for field in model._meta.concrete_fields:
+        if field.column in named or field.primary_key or field.null or field.default is NOT_PROVIDED:
+            continue
+        value = field.get_default()
+        extra.append(field.column)
+        values.append(json.dumps(value) if field.get_internal_type() == "JSONField" else value)
+    return extra, tuple(values)
 
 
 def copy_rows(table: str, columns: str, rows: Any) -> int:
     from django.db import connection
 
+    extra, defaults = model_defaults(table, columns)
+    columns = ", ".join([columns, *extra])
     count = 0
     with connection.connection.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row((*row, *defaults) if defaults else row)
             count += 1
     return count
+
+
+def insert_select(table: str, columns: str, select_list: str, rest: str, params: dict[str, Any]) -> int:
+    """INSERT INTO table (columns) SELECT select_list rest, the model's defaulted columns added
+    (`params` are named: %(name)s; a literal % is written %%)."""
+    from django.db import connection
+
+    extra, defaults = model_defaults(table, columns)
+    names = [f"_default{n}" for n in range(len(extra))]
+    exprs = ", ".join([select_list, *(f"%({name})s" for name in names)])
+    sql = f"INSERT INTO {table} ({', '.join([columns, *extra])}) SELECT {exprs} {rest}"
+    with connection.cursor() as cur:
+        cur.execute(sql, {**params, **dict(zip(names, defaults, strict=True))})
+        return int(cur.rowcount)
 
 
 def build_suppressions(rng: random.Random, contacts: int, now: datetime) -> int:
@@ -233,20 +288,29 @@ def projection(rng: random.Random, contact_id: int) -> tuple[dict, dict]:
     return sent, versions
 
 
-def build_calls_and_pushes(rng: random.Random, calls: int, contacts: int, now: datetime) -> tuple[int, int]:
-    """`calls` Zoho calls over the 7 days before now; a SyncPush per record of each successful update."""
+def build_calls_and_pushes(
+    rng: random.Random, calls: int, older_calls: int, contacts: int, now: datetime
+) -> tuple[int, int]:
+    """`older_calls` Zoho calls over the 24 days before the last 7, then `calls` over the last 7
+    days (the health page's 30 days: the call log keeps every call); a SyncPush per record of
+    each successful update."""
     weights = [op[4] for op in OPERATIONS]
-    window = timedelta(days=7)
+    recent = timedelta(days=7)
+    older = timedelta(days=OLDER_CALL_DAYS)
+    total = older_calls + calls
     pushes: list[tuple] = []
     remaining = 5_000_000
 
+    def start_of(call_id: int) -> datetime:
+        if call_id <= older_calls:
+            return now - recent - older + older * (call_id / (older_calls + 1))
+        return now - recent + recent * ((call_id - older_calls) / (calls + 1))
+
     def call_rows() -> Any:
         nonlocal remaining
-        for call_id in range(1, calls + 1):
+        for call_id in range(1, total + 1):
             service, operation, method, path, _w = rng.choices(OPERATIONS, weights)[0]
-            started = (
-                now - window + window * (call_id / (calls + 1)) + timedelta(microseconds=rng.randint(0, 9999))
-            )
+            started = start_of(call_id) + timedelta(microseconds=rng.randint(0, 9999))
             duration = int(rng.lognormvariate(5.3, 0.5))  # about 200 ms, a long tail
             roll = rng.random()
             records = 0
@@ -308,7 +372,7 @@ def build_calls_and_pushes(rng: random.Random, calls: int, contacts: int, now: d
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("SELECT setval(pg_get_serial_sequence('sync_zohocall', 'id'), %s)", [calls])
+        cur.execute("SELECT setval(pg_get_serial_sequence('sync_zohocall', 'id'), %s)", [total])
 
     def push_rows() -> Any:
         for call_id, started, records in pushes:
@@ -422,13 +486,239 @@ def build_discrepancies(rng: random.Random, total: int, open_count: int, contact
     )
 
 
+# The call log's days before the last 7 (the 30-day window of the health page), and the hours
+# whose tallies beat stored back then (the trends' year; the call log of those days is history).
+OLDER_CALL_DAYS = 24
+CALL_HISTORY_DAYS = 365
+LIST_KEY = "newsletter-de"
+OTHER_OFFICERS = [f"officer-{n}" for n in range(2, 9)]
+
+
+def policy_specs(start: datetime, now: datetime, seed: int) -> tuple[_ledger_build.PolicySpec, ...]:
+    """A version every quarter from the ledger's start: the same notice of 40 paragraphs, each
+    version rewording a few and sometimes adding one (the diff between two has a few hunks)."""
+    rng = random.Random(seed + 3)
+    words = [
+        "we", "process", "your", "personal", "data", "controller", "purpose", "consent", "withdraw",
+        "email", "phone", "sms", "profile", "partners", "retention", "months", "request", "access",
+        "erase", "object", "complaint", "authority", "transfer", "processor", "safeguards",
+        "marketing", "newsletter", "offers", "analytics", "cookies", "device", "address",
+    ]  # fmt: skip
+
+    def paragraph() -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(30, 70))).capitalize() + "."
+
+    paragraphs = [f"{n + 1}. {paragraph()}" for n in range(40)]
+    specs = []
+    day = start.date().replace(day=1)
+    while day < (now - timedelta(days=45)).date():
+        for _ in range(rng.randint(2, 5)):
+            n = rng.randrange(len(paragraphs))
+            paragraphs[n] = f"{n + 1}. {paragraph()}"
+        if rng.random() < 0.3:
+            paragraphs.append(f"{len(paragraphs) + 1}. {paragraph()}")
+        specs.append((f"{day:%Y-%m}", day.isoformat(), "Privacy notice\n\n" + "\n\n".join(paragraphs)))
+        month = day.month + 3
+        day = day.replace(year=day.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
+    return tuple(specs)
+
+
+def build_call_history(now: datetime) -> int:
+    """The call tallies beat stored for each hour of the year before the call log's first day
+    (`CallHour`, as `sync.tallies.callhour_tally` writes them): what the trends page reads."""
+    total = sum(op[4] for op in OPERATIONS)
+    first_logged = (now - timedelta(days=7 + OLDER_CALL_DAYS)).replace(minute=0, second=0, microsecond=0)
+    ops = ", ".join(
+        f"('{service}', '{operation}', {weight / total})" for service, operation, _m, _p, weight in OPERATIONS
+    )
+    return insert_select(
+        "sync_callhour",
+        "hour, service, operation, calls, errors, throttled, credits, ms_sum, timed",
+        "hour, o.service, o.operation, c.calls, "
+        "CASE WHEN o.service = 'crm' THEN (c.calls * (0.02 + 0.03 * random()))::int "
+        "ELSE (c.calls * (0.02 + 0.01 * random()))::int END, (c.calls * 0.015 * random())::int, "
+        "CASE WHEN o.service = 'crm' THEN (c.calls * 0.4)::int ELSE 0 END, c.calls * 220, c.calls",
+        f"FROM generate_series(%(first)s::timestamptz, %(last)s::timestamptz, interval '1 hour') AS hour "
+        f"CROSS JOIN (VALUES {ops}) AS o(service, operation, share) "
+        "CROSS JOIN LATERAL (SELECT GREATEST(0, round(1500 * o.share * (0.6 + 0.8 * random())))::int "
+        "AS calls) AS c ON CONFLICT DO NOTHING",
+        {
+            "first": first_logged - timedelta(days=CALL_HISTORY_DAYS),
+            # (Up to the call log's first hour, the one beat's 31 days leave out.)
+            "last": first_logged,
+        },
+    )
+
+
+def build_crm_links(now: datetime) -> int:
+    """The sync's link of every contact: linked to its CRM record, or not in CRM (one in ten)."""
+    return insert_select(
+        "sync_crmlink",
+        "contact_id, state, candidates, checked_at, last_verified_at, matched_by, matched_value",
+        "id, CASE WHEN zoho_id IS NULL THEN 'not_in_crm' ELSE 'linked' END, "
+        "CASE WHEN zoho_id IS NULL THEN '[]'::jsonb ELSE jsonb_build_array(zoho_id) END, "
+        "created_at + interval '5 seconds', CASE WHEN zoho_id IS NULL THEN NULL ELSE %(now)s::timestamptz END, "
+        "CASE WHEN zoho_id IS NULL THEN '' ELSE 'email' END, CASE WHEN zoho_id IS NULL THEN '' ELSE email END",
+        "FROM compliance_contact ORDER BY id",
+        {"now": now},
+    )
+
+
+def build_campaigns_observations(now: datetime) -> int:
+    """What the Campaigns pull saw: unsubscribes from the list (one contact in 40) and the hard
+    bounces of the suppressions."""
+    unsubscribed = insert_select(
+        "sync_campaignsobservation",
+        "list_key, campaign_key, email, status, first_seen_at, raw",
+        "%(list)s, '', email, 'unsub', created_at + (%(now)s::timestamptz - created_at) * ((id * 7919) %% 1000) / 1000.0, "
+        "'{}'::jsonb",
+        "FROM compliance_contact WHERE id %% 40 = 7 AND email IS NOT NULL ORDER BY id",
+        {"list": LIST_KEY, "now": now},
+    )
+    bounced = insert_select(
+        "sync_campaignsobservation",
+        "list_key, campaign_key, email, status, first_seen_at, raw",
+        "%(list)s, s.evidence->>'campaign', c.email, 'hard_bounce', s.created_at, '{}'::jsonb",
+        "FROM compliance_suppression s JOIN compliance_contact c ON c.id = s.contact_id "
+        "WHERE s.kind = 'hard_bounce' AND c.email IS NOT NULL ON CONFLICT DO NOTHING",
+        {"list": LIST_KEY},
+    )
+    return unsubscribed + bounced
+
+
+def build_withdrawal_pushes(now: datetime) -> int:
+    """The verified push that carried each withdrawal of the clock's 90 days to CRM, minutes after
+    it was recorded (one in 50 hours later), as the sync writes and its read-back verifies them.
+    Left without one (their clocks stay open, as in the seeds' story): the phone withdrawals of the
+    last 3 days and the email ones of the last day (Zoho refuses those fields), those of the last
+    10 minutes (not verified yet), and one in 3,000 (stuck: overdue by now)."""
+    return insert_select(
+        "sync_syncpush",
+        "contact_id, zoho_id, call_id, sent, ledger_versions, response, attempt, created_at, "
+        "verify_due_at, verification, verified_at, readback",
+        "e.contact_id, c.zoho_id, NULL, jsonb_build_object('id', c.zoho_id), "
+        "jsonb_build_object(p.code, e.version), "
+        "jsonb_build_object('code', 'SUCCESS', 'status', 'success', 'details', jsonb_build_object('id', c.zoho_id)), "
+        "1, e.recorded_at + interval '5 seconds', e.recorded_at + interval '65 seconds', 'verified', "
+        "e.recorded_at + CASE WHEN e.id %% 50 = 0 THEN interval '1 hour' * (1 + (e.id %% 47)) "
+        "ELSE interval '1 second' * (70 + (e.id * 7919) %% 240) END, '{}'::jsonb",
+        "FROM compliance_consentevent e JOIN compliance_purpose p ON p.id = e.purpose_id "
+        "JOIN compliance_contact c ON c.id = e.contact_id "
+        "WHERE e.recorded_at >= %(since)s AND e.recorded_at < %(settled)s "
+        "AND e.status IN ('opted_out', 'expired') AND e.previous_status IN ('opted_in', 'pending') "
+        "AND c.zoho_id IS NOT NULL AND e.id %% 3000 <> 17 "
+        "AND NOT (p.code = 'phone_marketing' AND e.recorded_at >= %(phone)s) "
+        "AND NOT (p.code = 'email_marketing' AND e.recorded_at >= %(email)s) ORDER BY e.id",
+        {
+            "since": now - timedelta(days=91),
+            "settled": now - timedelta(minutes=10),
+            "phone": now - timedelta(days=3),
+            "email": now - timedelta(days=1),
+        },
+    )
+
+
+def build_access_log(count: int, contacts: int, now: datetime, users: dict[str, int]) -> int:
+    """`count` access-log rows over the year before now, as the pages write them: history views
+    (half), searches, evidence views, exports and report downloads, by the officers and the admin;
+    one contact per row (a search's: the ones it found, up to 3)."""
+    names = list(users)
+    ids = [users[n] for n in names]
+    made = insert_select(
+        "compliance_accesslog",
+        "created_at, user_id, username, ip, kind, path, detail, query_hash, contact_count",
+        "%(now)s::timestamptz - interval '1 second' * (31536000.0 * (%(count)s - g) / %(count)s), "
+        "(%(ids)s::bigint[])[1 + g %% %(n)s::int], (%(names)s::text[])[1 + g %% %(n)s::int], "
+        "('10.0.' || (g %% 7) || '.' || (g %% 200 + 1))::inet, k.kind, "
+        "CASE k.kind WHEN 'search' THEN '/contacts/' WHEN 'export' THEN '/sync/discrepancies/' "
+        "WHEN 'report_download' THEN '/reports/' ELSE '/contacts/' || (1 + (g * 7919) %% %(contacts)s) || '/' END, "
+        "CASE k.kind WHEN 'export' THEN 'discrepancies CSV, ' || (g %% 900 + 1) || ' rows' "
+        "WHEN 'report_download' THEN 'period report' ELSE '' END, "
+        "CASE k.kind WHEN 'search' THEN md5(g::text) || md5((g + 1)::text) ELSE '' END, "
+        "CASE k.kind WHEN 'search' THEN 1 + g %% 3 WHEN 'report_download' THEN 0 ELSE 1 END",
+        "FROM generate_series(1, %(count)s::int) AS g CROSS JOIN LATERAL (SELECT CASE "
+        "WHEN g %% 100 < 50 THEN 'history_view' WHEN g %% 100 < 85 THEN 'search' "
+        "WHEN g %% 100 < 94 THEN 'evidence_view' WHEN g %% 100 < 99 THEN 'export' "
+        "ELSE 'report_download' END AS kind) AS k ORDER BY g",
+        {"now": now, "count": count, "ids": ids, "names": names, "n": len(names), "contacts": contacts},
+    )
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO compliance_accesslogcontact (entry_id, contact_id) "
+            "SELECT a.id, 1 + ((a.id + n) * 7919) %% %(contacts)s FROM compliance_accesslog a "
+            "CROSS JOIN generate_series(0, 2) AS n WHERE n < a.contact_count ORDER BY a.id",
+            {"contacts": contacts},
+        )
+    return made
+
+
+def build_verify_runs(now: datetime, events: int) -> None:
+    """The nightly verify runs of the last 30 nights (their records), then tonight's, for real:
+    `ledger_verify_run`, what beat's ``workbench.verify_ledger`` runs, over the whole ledger."""
+    from compliance.models import VerifyRun
+    from compliance.verify_runs import ledger_verify_run
+
+    for night in range(30, 0, -1) if not VerifyRun.objects.exists() else ():
+        started = now.replace(hour=2, minute=15, second=0) - timedelta(days=night)
+        VerifyRun.objects.create(
+            started_at=started, finished_at=started + timedelta(seconds=55), ok=True,
+            events_checked=events * (1000 - night) // 1000, chains_checked=0, seals_checked=4,
+        )  # fmt: skip
+    started = time.perf_counter()
+    run = ledger_verify_run()
+    print(
+        f"  verify run (beat's nightly check, real): ok={run.ok}, {run.events_checked} events in "
+        f"{time.perf_counter() - started:.0f}s {run.problem[:200]}",
+        flush=True,
+    )
+
+
+def run_beat(now: datetime) -> None:
+    """What beat does for the pages, by its own services: the opt-out clock, the tallies, the
+    nightly verify run; then VACUUM ANALYZE. (`--finish` runs this alone on a built database.)"""
+    from django.db import connection
+
+    from compliance.models import ConsentDay, ConsentDayMark, ConsentEvent, PolicyCount
+
+    run_optout_clock(now)
+    if ConsentDayMark.objects.filter(last_event_id__gt=0).exists() and not PolicyCount.objects.exists():
+        # Tallied by code older than the policy counts (a build that ran while they came): again.
+        print("  consent tallies without policy counts: counting again", flush=True)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"TRUNCATE {ConsentDay._meta.db_table}, compliance_consentcount, {PolicyCount._meta.db_table}"
+            )
+        ConsentDayMark.objects.update(last_event_id=0)
+    beat_tallies()
+    build_verify_runs(now, ConsentEvent.objects.count())
+    connection.close()
+    _common.psql("VACUUM ANALYZE", DB)
+
+
+def run_optout_clock(now: datetime) -> None:
+    """Beat's opt-out clock (`optout_clock_run`) until it has started every clock of the backfill."""
+    from sync.tasks.optout_clock import optout_clock_run
+
+    started = time.perf_counter()
+    totals = {"started": 0, "effective": 0, "alerted": 0}
+    while True:
+        done = optout_clock_run(now=now)
+        for key, value in done.items():
+            totals[key] += value
+        if not done["started"]:
+            break
+    print(f"  opt-out clock runs: {totals} in {time.perf_counter() - started:.0f}s", flush=True)
+
+
 def build_the_rest(rng: random.Random, events: int, contacts: int, now: datetime) -> None:
-    """Alerts, reconciliation runs, outbox rows, a verify run, the two users."""
+    """Alerts, reconciliation runs, outbox rows, the users (an officer, an admin, an auditor, and
+    the other officers whose reads fill the access log)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db import connection
 
-    from compliance.models import VerifyRun
     from compliance.roles import Role
     from sync.models import Alert, ReconciliationRun
 
@@ -493,12 +783,9 @@ def build_the_rest(rng: random.Random, events: int, contacts: int, now: datetime
             "FROM compliance_consentevent WHERE id >= %(first)s ORDER BY id",
             {"pending": events - 120, "first": first},
         )
-    # The overview's "last verify_ledger run" (the nightly task's record; its figures are not timed here).
-    VerifyRun.objects.create(
-        started_at=now - timedelta(hours=6), finished_at=now - timedelta(hours=6) + timedelta(seconds=50),
-        ok=True, events_checked=events, chains_checked=0, seals_checked=4,
-    )  # fmt: skip
-    for username, role, staff in ((OFFICER, Role.OFFICER, False), (ADMIN, Role.ADMIN, True)):
+    people = [(OFFICER, Role.OFFICER, False), (ADMIN, Role.ADMIN, True), (AUDITOR, Role.AUDITOR, False)]
+    people += [(name, Role.OFFICER, False) for name in OTHER_OFFICERS]
+    for username, role, staff in people:
         user = get_user_model().objects.create_user(
             username=username,
             password=PASSWORD,
@@ -508,25 +795,46 @@ def build_the_rest(rng: random.Random, events: int, contacts: int, now: datetime
         user.groups.add(Group.objects.get(name=role))
 
 
-def build(events: int, contacts: int, calls: int, discrepancies: int, open_count: int, seed: int) -> None:
+def build(
+    events: int,
+    contacts: int,
+    calls: int,
+    older_calls: int,
+    discrepancies: int,
+    open_count: int,
+    access_log: int,
+    seed: int,
+) -> None:
     t0 = time.perf_counter()
     _common.recreate_database(DB)
     Path(_common.bench_env(DB)["LEDGER_SEAL_LOG"]).unlink(missing_ok=True)
     _common.django_setup(DB, CACHE_URL=CACHE_URL)
+    from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
+
+    def done(what: str) -> None:
+        print(f"  {what} ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     now = timezone.now().replace(microsecond=0)
     built = _ledger_build.ledger_build(ledger_plan(events, contacts, seed, now))
     rng = random.Random(seed + 2)
-    print(f"  suppressions: {build_suppressions(rng, contacts, now)}", flush=True)
-    n_calls, n_pushes = build_calls_and_pushes(rng, calls, contacts, now)
-    print(f"  zoho calls: {n_calls}, sync pushes: {n_pushes} in {time.perf_counter() - t0:.1f}s", flush=True)
+    done(f"suppressions: {build_suppressions(rng, contacts, now)}")
+    n_calls, n_pushes = build_calls_and_pushes(rng, calls, older_calls, contacts, now)
+    done(f"zoho calls: {n_calls}, sync pushes: {n_pushes}")
+    done(f"call hours before the call log (a year): {build_call_history(now)}")
     n = build_discrepancies(rng, discrepancies, open_count, contacts, now)
-    print(f"  discrepancies: {n} ({open_count} open)", flush=True)
+    done(f"discrepancies: {n} ({open_count} open)")
+    done(f"CRM links: {build_crm_links(now)}")
+    done(f"Campaigns observations: {build_campaigns_observations(now)}")
     build_the_rest(rng, built.events, contacts, now)
+    users = dict(get_user_model().objects.values_list("username", "id"))
+    users.pop(AUDITOR)
+    done(f"access log: {build_access_log(access_log, contacts, now, users)} entries")
+    done(f"verified pushes of the clock's withdrawals: {build_withdrawal_pushes(now)}")
     connection.close()
-    _common.psql("VACUUM ANALYZE", DB)
+    _common.psql("ANALYZE", DB)
+    run_beat(now)
     print(
         f"built {built.events} events, {built.chains} chains, {contacts} contacts in "
         f"{time.perf_counter() - t0:.0f}s",
@@ -559,8 +867,9 @@ def pages_to_measure() -> list[Page]:
     """The pages, with a long and a typical history, and search terms taken from the data."""
     from django.db.models import Sum
 
-    from compliance.models import ConsentState, Contact
-    from sync.models import Alert, Discrepancy, ZohoCall
+    from compliance.models import AccessLog, AccessLogContact, ConsentState, Contact, PolicyVersion
+    from sync.bulk import discrepancy_groups
+    from sync.models import OPEN_CLOCK, Alert, Discrepancy, SyncPush, WithdrawalClock, ZohoCall
 
     long_row = (
         ConsentState.objects.filter(contact_id__lte=1000)
@@ -588,12 +897,32 @@ def pages_to_measure() -> list[Page]:
         or Discrepancy.objects.order_by("-id").values_list("id", flat=True)[0]
     )
     calls_24h = ZohoCall.objects.filter(started_at__gte=datetime.now(UTC) - timedelta(hours=24)).count()
+    # A contact with Zoho proof to show: pushes (the newest read first) and an open discrepancy.
+    proven = (
+        Discrepancy.objects.filter(status="open", kind="overwritten")
+        .filter(contact_id__in=SyncPush.objects.values("contact_id"))
+        .order_by("id")
+        .values_list("contact_id", flat=True)
+        .first()
+    )
+    assert proven is not None, "no open discrepancy of a pushed contact: build again"
+    pushes_of = SyncPush.objects.filter(contact_id=proven).count()
+    policies = list(PolicyVersion.objects.order_by("-effective_at").values_list("id", "label")[:2])
+    read_by = AccessLogContact.objects.order_by("-id").values_list("contact_id", flat=True).first()
+    group = next(iter(discrepancy_groups()), None)
+    assert group is not None, "no open discrepancies: build again"
+    today = datetime.now(UTC).date()
     print(
         f"contacts: long history {long_row['contact_id']} ({long_row['n']} events), typical {typical.pk} "
-        f"(5 events); Zoho calls in the last 24 h: {calls_24h}"
+        f"(5 events), with Zoho proof {proven} ({pushes_of} pushes); Zoho calls in the last 24 h: {calls_24h}; "
+        f"{PolicyVersion.objects.count()} policy versions; {AccessLog.objects.count()} access-log entries; "
+        f"{WithdrawalClock.objects.filter(OPEN_CLOCK).count()} open withdrawal clocks of "
+        f"{WithdrawalClock.objects.count()}"
     )
     return [
-        Page("overview (home)", OFFICER, "/"),
+        Page("overview (home): officer", OFFICER, "/"),
+        Page("overview (home): auditor", AUDITOR, "/"),
+        Page("overview (home): admin", ADMIN, "/"),
         Page("search: email", OFFICER, "/contacts/?" + urlencode({"q": typical.email})),
         Page("search: phone", OFFICER, "/contacts/?" + urlencode({"q": spaced_phone})),
         Page(
@@ -615,8 +944,42 @@ def pages_to_measure() -> list[Page]:
         Page("sync health: 30 days", ADMIN, "/sync/health/?window=30d"),
         Page("trends: 12 months", OFFICER, "/trends/"),
         Page("trends: a purpose and a source", OFFICER, "/trends/?purpose=sms_marketing&source=mobile_app"),
+        Page(
+            "trends: a date range (90 days)",
+            OFFICER,
+            "/trends/?" + urlencode({"since": today - timedelta(days=90), "until": today}),
+        ),
         Page("trends: CSV of a table", OFFICER, "/trends/?_export=csv&chart=changes"),
+        Page(f"contact: Zoho proof ({pushes_of} pushes)", OFFICER, f"/contacts/{proven}/"),
+        Page("policies", OFFICER, "/policies/"),
+        Page("policy detail", OFFICER, f"/policies/{policies[0][0]}/"),
+        Page(
+            "policy diff",
+            OFFICER,
+            "/policies/diff/?" + urlencode({"old": policies[1][1], "new": policies[0][1]}),
+        ),
+        Page("opt-out clock", OFFICER, "/sync/opt-out-clock/"),
+        Page("discrepancy groups", OFFICER, "/sync/discrepancies/groups/"),
+        Page(
+            "discrepancy group (largest)",
+            ADMIN,
+            "/sync/discrepancies/group/?"
+            + urlencode({"kind": group.kind, "field": group.crm_field, "cause": group.cause}),
+        ),
+        Page("access log", OFFICER, "/access-log/"),
+        Page("access log: a contact", OFFICER, f"/access-log/?contact={read_by}"),
         Page("alerts", OFFICER, "/sync/alerts/"),
+        Page("Zoho doctor (last run, no call)", ADMIN, "/sync/doctor/"),
+        Page(
+            "export: discrepancies CSV (a kind)", OFFICER, "/sync/discrepancies/?kind=overwritten&_export=csv"
+        ),
+        Page(
+            "export: access log CSV (a kind)",
+            OFFICER,
+            f"/access-log/?kind=export&since={today - timedelta(days=7)}&_export=csv",
+        ),
+        Page("export: opt-out clock CSV", OFFICER, "/sync/opt-out-clock/?_export=csv"),
+        Page("export: policies CSV", OFFICER, "/policies/?_export=csv"),
     ]
 
 
@@ -720,7 +1083,7 @@ def concurrently(clients: list[Any], path: str, requests: int) -> tuple[list[flo
 
 
 def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
-    clients = {user: signed_in(base, user) for user in (OFFICER, ADMIN)}
+    clients = {user: signed_in(base, user) for user in USERS}
     print(f"\nsequential, one client: {warmup} warm-up then {requests} timed requests per page")
     print(f"load average before: {_common.load_average()}")
     for page in pages:
@@ -740,7 +1103,7 @@ def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
         "all starting together"
     )
     print(f"load average before: {_common.load_average()}")
-    pool = {user: [signed_in(base, user) for _ in range(CONCURRENT_CLIENTS)] for user in (OFFICER, ADMIN)}
+    pool = {user: [signed_in(base, user) for _ in range(CONCURRENT_CLIENTS)] for user in USERS}
     for page in pages:
         latencies, failures, wall = concurrently(pool[page.user], page.path, requests)
         failed = f", FAILED: {failures}" if failures else ""
@@ -752,19 +1115,22 @@ def measure(pages: list[Page], base: str, requests: int, warmup: int) -> None:
 
 
 def beat_tallies() -> None:
-    """What beat keeps up to date for the pages: the consent tallies per day (the overview, the
-    trends) and the Zoho calls per hour (sync health, the overview's error rates, the trends).
-    After a build the first run counts the whole ledger; later runs only what is new."""
+    """What beat keeps up to date for the pages: the consent tallies per day and the current
+    opt-ins per policy version (the overview, the trends, the policies pages), and the Zoho
+    calls per hour and per day (sync health, the overview's error rates, the trends), as the
+    tasks ``workbench.consent_day_tally`` and ``sync.callhour_tally`` do. After a build the
+    first run counts the whole ledger; later runs only what is new."""
     from compliance.tallies import consent_day_tally
-    from sync.tallies import callhour_tally
+    from sync.tallies import callday_tally, callhour_tally
 
     started = time.perf_counter()
     events = consent_day_tally()
     counted = time.perf_counter()
     hours = callhour_tally()
+    days = callday_tally()
     print(
         f"beat's tallies: {events} events counted in {counted - started:.1f}s, "
-        f"{hours} call hours stored in {time.perf_counter() - counted:.1f}s",
+        f"{hours} call hours and {days} call days stored in {time.perf_counter() - counted:.1f}s",
         flush=True,
     )
 
@@ -789,7 +1155,7 @@ def show_queries(explain_ms: float) -> None:
 
     from compliance.logins import second_factor_required
 
-    users = {name: get_user_model().objects.get(username=name) for name in (OFFICER, ADMIN)}
+    users = {name: get_user_model().objects.get(username=name) for name in USERS}
     for page in pages_to_measure():
         client = Client()
         client.force_login(users[page.user])
@@ -823,12 +1189,22 @@ def show_queries(explain_ms: float) -> None:
 def main() -> None:
     global DB
     parser = _ledger_build.ledger_arguments(__doc__, database=DB, events=10_000_000, contacts_per=5)
-    parser.add_argument("--calls", type=int, default=1_000_000, help="Zoho calls over 7 days")
+    parser.add_argument("--calls", type=int, default=1_000_000, help="Zoho calls over the last 7 days")
+    parser.add_argument(
+        "--older-calls", type=int, default=800_000, help=f"Zoho calls over the {OLDER_CALL_DAYS} days before"
+    )
+    parser.add_argument("--access-log", type=int, default=1_000_000, help="access-log entries over a year")
     parser.add_argument("--discrepancies", type=int, default=50_000)
     parser.add_argument("--open", type=int, default=3_000, help="open discrepancies among them")
     parser.add_argument("--requests", type=int, default=50, help="timed requests per page (per client)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--queries", action="store_true", help="show each page's queries instead of serving")
+    parser.add_argument("--build-only", action="store_true", help="build the database, measure nothing")
+    parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="on a built database: run beat's steps again (clock, tallies, verify)",
+    )
     parser.add_argument(
         "--explain-ms", type=float, default=20, help="with --queries: EXPLAIN ANALYZE above this"
     )
@@ -836,10 +1212,26 @@ def main() -> None:
     DB = args.database
     print("machine:")
     _common.print_machine()
-    if not args.skip_build:
+    if not args.skip_build and not args.finish:  # (--finish works on the database built)
         contacts = args.contacts or max(args.events // 5, 100)
-        build(args.events, contacts, args.calls, args.discrepancies, min(args.open, contacts // 2), args.seed)
+        build(
+            args.events,
+            contacts,
+            args.calls,
+            args.older_calls,
+            args.discrepancies,
+            min(args.open, contacts // 2),
+            args.access_log,
+            args.seed,
+        )
+    if args.finish:
+        _common.django_setup(DB, CACHE_URL=CACHE_URL)
+        from django.utils import timezone
+
+        run_beat(timezone.now())
     describe_database()
+    if args.build_only or args.finish:
+        return
     _common.django_setup(DB, CACHE_URL=CACHE_URL)
     if args.queries:
         beat_tallies()

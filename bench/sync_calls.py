@@ -10,7 +10,8 @@ to their CRM records in bulk (`sync.linking`) and the figure counts linking, pus
 
 With ``--workers N`` nothing is called in-process: the changes are recorded as they would
 arrive (``consent_ingest_batch``, 100 a call, each commit kicking a push through `sync.kick`),
-N ``celery worker`` processes on Redis (db 3; cache db 4) push and read back on their own
+N ``celery worker`` processes on Redis (db 3, cache db 4 of 127.0.0.1:6379; or ``--broker-url``
+and ``--cache-url``, or ``BENCH_SYNC_BROKER_URL`` and ``BENCH_SYNC_CACHE_URL``) push and read back on their own
 (each pushed batch queues its read-back; no beat runs), and the script waits until every
 contact's latest push is verified. Figures: calls and credits per 1,000 changes, and the
 time from the first change recorded to the last push verified.
@@ -52,6 +53,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="run real Celery workers (the real flow)")
     parser.add_argument("--verify-delay", type=int, default=0, help="with --workers: CONSENT_VERIFY_DELAY_S")
     parser.add_argument("--deadline-s", type=float, default=600)
+    parser.add_argument("--broker-url", default=BROKER, help="with --workers: the Redis broker (emptied)")
+    parser.add_argument(
+        "--cache-url", default=CACHE, help="with --workers: the workers' Redis cache (emptied)"
+    )
     parser.add_argument(
         "--unlinked", action="store_true", help="contacts known only by email: no Zoho id, linked by the sync"
     )
@@ -137,8 +142,8 @@ def main() -> None:
         sim.stop()
 
 
-BROKER = "redis://127.0.0.1:6379/3"
-CACHE = "redis://127.0.0.1:6379/4"
+BROKER = os.environ.get("BENCH_SYNC_BROKER_URL", "redis://127.0.0.1:6379/3")
+CACHE = os.environ.get("BENCH_SYNC_CACHE_URL", "redis://127.0.0.1:6379/4")
 
 
 def _changes(args: argparse.Namespace, record_ids: list[str], policy_label: str) -> list[tuple[Any, Any]]:
@@ -179,7 +184,7 @@ def _changes(args: argparse.Namespace, record_ids: list[str], policy_label: str)
 def with_workers(args: argparse.Namespace) -> None:
     import redis
 
-    for url in (BROKER, CACHE):
+    for url in (args.broker_url, args.cache_url):
         redis.Redis.from_url(url).flushdb()
     _common.recreate_database(DB)
     sim_process = subprocess.Popen(
@@ -196,8 +201,8 @@ def with_workers(args: argparse.Namespace) -> None:
         "ZOHO_CLIENT_ID": "zohosim-client",
         "ZOHO_CLIENT_SECRET": "zohosim-secret",
         "ZOHO_REFRESH_TOKEN": "zohosim-refresh-token",
-        "CELERY_BROKER_URL": BROKER,
-        "CACHE_URL": CACHE,
+        "CELERY_BROKER_URL": args.broker_url,
+        "CACHE_URL": args.cache_url,
         "CONSENT_VERIFY_DELAY_S": str(args.verify_delay),
         "ZOHO_RATE_LIMIT_PER_S": "50",
         "LOG_LEVEL": "WARNING",

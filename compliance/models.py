@@ -555,7 +555,10 @@ from compliance.access_log_models import AccessLog as AccessLog  # noqa: E402
 from compliance.access_log_models import AccessLogContact as AccessLogContact  # noqa: E402
 from compliance.lifecycle.models import LifecycleMessage as LifecycleMessage  # noqa: E402
 from compliance.lifecycle.models import LinkGeneration as LinkGeneration  # noqa: E402
+from compliance.lifecycle.models import RepermissionRun as RepermissionRun  # noqa: E402
+from compliance.lifecycle.models import RepermissionTarget as RepermissionTarget  # noqa: E402
 from compliance.tally_models import ConsentCount as ConsentCount  # noqa: E402
 from compliance.tally_models import ConsentDay as ConsentDay  # noqa: E402
 from compliance.tally_models import ConsentDayMark as ConsentDayMark  # noqa: E402
+from compliance.tally_models import PolicyCount as PolicyCount  # noqa: E402
 from compliance.tally_models import VerifyRun as VerifyRun  # noqa: E402

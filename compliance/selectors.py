@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import BooleanField, Case, CharField, Count, Prefetch, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, CharField, Prefetch, Q, QuerySet, Value, When
 from django.utils.dateparse import parse_datetime
 
 from compliance.identifiers import normalise_email, normalise_phone
@@ -19,12 +19,13 @@ from compliance.models import (
     AccessLogContact,
     ConsentEvent,
     ConsentState,
-    ConsentStatus,
     Contact,
     IdentityEvent,
+    PolicyCount,
     PolicyVersion,
     Suppression,
 )
+from compliance.tallies import policy_counts_live
 
 SEARCH_MIN_LENGTH = 2
 
@@ -247,16 +248,15 @@ def policy_versions() -> QuerySet[PolicyVersion]:
 def policy_version_consent_counts() -> dict[int, int]:
     """How many current opt-ins cite each policy version: {policy version id: count}.
 
-    Read from the current-state table alone (each row names its current decision's policy
-    version), through its partial index of opt-ins by version (compliance_state_optin_policy).
+    The counts beat keeps (`PolicyCount`, `compliance.tallies`) plus the moves of the events past
+    its mark: a few rows, whatever the number of current opt-ins (counting them from
+    `ConsentState` read millions of index entries at 10,000,000 events). The same figures as
+    ``ConsentState`` opt-ins per ``policy_version``.
     """
-    rows = (
-        ConsentState.objects.filter(status=ConsentStatus.OPTED_IN, policy_version__isnull=False)
-        .values_list("policy_version")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
-    return {policy_id: count for policy_id, count in rows}
+    counts = dict(PolicyCount.objects.values_list("policy_version_id", "opted_in"))
+    for policy_id, n in policy_counts_live().items():
+        counts[policy_id] = counts.get(policy_id, 0) + n
+    return {policy_id: n for policy_id, n in counts.items() if n}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from compliance.models import ConsentStatus, Purpose, Source
+from compliance.models import ConsentStatus, PolicyVersion, Purpose, Source
 
 
 class ConsentDay(models.Model):
@@ -57,6 +57,18 @@ class ConsentCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose_id} {self.status}: {self.contacts}"
+
+
+class PolicyCount(models.Model):
+    """How many contacts' current consent is an opt-in citing a policy version, as of
+    `ConsentDayMark`: the policies pages' counts without counting `ConsentState`'s millions of
+    opt-ins. Written with `ConsentDay` (`compliance.tallies`); the pages add the events past the mark."""
+
+    policy_version = models.OneToOneField(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    opted_in = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.policy_version_id}: {self.opted_in} current opt-ins"
 
 
 class ConsentDayMark(models.Model):

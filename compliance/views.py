@@ -498,6 +498,7 @@ def policy_list(request: HttpRequest) -> HttpResponseBase:
             "table": table,
             "diff_form": diff_form,
             "may_publish": request.user.has_perm(POLICY_PUBLISH_PERMISSION),
+            "newest": rows[0] if rows else None,
             "export_query": _query_without(request, "page", "_export"),
         },
     )
@@ -528,8 +529,12 @@ def policy_publish(request: HttpRequest) -> HttpResponse:
         except ValidationError as refused:
             form.add_validation_error(refused)
         else:
-            messages.success(request, f"Policy version {policy.label} is published.")
-            return HttpResponseRedirect(reverse("compliance:policy_detail", args=[policy.pk]))
+            messages.success(
+                request,
+                f"Policy version {policy.label} is published. These current opt-ins cite an older version.",
+            )
+            # Publishing opens the re-permission view (compliance/lifecycle/views_repermission.py).
+            return HttpResponseRedirect(reverse("lifecycle:repermission", args=[policy.pk]))
     return render(
         request, "compliance/policy_publish.html", {"form": form}, status=400 if form.errors else 200
     )

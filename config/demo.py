@@ -40,6 +40,9 @@ def demo_environment() -> dict[str, str]:
     env.setdefault("CONSENT_VERIFY_DELAY_S", "20")
     # The lifecycle's mails go to files under var/mail; admins read them on /lifecycle/sent-mail/.
     env.setdefault("DEMO_MODE", "true")
+    # The demo org has both custom fields: the frequency and the preference-centre link reach CRM.
+    env.setdefault("ZOHO_FIELD_FREQUENCY", "Email_Frequency")
+    env.setdefault("ZOHO_FIELD_PREFERENCES_URL", "Preferences_URL")
     env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
     env.setdefault("EMAIL_FILE_PATH", os.path.join(env.get("DEMO_VAR_DIR", "var"), "mail"))
     env.setdefault("PUBLIC_BASE_URL", f"http://{WEB}")

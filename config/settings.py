@@ -345,6 +345,8 @@ ZOHO_CLIENT_ID = os.environ.get("ZOHO_CLIENT_ID", "")
 ZOHO_CLIENT_SECRET = os.environ.get("ZOHO_CLIENT_SECRET", "")
 ZOHO_REFRESH_TOKEN = os.environ.get("ZOHO_REFRESH_TOKEN", "")
 ZOHO_CAMPAIGNS_LIST_KEYS = env_list("ZOHO_CAMPAIGNS_LIST_KEYS")
+# A Campaigns list a re-permission run may add its addresses to (issue 11; empty: only mails).
+ZOHO_REPERMISSION_LIST_KEY = os.environ.get("ZOHO_REPERMISSION_LIST_KEY", "")
 ZOHO_CRM_API_VERSION = os.environ.get("ZOHO_CRM_API_VERSION", "v8")
 ZOHO_TIMEOUT_S = float(os.environ.get("ZOHO_TIMEOUT_S", "30"))
 
@@ -398,8 +400,17 @@ ZOHO_CUSTOM_FIELDS = {
     "third_party_sharing": os.environ.get("ZOHO_FIELD_THIRD_PARTY", "Third_Party_Sharing_Consent"),
     "bounce_reason": os.environ.get("ZOHO_FIELD_BOUNCE_REASON", "Email_Bounce_Reason"),
 }
+# Optional CRM fields the projection fills (empty: off): the email_marketing frequency (a custom
+# picklist whose values come from the field's metadata) and the preference centre's URL (text or
+# URL field, a merge tag for Campaigns templates).
+ZOHO_FIELD_FREQUENCY = os.environ.get("ZOHO_FIELD_FREQUENCY", "")
+ZOHO_FREQUENCY_PURPOSE = os.environ.get("ZOHO_FREQUENCY_PURPOSE", "email_marketing")
+ZOHO_FIELD_PREFERENCES_URL = os.environ.get("ZOHO_FIELD_PREFERENCES_URL", "")
 # A custom CRM field holding the app's user id, to link contacts known only by it ("": none).
 ZOHO_FIELD_APP_USER_ID = os.environ.get("ZOHO_FIELD_APP_USER_ID", "")
+# The CRM modules whose records hold people: "Contacts" (the default), or "Contacts,Leads" to
+# link, push to and verify on Leads not yet converted as well (`sync.linking`).
+ZOHO_MODULES = env_list("ZOHO_MODULES", "Contacts")
 # Optional: a CRM record `zoho_doctor` may write and read back to probe for silent drops.
 ZOHO_DIAGNOSTIC_RECORD_ID = os.environ.get("ZOHO_DIAGNOSTIC_RECORD_ID", "")
 # Zoho CRM notifications (instant CRM changes): a channel calling PUBLIC_BASE_URL/sync/zoho/notify/,

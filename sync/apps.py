@@ -17,3 +17,14 @@ class SyncConfig(AppConfig):
         # never imports the sync: it asks whoever registered).
         contact_panel_register(name="zoho_proof", provider=proof_panel, order=10)
         consent_status_register(name="zoho", provider=proof_statuses)
+
+        # A re-permission run's "add to a Campaigns list" action (compliance.lifecycle.repermission).
+        from compliance.lifecycle.repermission import repermission_action_register
+        from sync.repermission import repermission_list_add, repermission_list_available
+
+        repermission_action_register(
+            action="campaigns_list",
+            label="Add the addresses to the Zoho Campaigns re-permission list",
+            handler=repermission_list_add,
+            available=repermission_list_available,
+        )

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance.models import OutboxEntry
-from sync.models import CrmLink, Discrepancy, SyncAudit, SyncPush
+from sync.models import CrmLink, CrmLinkRecord, Discrepancy, SyncAudit, SyncPush
 from sync.outbox import contacts_requeue, lease
 from sync.projection import project
 
@@ -49,41 +49,63 @@ class AuditReport:
     stranded: list[int] = field(default_factory=list)
 
 
-def _covered(contact_ids: list[int], now: datetime) -> set[int]:
-    """Those of these contacts with a queued push, a push awaiting read-back, an open
-    discrepancy, or no single CRM record to verify against."""
+def _covered(contact_ids: list[int], now: datetime) -> tuple[set[int], set[tuple[int, str]]]:
+    """(those of these contacts with a queued push, an open discrepancy, or no CRM record to
+    verify against; the records (contact, record id) with a push awaiting its read-back)."""
     queued = OutboxEntry.objects.filter(contact_id__in=contact_ids, processed_at__isnull=True)
+    flagged = Discrepancy.objects.filter(contact_id__in=contact_ids, status=Discrepancy.Status.OPEN)
+    unlinked = CrmLink.objects.filter(contact_id__in=contact_ids).exclude(state=CrmLink.State.LINKED)
+    covered: set[int] = set()
+    for rows in (queued, flagged, unlinked):
+        covered.update(rows.values_list("contact_id", flat=True))
     awaiting = SyncPush.objects.filter(
         Q(verify_due_at__isnull=False) | Q(created_at__gte=now - lease()),
         contact_id__in=contact_ids,
         verification=SyncPush.Verification.PENDING,
     )
-    flagged = Discrepancy.objects.filter(contact_id__in=contact_ids, status=Discrepancy.Status.OPEN)
-    unlinked = CrmLink.objects.filter(contact_id__in=contact_ids).exclude(state=CrmLink.State.LINKED)
-    covered: set[int] = set()
-    for rows in (queued, awaiting, flagged, unlinked):
-        covered.update(rows.values_list("contact_id", flat=True))
-    return covered
+    return covered, set(awaiting.values_list("contact_id", "zoho_id"))
 
 
-def _last_verified(contact_ids: list[int]) -> dict[int, SyncPush]:
-    last: dict[int, SyncPush] = {}
+def _last_verified(contact_ids: list[int]) -> dict[tuple[int, str], SyncPush]:
+    """Each record's last verified push, for these contacts."""
+    last: dict[tuple[int, str], SyncPush] = {}
     verified = SyncPush.objects.filter(
         contact_id__in=contact_ids, verification=SyncPush.Verification.VERIFIED
     ).order_by("contact_id", "-id")
-    for push in verified.only("id", "contact_id", "sent"):
-        last.setdefault(push.contact_id, push)
+    for push in verified.only("id", "contact_id", "zoho_id", "sent"):
+        last.setdefault((push.contact_id, push.zoho_id), push)
     return last
 
 
 def _stranded(contact_ids: list[int], now: datetime) -> list[int]:
-    covered = _covered(contact_ids, now)
+    """The contacts of which a written CRM record (each of a Lead and a Contact, each of
+    duplicates written to all) differs from the ledger with nothing under way for it."""
+    covered, awaiting = _covered(contact_ids, now)
     candidates = [c for c in contact_ids if c not in covered]
     if not candidates:
         return []
     projections = project(candidates)
     last = _last_verified(candidates)
-    return [c for c in candidates if c not in last or _differs(last[c].sent, projections[c].values)]
+    records: dict[int, set[str]] = {}
+    for contact_id, record_id in CrmLinkRecord.objects.filter(
+        contact_id__in=candidates, role__in=CrmLinkRecord.WRITTEN
+    ).values_list("contact_id", "record_id"):
+        records.setdefault(contact_id, set()).add(record_id)
+    # A contact linked before its records had rows of their own: the records it was pushed to.
+    for contact_id, record_id in SyncPush.objects.filter(
+        contact_id__in=[c for c in candidates if c not in records]
+    ).values_list("contact_id", "zoho_id"):
+        records.setdefault(contact_id, set()).add(record_id)
+    stranded = []
+    for contact_id in candidates:
+        for record_id in sorted(records.get(contact_id, ())):
+            key = (contact_id, record_id)
+            if key in awaiting:
+                continue
+            if key not in last or _differs(last[key].sent, projections[contact_id].values):
+                stranded.append(contact_id)
+                break
+    return stranded
 
 
 def _differs(sent: dict[str, Any], projected: dict[str, Any]) -> bool:

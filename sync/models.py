@@ -213,7 +213,11 @@ class FieldMappingVersion(models.Model):
 
 
 class CrmLink(models.Model):
-    """Where a contact stands with Zoho CRM: linked to one record, not there, or ambiguous."""
+    """Where a contact stands with Zoho CRM: linked, not there, or ambiguous (duplicates).
+
+    Its records, one per row and module, are `CrmLinkRecord` rows; ``candidates`` lists their
+    ids (written ones when linked, the duplicates when ambiguous) for pages and reports.
+    """
 
     class State(models.TextChoices):
         LINKED = "linked", "Linked to a CRM record"
@@ -229,9 +233,6 @@ class CrmLink(models.Model):
     # the identifier's value then; a contact whose identifier changed since is linked again.
     matched_by = models.CharField(max_length=12, blank=True, default="")
     matched_value = models.CharField(max_length=254, blank=True, default="")
-    # The record's consent record (Data_Processing_Basis_Details.id), which a push updates in
-    # place: None when unknown, "" when the record had none when last read.
-    consent_id = models.CharField(max_length=32, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.contact_id}: {self.state}"
@@ -268,6 +269,8 @@ class SyncPush(models.Model):
         REJECTED = "rejected", "Zoho refused the record"
 
     contact = models.ForeignKey("compliance.Contact", on_delete=models.PROTECT, related_name="+")
+    # The record written: a contact may have several (`CrmLinkRecord`), each with its own pushes.
+    module = models.CharField(max_length=40, default="Contacts")
     zoho_id = models.CharField(max_length=32)
     call = models.ForeignKey(ZohoCall, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     sent = models.JSONField(help_text="The field values sent.")
@@ -539,9 +542,13 @@ class BulkAction(models.Model):
 # The models of two concerns of their own, in their own modules; imported here so that Django
 # registers them with this app and `from sync.models import ...` finds them.
 
+from sync.callday_models import CallDay as CallDay  # noqa: E402
 from sync.clock_models import OPEN_CLOCK as OPEN_CLOCK  # noqa: E402
 from sync.clock_models import WithdrawalClock as WithdrawalClock  # noqa: E402
 from sync.clock_models import WithdrawalClockMark as WithdrawalClockMark  # noqa: E402
+from sync.import_models import ImportRun as ImportRun  # noqa: E402
+from sync.link_models import CrmLinkRecord as CrmLinkRecord  # noqa: E402
+from sync.link_models import DuplicateDecision as DuplicateDecision  # noqa: E402
 from sync.webhook_models import WebhookAttempt as WebhookAttempt  # noqa: E402
 from sync.webhook_models import WebhookDelivery as WebhookDelivery  # noqa: E402
 from sync.webhook_models import WebhookEndpoint as WebhookEndpoint  # noqa: E402

@@ -17,6 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from compliance.lifecycle.links import preferences_url_for_crm
+from compliance.lifecycle.tokens import link_generations
 from compliance.models import ConsentState, ConsentStatus, Purpose, Source, Suppression
 from sync.models import FieldMapping
 from sync.zoho import ZohoClient
@@ -45,19 +47,33 @@ THROUGH_WORDS: dict[str, tuple[str, ...]] = {
     Source.ADMIN: ("admin", "others", "other"),
 }
 
+# What each ledger frequency looks for among the frequency field's values (the values themselves
+# come from the field's metadata).
+FREQUENCY_WORDS: dict[str, tuple[str, ...]] = {
+    "daily": ("daily", "every day", "täglich"),
+    "weekly": ("weekly", "every week", "wöchentlich"),
+    "monthly": ("monthly", "every month", "monatlich"),
+}
+
 
 @dataclass(frozen=True)
 class ConsentPicklists:
-    """The org's values of the consent object's picklists, from Zoho's field metadata."""
+    """The org's values of the consent object's picklists, from Zoho's field metadata, and of the
+    frequency field's (ZOHO_FIELD_FREQUENCY, a custom picklist of module Contacts)."""
 
     basis: tuple[str, ...] = ()
     through: tuple[str, ...] = ()
+    frequency: tuple[str, ...] = ()
 
     def basis_for(self, state: str) -> str | None:
         return _pick(self.basis, BASIS_WORDS[state])
 
     def through_for(self, source: str) -> str | None:
         return _pick(self.through, THROUGH_WORDS.get(source, ("others", "other")))
+
+    def frequency_for(self, frequency: str) -> str | None:
+        """The org's value for a ledger frequency (daily, weekly, monthly), matched by its word."""
+        return _pick(self.frequency, FREQUENCY_WORDS.get(frequency, ())) if frequency else None
 
 
 def _pick(values: tuple[str, ...], words: tuple[str, ...]) -> str | None:
@@ -75,26 +91,41 @@ def consent_picklists(*, zoho: ZohoClient | None = None) -> ConsentPicklists | N
     field metadata (module Consents, one call) when missing, older than an hour, or of
     another org; without, the cached ones (None before any push read them)."""
     cached = cache.get(PICKLISTS_KEY)
+    frequency_field = settings.ZOHO_FIELD_FREQUENCY
     if zoho is None:
-        return ConsentPicklists(tuple(cached["basis"]), tuple(cached["through"])) if cached else None
+        return _picklists_of(cached) if cached else None
     fresh = (
         cached is not None
         and cached.get("org") == zoho.config.cache_prefix
+        and cached.get("frequency_field", "") == frequency_field
         and time.time() - float(cached.get("at", 0)) < PICKLISTS_TTL_S
     )
     if not fresh:
         fields = zoho.crm.consent_fields()
         basis = fields.get("Data_Processing_Basis")
         through = fields.get("Consent_Through")
+        # The frequency field's values from module Contacts' metadata (one more call, when mapped).
+        frequency = zoho.crm.fields("Contacts").get(frequency_field) if frequency_field else None
         cached = {
             "org": zoho.config.cache_prefix,
             "at": time.time(),
             "basis": list(basis.picklist) if basis else [],
             "through": list(through.picklist) if through else [],
+            "frequency_field": frequency_field,
+            "frequency": list(frequency.picklist) if frequency else [],
         }
         cache.set(PICKLISTS_KEY, cached, None)
     assert cached is not None
-    return ConsentPicklists(tuple(cached["basis"]), tuple(cached["through"]))
+    return _picklists_of(cached)
+
+
+def _picklists_of(cached: Mapping[str, Any]) -> ConsentPicklists:
+    frequency = (
+        tuple(cached.get("frequency") or ())
+        if cached.get("frequency_field", "") == settings.ZOHO_FIELD_FREQUENCY
+        else ()
+    )
+    return ConsentPicklists(tuple(cached["basis"]), tuple(cached["through"]), frequency)
 
 
 @dataclass(frozen=True)
@@ -121,6 +152,29 @@ def bounce_field() -> str:
     return str(settings.ZOHO_CUSTOM_FIELDS.get("bounce_reason") or "")
 
 
+@dataclass(frozen=True)
+class LifecycleFields:
+    """The lifecycle's optional CRM fields (empty: not written): the frequency of one purpose
+    (ZOHO_FIELD_FREQUENCY, ZOHO_FREQUENCY_PURPOSE) and the preference centre's URL
+    (ZOHO_FIELD_PREFERENCES_URL), with each contact's link generation for that URL."""
+
+    frequency: str = ""
+    frequency_purpose: str = ""
+    preferences_url: str = ""
+    generations: Mapping[int, int] = field(default_factory=dict)
+
+
+def lifecycle_fields(contact_ids: list[int]) -> LifecycleFields:
+    url_field = settings.ZOHO_FIELD_PREFERENCES_URL
+    return LifecycleFields(
+        frequency=settings.ZOHO_FIELD_FREQUENCY,
+        frequency_purpose=settings.ZOHO_FREQUENCY_PURPOSE,
+        preferences_url=url_field,
+        # One query, only when the URL is mapped.
+        generations=link_generations(contact_ids) if url_field else {},
+    )
+
+
 def project(
     contact_ids: Iterable[int],
     mappings: list[FieldMapping] | None = None,
@@ -145,9 +199,16 @@ def project(
     ).order_by("created_at"):
         suppressed.setdefault(suppression.contact_id, suppression)
     bounce = bounce_field()
+    extra = lifecycle_fields(ids)
     return {
         contact_id: _project_one(
-            contact_id, states.get(contact_id, {}), suppressed.get(contact_id), pushed, bounce, picklists
+            contact_id,
+            states.get(contact_id, {}),
+            suppressed.get(contact_id),
+            pushed,
+            bounce,
+            picklists,
+            extra,
         )
         for contact_id in ids
     }
@@ -160,6 +221,7 @@ def _project_one(
     mappings: list[FieldMapping],
     bounce: str,
     picklists: ConsentPicklists,
+    extra: LifecycleFields | None = None,
 ) -> Projection:
     values: dict[str, Any] = {}
     for mapping in mappings:
@@ -173,6 +235,19 @@ def _project_one(
     if bounce:
         values[bounce] = f"{suppression.kind}: {suppression.detail}".strip(": ") if suppression else None
         compared |= {bounce}
+    if extra is not None and extra.frequency and picklists.frequency:
+        # The purpose's frequency while opted in (none otherwise), as the org's picklist value;
+        # left out while the field's values are unknown (never guessed).
+        chosen = states.get(extra.frequency_purpose)
+        frequency = chosen.frequency if chosen is not None and chosen.status == ConsentStatus.OPTED_IN else ""
+        values[extra.frequency] = picklists.frequency_for(frequency)
+        compared |= {extra.frequency}
+    if extra is not None and extra.preferences_url:
+        # Written with every push, never compared: the link is the same for a quarter
+        # (`preferences_url_for_crm`), then a newer one (as valid) goes with the next push.
+        values[extra.preferences_url] = preferences_url_for_crm(
+            contact_id=contact_id, generation=extra.generations.get(contact_id, 0)
+        )
 
     # The consent object stays true to the ledger: the latest opt-in, or what is pending.
     opt_ins = [s for s in states.values() if s.status == ConsentStatus.OPTED_IN and s.occurred_at]

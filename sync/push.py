@@ -1,25 +1,28 @@
-"""Push: send each contact's projection to Zoho CRM, 100 contacts per update call.
+"""Push: send each contact's projection to each of its CRM records, 100 records per update call
+and module (a contact may have a Contact and a Lead, or duplicates an admin chose to write to all).
 
 `outbox_batch_push` is what the workers run for one outbox claim; `contacts_push`
 is the push itself (also used by retries, with ``force``):
 
-1. find each contact's CRM record: `Contact.zoho_id`, else the record a previous
-   lookup linked (`CrmLink`), else a lookup in bulk by email, phone or app user id
-   (`sync.linking`: 50 contacts per COQL query). None: the contact is "not in
-   CRM" (not an error). Several: a `duplicate` discrepancy, and neither record is
-   ever written until an admin picks one;
+1. find each contact's CRM records: `Contact.zoho_id`, else the records a previous
+   lookup linked (`CrmLinkRecord`), else a lookup in bulk by email, phone or app user id
+   in every configured module (`sync.linking`: 50 contacts per COQL query). None: the
+   contact is "not in CRM" (not an error). Several in one module: a `duplicate`
+   discrepancy, and none is written until an admin chooses (`sync.duplicates`);
 2. project the *current* ledger state through the field mapping;
-3. skip contacts whose latest push of these ledger versions and values Zoho has:
+3. skip records whose latest push of these ledger versions and values Zoho has:
    verified, or answered for the record and awaiting its read-back. A push Zoho never
    answered (429, 5xx, a timeout, a worker that died) is *unknown*, not sent: while it is
    younger than the outbox lease its worker may still be at it (the rows wait for it);
    after that the record is read back (one call) and the change is written again unless
    Zoho holds it. A version Zoho acknowledged is never written twice;
 4. renew the claim's lease (a worker that outlived it writes nothing another claim took),
-   write the `SyncPush` rows (the attempt) *before* the call, then ONE
-   `crm.update` for the batch, then store Zoho's per-record answers, the
-   per-record errors as discrepancies, the verify time, and mark the outbox rows
-   processed, in one transaction.
+   write the `SyncPush` rows (one per record, the attempt) *before* the call, then ONE
+   `crm.update` per module and 100 records, then store Zoho's per-record answers, the
+   per-record errors as discrepancies (a Lead gone because it was converted moves its link
+   to its Contact instead, and the contact is queued again), the verify time, and mark the
+   outbox rows processed, in one transaction. A call that fails after an earlier one of the
+   batch was answered keeps that one's answers: the batch's retry skips those records.
 
 Email withdrawals and suppressions also unsubscribe the address from every
 Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both"), before the CRM
@@ -41,12 +44,21 @@ from django.utils import timezone
 from compliance.models import ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.linking import consent_ids_forget, contacts_link
-from sync.models import Discrepancy, SyncPush
+from sync.linking import consent_ids_forget, contacts_link, lead_converted_relink
+from sync.models import CrmLinkRecord, Discrepancy, SyncPush
 from sync.optout_clock import withdrawal_clocks_unsubscribed
-from sync.outbox import OutboxClaim, lease, outbox_claim_renew, outbox_finish, outbox_release
+from sync.outbox import (
+    OutboxClaim,
+    contacts_requeue,
+    lease,
+    outbox_claim_renew,
+    outbox_finish,
+    outbox_release,
+)
 from sync.projection import Projection, consent_picklists, project, read_back, read_fields, to_crm_record
+from sync.webhooks import webhooks_on_push_commit
 from sync.zoho import RecordResult, ZohoClient
+from sync.zoho.crm import MAX_RECORDS_PER_CALL
 from sync.zoho.errors import ZohoPermanentError
 
 logger = logging.getLogger(__name__)
@@ -58,9 +70,12 @@ CAMPAIGNS_NOT_IN_LIST = "2103"
 
 @dataclass
 class PushReport:
-    """What one push did, for tasks, `sync_now` and tests."""
+    """What one push did, for tasks, `sync_now` and tests. The lists are of contacts; a contact
+    with several CRM records (a Lead and a Contact, duplicates written to all) counts once."""
 
     pushed: dict[int, SyncPush] = field(default_factory=dict)
+    # Every push made (one per record written).
+    pushes: list[SyncPush] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     not_in_crm: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
@@ -72,11 +87,10 @@ class PushReport:
     calls: int = 0
     # Calls made to find CRM records or their consent record ids (`sync.linking`).
     link_calls: int = 0
-    # Contact id -> its record's consent record id, which the write updates in place.
-    consent_ids: dict[int, str] = field(default_factory=dict)
 
     def merge(self, other: PushReport) -> None:
         self.pushed.update(other.pushed)
+        self.pushes += other.pushes
         self.skipped += other.skipped
         self.not_in_crm += other.not_in_crm
         self.duplicates += other.duplicates
@@ -86,22 +100,24 @@ class PushReport:
         self.unsubscribed += other.unsubscribed
         self.calls += other.calls
         self.link_calls += other.link_calls
-        self.consent_ids.update(other.consent_ids)
 
 
-# -- finding the CRM record --------------------------------------------------------------------
+# A record a push writes: (contact id, module, record id).
+Target = tuple[int, str, str]
 
 
-def crm_ids_resolve(*, contacts: list[Contact], zoho: ZohoClient, report: PushReport) -> dict[int, str]:
-    """{contact id: CRM record id} for the contacts that have exactly one CRM record, linked in
-    bulk (`sync.linking`: 50 contacts per COQL query, links kept)."""
-    links, linked = contacts_link(contacts=contacts, zoho=zoho)
+# -- finding the CRM records -------------------------------------------------------------------
+
+
+def crm_records_resolve(
+    *, contacts: list[Contact], zoho: ZohoClient, report: PushReport
+) -> dict[int, list[CrmLinkRecord]]:
+    """{contact id: its written CRM records} for the contacts linked to at least one record, linked
+    in bulk (`sync.linking`: 50 contacts per COQL query and module, links kept)."""
+    _, linked = contacts_link(contacts=contacts, zoho=zoho)
     report.not_in_crm += linked.not_in_crm
     report.duplicates += linked.duplicates
     report.link_calls += linked.calls
-    report.consent_ids.update(
-        {cid: str(link.consent_id) for cid, link in links.items() if cid in linked.linked and link.consent_id}
-    )
     return linked.linked
 
 
@@ -187,10 +203,15 @@ def _unanswered(push: SyncPush | None) -> bool:
     )
 
 
-def _latest_pushes(contact_ids: list[int]) -> dict[int, SyncPush]:
-    latest: dict[int, SyncPush] = {}
+def _target(push: SyncPush) -> Target:
+    return (push.contact_id, push.module, push.zoho_id)
+
+
+def latest_pushes(contact_ids: list[int]) -> dict[Target, SyncPush]:
+    """Each record's latest push, for these contacts."""
+    latest: dict[Target, SyncPush] = {}
     for push in SyncPush.objects.filter(contact_id__in=contact_ids).order_by("contact_id", "-id"):
-        latest.setdefault(push.contact_id, push)
+        latest.setdefault(_target(push), push)
     return latest
 
 
@@ -203,13 +224,14 @@ def contacts_push(
     unsubscribe: set[int] | None = None,
     urgent: bool = False,
 ) -> PushReport:
-    """Push the current projection of these contacts (at most 100) in one update call.
+    """Push the current projection of these contacts (at most 100) to each of their CRM
+    records: one update call per module and 100 records.
 
     ``force``: write even when the latest push carries the same versions (a retry).
     ``claim``: its outbox rows are marked processed with the outcome.
     ``unsubscribe``: contacts whose email withdrawal also goes to Campaigns.
-    Transient Zoho errors propagate (nothing is marked processed, the attempt rows
-    are removed: the write did not happen).
+    Transient Zoho errors propagate (nothing is marked processed, the attempt rows of the
+    calls not answered are removed: those writes did not happen).
     """
     if len(set(contact_ids)) > 100:
         raise ValueError("at most 100 contacts per push")
@@ -225,47 +247,52 @@ def contacts_push(
                 if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
             ]
             report.unsubscribed = campaigns_unsubscribe(emails=emails, zoho=zoho)
-        crm_ids = crm_ids_resolve(contacts=contacts, zoho=zoho, report=report)
+        linked = crm_records_resolve(contacts=contacts, zoho=zoho, report=report)
+        rows: dict[Target, CrmLinkRecord] = {
+            (cid, r.module, r.record_id): r for cid, records in linked.items() for r in records
+        }
         now = timezone.now()
-        latest = _latest_pushes(list(crm_ids))
-        to_write: list[int] = []
-        unknown: list[int] = []
-        for contact_id in crm_ids:
-            previous = latest.get(contact_id)
+        latest = latest_pushes(list(linked))
+        to_write: list[Target] = []
+        unknown: list[Target] = []
+        skipped: list[Target] = []
+        busy: dict[int, SyncPush] = {}
+        for target in rows:
+            contact_id = target[0]
+            previous = latest.get(target)
             if force or not _same_change(previous, projections[contact_id]):
-                to_write.append(contact_id)
+                to_write.append(target)
             elif previous is not None and _delivered(previous):
-                report.skipped.append(contact_id)
+                skipped.append(target)
             elif _unanswered(previous) and previous is not None and previous.created_at > now - lease():
                 # Its push may still be in flight (another worker, within its lease): not ours.
-                report.busy.append(contact_id)
+                if contact_id not in busy or previous.created_at > busy[contact_id].created_at:
+                    busy[contact_id] = previous
             elif _unanswered(previous):
-                unknown.append(contact_id)
+                unknown.append(target)
             else:
                 # Zoho refused it, or its read-back did not find it: write this change again.
-                to_write.append(contact_id)
+                to_write.append(target)
         if unknown:
             found = _unanswered_found(
-                contact_ids=unknown,
-                crm_ids=crm_ids,
-                projections=projections,
-                latest=latest,
-                zoho=zoho,
-                now=now,
+                targets=unknown, projections=projections, latest=latest, zoho=zoho, now=now
             )
-            report.calls += 1
-            report.skipped += found
-            to_write += [c for c in unknown if c not in found]
+            report.calls += len({t[1] for t in unknown})
+            skipped += found
+            to_write += [t for t in unknown if t not in found]
         if claim is not None and to_write:
             held = outbox_claim_renew(claim=claim)
-            report.lost = [c for c in to_write if c not in held]
-            to_write = [c for c in to_write if c in held]
-        finished = [c for c in claim.contact_ids if c not in report.busy] if claim is not None else []
+            report.lost = sorted({t[0] for t in to_write if t[0] not in held})
+            to_write = [t for t in to_write if t[0] in held]
+        report.busy = sorted(busy)
+        written = {t[0] for t in to_write}
+        report.skipped = sorted({t[0] for t in skipped} - written - set(busy))
+        finished = [c for c in claim.contact_ids if c not in busy] if claim is not None else []
         if not to_write:
             with transaction.atomic():
-                _unanswered_settle(report.skipped, latest, now)
+                _unanswered_settle([latest[t] for t in skipped], now)
                 if claim is not None:
-                    _busy_release(claim, report.busy, latest, now)
+                    _busy_release(claim, busy, now)
                     outbox_finish(claim=claim, contact_ids=finished, now=now)
             return report
 
@@ -274,33 +301,50 @@ def contacts_push(
             [
                 SyncPush(
                     contact_id=contact_id,
-                    zoho_id=crm_ids[contact_id],
+                    module=module,
+                    zoho_id=record_id,
                     sent=projections[contact_id].values,
                     ledger_versions=projections[contact_id].ledger_versions,
-                    attempt=_attempt(latest.get(contact_id), projections[contact_id], force=force),
+                    attempt=_attempt(
+                        latest.get((contact_id, module, record_id)), projections[contact_id], force=force
+                    ),
                 )
-                for contact_id in to_write
+                for contact_id, module, record_id in to_write
             ]
         )
         attempts = dict(zip(to_write, created, strict=True))
-        records = [
-            to_crm_record(crm_ids[cid], projections[cid].values, consent_id=report.consent_ids.get(cid))
-            for cid in to_write
+        requeue: list[int] = []
+        calls = [
+            [t for t in to_write if t[1] == module][start : start + MAX_RECORDS_PER_CALL]
+            for module in sorted({t[1] for t in to_write})
+            for start in range(0, sum(1 for t in to_write if t[1] == module), MAX_RECORDS_PER_CALL)
         ]
-        try:
-            update = zoho.crm.update(records)
-        except BaseException:
-            SyncPush.objects.filter(pk__in=[p.pk for p in attempts.values()]).delete()
-            raise
-        report.calls += 1
-        # Records that had no consent record have one now, made by this write: read its id next time.
-        consent_ids_forget(contact_ids=[c for c in to_write if c not in report.consent_ids])
-        _store_results(attempts, update.results, update.call_id, report)
+        for number, targets in enumerate(calls):
+            records = [
+                to_crm_record(t[2], projections[t[0]].values, consent_id=rows[t].consent_id or None)
+                for t in targets
+            ]
+            try:
+                update = zoho.crm.update(records, module=targets[0][1])
+            except BaseException:
+                # This call and those not made did not write; the calls answered before it did.
+                unsent = [attempts[t].pk for later in calls[number:] for t in later]
+                SyncPush.objects.filter(pk__in=unsent).delete()
+                raise
+            report.calls += 1
+            # Records that had no consent record have one now, made by this write: read its id next time.
+            consent_ids_forget(records=[rows[t] for t in targets])
+            converted = _store_results(
+                {t: attempts[t] for t in targets}, update.results, update.call_id, report, zoho
+            )
+            requeue += converted
         with transaction.atomic():
-            _unanswered_settle(report.skipped, latest, timezone.now())
-            _resent_supersede([latest[c] for c in to_write if _unanswered(latest.get(c))], timezone.now())
+            _unanswered_settle([latest[t] for t in skipped], timezone.now())
+            _resent_supersede([latest[t] for t in to_write if _unanswered(latest.get(t))], timezone.now())
+            # Leads converted since they were linked: the Contact they became is written next.
+            contacts_requeue(contact_ids=sorted(set(requeue)))
             if claim is not None:
-                _busy_release(claim, report.busy, latest, now)
+                _busy_release(claim, busy, now)
                 outbox_finish(claim=claim, contact_ids=finished)
     return report
 
@@ -314,50 +358,52 @@ def _attempt(previous: SyncPush | None, projection: Projection, *, force: bool) 
 
 def _unanswered_found(
     *,
-    contact_ids: list[int],
-    crm_ids: dict[int, str],
+    targets: list[Target],
     projections: dict[int, Projection],
-    latest: dict[int, SyncPush],
+    latest: dict[Target, SyncPush],
     zoho: ZohoClient,
     now: datetime,
-) -> list[int]:
-    """Read back the records of pushes that never got Zoho's answer (one call): the contacts
-    whose record holds the values after all. The others are written again, unless this change
+) -> list[Target]:
+    """Read back the records of pushes that never got Zoho's answer (one call per module): the
+    records that hold the values after all. The others are written again, unless this change
     already went unanswered more times than the retry budget: then it is also a discrepancy,
     so that the retries, and their alert, take it in hand."""
-    compared = sorted(set().union(*(projections[c].compared for c in contact_ids)))
-    records = {
-        str(r.get("id")): r
-        for r in zoho.crm.get_many([crm_ids[c] for c in contact_ids], read_fields(compared))
-    }
-    found: list[int] = []
-    for contact_id in contact_ids:
-        projection, push = projections[contact_id], latest[contact_id]
-        record = records.get(crm_ids[contact_id])
-        readback = read_back(record, projection.compared) if record is not None else {}
-        if record is not None and not projection.differences(readback):
-            push.readback = readback
-            found.append(contact_id)
-        elif push.attempt > settings.SYNC_MAX_RETRIES:
-            discrepancy_record(
-                contact_id=contact_id,
-                crm_field="",
-                kind=Discrepancy.Kind.NOT_APPLIED,
-                zoho_id=push.zoho_id,
-                expected=push.sent,
-                actual=readback or None,
-                evidence={"push": push.pk, "sent": push.sent, "zoho_answer": None, "readback": readback},
-                hint=HINTS["unanswered"].format(attempts=push.attempt),
-                now=now,
-            )
+    found: list[Target] = []
+    for module in sorted({t[1] for t in targets}):
+        mine = [t for t in targets if t[1] == module]
+        compared = sorted(set().union(*(projections[t[0]].compared for t in mine)))
+        records = {
+            str(r.get("id")): r
+            for r in zoho.crm.get_many([t[2] for t in mine], read_fields(compared), module=module)
+        }
+        for target in mine:
+            projection, push = projections[target[0]], latest[target]
+            record = records.get(target[2])
+            readback = read_back(record, projection.compared) if record is not None else {}
+            if record is not None and not projection.differences(readback):
+                push.readback = readback
+                found.append(target)
+            elif push.attempt > settings.SYNC_MAX_RETRIES:
+                discrepancy_record(
+                    contact_id=target[0],
+                    crm_field="",
+                    kind=Discrepancy.Kind.NOT_APPLIED,
+                    zoho_id=push.zoho_id,
+                    expected=push.sent,
+                    actual=readback or None,
+                    evidence={"push": push.pk, "sent": push.sent, "zoho_answer": None, "readback": readback},
+                    hint=HINTS["unanswered"].format(attempts=push.attempt),
+                    now=now,
+                )
     return found
 
 
-def _unanswered_settle(skipped: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
-    """Skipped contacts whose push was unanswered but whose record holds its values: read them
-    back after the verify delay like any answered push (a workflow may still reset them)."""
-    settled = [latest[c] for c in skipped if latest[c].verification == SyncPush.Verification.PENDING]
-    settled = [p for p in settled if p.verify_due_at is None]
+def _unanswered_settle(pushes: list[SyncPush], now: datetime) -> None:
+    """Skipped records whose push was unanswered but which hold its values: read them back
+    after the verify delay like any answered push (a workflow may still reset them)."""
+    settled = [
+        p for p in pushes if p.verification == SyncPush.Verification.PENDING and p.verify_due_at is None
+    ]
     for push in settled:
         push.verify_due_at = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
     SyncPush.objects.bulk_update(settled, ["verify_due_at", "readback"])
@@ -371,35 +417,40 @@ def _resent_supersede(pushes: list[SyncPush], now: datetime) -> None:
     SyncPush.objects.bulk_update(pushes, ["verification", "verified_at"])
 
 
-def _busy_release(claim: OutboxClaim, busy: list[int], latest: dict[int, SyncPush], now: datetime) -> None:
+def _busy_release(claim: OutboxClaim, busy: dict[int, SyncPush], now: datetime) -> None:
     """Give back the rows of contacts whose push is in flight elsewhere: claimable again when
     that push's lease ends (by then it is answered, or its worker died)."""
-    for contact_id in busy:
-        remaining = latest[contact_id].created_at + lease() - now
+    for contact_id, push in busy.items():
+        remaining = push.created_at + lease() - now
         outbox_release(
             claim=claim, delay=max(remaining, timedelta(seconds=1)), contact_ids=[contact_id], now=now
         )
 
 
 def _store_results(
-    attempts: dict[int, SyncPush], results: list[RecordResult], call_id: int | None, report: PushReport
-) -> None:
+    attempts: dict[Target, SyncPush],
+    results: list[RecordResult],
+    call_id: int | None,
+    report: PushReport,
+    zoho: ZohoClient,
+) -> list[int]:
+    """Store Zoho's answer for each record; returns the contacts whose Lead was converted (their
+    link moved to the Contact, which the caller queues a push of)."""
+    converted: list[int] = []
     now = timezone.now()
     due = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
     with transaction.atomic():
         to_verify: list[SyncPush] = []
-        for (contact_id, push), result in zip(attempts.items(), results, strict=True):
+        for ((contact_id, _, _), push), result in zip(attempts.items(), results, strict=True):
             push.call_id = call_id
             push.response = _response_json(result)
-            report.pushed[contact_id] = push
+            report.pushed.setdefault(contact_id, push)
+            report.pushes.append(push)
             if result.ok or not result.permanent:
                 # (RECORD_LOCKED and the like: read back later; a mismatch retries it.)
                 push.verify_due_at = due
                 to_verify.append(push)
                 continue
-            push.verification = SyncPush.Verification.REJECTED
-            push.save(update_fields=["call", "response", "verification"])
-            report.rejected.append(contact_id)
             crm_field = _error_field(result, push.sent)
             if result.code == "NO_PERMISSION":
                 kind = Discrepancy.Kind.PERMISSION_DENIED
@@ -411,6 +462,17 @@ def _store_results(
                 kind, crm_field = Discrepancy.Kind.RECORD_MISSING, ""
             else:
                 kind = Discrepancy.Kind.REJECTED
+            if kind == Discrepancy.Kind.RECORD_MISSING and lead_converted_relink(
+                contact_id=push.contact_id, module=push.module, record_id=push.zoho_id, zoho=zoho
+            ):
+                push.verification = SyncPush.Verification.SUPERSEDED
+                push.save(update_fields=["call", "response", "verification"])
+                converted.append(contact_id)
+                continue
+            push.verification = SyncPush.Verification.REJECTED
+            push.save(update_fields=["call", "response", "verification"])
+            if contact_id not in report.rejected:
+                report.rejected.append(contact_id)
             discrepancy_record(
                 contact_id=contact_id,
                 crm_field=crm_field,
@@ -437,6 +499,9 @@ def _store_results(
                 now=now,
             )
         SyncPush.objects.bulk_update(to_verify, ["call", "response", "verify_due_at"])
+        # The clients' webhooks hear of the changes Zoho refused once this commits (issue 16).
+        webhooks_on_push_commit(pushes=attempts.values())
+    return converted
 
 
 # -- the outbox consumer -----------------------------------------------------------------------

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, Max, Q, QuerySet, Sum, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from sync import quota
 from sync.models import (
     Alert,
+    CallDay,
     CallHour,
     Discrepancy,
     FieldMapping,
@@ -399,12 +401,14 @@ def _day_tallies(calls: QuerySet[ZohoCall]) -> list[dict[str, Any]]:
 
 def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """`calls_in_window`'s figures per UTC day, service and operation (key "hour": the day, as a
-    midnight), for windows of days to months: the stored hours summed by the database.
+    midnight), for windows of days to months (the trends' year): one row per day and operation.
 
-    Whole hours that are over come from `CallHour` up to the newest one stored; the window's first
-    part of an hour and everything after that newest hour are counted from the call log. Beat
-    stores every missing hour of the last `TALLY_WINDOW` on each run, so the stored hours have no
-    gap in it (an hour older than that beat never stored is not counted). Four queries.
+    Whole days that beat stored come from `CallDay` (summed from their hours by
+    `sync.tallies.callday_tally`, which leaves no gap between them); the other whole hours that are over come from `CallHour` up to
+    the newest one stored, summed per day by the database (one query with the days); the window's
+    first part of an hour and everything after that newest hour are counted from the call log.
+    Beat stores every missing hour of the last `TALLY_WINDOW` on each run, so the stored hours
+    have no gap in it (an hour older than that beat never stored is not counted). Four queries.
     """
     first_whole, final_until = final_hours(since=since, until=until)
     if final_until <= first_whole:
@@ -414,10 +418,22 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
     stored_hours = CallHour.objects.filter(hour__gte=first_whole, hour__lt=final_until)
     newest = stored_hours.aggregate(newest=Max("hour"))["newest"]
     counted_from = newest + HOUR if newest is not None else first_whole
-    stored = list(
-        stored_hours.filter(calls__gt=0, hour__lt=counted_from)
-        .annotate(day=TruncDate("hour", tzinfo=UTC))
-        .values("day", "service", "operation")
+    # The stored days (`CallDay`, no gap between them: see `callday_tally`) inside the stored hours
+    # read: read as days; only the hours before the first whole day and after the last stored
+    # one are summed (their bound found by the database, in the same query).
+    first_day = _midnight(first_whole) + (DAY if first_whole != _midnight(first_whole) else timedelta())
+    last_day = _midnight(counted_from)
+    days = CallDay.objects.filter(day__gte=first_day.date(), day__lt=last_day.date())
+    days_end = RawSQL(
+        "COALESCE((SELECT (MAX(day) + 1)::timestamp AT TIME ZONE 'UTC' FROM sync_callday "
+        "WHERE day >= %s AND day < %s), %s)",
+        (first_day.date(), last_day.date(), first_day),
+    )
+    sums = ("calls_n", "errors_n", "throttled_n", "credits_n", "ms_n", "timed_n")
+    from_hours = (
+        stored_hours.filter(Q(hour__lt=first_day) | Q(hour__gte=days_end), calls__gt=0, hour__lt=counted_from)
+        .annotate(d=TruncDate("hour", tzinfo=UTC))
+        .values("d", "service", "operation")
         .annotate(
             calls_n=Sum("calls"),
             errors_n=Sum("errors"),
@@ -426,27 +442,34 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
             ms_n=Sum("ms_sum"),
             timed_n=Sum("timed"),
         )
+        .values_list("d", "service", "operation", *sums)
         .order_by()
     )
-    rows = [
-        {
-            "hour": row["day"],
-            "service": row["service"],
-            "operation": row["operation"],
-            "calls": row["calls_n"],
-            "errors": row["errors_n"],
-            "throttled": row["throttled_n"],
-            "credits_sum": row["credits_n"],
-            "ms_sum": row["ms_n"],
-            "timed": row["timed_n"],
-        }
-        for row in stored
-    ]
+    from_days = (
+        days.filter(calls__gt=0)
+        .annotate(
+            d=F("day"),
+            calls_n=F("calls"),
+            errors_n=F("errors"),
+            throttled_n=F("throttled"),
+            credits_n=F("credits"),
+            ms_n=F("ms_sum"),
+            timed_n=F("timed"),
+        )
+        .values_list("d", "service", "operation", *sums)
+        .order_by()
+    )
+    keys = ("hour", "service", "operation", "calls", "errors", "throttled", "credits_sum", "ms_sum", "timed")
+    rows = [dict(zip(keys, row, strict=True)) for row in from_hours.union(from_days, all=True)]
     return _as_midnights(
         _day_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
         + rows
         + _day_tallies(ZohoCall.objects.filter(started_at__gte=counted_from, started_at__lte=until))
     )
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _as_midnights(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

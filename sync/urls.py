@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sync import views, views_clock, views_doctor, views_notify
+from sync import views, views_clock, views_doctor, views_duplicates, views_import, views_notify
 
 app_name = "sync"
 
@@ -15,8 +15,13 @@ urlpatterns = [
     path("discrepancies/group/", views.discrepancy_group, name="discrepancy_group"),
     path("discrepancies/group/confirm/", views.discrepancy_group_confirm, name="discrepancy_group_confirm"),
     path("discrepancies/bulk/<int:bulk_id>/", views.bulk_action_detail, name="bulk_action_detail"),
+    path("duplicates/", views_duplicates.duplicate_list, name="duplicate_list"),
+    path(
+        "duplicates/<int:contact_id>/decide/", views_duplicates.duplicate_decide_view, name="duplicate_decide"
+    ),
     path("health/", views.sync_health, name="health"),
     path("doctor/", views_doctor.zoho_doctor, name="doctor"),
+    path("import/", views_import.import_list, name="import_list"),
     path("zoho/notify/", views_notify.zoho_notify, name="zoho_notify"),
     path("alerts/", views.alert_list, name="alert_list"),
     path("opt-out-clock/", views_clock.optout_clock_page, name="optout_clock"),

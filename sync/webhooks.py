@@ -5,14 +5,18 @@ endpoint was set up) once per outcome:
 
 - ``consent.verified``: a push carrying the event's version (or a later one of the same
   purpose) was read back from Zoho and matched;
-- ``consent.failed``: the read-back of such a push opened or confirmed a discrepancy on a
-  field of the event's purpose (or on the whole record); the discrepancy's kind says why.
-  A later matching read-back still sends ``consent.verified``.
+- ``consent.failed``: Zoho refused the push carrying it (a permanent per-record error at push
+  time: a field without permission, INVALID_DATA, a record that no longer exists), or the
+  read-back of such a push opened or confirmed a discrepancy on a field of the event's purpose
+  (or on the whole record); the discrepancy's kind says why. A later matching read-back still
+  sends ``consent.verified``.
 
-`webhooks_after_verify` runs after the read-back's settle transaction commits (`sync.verify`
-queues it with ``transaction.on_commit``): it writes one `WebhookDelivery` per event and
-outcome (a unique constraint keeps it to one, however often a push is read back) and queues
-its delivery. `webhook_deliver` makes one attempt: the `WebhookAttempt` row is written before
+`webhooks_after_push` runs after the transaction that stored Zoho's answers to a push commits
+(`sync.push` registers it through `webhooks_on_push_commit`): a change Zoho refused is told at
+once, not at the next read-back. `webhooks_after_verify` runs after the read-back's settle
+transaction commits (`sync.verify` queues it with ``transaction.on_commit``). Both write one
+`WebhookDelivery` per event and outcome (a unique constraint keeps it to one, however often a
+push is refused again or read back) and queue its delivery. `webhook_deliver` makes one attempt: the `WebhookAttempt` row is written before
 the POST and finished after it. The Celery task ``sync.webhook_deliver`` retries a failed
 attempt with exponential backoff, up to ``WEBHOOK_MAX_ATTEMPTS`` attempts; then the delivery
 is marked as given up.
@@ -35,6 +39,7 @@ import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -91,9 +96,103 @@ def _event_body(event: ConsentEvent) -> dict[str, Any]:
     }
 
 
+def _endpoints() -> dict[int, WebhookEndpoint]:
+    """The active endpoints, by API client id."""
+    return {e.api_client_id: e for e in WebhookEndpoint.objects.filter(is_active=True)}
+
+
+def _client_events(
+    pushes: list[SyncPush], endpoints: dict[int, WebhookEndpoint]
+) -> dict[tuple[int, str], list[ConsentEvent]]:
+    """(contact, purpose code) -> the events these pushes' contacts' clients recorded since
+    their endpoint was set up."""
+    events: dict[tuple[int, str], list[ConsentEvent]] = {}
+    for event in ConsentEvent.objects.filter(
+        contact_id__in={p.contact_id for p in pushes}, api_client_id__in=list(endpoints)
+    ).select_related("purpose"):
+        if event.recorded_at >= endpoints[event.api_client_id].created_at:  # type: ignore[index]
+            events.setdefault((event.contact_id, event.purpose.code), []).append(event)
+    return events
+
+
+def _told(events: dict[tuple[int, str], list[ConsentEvent]]) -> set[tuple[int, str]]:
+    """(event id, outcome) of the deliveries written already."""
+    return set(
+        WebhookDelivery.objects.filter(
+            event_id__in=[e.pk for group in events.values() for e in group]
+        ).values_list("event_id", "outcome")
+    )
+
+
+def webhooks_on_push_commit(*, pushes: Iterable[SyncPush]) -> None:
+    """The push's hook (`sync.push`, where it stores Zoho's per-record answers): once that
+    transaction commits, tell the clients about the changes Zoho refused (`webhooks_after_push`).
+    Nothing for the pushes Zoho accepted: their read-back tells."""
+    refused = [p.pk for p in pushes if p.verification == SyncPush.Verification.REJECTED]
+    if refused:
+        transaction.on_commit(partial(webhooks_after_push, push_ids=refused), robust=True)
+
+
+def webhooks_after_push(*, push_ids: Iterable[int]) -> list[int]:
+    """Write and queue ``consent.failed`` for the changes these refused pushes carried; their ids.
+
+    Zoho refused the whole record (a permanent per-record error), so no change the push carried
+    reached Zoho: each is told failed, with the discrepancy the push opened or confirmed (its
+    kind, field and hint). A change told verified already (by an earlier push) is not told
+    again; a change already told failed (the same refusal on a retry) neither.
+    """
+    endpoints = _endpoints()
+    if not endpoints:
+        return []
+    pushes = list(SyncPush.objects.filter(pk__in=list(push_ids), verification=SyncPush.Verification.REJECTED))
+    if not pushes:
+        return []
+    events = _client_events(pushes, endpoints)
+    if not events:
+        return []
+    told = _told(events)
+    causes: dict[int, Discrepancy] = {}
+    by_id = {p.pk: p for p in pushes}
+    for d in Discrepancy.objects.filter(contact_id__in={p.contact_id for p in pushes}).defer(
+        "actual", "expected"
+    ):
+        push_id = (d.evidence or {}).get("push")
+        if isinstance(push_id, int) and push_id in by_id:
+            causes.setdefault(push_id, d)
+    created: list[int] = []
+    for push in pushes:
+        cause = causes.get(push.pk)
+        response = push.response or {}
+        zoho: dict[str, Any] = {
+            "status": "discrepancy",
+            "kind": cause.kind if cause else Discrepancy.Kind.REJECTED,
+            "crm_field": cause.crm_field if cause else "",
+            "discrepancy_id": cause.pk if cause else None,
+            "hint": cause.hint if cause else str(response.get("message", "")),
+            "record_id": push.zoho_id,
+            "zoho_code": response.get("code", ""),
+        }
+        for code, pushed_version in push.ledger_versions.items():
+            for event in events.get((push.contact_id, code), []):
+                if (
+                    event.version > int(pushed_version)
+                    or (event.pk, WebhookDelivery.Outcome.FAILED) in told
+                    or (event.pk, WebhookDelivery.Outcome.VERIFIED) in told
+                ):
+                    continue
+                told.add((event.pk, WebhookDelivery.Outcome.FAILED))
+                endpoint = endpoints[event.api_client_id]  # type: ignore[index]
+                delivery = _delivery_create(endpoint, event, WebhookDelivery.Outcome.FAILED, zoho)
+                if delivery is not None:
+                    created.append(delivery.pk)
+    for delivery_id in created:
+        _enqueue(delivery_id)
+    return created
+
+
 def webhooks_after_verify(*, push_ids: Iterable[int]) -> list[int]:
     """Write and queue the deliveries that these settled pushes call for; their ids."""
-    endpoints = {e.api_client_id: e for e in WebhookEndpoint.objects.filter(is_active=True)}
+    endpoints = _endpoints()
     if not endpoints:
         return []
     pushes = list(
@@ -104,20 +203,10 @@ def webhooks_after_verify(*, push_ids: Iterable[int]) -> list[int]:
     )
     if not pushes:
         return []
-    contact_ids = {p.contact_id for p in pushes}
-    events: dict[tuple[int, str], list[ConsentEvent]] = {}
-    for event in ConsentEvent.objects.filter(
-        contact_id__in=contact_ids, api_client_id__in=list(endpoints)
-    ).select_related("purpose"):
-        if event.recorded_at >= endpoints[event.api_client_id].created_at:  # type: ignore[index]
-            events.setdefault((event.contact_id, event.purpose.code), []).append(event)
+    events = _client_events(pushes, endpoints)
     if not events:
         return []
-    told = set(
-        WebhookDelivery.objects.filter(
-            event_id__in=[e.pk for group in events.values() for e in group]
-        ).values_list("event_id", "outcome")
-    )
+    told = _told(events)
     failures = _failures(pushes)
     fields_of: dict[str, list[str]] = {}
     for crm_field, code in FieldMapping.objects.filter(is_active=True).values_list(

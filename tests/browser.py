@@ -68,3 +68,19 @@ def totp_now(device: Any) -> str:
 
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     return f"{totp.token():0{device.digits}d}"
+
+
+def nav_go(page: Any, label: str) -> None:
+    """Follow the main navigation's link named `label`, opening its group's menu first (the nav
+    groups most links in <details> menus, templates/base.html)."""
+    import re
+
+    nav = page.locator("nav[aria-label=Main]")
+    # (Not get_by_role: a link in a closed menu is hidden, so not in the accessibility tree.)
+    name = re.compile(rf"^\s*{re.escape(label)}\s*$")
+    link = nav.locator("a").filter(has_text=name)
+    # (`has` is matched inside each details: a locator relative to it.)
+    group = nav.locator("details", has=page.locator("a").filter(has_text=name))
+    if group.count() and not link.first.is_visible():  # its menu is closed
+        group.first.locator("summary").click()
+    link.first.click()

@@ -14,16 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, Min, OuterRef, Subquery, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from compliance.models import (
     ConsentCount,
     ConsentDay,
-    ConsentState,
+    ConsentEvent,
     ConsentStatus,
-    OutboxEntry,
     Purpose,
     Seal,
     Source,
@@ -31,7 +30,11 @@ from compliance.models import (
 )
 from compliance.tallies import consent_days_live
 from compliance.verify_runs import verify_run_latest
-from sync.models import Discrepancy, FieldMapping
+from sync.models import OPEN_CLOCK, WithdrawalClock, WithdrawalClockMark
+from sync.optout_clock import BACKFILL_DAYS as CLOCK_BACKFILL_DAYS
+from sync.optout_clock import MARK as CLOCK_MARK
+from sync.optout_clock import PERMISSIVE as CLOCK_PERMISSIVE
+from sync.optout_clock import WITHDRAWN as CLOCK_WITHDRAWN
 from sync.optout_clock import deadline_after
 from sync.selectors import CallStats, calls_per_day_in_window
 
@@ -138,15 +141,20 @@ def changes_this_week(*, today: date, live: list[dict[str, Any]] | None = None) 
 
 @dataclass(frozen=True)
 class WithdrawalsWaiting:
-    queued: int
-    failing: int
+    """Withdrawals not yet in effect everywhere, as the opt-out clock (`sync.optout_clock`) knows
+    them: each clock waits for CRM's read-back and for every Campaigns list it needs."""
+
+    waiting_crm: int  # CRM not verified yet (Campaigns may be waiting too)
+    waiting_lists: int  # verified in CRM (or not needed there), a Campaigns list still to go
+    not_started: int  # recorded since the clock's last run (no clock yet)
+    overdue_count: int
     oldest_at: datetime | None
     deadline_at: datetime | None
     now: datetime
 
     @property
     def total(self) -> int:
-        return self.queued + self.failing
+        return self.waiting_crm + self.waiting_lists + self.not_started
 
     @property
     def overdue(self) -> bool:
@@ -154,34 +162,39 @@ class WithdrawalsWaiting:
 
 
 def withdrawals_waiting(*, now: datetime | None = None) -> WithdrawalsWaiting:
-    """Opt-outs not yet in effect in Zoho: those still queued for the sync (pending outbox rows of
-    withdrawal priority), and those whose push failed (an open discrepancy on the CRM field of a
-    purpose the contact is opted out of). The clock runs from the oldest one's recording; the
-    deadline is OPT_OUT_DEADLINE_BUSINESS_DAYS business days later. Two queries: the pending
-    outbox's partial index, and the open discrepancies (a few thousand at most) with their states.
-    """
+    """The open clocks (the partial index sync_wclock_open: a bounded set), split by the leg they
+    wait for, with the earliest deadline; plus the withdrawals recorded since the clocks' cursor
+    (events past `WithdrawalClockMark`, read by primary key), which have no clock yet. Two queries,
+    three before the clock ever ran."""
     now = now or timezone.now()
-    queued = OutboxEntry.objects.filter(
-        processed_at__isnull=True, priority=OutboxEntry.Priority.WITHDRAWAL
-    ).aggregate(n=Count("id"), oldest=Min("created_at"))
-    mapped_purpose = FieldMapping.objects.filter(is_active=True, crm_field=OuterRef("crm_field")).values(
-        "purpose_id"
-    )[:1]
-    opted_out = ConsentState.objects.filter(
-        contact_id=OuterRef("contact_id"), purpose_id=OuterRef("purpose_id"), status=ConsentStatus.OPTED_OUT
+    crm_pending = Q(crm_required=True, crm_verified_at__isnull=True)
+    clocks = WithdrawalClock.objects.filter(OPEN_CLOCK).aggregate(
+        crm=Count("id", filter=crm_pending),
+        lists=Count("id", filter=~crm_pending),
+        overdue=Count("id", filter=Q(deadline_at__lte=now)),
+        oldest=Min("recorded_at"),
+        deadline=Min("deadline_at"),
     )
-    failing = (
-        Discrepancy.objects.filter(status=Discrepancy.Status.OPEN)
-        .exclude(crm_field="")
-        .annotate(purpose_id=Subquery(mapped_purpose))
-        .filter(Exists(opted_out))
-        .annotate(since=Subquery(opted_out.values("event__recorded_at")[:1]))
-        .aggregate(n=Count("id"), oldest=Min("since"))
-    )
-    oldest = min((at for at in (queued["oldest"], failing["oldest"]) if at is not None), default=None)
-    deadline = deadline_after(oldest, settings.OPT_OUT_DEADLINE_BUSINESS_DAYS) if oldest is not None else None
+    mark = WithdrawalClockMark.objects.filter(pk=CLOCK_MARK).values_list("last_event_id", flat=True).first()
+    new_events = ConsentEvent.objects.filter(status__in=CLOCK_WITHDRAWN, previous_status__in=CLOCK_PERMISSIVE)
+    if mark is not None:
+        new_events = new_events.filter(id__gt=mark)
+    else:  # the clock never ran: the withdrawals of its backfill window
+        new_events = new_events.filter(recorded_at__gte=now - timedelta(days=CLOCK_BACKFILL_DAYS))
+    unclocked = new_events.aggregate(n=Count("id"), oldest=Min("recorded_at"))
+    oldest = min((at for at in (clocks["oldest"], unclocked["oldest"]) if at is not None), default=None)
+    deadlines = [clocks["deadline"]] if clocks["deadline"] is not None else []
+    if unclocked["oldest"] is not None:
+        deadlines.append(deadline_after(unclocked["oldest"], settings.OPT_OUT_DEADLINE_BUSINESS_DAYS))
     return WithdrawalsWaiting(
-        queued=queued["n"], failing=failing["n"], oldest_at=oldest, deadline_at=deadline, now=now
+        waiting_crm=clocks["crm"],
+        waiting_lists=clocks["lists"],
+        not_started=unclocked["n"],
+        # (a withdrawal without a clock yet is minutes old: never past its deadline)
+        overdue_count=clocks["overdue"],
+        oldest_at=oldest,
+        deadline_at=min(deadlines, default=None),
+        now=now,
     )
 
 

@@ -45,6 +45,13 @@ DEFAULT_CUSTOM_FIELDS: list[dict[str, Any]] = [
     {"api_name": "Profiling_Consent", "data_type": "boolean"},
     {"api_name": "Third_Party_Sharing_Consent", "data_type": "boolean"},
     {"api_name": "Email_Bounce_Reason", "data_type": "text"},
+    # The lifecycle's optional fields (ZOHO_FIELD_FREQUENCY, ZOHO_FIELD_PREFERENCES_URL).
+    {
+        "api_name": "Email_Frequency",
+        "data_type": "picklist",
+        "pick_list_values": ["Daily", "Weekly", "Monthly"],
+    },
+    {"api_name": "Preferences_URL", "data_type": "text"},
 ]
 
 

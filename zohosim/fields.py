@@ -40,6 +40,8 @@ class FieldDef:
     custom: bool = False
     length: int = 255
     field_id: str = ""
+    # A custom picklist's values: a write of any other value is refused (INVALID_DATA).
+    picklist: tuple[str, ...] = ()
 
 
 _STANDARD: list[tuple[str, str, bool]] = [
@@ -78,6 +80,7 @@ def build_fields(config: SimConfig) -> dict[str, FieldDef]:
             spec.get("label", name.replace("_", " ")),
             custom=True,
             field_id=f"5725767000000{n:06d}",
+            picklist=tuple(spec.get("pick_list_values") or ()),
         )
         n += 1
     return out

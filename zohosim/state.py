@@ -260,6 +260,8 @@ class SimState:
         self.bulk_downloads: deque[float] = deque()
         # Consent records ever made (Data_Processing_Basis_Details ids) -> the record they belong to.
         self.consent_records: dict[str, int] = {}
+        # Converted Leads (gone from the Leads module) by id, as `GET ?converted=true` shows them.
+        self.converted_leads: dict[int, dict[str, Any]] = {}
         self._misc_counter = itertools.count(1)
 
     def reset(self, config: SimConfig | None = None) -> None:

@@ -31,7 +31,7 @@ from compliance.api.serializers import (
 )
 from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
 from compliance.lifecycle.links import contact_links
-from compliance.lifecycle.services import confirmation_request
+from compliance.lifecycle.services import confirmation_request, confirmation_requests
 from compliance.models import AccessLog, ApiClient, Contact
 from compliance.services.reference import reference_kept
 
@@ -152,9 +152,14 @@ class ConsentEventBatchView(ApiView):
             api_client=_calling_client(request),
             lookups=reference_kept().lookups,
         )
-        for outcome, send in zip(outcomes, send_confirmations, strict=True):
-            if send and isinstance(outcome, services.RecordResult) and outcome.created:
-                confirmation_request(event=outcome.event)
+        # The pending double opt-ins' confirmation mails, built in bulk (compliance.lifecycle).
+        confirmation_requests(
+            events=[
+                outcome.event
+                for outcome, send in zip(outcomes, send_confirmations, strict=True)
+                if send and isinstance(outcome, services.RecordResult) and outcome.created
+            ]
+        )
         recorded = [o.event for o in outcomes if isinstance(o, services.RecordResult)]
         represented = (_EVENT_OUTPUT.to_representation(event) for event in recorded)
         outcome_iter = iter(outcomes)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from compliance.lifecycle import tokens
 from compliance.lifecycle.mail import public_url
@@ -38,6 +39,29 @@ def preferences_path(*, contact: Contact, message_id: int | None = None) -> str:
 
 def preferences_url(*, contact: Contact, message_id: int | None = None) -> str:
     return public_url(preferences_path(contact=contact, message_id=message_id))
+
+
+# A CRM field's preference link changes once a quarter: the same within one (a push that changes
+# nothing else writes nothing), valid for LINK_TTL_DAYS after its quarter ends.
+CRM_LINK_PERIOD_S = 91 * 86400
+
+
+def preferences_url_for_crm(*, contact_id: int, generation: int, now: datetime | None = None) -> str:
+    """The preference centre's URL written into a CRM field (a merge tag for Campaigns mails):
+    the same token for every push within a period, so the projection stays stable."""
+    moment = int((now or timezone.now()).timestamp())
+    period_start = moment // CRM_LINK_PERIOD_S * CRM_LINK_PERIOD_S
+    period_end = period_start + CRM_LINK_PERIOD_S
+    token = tokens.token_make(
+        kind=tokens.Kind.PREFERENCES,
+        contact=Contact(pk=contact_id),
+        purpose=tokens.ALL_PURPOSES,
+        ttl=_ttl(),
+        generation=generation,
+        expires_at=datetime.fromtimestamp(period_end, tz=UTC) + _ttl(),
+        signed_at=datetime.fromtimestamp(period_start, tz=UTC),
+    )
+    return public_url(reverse("lifecycle:preferences", args=[token]))
 
 
 def contact_links(*, contact: Contact, campaign: str = "") -> dict[str, Any]:

@@ -11,8 +11,11 @@ that bounces or cannot be sent is not a withdrawal of consent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from typing import Any
 from urllib.parse import urlsplit
 
 from celery import current_app
@@ -25,7 +28,7 @@ from django.utils import timezone, translation
 
 from compliance.lifecycle import tokens
 from compliance.lifecycle.policies import policy_in_force, policy_url
-from compliance.models import ConsentEvent, LifecycleMessage
+from compliance.models import ConsentEvent, LifecycleMessage, PolicyVersion
 
 logger = logging.getLogger(__name__)
 
@@ -53,51 +56,141 @@ def message_queue(*, kind: str, event: ConsentEvent, now: datetime | None = None
     existing = LifecycleMessage.objects.filter(event=event, kind=kind).first()
     if existing is not None:
         return existing
-    now = now or timezone.now()
     try:
         with transaction.atomic():
-            message = LifecycleMessage.objects.create(
-                kind=kind,
-                contact=contact,
-                purpose=event.purpose,
-                event=event,
-                message_id=make_msgid(domain=_message_domain()),
-                to_email=contact.email,
-                subject="",
-                body_text="",
+            (message,) = _messages_make(
+                [_Ask(kind=kind, event=event, policy=_policy_of(kind, event))], now=now
             )
-            token = tokens.token_make(
-                kind=tokens.Kind.CONFIRM,
-                contact=contact,
-                purpose=event.purpose.code,
-                ttl=link_ttl(kind),
-                message_id=message.pk,
-                now=now,
-            )
-            _render(message, token=token, event=event, now=now)
-            message.save(update_fields=["subject", "body_text", "body_html"])
     except IntegrityError:
         # Made concurrently for the same event and kind.
         return LifecycleMessage.objects.get(event=event, kind=kind)
-    transaction.on_commit(lambda: message_send_soon(message.pk))
     return message
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """One mail to make: its kind, the event it asks about (its contact and purpose), the policy
+    it cites, and whether the message row names the event (not a re-permission's: its target does)."""
+
+    kind: str
+    event: ConsentEvent
+    policy: PolicyVersion | None
+    names_event: bool = True
+
+
+def _policy_of(kind: str, event: ConsentEvent, in_force: PolicyVersion | None = None) -> PolicyVersion | None:
+    # A refresh asks under the policy in force now; a confirmation under the one the person saw.
+    if kind == LifecycleMessage.Kind.REFRESH:
+        return in_force or policy_in_force() or event.policy_version
+    return event.policy_version or in_force or policy_in_force()
+
+
+def _messages_make(asks: Sequence[_Ask], *, now: datetime | None) -> list[LifecycleMessage]:
+    """Insert the messages (one INSERT), sign their links, render them (one UPDATE), and queue
+    their sends once the transaction commits. The caller holds the transaction."""
+    if not asks:
+        return []
+    now = now or timezone.now()
+    generations = tokens.link_generations({ask.event.contact_id for ask in asks})
+    domain = _message_domain()
+    messages = LifecycleMessage.objects.bulk_create(
+        [
+            LifecycleMessage(
+                kind=ask.kind,
+                contact=ask.event.contact,
+                purpose=ask.event.purpose,
+                event=ask.event if ask.names_event else None,
+                message_id=make_msgid(domain=domain),
+                to_email=ask.event.contact.email or "",
+                subject="",
+                body_text="",
+            )
+            for ask in asks
+        ]
+    )
+    for message, ask in zip(messages, asks, strict=True):
+        generation = generations[ask.event.contact_id]
+        token = tokens.token_make(
+            kind=tokens.Kind.CONFIRM,
+            contact=ask.event.contact,
+            purpose=ask.event.purpose.code,
+            ttl=link_ttl(ask.kind),
+            message_id=message.pk,
+            now=now,
+            generation=generation,
+        )
+        _render(message, token=token, event=ask.event, policy=ask.policy, now=now, generation=generation)
+    LifecycleMessage.objects.bulk_update(messages, ["subject", "body_text", "body_html"])
+    pks = [message.pk for message in messages]
+    transaction.on_commit(lambda: messages_send_soon(pks))
+    return messages
+
+
+def confirmation_messages_queue(
+    *, events: Sequence[ConsentEvent], now: datetime | None = None
+) -> list[LifecycleMessage]:
+    """The confirmation mails of many pending events at once (a batch ingest): a constant number
+    of queries, whatever the number of events. Events whose contact has no address, or whose
+    confirmation exists already, are left out (as `message_queue` does)."""
+    events = [e for e in events if e.contact.email]
+    if not events:
+        return []
+    kind = LifecycleMessage.Kind.CONFIRMATION
+    made = set(
+        LifecycleMessage.objects.filter(event__in=events, kind=kind).values_list("event_id", flat=True)
+    )
+    events = [e for e in events if e.pk not in made]
+    policy_ids = {e.policy_version_id for e in events if e.policy_version_id}
+    policies = {p.pk: p for p in PolicyVersion.objects.filter(pk__in=policy_ids)}
+    in_force = policy_in_force() if any(e.policy_version_id is None for e in events) else None
+    asks = [
+        _Ask(kind=kind, event=e, policy=policies.get(e.policy_version_id or 0) or in_force) for e in events
+    ]
+    try:
+        with transaction.atomic():
+            return _messages_make(asks, now=now)
+    except IntegrityError:
+        # One was made concurrently: one by one (each answers the one made first).
+        found = [message_queue(kind=kind, event=e, now=now) for e in events]
+        return [m for m in found if m is not None]
+
+
+def repermission_messages_queue(
+    *, targets: Sequence[Any], policy: PolicyVersion, now: datetime | None = None
+) -> list[LifecycleMessage]:
+    """A re-permission mail per target (`RepermissionTarget`, its contact with an address): asks
+    the person to opt in again under ``policy``. The caller links each target to its message."""
+    asks = [
+        _Ask(kind=LifecycleMessage.Kind.REPERMISSION, event=t.event, policy=policy, names_event=False)
+        for t in targets
+    ]
+    for target, ask in zip(targets, asks, strict=True):
+        # The event's contact and purpose as the target read them (one query for them all).
+        ask.event.contact = target.contact
+        ask.event.purpose = target.purpose
+    return _messages_make(asks, now=now)
+
+
 def link_ttl(kind: str) -> timedelta:
-    """A confirmation link lives DOI_LINK_TTL_HOURS; a refresh link until the refresh date at least."""
+    """A confirmation link lives DOI_LINK_TTL_HOURS; a refresh link until the refresh date at
+    least; a re-permission link as long as unsubscribe links do."""
     if kind == LifecycleMessage.Kind.REFRESH:
         return timedelta(days=settings.REFRESH_NOTICE_DAYS)
+    if kind == LifecycleMessage.Kind.REPERMISSION:
+        return timedelta(days=settings.LINK_TTL_DAYS)
     return timedelta(hours=settings.DOI_LINK_TTL_HOURS)
 
 
-def _render(message: LifecycleMessage, *, token: str, event: ConsentEvent, now: datetime) -> None:
+def _render(
+    message: LifecycleMessage,
+    *,
+    token: str,
+    event: ConsentEvent,
+    policy: PolicyVersion | None,
+    now: datetime,
+    generation: int,
+) -> None:
     is_refresh = message.kind == LifecycleMessage.Kind.REFRESH
-    # A refresh asks under the policy in force now; a confirmation under the one the person saw.
-    policy = (
-        (policy_in_force() or event.policy_version)
-        if is_refresh
-        else (event.policy_version or policy_in_force())
-    )
     context = {
         "company": settings.LIFECYCLE_COMPANY_NAME,
         "purpose": event.purpose,
@@ -116,6 +209,7 @@ def _render(message: LifecycleMessage, *, token: str, event: ConsentEvent, now: 
                         ttl=timedelta(days=settings.LINK_TTL_DAYS),
                         message_id=message.pk,
                         now=now,
+                        generation=generation,
                     )
                 ],
             )
@@ -123,6 +217,7 @@ def _render(message: LifecycleMessage, *, token: str, event: ConsentEvent, now: 
         "expires_at": now + link_ttl(message.kind),
         "is_reminder": message.kind == LifecycleMessage.Kind.REMINDER,
         "is_refresh": is_refresh,
+        "is_repermission": message.kind == LifecycleMessage.Kind.REPERMISSION,
         "name": event.contact.first_name,
     }
     # The person's language is not known: the mails are in English (the pages follow the browser).
@@ -132,6 +227,19 @@ def _render(message: LifecycleMessage, *, token: str, event: ConsentEvent, now: 
         )
         message.body_text = render_to_string("lifecycle/mail/confirmation.txt", context)
         message.body_html = render_to_string("lifecycle/mail/confirmation.html", context)
+
+
+def messages_send_soon(message_pks: Sequence[int]) -> None:
+    """Queue the send tasks of many messages over one broker connection (after the commit)."""
+    if not settings.LIFECYCLE_SEND_ON_COMMIT or not message_pks:
+        return
+    try:
+        with current_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0)
+            for pk in message_pks:
+                current_app.send_task(SEND_TASK, args=[pk], retry=False, connection=connection)
+    except Exception:
+        logger.warning("Could not queue lifecycle mails; the lifecycle cycle will send them", exc_info=True)
 
 
 def message_send_soon(message_pk: int) -> None:

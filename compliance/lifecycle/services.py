@@ -10,17 +10,17 @@ periodic job: reminders of unconfirmed double opt-ins, and mails whose send task
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from compliance import services
-from compliance.lifecycle import mail, tokens
+from compliance.lifecycle import mail, repermission, tokens
 from compliance.lifecycle.policies import policy_in_force
 from compliance.lifecycle.tokens import LinkToken, TokenInvalid
 from compliance.models import (
@@ -29,6 +29,7 @@ from compliance.models import (
     ConsentStatus,
     Contact,
     LifecycleMessage,
+    LinkGeneration,
     PolicyVersion,
     Purpose,
     Source,
@@ -71,13 +72,40 @@ def confirmation_message(link: LinkToken) -> LifecycleMessage:
     if link.message_id is None:
         raise TokenInvalid("unknown")
     message = (
-        LifecycleMessage.objects.select_related("purpose", "event", "event__policy_version")
+        LifecycleMessage.objects.select_related("purpose", "event", "event__policy_version", "contact")
         .filter(pk=link.message_id, contact_id=link.contact_id, purpose__code=link.purpose)
         .first()
     )
-    if message is None or message.event is None:
+    if message is None:
+        raise TokenInvalid("unknown")
+    if message.kind == LifecycleMessage.Kind.REPERMISSION:
+        # A re-permission names its opt-in through its run's target (one per run, not per event).
+        target = repermission.message_target(message)
+        if target is None:
+            raise TokenInvalid("unknown")
+        message.event = target.event
+        message.repermission_policy = target.run.policy  # type: ignore[attr-defined]
+        message.repermission_run_id = target.run_id  # type: ignore[attr-defined]
+    if message.event is None:
         raise TokenInvalid("unknown")
     return message
+
+
+def asked_policy(message: LifecycleMessage) -> PolicyVersion | None:
+    """The policy a confirm link asks the person to agree to: the re-permission's new version,
+    the policy in force for a refresh, the one the person saw for a double opt-in."""
+    asked = message.event.policy_version if message.event else None
+    if message.kind == LifecycleMessage.Kind.REPERMISSION:
+        policy: PolicyVersion | None = getattr(message, "repermission_policy", None)
+        return policy
+    if message.kind == LifecycleMessage.Kind.REFRESH:
+        return policy_in_force() or asked
+    return asked or policy_in_force()
+
+
+def renews_opt_in(message: LifecycleMessage) -> bool:
+    """A refresh or re-permission asks about an opt-in; a confirmation about a pending event."""
+    return message.kind in (LifecycleMessage.Kind.REFRESH, LifecycleMessage.Kind.REPERMISSION)
 
 
 def doi_confirm_check(*, token: str, now: datetime | None = None) -> LifecycleMessage:
@@ -87,9 +115,7 @@ def doi_confirm_check(*, token: str, now: datetime | None = None) -> LifecycleMe
     if ConsentEvent.objects.filter(idempotency_key=_confirm_key(token)).exists():
         raise TokenInvalid("used")
     state = _state(link.contact_id, message.purpose)
-    asks_about = (
-        ConsentStatus.OPTED_IN if message.kind == LifecycleMessage.Kind.REFRESH else ConsentStatus.PENDING
-    )
+    asks_about = ConsentStatus.OPTED_IN if renews_opt_in(message) else ConsentStatus.PENDING
     if state is None or state.status != asks_about or state.event_id != message.event_id:
         # Confirmed (or renewed) through another mail, withdrawn or expired since: this link
         # asks about the past.
@@ -108,24 +134,32 @@ def doi_confirm(*, token: str, click: Click, now: datetime | None = None) -> Con
     message = doi_confirm_check(token=token, now=now)
     asked = message.event
     assert asked is not None
-    refresh = message.kind == LifecycleMessage.Kind.REFRESH
-    policy = (
-        (policy_in_force() or asked.policy_version)
-        if refresh
-        else (asked.policy_version or policy_in_force())
-    )
+    kind = message.kind
+    renews = renews_opt_in(message)
+    policy = asked_policy(message)
+    through = {
+        LifecycleMessage.Kind.REFRESH: "refresh_link",
+        LifecycleMessage.Kind.REPERMISSION: "repermission_link",
+    }.get(LifecycleMessage.Kind(kind), "confirmation_link")
     evidence: dict[str, object] = {
         # The link came in a mail to the contact's address: a double opt-in confirmation either way.
         "double_opt_in_confirmed_at": now.isoformat(),
-        "confirmed_through": "refresh_link" if refresh else "confirmation_link",
+        "confirmed_through": through,
         "token_sha256": tokens.token_hash(token),
         "message_id": message.message_id,
         "message_kind": message.kind,
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
         "clicked_at": now.isoformat(),
     }
-    if refresh:
+    if kind == LifecycleMessage.Kind.REFRESH:
         evidence.update(refresh=True, refreshed_event=asked.pk)
+    elif kind == LifecycleMessage.Kind.REPERMISSION:
+        evidence.update(
+            repermission=True,
+            repermission_run=getattr(message, "repermission_run_id", None),
+            repermission_of_event=asked.pk,
+            previous_policy_version=asked.policy_version.label if asked.policy_version else None,
+        )
     else:
         evidence["pending_event"] = asked.pk
     decision = services.ConsentDecision(
@@ -134,8 +168,8 @@ def doi_confirm(*, token: str, click: Click, now: datetime | None = None) -> Con
         source=Source.EMAIL_LINK,
         occurred_at=now,
         idempotency_key=_confirm_key(token),
-        # A refresh renews the opt-in as it was, frequency included.
-        frequency=(asked.frequency or None) if refresh else None,
+        # A refresh or a re-permission renews the opt-in as it was, frequency included.
+        frequency=(asked.frequency or None) if renews else None,
         ip_address=click.ip_address,
         user_agent=click.user_agent,
         policy_version=policy.label if policy else None,
@@ -156,10 +190,43 @@ def unsubscribe_purposes(link: LinkToken) -> list[Purpose]:
     return [purpose]
 
 
+def _already_unsubscribed(token: str, *, now: datetime) -> bool:
+    """The repeat's fast path (a mail client or scanner may post a link many times): True when the
+    link is valid and every purpose it names is withdrawn already, read in ONE query (the link's
+    purposes with the contact's state of each, its link generation and whether it still exists),
+    written in SQL: the ORM's building of it cost more than running it. False when anything needs
+    the full path (which also raises what is wrong with the link)."""
+    link = tokens.token_unsigned(token, kind=tokens.Kind.UNSUBSCRIBE, now=now)
+    where, value = (
+        ("p.channel = %s", Purpose.Channel.EMAIL.value)
+        if link.all_purposes
+        else ("p.code = %s", link.purpose)
+    )
+    sql = (
+        "SELECT s.status, COALESCE(g.generation, 0), c.id"  # noqa: S608 - table names from the models; values bound
+        f" FROM {Purpose._meta.db_table} p"
+        f" LEFT JOIN {ConsentState._meta.db_table} s ON s.purpose_id = p.id AND s.contact_id = %s"
+        f" LEFT JOIN {LinkGeneration._meta.db_table} g ON g.contact_id = %s"
+        f" LEFT JOIN {Contact._meta.db_table} c ON c.id = %s AND c.merged_into_id IS NULL"
+        f" WHERE {where}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [link.contact_id, link.contact_id, link.contact_id, value])
+        rows = cursor.fetchall()
+    if not rows or not all(
+        contact is not None and generation == link.generation for _, generation, contact in rows
+    ):
+        return False
+    return all(status in WITHDRAWN for status, _, _ in rows)
+
+
 def unsubscribe(*, token: str, click: Click, one_click: bool, now: datetime | None = None) -> Outcome:
     """Record opted_out (source email_link) for the link's purpose, or every email purpose of an
-    "all" link, where the person is not opted out already; a repeat records nothing."""
+    "all" link, where the person is not opted out already; a repeat records nothing (and costs
+    one query: `_already_unsubscribed`)."""
     now = now or timezone.now()
+    if _already_unsubscribed(token, now=now):
+        return Outcome()
     link = tokens.token_read(token, kind=tokens.Kind.UNSUBSCRIBE, now=now)
     contact = link.contact or Contact.objects.get(pk=link.contact_id)
     digest = tokens.token_hash(token)
@@ -167,8 +234,14 @@ def unsubscribe(*, token: str, click: Click, one_click: bool, now: datetime | No
     lookups = services.Lookups()
     purposes = unsubscribe_purposes(link)
     lookups.purposes.update((p.code, p) for p in purposes)
+    states = {
+        s.purpose_id: s
+        for s in ConsentState.objects.filter(contact_id=contact.pk, purpose__in=purposes).only(
+            "purpose_id", "status", "version"
+        )
+    }
     for purpose in purposes:
-        state = _state(contact.pk, purpose)
+        state = states.get(purpose.pk)
         if state is not None and state.status in WITHDRAWN:
             continue
         evidence: dict[str, object] = {
@@ -290,6 +363,13 @@ def confirmation_request(*, event: ConsentEvent) -> LifecycleMessage | None:
     return mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=event)
 
 
+def confirmation_requests(*, events: Sequence[ConsentEvent]) -> list[LifecycleMessage]:
+    """`confirmation_request` for the events of a batch ingest, built in bulk: a constant number
+    of queries however many events are pending."""
+    due = [e for e in events if e.status == ConsentStatus.PENDING and e.purpose.double_opt_in_required]
+    return mail.confirmation_messages_queue(events=due)
+
+
 def demo_signup(*, email: str, click: Click, now: datetime | None = None) -> LifecycleMessage | None:
     """Demo mode's stand-in for a web portal's sign-up form: record `pending` email_marketing for
     this address (source web_portal, the policy in force) and mail the confirmation. Refused
@@ -359,6 +439,8 @@ def lifecycle_cycle(*, now: datetime | None = None, send_grace_s: int = 60) -> C
     retry is due."""
     now = now or timezone.now()
     refreshes = refresh_notices_queue(now=now)
+    # Re-permission runs whose task never ran (a broker down when an admin started one).
+    repermission.repermission_runs_resume(older_than_s=send_grace_s * 5)
     reminders = 0
     due = (
         LifecycleMessage.objects.filter(

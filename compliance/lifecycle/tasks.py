@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.app.task import Task
 
-from compliance.lifecycle import mail, services
+from compliance.lifecycle import mail, repermission, services
 
 
 @shared_task(bind=True, name=mail.SEND_TASK, ignore_result=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -25,3 +25,16 @@ def send_message(self: Task, message_pk: int) -> None:
 def cycle() -> None:
     """Beat's round of the lifecycle jobs (reminders, mails whose send never ran)."""
     services.lifecycle_cycle()
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name=repermission.RUN_TASK,
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    retry_backoff=30,
+    max_retries=8,
+)
+def repermission_run(run_pk: int) -> None:
+    """An admin's re-permission run, in the background (progress on its page). A failure (a
+    transient Zoho error in the Campaigns action) is retried: the run resumes where it stopped."""
+    repermission.repermission_run_execute(run_pk=run_pk)

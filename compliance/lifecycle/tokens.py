@@ -11,6 +11,7 @@ Revoking a contact's links moves its generation on (`links_revoke`); every older
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,13 @@ def link_generation(contact_id: int) -> int:
     return current or 0
 
 
+def link_generations(contact_ids: Iterable[int]) -> dict[int, int]:
+    """Many contacts' link generations in one query (0 for a contact never revoked)."""
+    ids = list(contact_ids)
+    found = dict(LinkGeneration.objects.filter(contact_id__in=ids).values_list("contact_id", "generation"))
+    return {contact_id: found.get(contact_id, 0) for contact_id in ids}
+
+
 def token_make(
     *,
     kind: str,
@@ -86,26 +94,46 @@ def token_make(
     campaign: str = "",
     message_id: int | None = None,
     now: datetime | None = None,
+    generation: int | None = None,
+    expires_at: datetime | None = None,
+    signed_at: datetime | None = None,
 ) -> str:
-    expires = (now or timezone.now()) + ttl
+    """A signed token. ``generation``: the contact's link generation when the caller read it
+    already (`link_generations`); ``expires_at``: a fixed expiry instead of now + ``ttl``;
+    ``signed_at``: a fixed signing time, for a token that must come out the same each time."""
+    expires = expires_at or (now or timezone.now()) + ttl
     payload: dict[str, Any] = {
         "k": kind,
         "c": contact.pk,
         "p": purpose,
-        "g": link_generation(contact.pk),
+        "g": link_generation(contact.pk) if generation is None else generation,
         "e": int(expires.timestamp()),
     }
     if campaign:
         payload["cp"] = campaign
     if message_id is not None:
         payload["m"] = message_id
+    if signed_at is not None:
+        # A token the same whenever it is made with the same content (the CRM field's link).
+        signer: signing.TimestampSigner = _FixedTimeSigner(signed_at, key=signing_keys()[0], salt=SALT)
+        return signer.sign_object(payload, compress=True)
     return signing.dumps(payload, key=signing_keys()[0], salt=SALT, compress=True)
 
 
-def token_read(token: str, *, kind: str, now: datetime | None = None) -> LinkToken:
-    """The token's content, or TokenInvalid: a bad signature or shape (tampered), a link of
-    another kind or for a contact that is gone (unknown), past its expiry (expired), made before
-    the contact's links were revoked (revoked)."""
+class _FixedTimeSigner(signing.TimestampSigner):
+    """django.core.signing's signer with a given signing time instead of now."""
+
+    def __init__(self, at: datetime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._at = at
+
+    def timestamp(self) -> str:
+        return signing.b62_encode(int(self._at.timestamp()))
+
+
+def token_unsigned(token: str, *, kind: str, now: datetime | None = None) -> LinkToken:
+    """The token's content when its signature, shape, kind and expiry hold (no database read),
+    or TokenInvalid: tampered, unknown (another kind) or expired."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenInvalid("tampered")
     keys: list[str | bytes] = list(signing_keys())
@@ -129,6 +157,14 @@ def token_read(token: str, *, kind: str, now: datetime | None = None) -> LinkTok
         raise TokenInvalid("unknown")
     if link.expires_at <= (now or timezone.now()):
         raise TokenInvalid("expired")
+    return link
+
+
+def token_read(token: str, *, kind: str, now: datetime | None = None) -> LinkToken:
+    """The token's content, or TokenInvalid: a bad signature or shape (tampered), a link of
+    another kind or for a contact that is gone (unknown), past its expiry (expired), made before
+    the contact's links were revoked (revoked)."""
+    link = token_unsigned(token, kind=kind, now=now)
     # The contact and its link generation in one query (a click is one request among many).
     generation = LinkGeneration.objects.filter(contact_id=OuterRef("pk")).values("generation")[:1]
     contact = (

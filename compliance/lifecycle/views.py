@@ -131,7 +131,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         message = services.doi_confirm_check(token=token)
         if request.method == "POST":
             services.doi_confirm(token=token, click=_click(request))
-            refresh = message.kind == LifecycleMessage.Kind.REFRESH
+            refresh = services.renews_opt_in(message)
             return _page(
                 request,
                 "lifecycle/message.html",
@@ -152,14 +152,15 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             {"heading": _("This could not be saved"), "text": _("Please contact us."), "invalid": True},
             status=409,
         )
-    refresh = message.kind == LifecycleMessage.Kind.REFRESH
-    asked_policy = message.event.policy_version if message.event else None
-    policy = (policy_in_force() or asked_policy) if refresh else (asked_policy or policy_in_force())
+    # A re-permission reads as a refresh to the person: keep the consent, under the policy shown.
+    refresh = services.renews_opt_in(message)
+    policy = services.asked_policy(message)
     return _page(
         request,
         "lifecycle/confirm.html",
         {
             "refresh": refresh,
+            "repermission": message.kind == LifecycleMessage.Kind.REPERMISSION,
             "purpose_name": purpose_name(message.purpose),
             "purpose_description": purpose_description(message.purpose),
             **_policy_context(policy),

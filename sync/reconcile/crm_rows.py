@@ -33,7 +33,7 @@ def compared_fields(mappings: list[FieldMapping]) -> list[str]:
     return sorted(names)
 
 
-def _coql_getter(name: str) -> Callable[[Mapping[str, Any]], Any]:
+def coql_getter(name: str) -> Callable[[Mapping[str, Any]], Any]:
     """A column of a COQL record: dotted keys as Zoho returns them, else inside the nested object."""
     top, _, key = name.partition(".")
 
@@ -66,28 +66,28 @@ def _csv_picker(header: list[str], columns: tuple[str, ...]) -> Callable[[list[s
     return lambda cells: tuple(cells[i] if 0 <= i < len(cells) else None for i in positions)
 
 
-def crm_rows(zoho: ZohoClient, method: str, fields: list[str]) -> Iterator[Row]:
-    """Every CRM contact as a tuple: `HEAD`, then `fields`."""
+def crm_rows(zoho: ZohoClient, method: str, fields: list[str], *, module: str = "Contacts") -> Iterator[Row]:
+    """Every record of the module (CRM contacts by default) as a tuple: `HEAD`, then `fields`."""
     columns = (*HEAD, *fields)
     if method == COQL:
         # COQL names a user by its last name only: name Modified_By by its id instead.
         names = crm_user_names(zoho)
         getters = [
-            _user_getter(names) if name == "Modified_By" else _coql_getter(name) for name in columns[1:]
+            _user_getter(names) if name == "Modified_By" else coql_getter(name) for name in columns[1:]
         ]
-        for record in zoho.crm.coql_iter([*fields, *SYSTEM_FIELDS]):
+        for record in zoho.crm.coql_iter([*fields, *SYSTEM_FIELDS], module=module):
             yield (str(record.get("id") or ""), *(get(record) for get in getters))
         return
     poll_s = float(settings.RECONCILE_BULK_POLL_S)
     select = [*fields, *SYSTEM_FIELDS]
-    job = zoho.crm.bulk.wait(zoho.crm.bulk.create(select).id, poll_s=poll_s)
+    job = zoho.crm.bulk.wait(zoho.crm.bulk.create(select, module=module).id, poll_s=poll_s)
     while True:
         # Ask for the next page before reading this one: Zoho builds its file meanwhile. Pages
         # past the first 200,000 rows are asked by the token Zoho gave, never by number.
         token = job.next_page_token if job.more_records else None
         if job.more_records and token is None:
             raise ZohoTransientError(f"bulk read job {job.id} has more records but no next_page_token")
-        following = zoho.crm.bulk.create(select, page_token=token) if token else None
+        following = zoho.crm.bulk.create(select, module=module, page_token=token) if token else None
         table = zoho.crm.bulk.table(job.id)
         header = next(table, None)
         if header is not None:

@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from compliance.models import Contact
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.models import CrmLink, Discrepancy, ReconciliationRun
+from sync.linking import lead_converted_relink
+from sync.models import CrmLink, CrmLinkRecord, Discrepancy, ReconciliationRun
+from sync.outbox import contacts_requeue
 from sync.reconcile.compare import Counts, Seen
 from sync.zoho import ZohoClient
 
@@ -57,21 +59,33 @@ def _missing_record(*, ids: list[int], run: ReconciliationRun, zoho: ZohoClient,
         .exclude(zoho_id="")
         .values_list("pk", "zoho_id")
     }
-    by_link: dict[int, str] = {}
-    for contact_id, candidates in CrmLink.objects.filter(
+    # A linked contact's records (Contacts, and Leads when configured) are asked for by id, one
+    # call per module and 100 ids, before any is flagged; a Lead converted since moves its link.
+    linked = CrmLink.objects.filter(
         contact_id__in=[i for i in ids if i not in zoho_ids],
         state=CrmLink.State.LINKED,
         checked_at__lt=started,
-    ).values_list("contact_id", "candidates"):
-        if candidates:
-            by_link[contact_id] = str(candidates[0])
-    # A linked CrmLink was looked for by email only: ask Zoho for its record by id before flagging.
-    link_ids = sorted(set(by_link.values()))
-    present: set[str] = set()
-    for start in range(0, len(link_ids), GET_MANY_MAX):
-        found = zoho.crm.get_many(link_ids[start : start + GET_MANY_MAX], ["Email"])
-        present.update(str(record.get("id")) for record in found)
-    missing = {**zoho_ids, **{c: z for c, z in by_link.items() if z not in present}}
+    ).values_list("contact_id", flat=True)
+    by_link: dict[int, list[tuple[str, str]]] = {}
+    for contact_id, module, record_id in CrmLinkRecord.objects.filter(
+        contact_id__in=list(linked), role__in=CrmLinkRecord.WRITTEN
+    ).values_list("contact_id", "module", "record_id"):
+        by_link.setdefault(contact_id, []).append((module, record_id))
+    present: set[tuple[str, str]] = set()
+    for module in sorted({m for records in by_link.values() for m, _ in records}):
+        link_ids = sorted({r for records in by_link.values() for m, r in records if m == module})
+        for start in range(0, len(link_ids), GET_MANY_MAX):
+            found = zoho.crm.get_many(link_ids[start : start + GET_MANY_MAX], ["Email"], module=module)
+            present.update((module, str(record.get("id"))) for record in found)
+    missing = dict(zoho_ids)
+    for contact_id, records in by_link.items():
+        for module, record_id in records:
+            if (module, record_id) in present:
+                continue
+            if lead_converted_relink(contact_id=contact_id, module=module, record_id=record_id, zoho=zoho):
+                contacts_requeue(contact_ids=[contact_id])
+                continue
+            missing.setdefault(contact_id, record_id)
     now = timezone.now()
     for contact_id, zoho_id in sorted(missing.items()):
         _, created = discrepancy_record(

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from sync.tallies import callday_tally
 from sync.tallies import callhour_tally as callhour_tally_service
 
 
 @shared_task(name="sync.callhour_tally")
 def callhour_tally() -> int:
-    """Store each whole hour's call tallies once the hour is over; returns how many hours."""
-    return callhour_tally_service()
+    """Store each whole hour's call tallies once the hour is over, then each whole day's (summed
+    from its hours); returns how many hours."""
+    hours = callhour_tally_service()
+    callday_tally()
+    return hours

@@ -151,13 +151,7 @@ class FieldInfo:
             for p in data.get("profiles") or []
             if isinstance(p, dict) and p.get("id") is not None
         }
-        editable = (
-            not read_only
-            and not field_read_only
-            and visible
-            and api_update is not False
-            and data.get("api_editable") is not False
-        )
+        editable = not read_only and not field_read_only and visible and api_update is not False
         if profile_id is not None and profile_id in permissions:
             editable = editable and permissions[profile_id] == "read_write"
         picklist = tuple(
@@ -345,6 +339,32 @@ class CrmClient:
         )
         data = response.body.get("data") if isinstance(response.body, dict) else None
         return list(data or [])
+
+    def lead_conversion(self, lead_id: str) -> str | None:
+        """The Contact a converted Lead became (``$converted_detail.contact``), or None when the
+        Lead was not converted (deleted, or never there). A converted Lead leaves the Leads
+        module; Zoho shows it by id only when asked with ``converted=true``."""
+        (rid,) = _check_ids([lead_id])
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation="crm.get",
+                method="GET",
+                host="api",
+                path=self._path(f"Leads/{rid}"),
+                params={"converted": "true"},
+                records=1,
+                credits=1,
+            )
+        )
+        data = response.body.get("data") if isinstance(response.body, dict) else None
+        row = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        detail = row.get("$converted_detail")
+        if not row.get("$converted") or not isinstance(detail, dict):
+            return None
+        contact = detail.get("contact")
+        contact_id = contact.get("id") if isinstance(contact, dict) else contact
+        return str(contact_id) if contact_id else None
 
     def search_by_email(
         self, email: str, *, module: str = "Contacts", fields: Sequence[str] | None = None

@@ -77,7 +77,8 @@ def test_an_admin_publishes_a_version_from_the_page(client_for, admin_user):
 
     policy = PolicyVersion.objects.get(label="2027-01")
     assert response.status_code == 302
-    assert response["Location"] == reverse("compliance:policy_detail", args=[policy.pk])
+    # Publishing opens the re-permission view of the new version.
+    assert response["Location"] == reverse("lifecycle:repermission", args=[policy.pk])
     assert policy.published_at is not None and policy.text == "The new notice."
     assert str(policy.effective_at) == "2027-01-01" and len(policy.sha256) == 64
 

@@ -11,7 +11,7 @@ import pytest
 
 from compliance import services
 from compliance.models import PolicyVersion
-from tests.browser import log_in
+from tests.browser import log_in, nav_go
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def test_an_admin_publishes_a_policy_and_compares_it_with_the_last(page, admin_u
         identity=services.ContactIdentity(email="ana@example.com"), decision=decide(policy_version="2026-01")
     )
     log_in(page, admin_user.username)
-    page.click("nav >> text=Policies")
+    nav_go(page, "Versions")
     page.wait_for_url("**/policies/")
     shot(page, "policy_list_before")
     page.click("text=Publish a new version")
@@ -47,9 +47,12 @@ def test_an_admin_publishes_a_policy_and_compares_it_with_the_last(page, admin_u
     page.fill("input[name=label]", "2027-01")
     page.click("button:has-text('Publish')")
 
+    page.wait_for_url(re.compile(r".*/policies/\d+/repermission/$"))  # publishing opens re-permission
+    assert page.locator("h1").inner_text() == "Re-permission for policy 2027-01"
+    assert "is published" in page.locator(".messages").inner_text()
+    page.click(".crumbs >> text=2027-01")
     page.wait_for_url(re.compile(r".*/policies/\d+/$"))
     assert page.locator("h1").inner_text() == "Policy version 2027-01"
-    assert "is published" in page.locator(".messages").inner_text()
     assert PolicyVersion.objects.get(label="2027-01").published_at is not None
     shot(page, "policy_detail")
 
@@ -73,12 +76,12 @@ def test_an_admin_publishes_a_policy_and_compares_it_with_the_last(page, admin_u
 
 def test_an_officer_reads_the_access_log_and_exports_it(page, officer):
     log_in(page, officer.username)
-    page.click("nav >> text=Contacts")
+    nav_go(page, "Contacts")
     page.fill("input[name=q]", "Nobody")
     page.click("button:has-text('Search')")
     page.wait_for_url("**/contacts/?q=Nobody")
     assert "0 contacts match" in page.locator("main").inner_text()
-    page.click("nav >> text=Access log")
+    nav_go(page, "Access log")
     page.wait_for_url("**/access-log/")
     page.select_option("select[name=kind]", "search")
     page.click("button:has-text('Filter')")

@@ -16,10 +16,19 @@ from django.utils import timezone
 
 from compliance import services
 from compliance.lifecycle import links, mail
-from compliance.models import ConsentEvent, Contact, LifecycleMessage, PolicyVersion
+from compliance.models import ConsentEvent, ConsentState, Contact, LifecycleMessage, PolicyVersion
 
 # The sync's zohosim and real-worker fixtures, for test_end_to_end.py.
-from tests.sync.conftest import crm, engine_broker_url, ledger, sim, sim_server, workers  # noqa: F401
+from tests.sync.conftest import (  # noqa: F401
+    crm,
+    engine_broker_url,
+    engine_settings,
+    ledger,
+    sim,
+    sim_server,
+    sim_settings,
+    workers,
+)
 
 _keys = itertools.count(1)
 
@@ -118,3 +127,60 @@ def public() -> Client:
 
 def events_of(contact: Contact) -> list[ConsentEvent]:
     return list(ConsentEvent.objects.filter(contact=contact).order_by("id"))
+
+
+# -- re-permission (test_repermission*.py) ------------------------------------------------------
+
+CONFIRMED = {"double_opt_in_confirmed_at": "2026-04-01T10:00:00+00:00"}
+
+
+@pytest.fixture
+def people(policy: PolicyVersion) -> dict[str, Contact]:
+    """Under 2026-03: Ana (newsletter and profiling), Ben (newsletter, from before opt-ins cited a
+    version: none), Cem (newsletter, imported without his own evidence), Dora opted out."""
+    ana = record(None, "email_marketing", "opted_in", evidence=CONFIRMED).contact
+    record(ana, "profiling", "opted_in")
+    ben = services.consent_ingest(
+        identity=services.ContactIdentity(email="ben@example.com", first_name="Ben"),
+        decision=services.ConsentDecision(
+            purpose="email_marketing",
+            status="opted_in",
+            source="web_portal",
+            occurred_at=timezone.now() - timedelta(days=30),
+            idempotency_key="rp-ben",
+            policy_version="2026-03",
+            evidence=CONFIRMED,
+        ),
+    ).event.contact
+    # An opt-in recorded before opt-ins had to cite a version (as migrated data holds them).
+    ConsentState.objects.filter(contact=ben).update(policy_version=None)
+    cem = services.consent_ingest(
+        identity=services.ContactIdentity(email="cem@example.com"),
+        decision=services.ConsentDecision(
+            purpose="email_marketing",
+            status="opted_in",
+            source="import",
+            occurred_at=timezone.now() - timedelta(days=30),
+            idempotency_key="rp-cem",
+            policy_version="2026-03",
+            evidence={"legacy": True, "file": "zoho-export.csv", **CONFIRMED},
+        ),
+    ).event.contact
+    dora = services.consent_ingest(
+        identity=services.ContactIdentity(email="dora@example.com"),
+        decision=services.ConsentDecision(
+            purpose="email_marketing",
+            status="opted_out",
+            source="web_portal",
+            occurred_at=timezone.now() - timedelta(days=30),
+            idempotency_key="rp-dora",
+        ),
+    ).event.contact
+    return {"ana": ana, "ben": ben, "cem": cem, "dora": dora}
+
+
+@pytest.fixture
+def new_policy(people: dict[str, Contact]) -> PolicyVersion:
+    return services.policy_version_publish(
+        label="2027-01", effective_at="2026-06-01", text="We now also use your data for surveys."
+    )

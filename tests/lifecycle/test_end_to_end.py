@@ -59,3 +59,39 @@ def test_a_one_click_unsubscribe_is_written_to_crm_and_unsubscribed_in_campaigns
     assert set(OutboxEntry.objects.filter(event=event).values_list("priority", flat=True)) == {
         OutboxEntry.Priority.WITHDRAWAL
     }
+
+
+def test_a_re_permission_run_goes_through_a_real_worker_to_a_campaigns_list(
+    workers: Any, ledger: Any, crm: Any, sim: Any, settings: Any
+) -> None:
+    from compliance import services
+    from compliance.lifecycle.repermission import RUN_TASK, repermission_start
+    from compliance.models import RepermissionRun, RepermissionTarget
+
+    # Given two people opted in under 2026-03, a newer version, and a re-permission list
+    sim.seed(lists=[{"listkey": "RP1", "name": "Re-permission", "subscribers": []}])
+    workers.env["ZOHO_REPERMISSION_LIST_KEY"] = settings.ZOHO_REPERMISSION_LIST_KEY = "RP1"
+    for email in ("ana@example.com", "ben@example.com"):
+        ledger.change(email, "email_marketing", "opted_in", zoho_id=crm(email))
+    policy = services.policy_version_publish(label="2027-01", effective_at="2026-06-01", text="New notice.")
+    run = repermission_start(
+        policy=policy, action="campaigns_list", purposes=["email_marketing"], include_legacy=True, user=None
+    )
+
+    # When a real worker gets the run's task
+    workers.start(1)
+    workers.sender.send_task(RUN_TASK, args=[run.pk])
+
+    # Then it finishes, counting progress, and the list holds both addresses
+    def done() -> bool:
+        return RepermissionRun.objects.get(pk=run.pk).status == "done"
+
+    workers.wait_until(done, "the re-permission run", beat=False)
+    run.refresh_from_db()
+    assert (run.total, run.processed, run.failed) == (2, 2, 0)
+    assert RepermissionTarget.objects.filter(run=run, done_at__isnull=False).count() == 2
+    lists = sim.http.get("/_sim/lists").json()["lists"]
+    assert sorted(s["email"] for row in lists if row["listkey"] == "RP1" for s in row["subscribers"]) == [
+        "ana@example.com",
+        "ben@example.com",
+    ]

@@ -13,7 +13,7 @@ import pytest
 from sync.alerts import alert_retries_exhausted
 from sync.discrepancies import HINTS, discrepancy_record
 from sync.models import Alert, Discrepancy
-from tests.browser import log_in
+from tests.browser import log_in, nav_go
 
 SCREENSHOTS = Path("/tmp")
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
@@ -80,7 +80,7 @@ def test_an_admin_resolves_a_discrepancy_with_a_note(
     page: Any, admin_user: Any, overwritten: Discrepancy
 ) -> None:
     log_in(page, admin_user.username)
-    page.click("nav >> text=Discrepancies")
+    nav_go(page, "Discrepancies")
     assert "1 open" in page.locator(".open-total").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "sync_discrepancies.png"), full_page=True)
     page.locator("table.discrepancies tbody tr").nth(0).locator("td a").first.click()
@@ -108,6 +108,6 @@ def test_an_admin_resolves_a_discrepancy_with_a_note(
     overwritten.refresh_from_db()
     assert overwritten.status == Discrepancy.Status.RESOLVED
 
-    page.click("nav >> text=Sync health")
+    nav_go(page, "Sync health")
     assert page.locator("h1").inner_text() == "Sync health"
     page.screenshot(path=str(SCREENSHOTS / "sync_health.png"), full_page=True)

@@ -9,7 +9,7 @@ import pytest
 
 from compliance.models import Contact
 from sync.linking import contacts_link, phone_e164
-from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
+from sync.models import CrmLink, CrmLinkRecord, Discrepancy, SyncPush, ZohoCall
 from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
@@ -203,7 +203,10 @@ def test_a_large_first_sync_links_everyone_in_one_bulk_read_of_the_crm(
     assert links[by_phone.pk].matched_by == "phone"
     assert links[twice.pk].state == CrmLink.State.DUPLICATE
     assert links[nobody.pk].state == CrmLink.State.NOT_IN_CRM
-    assert all(links[c].consent_id for c in links if links[c].state == "linked")
+    linked_records = CrmLinkRecord.objects.filter(
+        contact_id__in=[c for c in links if links[c].state == "linked"]
+    )
+    assert linked_records.count() == 13 and all(r.consent_id for r in linked_records)
     assert calls("crm.bulk_read_create") == 1
     assert calls("crm.coql") == 0 and calls("crm.get") == 0
     assert len(sim.state.consent_records_of(records[0])) == 1

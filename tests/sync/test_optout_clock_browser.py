@@ -15,7 +15,7 @@ from django.utils import timezone
 from sync.models import WithdrawalClock
 from sync.optout_clock import deadline_after, withdrawal_clocks_open
 from sync.tasks.optout_clock import optout_clock_run
-from tests.browser import log_in
+from tests.browser import log_in, nav_go
 
 SHOTS = Path("/tmp/helpers/shots/record")
 
@@ -55,7 +55,7 @@ def test_an_officer_sees_the_open_withdrawals_oldest_first_and_the_time_to_effec
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     log_in(page, officer.username)
-    page.click("nav >> text=Opt-out clock")
+    nav_go(page, "Opt-out clock")
 
     rows = page.locator("table.optout-clock tbody tr")
     assert rows.count() == 3

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from compliance.models import ConsentEvent, Contact
-from sync.models import Alert, CrmLink, Discrepancy, ReconciliationRun
+from sync.models import Alert, CrmLink, CrmLinkRecord, Discrepancy, ReconciliationRun
 from sync.reconcile import reconcile
 from sync.verify import discrepancies_retry_due, pushes_verify_due
 from sync.zoho.errors import ZohoRateLimited
@@ -238,6 +238,7 @@ def test_a_contact_linked_by_crm_link_only_is_missing_only_when_zoho_has_no_reco
     for email, record in (("moved@example.com", moved), ("gone@example.com", deleted)):
         contact = Contact.objects.create(email=email)
         CrmLink.objects.create(contact=contact, state="linked", candidates=[record], checked_at=checked)
+        CrmLinkRecord.objects.create(contact=contact, module="Contacts", record_id=record)
     edit(sim, moved, Email="new-address@example.com")  # the email lookup cannot find it any more
     delete(sim, deleted)
 

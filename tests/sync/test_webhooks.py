@@ -18,11 +18,11 @@ from django.utils import timezone
 from compliance import services
 from compliance.models import ApiClient
 from sync import webhooks
-from sync.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from sync.models import Discrepancy, SyncPush, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.tasks.webhooks import webhook_deliver_task
-from sync.verify import pushes_verify_due
+from sync.verify import discrepancies_retry_due, pushes_verify_due
 
 pytestmark = pytest.mark.django_db
 
@@ -285,3 +285,116 @@ def test_an_unreachable_receiver_records_the_error(app_client: Any, ledger: Any,
 def test_the_task_retries_with_exponential_backoff() -> None:
     assert webhook_deliver_task.autoretry_for == (webhooks.WebhookFailed,)
     assert webhook_deliver_task.retry_backoff == 2 and webhook_deliver_task.retry_jitter
+
+
+# -- a change Zoho refuses at push time: told when the push learns it, not at a read-back --------
+
+
+def test_a_change_zoho_refuses_at_push_time_is_posted_as_failed_at_once_and_only_once(
+    ledger: Any,
+    crm: Any,
+    zoho: Any,
+    sim: Any,
+    engine_settings: Any,
+    receiver: Receiver,
+    app_client: Any,
+    queued: list[int],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    client, endpoint = app_client
+    # Zoho answers the update with a per-record NO_PERMISSION on SMS_Opt_In: a permanent error.
+    sim.fault("field_no_permission", field="SMS_Opt_In")
+    event = record(client, "hal@example.com", crm("hal@example.com"))
+
+    # When the push runs, and nothing reads it back
+    with django_capture_on_commit_callbacks(execute=True):
+        while claim := outbox_claim(worker="test"):
+            outbox_batch_push(claim=claim, zoho=zoho)
+
+    push = SyncPush.objects.get()
+    assert (push.verification, push.verified_at) == ("rejected", None)
+    discrepancy = Discrepancy.objects.get()
+    assert (discrepancy.kind, discrepancy.crm_field) == ("permission_denied", "SMS_Opt_In")
+    # Then the failure is told already: one delivery, queued
+    delivery = WebhookDelivery.objects.get()
+    assert queued == [delivery.pk]
+    assert (delivery.event, delivery.outcome) == (event, "failed")
+
+    # and delivered as every delivery is: signed, retried with its attempts recorded
+    receiver.answers = [503]
+    webhook_deliver_task.apply(args=[delivery.pk])
+    assert [(a.number, a.status, a.response_code) for a in delivery.attempt_rows.order_by("number")] == [
+        (1, "error", 503),
+        (2, "ok", 200),
+    ]
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    last = receiver.requests[-1]
+    assert webhooks.signature_valid(
+        secret=endpoint.secret, body=last["body"], header=last["headers"]["X-ConsentDesk-Signature"]
+    )
+    message = json.loads(last["body"])
+    assert message["type"] == "consent.failed" and message["event"]["id"] == event.pk
+    assert message["zoho"]["status"] == "discrepancy"
+    assert message["zoho"]["kind"] == "permission_denied"
+    assert message["zoho"]["crm_field"] == "SMS_Opt_In"
+    assert message["zoho"]["discrepancy_id"] == discrepancy.pk
+    assert message["zoho"]["zoho_code"] == "NO_PERMISSION"
+    assert message["zoho"]["record_id"] == push.zoho_id
+
+    # When the retry is refused again and the read-backs run, the change is not told twice
+    with django_capture_on_commit_callbacks(execute=True):
+        discrepancies_retry_due(zoho=zoho, now=timezone.now() + timedelta(hours=1))
+        while claim := outbox_claim(worker="test"):
+            outbox_batch_push(claim=claim, zoho=zoho)
+        pushes_verify_due(zoho=zoho, ignore_delay=True)
+    assert SyncPush.objects.filter(verification="rejected").count() == 2
+    assert WebhookDelivery.objects.count() == 1 and queued == [delivery.pk]
+
+
+def test_a_push_zoho_accepts_is_told_only_by_its_read_back(
+    ledger: Any,
+    crm: Any,
+    zoho: Any,
+    engine_settings: Any,
+    app_client: Any,
+    queued: list[int],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    client, _ = app_client
+    record(client, "ida@example.com", crm("ida@example.com"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        while claim := outbox_claim(worker="test"):
+            outbox_batch_push(claim=claim, zoho=zoho)
+
+    assert not WebhookDelivery.objects.exists() and not queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_post_a_refused_change_to_the_webhook_without_any_read_back(
+    workers: Any, ledger: Any, crm: Any, sim: Any, receiver: Receiver
+) -> None:
+    # Given a worker, an app with a webhook, and Zoho refusing SMS_Opt_In (NO_PERMISSION)
+    client, _ = services.api_client_create(name="mobile-app", sources=["mobile_app"])
+    endpoint = WebhookEndpoint.objects.create(api_client=client, url=receiver.url)
+    sim.fault("field_no_permission", field="SMS_Opt_In")
+    workers.start(1)
+    workers.wait_ready()
+
+    # When the app records a change (its commit queues the push; no beat: no read-back runs)
+    event = record(client, "jo@example.com", crm("jo@example.com"))
+
+    # Then the worker's push learns the refusal and a worker POSTs consent.failed
+    workers.wait_until(lambda: len(receiver.requests) >= 1, "the webhook POST", beat=False)
+    workers.wait_until(workers.drained, "the workers to finish", beat=False)
+    (request,) = receiver.requests
+    assert webhooks.signature_valid(
+        secret=endpoint.secret, body=request["body"], header=request["headers"]["X-ConsentDesk-Signature"]
+    )
+    message = json.loads(request["body"])
+    assert (message["type"], message["event"]["id"]) == ("consent.failed", event.pk)
+    assert message["zoho"]["kind"] == "permission_denied"
+    assert SyncPush.objects.get().verified_at is None  # never read back
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)

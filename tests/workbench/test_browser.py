@@ -21,9 +21,10 @@ from compliance.services import ledger_seal
 from compliance.tallies import consent_day_tally
 from compliance.verify_runs import ledger_verify_run
 from sync.discrepancies import discrepancy_record
-from sync.models import Discrepancy, ZohoCall
+from sync.models import Discrepancy, WithdrawalClock, ZohoCall
+from sync.optout_clock import withdrawal_clocks_open
 from sync.tallies import callhour_tally
-from tests.browser import log_in
+from tests.browser import log_in, nav_go
 
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
@@ -43,8 +44,18 @@ def a_year(record: Any) -> None:
         record(f"p{n}@example.com", purpose, "opted_in", source=rng.choice(sources), at=at)
         if n % 3 == 0:
             record(f"p{n}@example.com", purpose, "opted_out", source="email_link", at=at + timedelta(days=2))
+    record(
+        "rosa@example.com",
+        "phone_marketing",
+        "opted_in",
+        source="customer_service",
+        at=now - timedelta(days=30),
+    )
     failing = record("rosa@example.com", "phone_marketing", "opted_out", source="customer_service")
     OutboxEntry.objects.update(processed_at=now)  # every change pushed; rosa's failed
+    # The opt-out clock: every withdrawal in effect but rosa's.
+    withdrawal_clocks_open()
+    WithdrawalClock.objects.exclude(contact_id=failing.contact_id).update(effective_at=now)
     discrepancy_record(
         contact_id=failing.contact_id, crm_field=PHONE, kind=Discrepancy.Kind.PERMISSION_DENIED,
         expected=False, actual=True,
@@ -112,7 +123,7 @@ def test_an_officer_reads_the_overview_then_the_trends_and_exports_a_table(
 
 def test_an_officer_switches_the_sync_health_window(page: Any, officer: Any, a_year: None) -> None:
     log_in(page, officer.username)
-    page.click("nav >> text=Sync health")
+    nav_go(page, "Sync health")
 
     assert page.locator(".windows a[aria-current=page]").inner_text() == "24 hours"
     page.screenshot(path=str(SCREENSHOTS / "sync_health_24h.png"), full_page=True)

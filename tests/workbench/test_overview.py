@@ -20,6 +20,7 @@ from config.celery import app as celery_app
 from sync.alerts import alert_auth
 from sync.discrepancies import discrepancy_record
 from sync.models import Discrepancy, ZohoCall
+from sync.optout_clock import withdrawal_clocks_open
 from sync.tallies import callhour_tally
 
 pytestmark = pytest.mark.django_db
@@ -41,12 +42,16 @@ def call(at: datetime, *, operation: str = "crm.update", failed: bool = False) -
 
 @pytest.fixture
 def desk(record):
-    """Two purposes with decisions, an opt-out waiting in the outbox since Monday, an opt-out whose
-    push failed (permission denied), the calls of 30 days, a seal, an alert."""
+    """Two purposes with decisions, a withdrawal since Monday whose push failed (permission denied:
+    its opt-out clock waits for CRM), a withdrawal of two hours ago the clock has not started yet,
+    the calls of 30 days, a seal, an alert."""
     monday = NOW - timedelta(days=3, hours=1)
+    weeks_ago = NOW - timedelta(days=21)
     record("ann@example.com", "sms_marketing", "opted_in", at=NOW - timedelta(days=9))
     record("ben@example.com", "sms_marketing", "opted_in", source="web_portal", at=NOW - timedelta(days=2))
     record("cat@example.com", "sms_marketing", "opted_in", at=NOW - timedelta(days=2))
+    record("cat@example.com", "phone_marketing", "opted_in", source="customer_service", at=weeks_ago)
+    record("dan@example.com", "sms_marketing", "opted_in", at=weeks_ago)
     failing = record("cat@example.com", "phone_marketing", "opted_out", source="customer_service", at=monday)
     OutboxEntry.objects.filter(event=failing).update(processed_at=monday)
     with time_machine.travel(monday + timedelta(minutes=5), tick=False):
@@ -57,6 +62,7 @@ def desk(record):
             expected=False,
             actual=True,
         )
+        withdrawal_clocks_open()  # the opt-out clock's beat run: cat's withdrawal has its clock
     record("dan@example.com", "sms_marketing", "opted_out", source="email_link", at=NOW - timedelta(hours=2))
     for day in range(1, 31):  # 30 days of 10 calls, one failed: 10 %
         for n in range(10):
@@ -99,10 +105,12 @@ def test_an_officer_sees_every_tile_with_its_figures(client_for, officer, desk):
         "email_link": (1, 0),
     }
     withdrawals = response.context["withdrawals"]
-    # dan's opt-out waits in the outbox; cat's failed with a permission error. Oldest: cat's, Monday.
-    assert (withdrawals.queued, withdrawals.failing, withdrawals.total) == (1, 1, 2)
+    # The opt-out clock: cat's withdrawal waits for CRM (its push failed); dan's has no clock yet.
+    assert (withdrawals.waiting_crm, withdrawals.waiting_lists, withdrawals.not_started) == (1, 0, 1)
+    assert withdrawals.total == 2 and withdrawals.overdue_count == 0
     assert withdrawals.oldest_at == NOW - timedelta(days=3, hours=1) + timedelta(seconds=1)
     assert '<p class="big withdrawals-total">2</p>' in html
+    assert "1 waiting for CRM, 0 for a Campaigns list, 1 just recorded" in html
     assert "Deadline in <strong>1 week, 3 days</strong> (2026-12-14 08:30 UTC, 10 business days)" in html
     assert response.context["discrepancies"].total == 1 and "Permission denied" in html
     rates = response.context["error_rates"]
@@ -169,8 +177,8 @@ def test_the_overview_reads_no_consent_event_and_takes_a_fixed_number_of_queries
     assert response.status_code == 200
     assert response.context["purposes"][0].total >= 0
     scans = [q["sql"] for q in captured.captured_queries if 'FROM "compliance_consentevent"' in q["sql"]]
-    # Only the events past the tallies' mark, by primary key.
-    assert len(scans) == 1 and '"compliance_consentevent"."id" >' in scans[0]
+    # Only the events past the tallies' mark and past the opt-out clock's mark, by primary key.
+    assert len(scans) == 2 and all('"compliance_consentevent"."id" >' in scan for scan in scans)
 
 
 # -- the nightly ledger check ----------------------------------------------------------------------

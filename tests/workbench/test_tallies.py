@@ -9,7 +9,16 @@ import pytest
 import time_machine
 from django.db.models import Count
 
-from compliance.models import ConsentCount, ConsentDay, ConsentDayMark, ConsentEvent, ConsentState
+from compliance import services
+from compliance.models import (
+    ConsentCount,
+    ConsentDay,
+    ConsentDayMark,
+    ConsentEvent,
+    ConsentState,
+    PolicyCount,
+)
+from compliance.selectors import policy_version_consent_counts as selectors_policy_counts
 from compliance.tallies import consent_day_tally
 from config.celery import app as celery_app
 from workbench import selectors
@@ -204,3 +213,72 @@ def test_beat_runs_the_tally_every_few_minutes_and_the_check_every_night(setting
     assert tally["options"]["expires"] < 5 * 60
     assert nightly["task"] == "workbench.verify_ledger" and nightly["task"] in celery_app.tasks
     assert nightly["schedule"].hour == {2} and nightly["schedule"].minute == {15}
+
+
+# -- current opt-ins per policy version (PolicyCount): the policies pages' counts ---------------
+
+
+def opt_ins_by_policy() -> dict[int, int]:
+    """What ConsentState says: current opt-ins per policy version (the truth the counts must match)."""
+    return dict(
+        ConsentState.objects.filter(status="opted_in", policy_version__isnull=False)
+        .values_list("policy_version")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def test_policy_counts_follow_each_current_opt_in_from_version_to_version(record, policy):
+    newer = services.policy_version_publish(label="2026-09", effective_at="2026-09-01", text="New text.")
+
+    def cite(email: str, purpose: str, label: str, at: datetime, recorded_at: datetime | None = None) -> None:
+        decision = services.ConsentDecision(
+            purpose=purpose,
+            status="opted_in",
+            source="mobile_app",
+            occurred_at=at,
+            idempotency_key=f"policy-{email}-{purpose}-{at.isoformat()}",
+            policy_version=label,
+        )
+        with time_machine.travel(recorded_at or at + timedelta(seconds=1), tick=False):
+            services.consent_ingest(identity=services.ContactIdentity(email=email), decision=decision)
+
+    last_week = MONDAY - timedelta(days=5)
+    record("ann@example.com", "sms_marketing", "opted_in", at=last_week)  # 2026-03
+    cite("ann@example.com", "sms_marketing", "2026-09", MONDAY)  # re-permission: moves to 2026-09
+    record("ben@example.com", "profiling", "opted_in", at=last_week)
+    record("ben@example.com", "profiling", "opted_out", at=MONDAY)  # leaves 2026-03
+    record("cat@example.com", "sms_marketing", "opted_in", at=last_week)
+    # Occurred before cat's opt-in, recorded after it: cat stays on 2026-03.
+    cite("cat@example.com", "sms_marketing", "2026-09", last_week - timedelta(hours=1), MONDAY)
+    assert opt_ins_by_policy() == {policy.pk: 1, newer.pk: 1}
+
+    # Before any tally the pages count every event; after one, the stored counts alone.
+    assert selectors_policy_counts() == opt_ins_by_policy()
+    consent_day_tally(chunk=3)
+    stored = dict(PolicyCount.objects.values_list("policy_version_id", "opted_in"))
+    assert {k: v for k, v in stored.items() if v} == opt_ins_by_policy()
+    assert selectors_policy_counts() == opt_ins_by_policy()
+
+    # Events past the mark count at once, without waiting for beat.
+    record("dan@example.com", "sms_marketing", "opted_in", at=MONDAY + timedelta(hours=1))
+    record("ann@example.com", "sms_marketing", "opted_out", at=MONDAY + timedelta(hours=2))
+    assert selectors_policy_counts() == opt_ins_by_policy() == {policy.pk: 2}
+    consent_day_tally()
+    assert selectors_policy_counts() == opt_ins_by_policy()
+
+
+def test_policy_counts_of_many_events_agree_with_the_states(record):
+    statuses = ["opted_in", "opted_out", "opted_in", "opted_in", "opted_out"]
+    for n in range(12):
+        for step, status in enumerate(statuses[: 1 + n % 5]):
+            record(
+                f"p{n}@example.com",
+                ["sms_marketing", "profiling", "phone_marketing"][n % 3],
+                status,
+                at=MONDAY - timedelta(days=20 - step - n % 4),
+            )
+    consent_day_tally(chunk=7)
+
+    assert selectors_policy_counts() == opt_ins_by_policy()
+    assert sum(PolicyCount.objects.values_list("opted_in", flat=True)) == sum(opt_ins_by_policy().values())

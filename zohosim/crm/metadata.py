@@ -72,17 +72,8 @@ def field_metadata(state: SimState, module: str) -> list[dict[str, Any]]:
         }
         if fdef.api_name == "Data_Processing_Basis":
             entry["pick_list_values"] = _picklist(BASIS_VALUES)
-        if fdef.api_name == "Data_Processing_Basis_Details":
-            # Kept for older clients; the sub-fields' real metadata is module Consents.
-            entry["consent_fields"] = [
-                {
-                    "api_name": k,
-                    "data_type": t,
-                    "api_editable": f"{fdef.api_name}.{k}" not in restricted
-                    and k not in CONSENT_DETAIL_READ_ONLY,
-                }
-                for k, t in CONSENT_DETAIL_FIELDS.items()
-            ]
+        elif fdef.picklist:
+            entry["pick_list_values"] = _picklist(fdef.picklist)
         out.append(entry)
     return out
 

@@ -6,6 +6,7 @@ import base64
 
 from flask import Blueprint, Response, request
 
+from zohosim.crm.convert import get_converted
 from zohosim.crm.params import (
     MAX_PER_PAGE,
     check_discrete_page,
@@ -32,6 +33,10 @@ def get_record(version: str, module: str, rid: str) -> Response:
     state.tick()
     with state.lock:
         record = state.find(module, rid)
+        if record is None and module == "Leads":
+            converted = get_converted(rid)  # a converted Lead, asked with converted=true
+            if converted is not None:
+                return converted
         if record is None:
             if state.config.missing_record_mode == "invalid_data":
                 raise ZohoError("INVALID_DATA", "the id given seems to be invalid", {"id": rid})

@@ -112,6 +112,8 @@ def _changes(
             raise _invalid_data(maximum_length=fdef.length, api_name=name, json_path=path)
         if name == "Data_Processing_Basis" and value is not None and value not in BASIS_VALUES:
             raise _invalid_data(api_name=name, json_path=path)
+        if fdef.picklist and value is not None and value not in fdef.picklist:
+            raise _invalid_data(expected_data_type="picklist", api_name=name, json_path=path)
         if fdef.data_type == "consent_lookup" and isinstance(value, dict):
             value = _check_consent_details(state, record, value, path)
         changes[name] = value

@@ -1,0 +1,55 @@
+"""Re-permission through Zoho Campaigns: the sync's action of a re-permission run.
+
+`compliance.lifecycle.repermission` runs the admin's re-permission (after a new policy version)
+and knows nothing of Zoho; the sync registers this action with it (`SyncConfig.ready`). It adds
+each target's address to the list ZOHO_REPERMISSION_LIST_KEY (``json/listsubscribe``, one call
+per address: Zoho's bulk add takes ten addresses and answers no per-address outcome), from which
+a Campaigns mail asks those people to opt in again. An address Zoho refuses is a failed target
+(its error kept); a transient error propagates, and the run's task retries the batch (adding an
+address twice changes nothing in the list).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+
+from sync.zoho import ZohoClient
+from sync.zoho.errors import ZohoPermanentError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "Consent Desk re-permission"
+
+
+def repermission_list_available() -> bool:
+    return bool(settings.ZOHO_REPERMISSION_LIST_KEY)
+
+
+def repermission_list_add(
+    run: Any, targets: Sequence[Any], *, zoho: ZohoClient | None = None
+) -> dict[int, str]:
+    """Add the targets' addresses to the re-permission list; {target id: error} for those refused."""
+    list_key = settings.ZOHO_REPERMISSION_LIST_KEY
+    if not list_key:
+        return {t.target_id: "ZOHO_REPERMISSION_LIST_KEY is not set" for t in targets}
+    zoho = zoho or ZohoClient.from_settings()
+    errors: dict[int, str] = {}
+    added: dict[str, str] = {}
+    for target in targets:
+        email = target.email.lower()
+        if email in added:  # one address, several purposes: one call
+            if added[email]:
+                errors[target.target_id] = added[email]
+            continue
+        try:
+            zoho.campaigns.subscribe(list_key, target.email, source=SOURCE)
+            added[email] = ""
+        except ZohoPermanentError as exc:
+            logger.warning("Campaigns refused a re-permission address (run %s): %s", run.pk, exc.code)
+            added[email] = f"Zoho Campaigns refused it: {exc}"[:500]
+            errors[target.target_id] = added[email]
+    return errors
