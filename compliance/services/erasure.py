@@ -12,7 +12,8 @@
   events can no longer be tested against any guess);
 - blanks the contact's identifiers and names, and appends an identity event `erased` (who
   asked, through which channel, why) so the contact row still matches its identity chain;
-- clears the personal evidence of its suppressions.
+- clears the personal evidence of its suppressions, and the address, subject and body of the
+  mails sent to them.
 
 Events stay: purpose, status, times, source, policy version and hashes; `verify_ledger` passes.
 A legal hold refuses the erasure (`LegalHoldActive`). A crash leaves the request pending, and
@@ -40,6 +41,7 @@ from compliance.models import (
     EventPersonalData,
     IdentityEvent,
     IdentityPersonalData,
+    LifecycleMessage,
     Source,
     Suppression,
 )
@@ -202,6 +204,11 @@ def _erase(erasure: ErasureRequest) -> None:
     deleted, _ = EventPersonalData.objects.filter(event__contact=contact).delete()
     identity_deleted, _ = IdentityPersonalData.objects.filter(identity_event__contact=contact).delete()
     Suppression.objects.filter(contact=contact).update(evidence={})
+    # The mails sent to them (double opt-in, refresh): kept as a record that a mail went out,
+    # without address, subject or body.
+    LifecycleMessage.objects.filter(contact=contact).update(
+        to_email="", subject="", body_text="", body_html=""
+    )
 
     # 4. The contact forgets who it was; its identity chain says so.
     zoho_id = contact.zoho_id

@@ -88,10 +88,40 @@ def _dump() -> str:
     ).stdout
 
 
+def _mail_and_zoho_records(contact: Contact) -> None:
+    """What else holds the person: a mail sent to them, the CRM link, a Zoho call's record."""
+    from urllib.parse import quote
+
+    from compliance.models import LifecycleMessage, Purpose
+    from sync.models import CrmLink, ZohoCall
+
+    LifecycleMessage.objects.create(
+        kind="confirmation",
+        contact=contact,
+        purpose=Purpose.objects.get(code="email_marketing"),
+        message_id="<m1@consent-desk.test>",
+        to_email=EMAIL,
+        subject=f"{NAME}, please confirm",
+        body_text=f"Dear {NAME} {LAST}, ...",
+    )
+    CrmLink.objects.create(
+        contact=contact, state="linked", checked_at=timezone.now(), matched_by="email", matched_value=EMAIL
+    )
+    ZohoCall.objects.create(
+        service="crm",
+        operation="search",
+        method="GET",
+        path=f"/crm/v8/Contacts/search?email={quote(EMAIL, safe='')}",
+        started_at=timezone.now(),
+        error=f"no record for {PHONE}",
+    )
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_erased_person_is_gone_from_the_database_and_the_proof_stays(decide):
     contact = _person(decide)
+    _mail_and_zoho_records(contact)
     dump = _dump()
     assert all(value in dump for value in DISTINCT), "the values are in the database before"
     events_before = list(contact.events.order_by("id").values_list("id", "purpose__code", "status", "hash"))
@@ -107,8 +137,12 @@ def test_an_erased_person_is_gone_from_the_database_and_the_proof_stays(decide):
     with connection.cursor() as cursor:
         cursor.execute("VACUUM")
     dump = _dump()
-    for value in DISTINCT:
+    for value in (*DISTINCT, "quillon.vandersnoot%40example.net"):
         assert value not in dump, value
+    from sync.models import ZohoCall
+
+    call = ZohoCall.objects.get()
+    assert (call.path, call.error) == ("/crm/v8/Contacts/search?email=[erased]", "no record for [erased]")
     # The proof stays: every event as it was, each opt-in now withdrawn by an event saying why.
     after = list(contact.events.order_by("id").values_list("id", "purpose__code", "status", "hash"))
     assert after[: len(events_before)] == events_before
