@@ -23,14 +23,24 @@ from compliance.models import (
     ConsentEvent,
     ConsentState,
     Contact,
+    ErasureRequest,
     IdentityEvent,
+    LegalHold,
     OutboxEntry,
     PolicyVersion,
     Purpose,
     Seal,
     Suppression,
 )
-from compliance.services import ConsentRejected, contact_merge, policy_version_publish
+from compliance.services import (
+    ConsentRejected,
+    LegalHoldActive,
+    contact_merge,
+    erasure_request,
+    legal_hold_lift,
+    legal_hold_set,
+    policy_version_publish,
+)
 
 # django-stubs makes ModelAdmin generic in its model; Django's own class takes no parameter.
 if TYPE_CHECKING:
@@ -106,6 +116,15 @@ class ContactMergeForm(forms.Form):
         self.fields["primary"].choices = choices  # type: ignore[attr-defined]
 
 
+class ErasureForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=500,
+        required=False,
+        help_text="Why, and through which channel the person asked; no personal data (e.g. ticket 4711, by email).",
+    )
+
+
 @admin.register(Contact)
 class ContactAdmin(ReadOnlyAdmin):
     """Contacts are read-only here; their identifiers change only through identity events. The one
@@ -124,7 +143,62 @@ class ContactAdmin(ReadOnlyAdmin):
     )
     search_fields = ("email", "phone", "app_user_id", "zoho_id", "last_name")
     show_full_result_count = False
-    actions = ["merge_contacts"]
+    actions = ["merge_contacts", "erase_contact"]
+
+    @admin.action(description="Erase the selected contact (GDPR Art. 17): forget the person, keep the proof")
+    def erase_contact(self, request: HttpRequest, queryset: QuerySet[Contact]) -> TemplateResponse | None:
+        if not request.user.has_perm("compliance.erase_contacts"):
+            self.message_user(request, "Erasing needs the right to erase contacts.", messages.ERROR)
+            return None
+        contacts = list(queryset.order_by("pk")[:2])
+        if len(contacts) != 1:
+            self.message_user(request, "Select exactly one contact to erase.", messages.ERROR)
+            return None
+        contact = contacts[0]
+        form = ErasureForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            try:
+                result = erasure_request(
+                    contact=contact,
+                    channel=ErasureRequest.Channel.ADMIN,
+                    reason=form.cleaned_data["reason"],
+                    actor_user=request.user,  # type: ignore[arg-type]
+                )
+            except LegalHoldActive as held:
+                self.message_user(
+                    request,
+                    f"Not erased: legal hold {held.hold.pk} stands ({held.hold.reason}).",
+                    messages.ERROR,
+                )
+                return None
+            except ConsentRejected as exc:
+                self.message_user(request, f"Not erased: {exc.message}", messages.ERROR)
+                return None
+            erasure = result.erasure
+            self.message_user(
+                request,
+                (
+                    f"Contact {contact.pk} erased (request {erasure.pk}): {erasure.values_deleted} personal "
+                    f"values deleted, {erasure.events_kept} events kept, and they still verify."
+                )
+                if result.created
+                else f"Contact {contact.pk} was erased before (request {erasure.pk}, {erasure.erased_at:%Y-%m-%d %H:%M}).",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/compliance/contact/erase.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Erase contact {contact.pk}",
+                "opts": self.model._meta,
+                "contact": contact,
+                "holds": list(contact.legal_holds.filter(lifted_at__isnull=True)),
+                "form": form,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.action(description="Merge the two selected contacts (recorded on both)")
     def merge_contacts(self, request: HttpRequest, queryset: QuerySet[Contact]) -> TemplateResponse | None:
@@ -276,3 +350,65 @@ class OutboxEntryAdmin(ReadOnlyAdmin):
 
 # Revoke, rotate and expire keys, change rights: the API's own admin page.
 admin.site.register(ApiClient, ApiClientAdmin)
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Admins set a legal hold with a reason; while it stands, nobody erases the contact (neither a
+    request nor the retention job). Lifting records who and when; holds are never deleted."""
+
+    list_display = ("id", "contact", "reason", "set_by", "created_at", "lifted_at", "lifted_by")
+    list_filter = ("lifted_at",)
+    raw_id_fields = ("contact",)
+    readonly_fields = ("set_by", "created_at", "lifted_at", "lifted_by")
+    actions = ["lift_holds"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("compliance.erase_contacts")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("compliance.erase_contacts")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("compliance.erase_contacts")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: LegalHold, form: Any, change: bool) -> None:
+        hold = legal_hold_set(contact=obj.contact, reason=obj.reason, actor_user=request.user)  # type: ignore[arg-type]
+        obj.pk, obj.set_by, obj.created_at = hold.pk, hold.set_by, hold.created_at
+
+    @admin.action(description="Lift the selected legal holds")
+    def lift_holds(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
+        lifted = 0
+        for hold in queryset.filter(lifted_at__isnull=True):
+            legal_hold_lift(hold=hold, actor_user=request.user)  # type: ignore[arg-type]
+            lifted += 1
+        self.message_user(request, f"{lifted} legal holds lifted.", messages.SUCCESS)
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(ReadOnlyAdmin):
+    """What was erased, when and why: no personal data (the contact by its id only)."""
+
+    list_display = (
+        "id",
+        "contact_id",
+        "channel",
+        "requested_by",
+        "reason",
+        "requested_at",
+        "status",
+        "erased_at",
+        "events_kept",
+        "values_deleted",
+        "legacy_events",
+    )
+    list_filter = ("channel", "status")
+    fields = (*list_display, "attempts", "last_error", "identity_event_id")
+    readonly_fields = fields
+    show_full_result_count = False

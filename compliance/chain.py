@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Field
 
-from compliance.models import GENESIS_HASH, ConsentEvent
+from compliance.models import GENESIS_HASH, HASH_VERSION, ConsentEvent
 
 # The columns (in this order) that the canonical form is built from; the
 # verifier selects them in one query.
@@ -38,6 +38,35 @@ EVENT_HASHED_FIELDS = (
     "idempotency_key",
 )
 
+# Hash version 2: the personal values (IP address, user agent, personal evidence) are kept
+# apart; the row's ip_address and user_agent stay empty (still hashed, so nothing can be planted
+# there), and the content gains the version first and `personal_hash`, a keyed commitment of the
+# values (compliance/personal.py), last.
+EVENT_HASHED_FIELDS_V2 = ("hash_version", *EVENT_HASHED_FIELDS, "personal_hash")
+EVENT_HASHED_FIELDS_BY_VERSION = {1: EVENT_HASHED_FIELDS, 2: EVENT_HASHED_FIELDS_V2}
+# Every column either version reads, in this order: what verify_ledger selects.
+EVENT_HASHED_COLUMNS = (*EVENT_HASHED_FIELDS, "hash_version", "personal_hash")
+_EVENT_PICK = {
+    version: tuple(EVENT_HASHED_COLUMNS.index(name) for name in fields)
+    for version, fields in EVENT_HASHED_FIELDS_BY_VERSION.items()
+}
+_VERSION_AT = EVENT_HASHED_COLUMNS.index("hash_version")
+
+
+def event_values(columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """From an event's EVENT_HASHED_COLUMNS values, those its version's hash covers, in order."""
+    pick = _EVENT_PICK.get(columns[_VERSION_AT])
+    if pick is None:
+        raise ValueError(f"unknown hash version {columns[_VERSION_AT]!r}")
+    return tuple(columns[index] for index in pick)
+
+
+def event_hash_of(prev_hash: str, event: Any) -> str:
+    """The hash of an event object (saved or not) by its own hash version."""
+    fields = EVENT_HASHED_FIELDS_BY_VERSION[event.hash_version]
+    return event_hash(prev_hash, tuple(getattr(event, name) for name in fields))
+
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
@@ -48,10 +77,9 @@ def _instant(value: datetime) -> str:
 
 
 def event_hash(prev_hash: str, values: tuple[Any, ...]) -> str:
-    """Hash of one event from its EVENT_HASHED_FIELDS values and its predecessor's hash."""
-    items = list(values)
-    items[10] = _instant(items[10])
-    items[11] = _instant(items[11])
+    """Hash of one event from its EVENT_HASHED_FIELDS (or _V2) values and its predecessor's hash."""
+    # The two instants (occurred_at, recorded_at) are the only datetimes among the values.
+    items = [_instant(value) if isinstance(value, datetime) else value for value in values]
     return hashlib.sha256(f"{prev_hash}\n{_dumps(items)}".encode()).hexdigest()
 
 
@@ -86,6 +114,8 @@ _EVENT_COLUMN_SQL = {
     ),
     "reason": _JSON_TEXT,
     "idempotency_key": _JSON_TEXT,
+    "hash_version": "{col}::text",
+    "personal_hash": _JSON_TEXT,
 }
 
 
@@ -97,13 +127,16 @@ def event_hash_sql() -> str | None:
     with an exponent; then it differs (see _EVENT_COLUMN_SQL). None when a hashed field
     has no SQL form here.
     """
-    if not set(EVENT_HASHED_FIELDS) <= _EVENT_COLUMN_SQL.keys():
+    if not set(EVENT_HASHED_COLUMNS) <= _EVENT_COLUMN_SQL.keys():
         return None
-    items = " || ',' || ".join(
-        _EVENT_COLUMN_SQL[name].replace("{col}", _event_column(name)) for name in EVENT_HASHED_FIELDS
-    )
-    content = f"{_event_column('prev_hash')} || E'\\n[' || {items} || ']'"
-    return f"encode(sha256(convert_to({content}, 'UTF8')), 'hex')"
+    forms = []
+    for version, fields in EVENT_HASHED_FIELDS_BY_VERSION.items():
+        items = " || ',' || ".join(
+            _EVENT_COLUMN_SQL[name].replace("{col}", _event_column(name)) for name in fields
+        )
+        content = f"{_event_column('prev_hash')} || E'\\n[' || {items} || ']'"
+        forms.append(f"WHEN {version} THEN encode(sha256(convert_to({content}, 'UTF8')), 'hex')")
+    return f"(CASE {_event_column('hash_version')} {' '.join(forms)} END)"
 
 
 def _event_column(name: str) -> str:
@@ -150,6 +183,32 @@ IDENTITY_HASHED_FIELDS = (
 )
 
 
+# Hash version 2: the identifiers but the Zoho id, the names and the IP address are kept apart
+# (their columns stay empty, and hashed); the version comes first and personal_hash (their keyed
+# commitment) last.
+IDENTITY_HASHED_FIELDS_V2 = ("hash_version", *IDENTITY_HASHED_FIELDS, "personal_hash")
+IDENTITY_HASHED_FIELDS_BY_VERSION = {1: IDENTITY_HASHED_FIELDS, 2: IDENTITY_HASHED_FIELDS_V2}
+IDENTITY_HASHED_COLUMNS = (*IDENTITY_HASHED_FIELDS, "hash_version", "personal_hash")
+_IDENTITY_PICK = {
+    version: tuple(IDENTITY_HASHED_COLUMNS.index(name) for name in fields)
+    for version, fields in IDENTITY_HASHED_FIELDS_BY_VERSION.items()
+}
+_IDENTITY_VERSION_AT = IDENTITY_HASHED_COLUMNS.index("hash_version")
+
+
+def identity_event_values(columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """From an identity event's IDENTITY_HASHED_COLUMNS values, those its version's hash covers."""
+    pick = _IDENTITY_PICK.get(columns[_IDENTITY_VERSION_AT])
+    if pick is None:
+        raise ValueError(f"unknown hash version {columns[_IDENTITY_VERSION_AT]!r}")
+    return tuple(columns[index] for index in pick)
+
+
+def identity_event_hash_of(prev_hash: str, event: Any) -> str:
+    fields = IDENTITY_HASHED_FIELDS_BY_VERSION[event.hash_version]
+    return identity_event_hash(prev_hash, tuple(getattr(event, name) for name in fields))
+
+
 def _identity_item(value: Any) -> str:
     if value is None:
         return "-"
@@ -168,6 +227,7 @@ def identity_event_hash(prev_hash: str, values: tuple[Any, ...]) -> str:
 _IDENTITY_TEXT_SQL = {
     "contact_id": "{col}::text",
     "version": "{col}::text",
+    "hash_version": "{col}::text",
     "other_contact_id": "{col}::text",
     "ip_address": "inet_out({col})::text",
     "recorded_at": """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'""",
@@ -178,21 +238,33 @@ def identity_event_hash_sql(alias: str) -> str:
     """A PostgreSQL expression over an IdentityEvent row named `alias`: identity_event_hash of
     the row, in hex, from its own prev_hash, for a connection whose time zone is UTC. Where it
     differs from the stored hash, identity_event_hash is the judge."""
-    items = []
-    for name in IDENTITY_HASHED_FIELDS:
-        text = _IDENTITY_TEXT_SQL.get(name, "{col}").replace("{col}", f"{alias}.{name}")
-        items.append(f"coalesce(length({text})::text || ':' || {text}, '-')")
-    content = f"{alias}.prev_hash || E'\\n' || " + " || ',' || ".join(items)
-    return f"encode(sha256(convert_to({content}, 'UTF8')), 'hex')"
+    forms = []
+    for version, fields in IDENTITY_HASHED_FIELDS_BY_VERSION.items():
+        items = []
+        for name in fields:
+            text = _IDENTITY_TEXT_SQL.get(name, "{col}").replace("{col}", f"{alias}.{name}")
+            items.append(f"coalesce(length({text})::text || ':' || {text}, '-')")
+        content = f"{alias}.prev_hash || E'\\n' || " + " || ',' || ".join(items)
+        forms.append(f"WHEN {version} THEN encode(sha256(convert_to({content}, 'UTF8')), 'hex')")
+    return f"(CASE {alias}.hash_version {' '.join(forms)} END)"
 
 
 __all__ = [
+    "EVENT_HASHED_COLUMNS",
     "EVENT_HASHED_FIELDS",
+    "EVENT_HASHED_FIELDS_V2",
     "GENESIS_HASH",
+    "HASH_VERSION",
+    "IDENTITY_HASHED_COLUMNS",
     "IDENTITY_HASHED_FIELDS",
+    "IDENTITY_HASHED_FIELDS_V2",
     "event_hash",
+    "event_hash_of",
     "event_hash_sql",
+    "event_values",
     "identity_event_hash",
+    "identity_event_hash_of",
     "identity_event_hash_sql",
+    "identity_event_values",
     "seal_hash",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection
 
 from compliance import chain
-from compliance.models import Contact, IdentityEvent
+from compliance.models import Contact, IdentityEvent, IdentityPersonalData
 
 
 class Broken(Exception):
@@ -21,6 +21,10 @@ class Broken(Exception):
 _IDENTITY_SNAPSHOT = slice(
     chain.IDENTITY_HASHED_FIELDS.index("email"), chain.IDENTITY_HASHED_FIELDS.index("last_name") + 1
 )
+# The identifiers a contact row holds: from the event's own columns (hash version 1), or from its
+# personal data apart (version 2; none once erased), but the Zoho id, which stays in the event.
+SNAPSHOT_FIELDS = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
+_APART = tuple(name for name in SNAPSHOT_FIELDS if name != "zoho_id")
 
 
 def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
@@ -32,11 +36,12 @@ def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
     if intact is not None:
         counters["identity_events"] += intact
         return
-    names = ("id", "hash", "prev_hash", *chain.IDENTITY_HASHED_FIELDS)
+    names = ("id", "hash", "prev_hash", *chain.IDENTITY_HASHED_COLUMNS)
+    apart = tuple(f"personal__{name}" for name in _APART)
     # Chain by chain (the chain-version index's order, which PostgreSQL reads without sorting).
     rows: Any = (
         IdentityEvent.objects.order_by("contact_id", "version")
-        .values_list(*names)
+        .values_list(*names, *apart)
         .iterator(chunk_size=chunk_size)
     )
     try:
@@ -44,10 +49,9 @@ def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
     finally:
         # Close the server-side cursor now, inside the transaction that opened it (as below).
         rows.close()
-    snapshot_fields = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
     contacts: Any = (
         Contact.objects.order_by("id")
-        .values_list("id", "identity_version", *snapshot_fields)
+        .values_list("id", "identity_version", *SNAPSHOT_FIELDS)
         .iterator(chunk_size=chunk_size)
     )
     try:
@@ -64,8 +68,15 @@ def _identity_intact_in_database() -> int | None:
         return None
     events = IdentityEvent._meta.db_table
     contacts = Contact._meta.db_table
-    snapshot = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
-    differs = " OR ".join(f"e.{name} IS DISTINCT FROM c.{name}" for name in snapshot)
+    personal = IdentityPersonalData._meta.db_table
+
+    def held(name: str) -> str:
+        if name == "zoho_id":
+            return "e.zoho_id"
+        apart = f"coalesce(p.{name}, '')" if name in ("first_name", "last_name") else f"p.{name}"
+        return f"CASE e.hash_version WHEN 1 THEN e.{name} ELSE {apart} END"
+
+    differs = " OR ".join(f"{held(name)} IS DISTINCT FROM c.{name}" for name in SNAPSHOT_FIELDS)
     with connection.cursor() as cursor:
         # Each event after the one before it in its contact's chain, as the row-by-row pass takes them.
         cursor.execute(
@@ -85,6 +96,7 @@ def _identity_intact_in_database() -> int | None:
             f" LEFT JOIN (SELECT contact_id, max(version) AS version FROM {events} GROUP BY contact_id) h"
             " ON h.contact_id = c.id"
             f" LEFT JOIN {events} e ON e.contact_id = c.id AND e.version = c.identity_version"
+            f" LEFT JOIN {personal} p ON p.identity_event_id = e.id"
             f" WHERE h.version IS DISTINCT FROM c.identity_version OR e.id IS NULL OR {differs})"
         )
         (mismatch,) = cursor.fetchone()
@@ -99,9 +111,10 @@ def _check_identity_chains(
     get_head = heads.get
     genesis = (0, chain.GENESIS_HASH, ())
     identity_hash = chain.identity_event_hash
+    columns = len(chain.IDENTITY_HASHED_COLUMNS)
     for row in rows:
         event_id, stored_hash, prev_hash = row[0], row[1], row[2]
-        values = row[3:]
+        values = row[3 : 3 + columns]
         contact_id, version = values[0], values[1]
         head_version, head_hash, _snapshot = get_head(contact_id, genesis)
         if version != head_version + 1:
@@ -111,14 +124,32 @@ def _check_identity_chains(
             )
         if prev_hash != head_hash:
             raise Broken(f"identity event {event_id} does not chain to the identity event before it")
-        if identity_hash(prev_hash, values) != stored_hash:
+        try:
+            content = chain.identity_event_values(values)
+        except ValueError:
+            content = ()
+        if not content or identity_hash(prev_hash, content) != stored_hash:
             raise Broken(
                 f"identity event {event_id} (contact {contact_id}) was altered "
                 "(its hash does not match its content)"
             )
-        heads[contact_id] = (version, stored_hash, values[_IDENTITY_SNAPSHOT])
+        heads[contact_id] = (version, stored_hash, _held_snapshot(values, row[3 + columns :]))
         counters["identity_events"] += 1
     return heads
+
+
+def _held_snapshot(values: tuple[Any, ...], apart: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The identifiers an identity event holds (in SNAPSHOT_FIELDS order), from its own columns
+    (hash version 1) or its personal data apart (version 2; None or "" once erased)."""
+    own = values[_IDENTITY_SNAPSHOT]
+    if values[chain.IDENTITY_HASHED_COLUMNS.index("hash_version")] == 1:
+        return tuple(own)
+    kept = dict(zip(_APART, apart, strict=True))
+    blank = {"first_name": "", "last_name": ""}
+    return tuple(
+        own[index] if name == "zoho_id" else (kept[name] if kept[name] is not None else blank.get(name))
+        for index, name in enumerate(SNAPSHOT_FIELDS)
+    )
 
 
 def _check_contacts_against_identity(

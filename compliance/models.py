@@ -18,7 +18,12 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from compliance.personal import new_secret
+
 GENESIS_HASH = "0" * 64
+# The hashing rule of new events (compliance/chain.py): 1 hashed personal values themselves,
+# 2 a keyed commitment of them (the values live in EventPersonalData/IdentityPersonalData).
+HASH_VERSION = 2
 
 
 class Contact(models.Model):
@@ -33,6 +38,10 @@ class Contact(models.Model):
     # The identifiers above change only with an IdentityEvent: this is its chain's newest
     # version (1 from the contact's first identifiers on), which verify_ledger holds the chain to.
     identity_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # The key of the commitments that the chains hold instead of this person's values (see
+    # compliance/personal.py). Erasure drops it: the commitments then name nobody.
+    secret = models.BinaryField(null=True, default=new_secret, editable=False)
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     merged_into = models.ForeignKey(
         "self",
         on_delete=models.PROTECT,
@@ -62,7 +71,9 @@ class Contact(models.Model):
                 | Q(app_user_id__isnull=False)
                 | Q(zoho_id__isnull=False)
                 # A contact merged into another gave its identifiers to it.
-                | Q(merged_into__isnull=False),
+                | Q(merged_into__isnull=False)
+                # An erased contact has none left.
+                | Q(erased_at__isnull=False),
                 name="compliance_contact_has_identifier",
             ),
         ]
@@ -81,6 +92,8 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.erased_at is not None:
+            return f"erased contact {self.pk}"
         return self.email or self.phone or self.app_user_id or f"contact {self.pk}"
 
     def get_absolute_url(self) -> str:
@@ -205,6 +218,7 @@ class ApiClient(models.Model):
         CONTACTS_READ = "contacts:read", "contacts:read: find contacts, read their consent history"
         IDENTITY_WRITE = "identity:write", "identity:write: change a contact's identifiers (update_identity)"
         LINKS_READ = "links:read", "links:read: read a contact's unsubscribe and preference links"
+        ERASURE_WRITE = "erasure:write", "erasure:write: erase a contact's personal data (GDPR Art. 17)"
 
     name = models.CharField(max_length=100, unique=True)
     key_prefix = models.CharField(max_length=12, unique=True, editable=False)
@@ -274,6 +288,11 @@ class ConsentEvent(models.Model):
     request_digest = models.CharField(
         max_length=64, help_text="SHA-256 of the request content, to tell a replay from a conflict."
     )
+    # Which rule of compliance/chain.py the hash follows; from version 2 on, ip_address and
+    # user_agent stay empty here and the evidence holds no personal value: they are in
+    # EventPersonalData, and `personal_hash` (hashed) commits to them.
+    hash_version = models.PositiveSmallIntegerField(default=HASH_VERSION, db_default=1)
+    personal_hash = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -286,6 +305,7 @@ class ConsentEvent(models.Model):
             ("record_phone_consent", "Record a consent decision taken by phone"),
             ("correct_consent", "Record an admin correction"),
             ("fix_discrepancies", "Resolve sync discrepancies"),
+            ("erase_contacts", "Erase a contact's personal data and set legal holds"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -326,6 +346,35 @@ class ConsentEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Consent events are append-only and cannot be deleted.")
+
+    @property
+    def personal_values(self) -> dict[str, Any]:
+        """The personal values the event was recorded with: the side table's (empty once erased)
+        from version 2 on, the row's own before."""
+        if self.hash_version == 1:
+            return {"ip_address": self.ip_address, "user_agent": self.user_agent}
+        if hasattr(self, "plain_values"):  # an event just recorded: what went into its side row
+            return dict(self.plain_values)
+        try:
+            return dict(self.personal.values)
+        except EventPersonalData.DoesNotExist:
+            return {}
+
+    @property
+    def shown_ip_address(self) -> str | None:
+        return self.personal_values.get("ip_address")
+
+    @property
+    def shown_user_agent(self) -> str:
+        return str(self.personal_values.get("user_agent") or "")
+
+    @property
+    def shown_evidence(self) -> dict[str, Any]:
+        """The evidence with its personal values, where they are still held."""
+        evidence = dict(self.evidence or {})
+        if self.hash_version > 1:
+            evidence.update(self.personal_values.get("evidence") or {})
+        return evidence
 
 
 class ConsentState(models.Model):
@@ -385,6 +434,11 @@ class Suppression(models.Model):
         HARD_BOUNCE = "hard_bounce", "Hard bounce"
         COMPLAINT = "complaint", "Spam complaint"
         MANUAL = "manual", "Manual"
+        # An erased person's address or number came back (compliance/services/erasure.py).
+        ERASED = "erased", "Erased before: do not contact"
+
+    # The channel an ERASED suppression is recorded on: it holds every channel.
+    ERASED_CHANNEL = "none"
 
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="suppressions")
     channel = models.CharField(max_length=10, choices=Purpose.Channel.choices, default=Purpose.Channel.EMAIL)
@@ -480,6 +534,7 @@ class IdentityEvent(models.Model):
         UPDATED = "updated", "Identifiers changed"
         MERGED_FROM = "merged_from", "Another contact merged into this one"
         MERGED_INTO = "merged_into", "Merged into another contact"
+        ERASED = "erased", "Personal data erased"
 
     # No index of its own: compliance_identityevent_chain_version (contact, version) leads with it.
     contact = models.ForeignKey(
@@ -519,6 +574,10 @@ class IdentityEvent(models.Model):
         help_text="Idempotency key of the consent request that carried the change.",
     )
     recorded_at = models.DateTimeField()
+    # As ConsentEvent's: from version 2 on, email, phone, app_user_id, the names and the IP
+    # address stay empty here (IdentityPersonalData holds them) and personal_hash commits to them.
+    hash_version = models.PositiveSmallIntegerField(default=HASH_VERSION, db_default=1)
+    personal_hash = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -547,12 +606,98 @@ class IdentityEvent(models.Model):
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Identity events are append-only and cannot be deleted.")
 
+    def shown(self, name: str) -> Any:
+        """An identifier or the IP address as recorded: the side table's from version 2 on
+        (None or "" once erased), the row's own before."""
+        if self.hash_version == 1:
+            return getattr(self, name)
+        try:
+            return getattr(self.personal, name)
+        except IdentityPersonalData.DoesNotExist:
+            return "" if name in ("first_name", "last_name") else None
+
+    @property
+    def shown_email(self) -> str | None:
+        return self.shown("email")  # type: ignore[no-any-return]
+
+    @property
+    def shown_phone(self) -> str | None:
+        return self.shown("phone")  # type: ignore[no-any-return]
+
+    @property
+    def shown_app_user_id(self) -> str | None:
+        return self.shown("app_user_id")  # type: ignore[no-any-return]
+
+    @property
+    def shown_first_name(self) -> str:
+        return self.shown("first_name")  # type: ignore[no-any-return]
+
+    @property
+    def shown_last_name(self) -> str:
+        return self.shown("last_name")  # type: ignore[no-any-return]
+
+    @property
+    def shown_ip_address(self) -> str | None:
+        return self.shown("ip_address")  # type: ignore[no-any-return]
+
+
+class EventPersonalData(models.Model):
+    """The personal values of one consent event (hash version 2): its IP address, user agent
+    and personal evidence, as {"ip_address": …, "user_agent": …, "evidence": {…}} with only
+    those present. The event's personal_hash commits to them under its contact's secret.
+    Not insert-only: erasure deletes these rows (and only erasure does)."""
+
+    event = models.OneToOneField(
+        ConsentEvent,
+        on_delete=models.DO_NOTHING,
+        primary_key=True,
+        related_name="personal",
+        # No foreign key in the database: nothing but erasure deletes here, no event is ever
+        # deleted, and the ingest saves the check on every row.
+        db_constraint=False,
+    )
+    values = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"personal data of event {self.event_id}"
+
+
+class IdentityPersonalData(models.Model):
+    """The identifiers, names and IP address of one identity event (hash version 2); its
+    personal_hash commits to them. Erasure deletes these rows."""
+
+    identity_event = models.OneToOneField(
+        IdentityEvent,
+        on_delete=models.DO_NOTHING,
+        primary_key=True,
+        related_name="personal",
+        db_constraint=False,  # as EventPersonalData's
+    )
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    phone = models.CharField(max_length=20, null=True, blank=True)
+    app_user_id = models.CharField(max_length=128, null=True, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Look-ups by a former email (selectors.contact_find and contact_search).
+            models.Index(fields=["email"], name="compliance_identity_pd_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"personal data of identity event {self.identity_event_id}"
+
 
 # The models of concerns of their own, in their own modules; imported here so that Django
 # registers them with this app and `from compliance.models import ...` finds them.
 
 from compliance.access_log_models import AccessLog as AccessLog  # noqa: E402
 from compliance.access_log_models import AccessLogContact as AccessLogContact  # noqa: E402
+from compliance.erasure_models import ErasedIdentifier as ErasedIdentifier  # noqa: E402
+from compliance.erasure_models import ErasureRequest as ErasureRequest  # noqa: E402
+from compliance.erasure_models import LegalHold as LegalHold  # noqa: E402
 from compliance.lifecycle.models import LifecycleMessage as LifecycleMessage  # noqa: E402
 from compliance.lifecycle.models import LinkGeneration as LinkGeneration  # noqa: E402
 from compliance.lifecycle.models import RepermissionRun as RepermissionRun  # noqa: E402

@@ -38,6 +38,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "compliance.view_access_log",
         # Issue 16: publish a policy version at /policies/new/.
         "compliance.add_policyversion",
+        # Issue 14: erasure requests and legal holds.
+        "compliance.erase_contacts",
     ],
 }
 

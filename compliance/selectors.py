@@ -25,6 +25,7 @@ from compliance.models import (
     PolicyVersion,
     Suppression,
 )
+from compliance.services.identity import identity_former_holders
 from compliance.tallies import policy_counts_live
 
 SEARCH_MIN_LENGTH = 2
@@ -62,18 +63,16 @@ def _former_holders(address: str) -> list[int]:
     """Ids of the contacts whose identity history holds the email `address` and that hold
     another now. (A list, not a subquery: ORed with the email index, PostgreSQL reads both
     indexes instead of every contact.)"""
-    return list(
-        IdentityEvent.objects.filter(email=address)
-        .exclude(contact__email=address)
-        .order_by("contact_id")
-        .values_list("contact_id", flat=True)
-        .distinct()[:FORMER_LIMIT]
-    )
+    return identity_former_holders(address, limit=FORMER_LIMIT)
 
 
 def identity_history(*, contact: Contact) -> QuerySet[IdentityEvent]:
     """The contact's identity events, newest first, with the other contact of a merge."""
-    return IdentityEvent.objects.filter(contact=contact).select_related("other_contact").order_by("-version")
+    return (
+        IdentityEvent.objects.filter(contact=contact)
+        .select_related("other_contact", "personal")
+        .order_by("-version")
+    )
 
 
 def contact_states(*, contact: Contact) -> QuerySet[ConsentState]:
@@ -85,7 +84,7 @@ def contact_states(*, contact: Contact) -> QuerySet[ConsentState]:
 
 
 def event_history(*, contact: Contact | None = None) -> QuerySet[ConsentEvent]:
-    events = ConsentEvent.objects.select_related("purpose", "policy_version", "contact")
+    events = ConsentEvent.objects.select_related("purpose", "policy_version", "contact", "personal")
     if contact is not None:
         events = events.filter(contact=contact)
     return events.order_by("-recorded_at", "-id")

@@ -107,7 +107,8 @@ class ConsentEventTable(tables.Table):  # type: ignore[misc]
     previous_status = tables.Column(verbose_name="Previous", default="—")
     frequency = tables.Column(default="—")
     source = tables.Column()
-    ip_address = tables.Column(verbose_name="IP", default="—")
+    # From the personal data kept apart (none once erased).
+    ip_address = tables.Column(accessor="shown_ip_address", verbose_name="IP", default="—", orderable=False)
     policy_version = tables.Column(accessor="policy_version__label", verbose_name="Policy", default="—")
     occurred_at = DateTimeColumn(verbose_name="Occurred")
     recorded_at = DateTimeColumn(verbose_name="Recorded")

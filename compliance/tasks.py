@@ -19,3 +19,17 @@ def seal_ledger() -> int | None:
 @shared_task(name="compliance.expire_due")  # type: ignore[untyped-decorator]
 def expire_due() -> int:
     return consent_expire_due()
+
+
+@shared_task(name="compliance.erasure_retry")  # type: ignore[untyped-decorator]
+def erasure_retry() -> int:
+    from compliance.services.erasure import erasure_retry_pending
+
+    return erasure_retry_pending()
+
+
+@shared_task(name="compliance.retention_erase")  # type: ignore[untyped-decorator]
+def retention_erase() -> int:
+    from compliance.services.retention import retention_erase as erase
+
+    return erase()

@@ -54,7 +54,7 @@ class Verdict:
 
 
 def _event_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    columns = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
+    columns = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_COLUMNS)
     return ConsentEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=chunk_size)
 
 
@@ -143,10 +143,11 @@ def _verify_events_and_seals(
 
     heads: dict[tuple[int, int], tuple[int, str]] = {}
     event_hash = chain.event_hash
+    event_values = chain.event_values
     genesis = (0, chain.GENESIS_HASH)
     for row in _event_rows(chunk_size):
         event_id, stored_hash, prev_hash = row[0], row[1], row[2]
-        values = row[3:]
+        values = row[3:]  # EVENT_HASHED_COLUMNS: contact_id, purpose_id and version lead
         while seal_index < len(seals) and event_id > seals[seal_index].last_event_id:
             close_seal(seals[seal_index])
             seal_index += 1
@@ -157,7 +158,11 @@ def _verify_events_and_seals(
             raise _Broken(_version_gap(event_id, key, version, head_version))
         if prev_hash != head_hash:
             raise _Broken(_unchained(event_id))
-        if event_hash(prev_hash, values) != stored_hash:
+        try:
+            content = event_values(values)
+        except ValueError:
+            raise _Broken(_altered(event_id)) from None
+        if event_hash(prev_hash, content) != stored_hash:
             raise _Broken(_altered(event_id))
         heads[key] = (version, stored_hash)
         counters["events"] += 1
@@ -540,7 +545,7 @@ def _check_state_rows(
 def _judge_events(raw: Any, ids: list[int]) -> tuple[int, str] | None:
     """chain.event_hash over the events `ids` (in id order, each already found to follow its
     chain): the first one whose stored hash it does not give, if any."""
-    names = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_FIELDS)
+    names = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_COLUMNS)
     # The values the single pass gets from Django: the two columns Django reads as text
     # asked for as their text output, jsonb turned into Python by the field itself.
     as_text = {"ip_address": "inet_out({})::text", "evidence": "{}::text"}
@@ -548,7 +553,7 @@ def _judge_events(raw: Any, ids: list[int]) -> tuple[int, str] | None:
         as_text.get(name, "{}").format(ConsentEvent._meta.get_field(name).column)  # type: ignore[union-attr]
         for name in names
     )
-    evidence_at = chain.EVENT_HASHED_FIELDS.index("evidence")
+    evidence_at = chain.EVENT_HASHED_COLUMNS.index("evidence")
     from_db: Any = ConsentEvent._meta.get_field("evidence").from_db_value
     # Named, as binary results need a server-side cursor (Django's connections make client-side ones).
     with raw.cursor(name="verify_ledger_judge", binary=True) as cursor:
@@ -559,6 +564,10 @@ def _judge_events(raw: Any, ids: list[int]) -> tuple[int, str] | None:
         for row in cursor:
             values = list(row[3:])
             values[evidence_at] = from_db(values[evidence_at], None, connection)
-            if chain.event_hash(row[2], tuple(values)) != row[1]:
+            try:
+                content = chain.event_values(tuple(values))
+            except ValueError:
+                return (row[0], _altered(row[0]))
+            if chain.event_hash(row[2], content) != row[1]:
                 return (row[0], _altered(row[0]))
     return None

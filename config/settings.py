@@ -310,6 +310,18 @@ CORRECTION_EVIDENCE_TYPES = {
     ".eml": "message/rfc822",
 }
 # Seal hashes are appended here too, outside the database (write-once storage in production).
+# Erasure (docs/erasure.md). The secrets that key the hashed identifiers an erasure leaves ("do
+# not contact"): the first makes new ones, all are checked (rotation: put a new one first, keep
+# the old ones). By default one derived from SECRET_KEY.
+ERASURE_SUPPRESSION_SECRETS = env_list("ERASURE_SUPPRESSION_SECRETS")
+# What an erasure does to the linked Zoho CRM record: delete, anonymise or none.
+ERASURE_ZOHO_ACTION = os.environ.get("ERASURE_ZOHO_ACTION", "anonymise")
+if ERASURE_ZOHO_ACTION not in ("delete", "anonymise", "none"):
+    raise ImproperlyConfigured("ERASURE_ZOHO_ACTION is one of delete, anonymise or none.")
+# Years a contact's data is kept after the end of its last consent (a withdrawal or an expiry).
+RETENTION_YEARS = env_int("RETENTION_YEARS", 7)
+RETENTION_HOUR_UTC = env_int("RETENTION_HOUR_UTC", 4)
+
 LEDGER_SEAL_LOG = Path(os.environ.get("LEDGER_SEAL_LOG", VAR_DIR / "seals.log"))
 
 # The consent lifecycle (compliance/lifecycle): mails and the public pages they link to.
@@ -529,6 +541,14 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
     "seal-ledger": {"task": "compliance.seal_ledger", "schedule": 3600.0, "options": {"expires": 3000}},
+    # Erasures left pending by a crash, completed (compliance.services.erasure).
+    "erasure-retry": {"task": "compliance.erasure_retry", "schedule": 300.0, "options": {"expires": 290}},
+    # Contacts past RETENTION_YEARS since the end of their last consent, erased.
+    "retention-daily": {
+        "task": "compliance.retention_erase",
+        "schedule": crontab(hour=RETENTION_HOUR_UTC, minute=30),
+        "options": {"expires": 3600},
+    },
     # The overview's and trends page's consent tallies per day (compliance.tallies).
     "consent-day-tally": {
         "task": "workbench.consent_day_tally",

@@ -51,6 +51,16 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("idempotency_key", "The sender's idempotency key (hashed)."),
     ("prev_hash", "Hash of the previous event in its chain (64 zeros for the first)."),
     ("hash", "SHA-256 of prev_hash, a newline and the event's canonical content."),
+    ("hash_version", "The hashing rule: 1 hashes the personal values, 2 their commitment (personal_hash)."),
+    (
+        "personal_hash",
+        "Version 2: HMAC-SHA256 of the personal values under the person's own key (hashed); empty when none.",
+    ),
+    (
+        "personal",
+        "Version 2: the personal values kept apart (IP address, user agent, personal evidence) as canonical "
+        "JSON; not hashed, committed to by personal_hash; {} when none or erased.",
+    ),
 )
 EVENT_FIELDS = (
     "id",
@@ -72,6 +82,9 @@ EVENT_FIELDS = (
     "idempotency_key",
     "prev_hash",
     "hash",
+    "hash_version",
+    "personal_hash",
+    "personal__values",
 )
 
 canonical_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
@@ -173,6 +186,9 @@ def event_csv_values(row: tuple[Any, ...], purposes: dict[int, str], policies: d
         idempotency_key,
         prev_hash,
         event_hash,
+        hash_version,
+        personal_hash,
+        personal_values,
     ) = row
     return [
         str(event_id),
@@ -196,6 +212,9 @@ def event_csv_values(row: tuple[Any, ...], purposes: dict[int, str], policies: d
         idempotency_key,
         prev_hash,
         event_hash,
+        str(hash_version),
+        personal_hash,
+        _evidence_text(personal_values or {}),
     ]
 
 

@@ -335,7 +335,7 @@ class EventEvidence:
 
     @property
     def evidence_json(self) -> str:
-        return json.dumps(self.event.evidence, ensure_ascii=False, sort_keys=True)
+        return json.dumps(self.event.shown_evidence, ensure_ascii=False, sort_keys=True)
 
 
 @dataclass
@@ -374,13 +374,13 @@ def evidence_pack(*, contact_id: int) -> EvidencePack:
     )
     events = list(
         ConsentEvent.objects.filter(contact=contact)
-        .select_related("purpose", "policy_version", "api_client", "actor_user")
+        .select_related("purpose", "policy_version", "api_client", "actor_user", "personal")
         .order_by("occurred_at", "id")
     )
     hashed = {
         row[0]: row[1:]
         for row in ConsentEvent.objects.filter(contact=contact).values_list(
-            "id", "prev_hash", *chain.EVENT_HASHED_FIELDS
+            "id", "prev_hash", *chain.EVENT_HASHED_COLUMNS
         )
     }
     chain_heads: dict[tuple[int, int], str] = {}
@@ -394,7 +394,7 @@ def evidence_pack(*, contact_id: int) -> EvidencePack:
     evidence = []
     for event in events:
         prev_hash, *values = hashed[event.id]
-        recomputed = chain.event_hash(prev_hash, tuple(values))
+        recomputed = chain.event_hash(prev_hash, chain.event_values(tuple(values)))
         evidence.append(EventEvidence(event, recomputed, recomputed == event.hash, chained[event.id]))
     policy_ids = {e.policy_version_id for e in events if e.policy_version_id}
     policies = list(PolicyVersion.objects.filter(id__in=policy_ids).order_by("effective_at"))

@@ -69,6 +69,9 @@ class ReportVerdict:
     report_id: str = ""
     changed_events: list[str] = field(default_factory=list)
     changed_count: int = 0
+    # Events whose personal values were erased since the report was made: the proof stands.
+    erased_events: list[str] = field(default_factory=list)
+    erased_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -376,9 +379,14 @@ def _check_events(events_csv: Any, check: Check, verdict: ReportVerdict) -> None
         hashed = {
             values[0]: values[1:]
             for values in ConsentEvent.objects.filter(id__in=ids)
-            .values_list("id", "prev_hash", "hash", *chain.EVENT_HASHED_FIELDS)
+            .values_list("id", "prev_hash", "hash", *chain.EVENT_HASHED_COLUMNS)
             .order_by()
         }
+        erased_at: dict[int, Any] = dict(
+            ConsentEvent.objects.filter(id__in=ids, contact__erased_at__isnull=False).values_list(
+                "id", "contact__erased_at"
+            )
+        )
         for row in rows:
             event_id = int(row[0])
             values = stored.get(event_id)
@@ -389,8 +397,21 @@ def _check_events(events_csv: Any, check: Check, verdict: ReportVerdict) -> None
             differing = [
                 EVENT_COLUMNS[i][0] for i, (was, is_) in enumerate(zip(row, now, strict=False)) if was != is_
             ]
-            prev_hash, stored_hash, *content = hashed[event_id]
-            rehashed = chain.event_hash(prev_hash, tuple(content)) == stored_hash
+            prev_hash, stored_hash, *columns = hashed[event_id]
+            try:
+                rehashed = chain.event_hash(prev_hash, chain.event_values(tuple(columns))) == stored_hash
+            except ValueError:
+                rehashed = False
+            personal_at = EVENT_COLUMNS_INDEX["personal"]
+            if differing == ["personal"] and now[personal_at] == "{}" and event_id in erased_at and rehashed:
+                # The person was erased: their values are gone, the event and its proof are not.
+                verdict.erased_count += 1
+                if len(verdict.erased_events) < SHOWN_CHANGES:
+                    when = erased_at[event_id].isoformat(timespec="seconds")
+                    verdict.erased_events.append(
+                        f"event {event_id}: personal data erased since ({when}); the event still verifies"
+                    )
+                continue
             if differing:
                 changes = ", ".join(
                     f"{name} {row[EVENT_COLUMNS_INDEX[name]]!r} → {now[EVENT_COLUMNS_INDEX[name]]!r}"
@@ -411,6 +432,11 @@ def _check_events(events_csv: Any, check: Check, verdict: ReportVerdict) -> None
     if verdict.changed_count:
         check.fail(
             f"{verdict.changed_count} of the {total} events in events.csv changed in the ledger since the report was made"
+        )
+    elif verdict.erased_count:
+        check.note(
+            f"all {total} events in events.csv are in the ledger; the personal data of "
+            f"{verdict.erased_count} was erased since the report was made, and they still verify"
         )
     else:
         check.note(f"all {total} events in events.csv are in the ledger unchanged")

@@ -111,6 +111,8 @@ def _already_withdrawn(email: str) -> bool:
 
 def unsubscribe_record(*, list_key: str, row: Mapping[str, Any], email: str) -> bool:
     """Record one unsubscribe seen in a list, once. True when a ledger event was written."""
+    if services.erased_identifiers_match(email=email):
+        return False  # an erased person: their objection is kept already; nothing of them is stored
     with transaction.atomic():
         observation = _observe(
             list_key=list_key, campaign_key="", email=email, status=Status.UNSUBSCRIBED, row=row
@@ -139,6 +141,8 @@ def unsubscribe_record(*, list_key: str, row: Mapping[str, Any], email: str) -> 
 
 def hard_bounce_record(*, list_key: str, campaign_key: str, row: Mapping[str, Any], email: str) -> bool:
     """Record one hard bounce, once, as a suppression. True when a suppression was added."""
+    if services.erased_identifiers_match(email=email):
+        return False  # an erased person: held by "do not contact" already
     with transaction.atomic():
         observation = _observe(
             list_key=list_key, campaign_key=campaign_key, email=email, status=Status.HARD_BOUNCE, row=row

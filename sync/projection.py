@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Q
 
 from compliance.lifecycle.links import preferences_url_for_crm
 from compliance.lifecycle.tokens import link_generations
@@ -195,7 +196,9 @@ def project(
         states[state.contact_id][state.purpose.code] = state
     suppressed: dict[int, Suppression] = {}
     for suppression in Suppression.objects.filter(
-        contact_id__in=ids, channel=Purpose.Channel.EMAIL, lifted_at__isnull=True
+        Q(channel=Purpose.Channel.EMAIL) | Q(kind=Suppression.Kind.ERASED),
+        contact_id__in=ids,
+        lifted_at__isnull=True,
     ).order_by("created_at"):
         suppressed.setdefault(suppression.contact_id, suppression)
     bounce = bounce_field()
@@ -227,8 +230,11 @@ def _project_one(
     for mapping in mappings:
         state = states.get(mapping.purpose.code)
         opted_in = state is not None and state.status == ConsentStatus.OPTED_IN
-        if suppression is not None and mapping.purpose.channel == Purpose.Channel.EMAIL:
-            # A hard bounce or complaint is not a withdrawal, but still means "do not mail".
+        if suppression is not None and (
+            mapping.purpose.channel == Purpose.Channel.EMAIL or suppression.kind == Suppression.Kind.ERASED
+        ):
+            # A hard bounce or complaint is not a withdrawal, but still means "do not mail"; an
+            # erased person's address or number come back means "do not contact" at all.
             opted_in = False
         values[mapping.crm_field] = mapping.value_for(opted_in)
     compared = frozenset(values)

@@ -48,3 +48,14 @@ class CanReadLinks(ScopeOrPermission):
 
     scope = ApiClient.Scope.LINKS_READ
     perm = "compliance.view_history"
+
+
+class CanErase(ScopeOrPermission):
+    """API clients with `erasure:write`; people allowed to erase contacts (admins)."""
+
+    scope = ApiClient.Scope.ERASURE_WRITE
+    perm = "compliance.erase_contacts"
+
+    @property
+    def message(self) -> str:
+        return "This needs the 'erasure:write' scope (API clients) or the right to erase contacts."

@@ -9,7 +9,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from compliance.models import ConsentEvent, ConsentState, Contact
+from compliance.models import ConsentEvent, ConsentState, Contact, ErasureRequest
 from compliance.services import ConsentDecision, ContactIdentity
 
 
@@ -124,6 +124,10 @@ class ConsentEventSerializer(serializers.ModelSerializer[ConsentEvent]):
     policy_version: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="label", read_only=True
     )
+    # The personal values, from the data kept apart (null, "" and none once erased).
+    ip_address = serializers.CharField(source="shown_ip_address", read_only=True, allow_null=True)
+    user_agent = serializers.CharField(source="shown_user_agent", read_only=True)
+    evidence = serializers.JSONField(source="shown_evidence", read_only=True)
 
     class Meta:
         model = ConsentEvent
@@ -145,6 +149,8 @@ class ConsentEventSerializer(serializers.ModelSerializer[ConsentEvent]):
             "evidence",
             "reason",
             "idempotency_key",
+            "hash_version",
+            "personal_hash",
             "prev_hash",
             "hash",
         ]
@@ -241,3 +247,34 @@ class BatchResultSerializer(serializers.Serializer[Any]):
     replayed = serializers.IntegerField()
     failed = serializers.IntegerField()
     results = BatchItemResultSerializer(many=True)
+
+
+class ErasureInputSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="Why, without personal data (e.g. a ticket number).",
+    )
+
+
+class ErasureSerializer(serializers.ModelSerializer[ErasureRequest]):
+    contact_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ErasureRequest
+        fields = [
+            "id",
+            "contact_id",
+            "channel",
+            "requested_by",
+            "reason",
+            "requested_at",
+            "status",
+            "erased_at",
+            "events_kept",
+            "values_deleted",
+            "legacy_events",
+        ]
+        read_only_fields = fields

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from compliance import panels, selectors, services
 from compliance.api.errors import error_response, validation_body
 from compliance.api.parsers import LimitedJSONParser
-from compliance.api.permissions import CanReadConsent, CanReadLinks, IsApiClient
+from compliance.api.permissions import CanErase, CanReadConsent, CanReadLinks, IsApiClient
 from compliance.api.serializers import (
     BatchInputSerializer,
     BatchResultSerializer,
@@ -28,11 +28,13 @@ from compliance.api.serializers import (
     ContactConsentsSerializer,
     ContactLinksSerializer,
     ContactSerializer,
+    ErasureInputSerializer,
+    ErasureSerializer,
 )
 from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
 from compliance.lifecycle.links import contact_links
 from compliance.lifecycle.services import confirmation_request, confirmation_requests
-from compliance.models import AccessLog, ApiClient, Contact
+from compliance.models import AccessLog, ApiClient, Contact, ErasureRequest
 from compliance.services.reference import reference_kept
 
 ERROR_RESPONSES = {
@@ -270,6 +272,64 @@ class ContactLinksView(ReadView):
             detail="unsubscribe and preference links",
         )
         return Response(ContactLinksSerializer(body).data)
+
+
+class ContactErasureView(ApiView):
+    """POST /api/v1/contacts/{id}/erasure: erase the person, keep the proof (docs/erasure.md)."""
+
+    permission_classes = [CanErase]
+
+    @extend_schema(
+        request=ErasureInputSerializer,
+        responses={
+            201: ErasureSerializer,
+            200: OpenApiResponse(ErasureSerializer, description="Erased before: the earlier erasure."),
+            404: OpenApiResponse(description="No contact has this id."),
+            **{
+                **ERROR_RESPONSES,
+                409: OpenApiResponse(description="A legal hold stands; `legal_hold` names it."),
+            },
+        },
+        summary="Erase a contact's personal data (GDPR Art. 17); its consent history stays and verifies",
+    )
+    def post(self, request: Request, contact_id: int) -> Response:
+        contact = get_object_or_404(Contact, pk=contact_id)
+        given = ErasureInputSerializer(data=request.data if isinstance(request.data, dict) else {})
+        given.is_valid(raise_exception=True)
+        principal = request.user
+        try:
+            result = services.erasure_request(
+                contact=contact,
+                channel=ErasureRequest.Channel.API
+                if isinstance(principal, ApiClient)
+                else ErasureRequest.Channel.ADMIN,
+                reason=given.validated_data["reason"],
+                api_client=principal if isinstance(principal, ApiClient) else None,
+                actor_user=None if isinstance(principal, ApiClient) else principal,  # type: ignore[arg-type]
+            )
+        except services.LegalHoldActive as held:
+            hold = held.hold
+            detail = (
+                f"Contact {contact.pk} is under legal hold {hold.pk} ({hold.reason}); "
+                "it cannot be erased until an admin lifts the hold."
+            )
+            return Response(
+                {
+                    "detail": detail,
+                    "errors": {"contact": [detail]},
+                    "legal_hold": {
+                        "id": hold.pk,
+                        "reason": hold.reason,
+                        "set_by": hold.set_by,
+                        "created_at": hold.created_at,
+                    },
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            ErasureSerializer(result.erasure).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
 
 
 class NotFoundView(ApiView):

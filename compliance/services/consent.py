@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from compliance import chain
+from compliance import chain, personal
 from compliance.identifiers import normalise_ip
 from compliance.models import (
     ApiClient,
@@ -32,6 +32,7 @@ from compliance.models import (
     ConsentState,
     ConsentStatus,
     Contact,
+    EventPersonalData,
     OutboxEntry,
     PolicyVersion,
     Purpose,
@@ -298,20 +299,29 @@ def consent_check(
     return Checked(decision, purpose, policy, ip_address, api_client, actor_user, actor)
 
 
-def request_digest(contact_ref: int | str | None, decision: ConsentDecision) -> str:
+def request_digest(contact_ref: int | str | None, decision: ConsentDecision, secret: Any) -> str:
     """Tells a replay from a conflict. `contact_ref` is the contact's id (the batch path also
-    compares requests for contacts it has not inserted yet, under a stand-in reference)."""
+    compares requests for contacts it has not inserted yet, under a stand-in reference).
+
+    The digest stays in the insert-only event, so it takes the personal values (IP address,
+    user agent, personal evidence) through their commitment under the contact's `secret`: a
+    plain hash of them could be broken by trying every IP address once the rest is known."""
+    kept, personal_evidence = personal.evidence_split(decision.evidence)
+    plain = {
+        "ip_address": decision.ip_address or "",
+        "user_agent": decision.user_agent,
+        "evidence": personal_evidence,
+    }
     content = {
         "contact": contact_ref,
         "purpose": decision.purpose,
         "status": decision.status,
         "frequency": decision.frequency or "",
         "source": decision.source,
-        "ip_address": decision.ip_address or "",
-        "user_agent": decision.user_agent,
+        "personal": personal.commitment(secret, plain),
         "policy_version": decision.policy_version or "",
         "occurred_at": decision.occurred_at.isoformat(),
-        "evidence": decision.evidence,
+        "evidence": kept,
         "reason": decision.reason,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
@@ -323,7 +333,9 @@ def _replay(key: str, digest: str) -> RecordResult | None:
     found = ConsentEvent.objects.filter(idempotency_key=key).values_list("pk", flat=True).first()
     if found is None:
         return None
-    existing = ConsentEvent.objects.select_related("contact", "purpose", "policy_version").get(pk=found)
+    existing = ConsentEvent.objects.select_related("contact", "purpose", "policy_version", "personal").get(
+        pk=found
+    )
     if existing.request_digest != digest:
         raise IdempotencyConflict(existing)
     return RecordResult(event=existing, created=False)
@@ -332,8 +344,17 @@ def _replay(key: str, digest: str) -> RecordResult | None:
 def next_event(
     state: ConsentState, contact: Contact, checked: Checked, *, digest: str, now: datetime
 ) -> ConsentEvent:
-    """The chain's next event after `state` (not saved): version, previous status and hash."""
+    """The chain's next event after `state` (not saved): version, previous status and hash.
+
+    Its personal values (IP address, user agent, personal evidence) stay out of it: its
+    personal_hash commits to them, and `personal_data_rows` gives the side table's row."""
     decision = checked.decision
+    kept, personal_evidence = personal.evidence_split(evidence_stored(decision.evidence))
+    plain = personal.event_personal_values(
+        ip_address=checked.ip_address,
+        user_agent=decision.user_agent[:500],
+        personal_evidence=personal_evidence,
+    )
     event = ConsentEvent(
         contact=contact,
         purpose=checked.purpose,
@@ -342,24 +363,34 @@ def next_event(
         status=decision.status,
         frequency=decision.frequency or "",
         source=decision.source,
-        ip_address=checked.ip_address,
-        user_agent=decision.user_agent[:500],
+        ip_address=None,
+        user_agent="",
+        hash_version=chain.HASH_VERSION,
+        personal_hash=personal.commitment(contact.secret, plain),
         policy_version=checked.policy,
         occurred_at=decision.occurred_at,
         recorded_at=now,
         api_client=checked.api_client,
         actor_user=checked.actor_user,  # type: ignore[misc]
         actor=checked.actor,
-        evidence=evidence_stored(decision.evidence),
+        evidence=kept,
         reason=decision.reason,
         idempotency_key=decision.idempotency_key,
         request_digest=digest,
         prev_hash=state.head_hash,
     )
-    event.hash = chain.event_hash(
-        state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS)
-    )
+    event.hash = chain.event_hash_of(state.head_hash, event)
+    event.plain_values = plain  # type: ignore[attr-defined]
     return event
+
+
+def personal_data_rows(events: list[ConsentEvent]) -> list[EventPersonalData]:
+    """The side table's rows of these inserted events (those with personal values)."""
+    return [
+        EventPersonalData(event_id=event.pk, values=event.plain_values)  # type: ignore[attr-defined]
+        for event in events
+        if getattr(event, "plain_values", None)
+    ]
 
 
 def consent_record(
@@ -382,7 +413,7 @@ def consent_record(
             return _record(contact, decision, api_client, actor_user, lookups, replay_first=True)
     except IntegrityError:
         # The same key was recorded concurrently (under another chain's lock).
-        replay = _replay(decision.idempotency_key, request_digest(contact.pk, decision))
+        replay = _replay(decision.idempotency_key, request_digest(contact.pk, decision, contact.secret))
         if replay is None:
             raise
         return replay
@@ -437,8 +468,10 @@ def _record(
     raises); without, a key used before makes the insert fail with IntegrityError.
     """
     now = timezone.now()
+    if contact.erased_at is not None:
+        raise ConsentRejected("contact", f"Contact {contact.pk} was erased; it records no more events.")
     checked = consent_check(decision, api_client=api_client, actor_user=actor_user, lookups=lookups, now=now)
-    digest = request_digest(contact.pk, decision)
+    digest = request_digest(contact.pk, decision, contact.secret)
     state = _lock_state(contact, checked.purpose)
     if replay_first:
         replay = _replay(decision.idempotency_key, digest)
@@ -453,6 +486,8 @@ def _append(
     """Insert the chain's next event and move the (locked) state; a repeated key raises IntegrityError."""
     event = next_event(state, contact, checked, digest=digest, now=now)
     event.save(force_insert=True)
+    for row in personal_data_rows([event]):
+        row.save(force_insert=True)
     fields, outbox = advance_state(state, event, checked.purpose)
     if outbox is not None:
         outbox.save(force_insert=True)

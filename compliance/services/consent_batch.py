@@ -22,8 +22,10 @@ from compliance.models import (
     ConsentEvent,
     ConsentState,
     Contact,
+    EventPersonalData,
     IdentityEvent,
     OutboxEntry,
+    Source,
 )
 from compliance.outbox import outbox_written_on_commit
 from compliance.services.consent import (
@@ -37,6 +39,7 @@ from compliance.services.consent import (
     consent_input_check,
     lock_states,
     next_event,
+    personal_data_rows,
     request_digest,
 )
 from compliance.services.contacts import (
@@ -48,11 +51,13 @@ from compliance.services.contacts import (
     contact_new,
     identity_normalise,
 )
+from compliance.services.erased_identifiers import erased_suppressions_add
 from compliance.services.errors import ConsentRejected, IdempotencyConflict
 from compliance.services.identity import (
     IdentityContext,
     decision_identity_context,
     identity_event_next,
+    identity_events_save,
     identity_heads,
     identity_snapshot,
 )
@@ -302,18 +307,21 @@ def _chunk_set_based(
         keep_contact = True
         if key in appended:
             position, digest = appended[key]
-            replay = request_digest(reference(contact), decision) == digest
+            replay = request_digest(reference(contact), decision, contact.secret) == digest
             answered_by_chunk.append((index, position, replay))
             keep_contact = replay
         elif key in earlier:
             existing = earlier[key]
-            if contact.pk is not None and request_digest(contact.pk, decision) == existing.request_digest:
+            if (
+                contact.pk is not None
+                and request_digest(contact.pk, decision, contact.secret) == existing.request_digest
+            ):
                 outcomes[index] = RecordResult(event=existing, created=False)
             else:
                 outcomes[index] = IdempotencyConflict(existing)
                 keep_contact = False
         else:
-            digest = request_digest(reference(contact), decision)
+            digest = request_digest(reference(contact), decision, contact.secret)
             appended[key] = (len(planned), digest)
             final = digest if contact.pk is not None else None
             planned.append(_Planned(index=index, contact=contact, checked=checked, digest=final))
@@ -340,6 +348,8 @@ def _chunk_set_based(
         change.version = change.contact.identity_version
     if new_contacts:
         Contact.objects.bulk_create(new_contacts)
+        # An erased person's address or number: held by "do not contact" (one query).
+        erased_suppressions_add(new_contacts, source=Source.SYSTEM)
     # Like contact_resolve, write only the fields filled in (another writer may be changing
     # the others): one UPDATE per set of fields, in id order.
     by_fields: dict[tuple[str, ...], list[Contact]] = {}
@@ -358,13 +368,20 @@ def _chunk_set_based(
         moved: dict[int, ConsentState] = {}
         for plan in planned:
             state = states[plan.contact.pk, plan.checked.purpose.pk]
-            digest = plan.digest or request_digest(plan.contact.pk, plan.checked.decision)
+            digest = plan.digest or request_digest(
+                plan.contact.pk, plan.checked.decision, plan.contact.secret
+            )
             plan.event = next_event(state, plan.contact, plan.checked, digest=digest, now=now)
             _fields, entry = advance_state(state, plan.event, plan.checked.purpose)
             if entry is not None:
                 outbox.append(entry)
             moved[state.pk] = state
-        ConsentEvent.objects.bulk_create([plan.event for plan in planned if plan.event is not None])
+        inserted = ConsentEvent.objects.bulk_create(
+            [plan.event for plan in planned if plan.event is not None]
+        )
+        personal_rows = personal_data_rows(inserted)
+        if personal_rows:
+            EventPersonalData.objects.bulk_create(personal_rows)
         if outbox:
             OutboxEntry.objects.bulk_create(outbox)
             outbox_written_on_commit()
@@ -404,7 +421,7 @@ def _identity_events_insert(
         )
         heads[change.contact.pk] = event.hash
         events.append(event)
-    IdentityEvent.objects.bulk_create(events)
+    identity_events_save(events)
 
 
 _STATE_FIELDS = (

@@ -22,9 +22,15 @@ from django.utils import timezone
 
 from compliance import chain
 from compliance.identifiers import normalise_email, normalise_phone
-from compliance.models import Contact, IdentityEvent
+from compliance.models import Contact, IdentityEvent, Source
+from compliance.services.erased_identifiers import erased_suppressions_add
 from compliance.services.errors import ConsentForbidden, ConsentRejected, IdentityConflict
-from compliance.services.identity import IdentityContext, identity_append, identity_event_next
+from compliance.services.identity import (
+    IdentityContext,
+    identity_append,
+    identity_event_next,
+    identity_events_save,
+)
 
 
 @dataclass(frozen=True)
@@ -171,14 +177,17 @@ def contact_resolve(
 def _create(contact: Contact, context: IdentityContext) -> None:
     """Insert a new contact and the first event of its identity chain."""
     contact.save(force_insert=True)
-    identity_event_next(
+    # An erased person's address or number: held by "do not contact".
+    erased_suppressions_add([contact], source=Source.SYSTEM)
+    event = identity_event_next(
         contact,
         kind=IdentityEvent.Kind.CREATED,
         version=1,
         prev_hash=chain.GENESIS_HASH,
         context=context,
         now=timezone.now(),
-    ).save(force_insert=True)
+    )
+    identity_events_save([event])
 
 
 def _resolve(

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from compliance import chain
+from compliance import chain, personal
 from compliance.identifiers import normalise_ip
-from compliance.models import ApiClient, Contact, IdentityEvent, Source
+from compliance.models import ApiClient, Contact, IdentityEvent, IdentityPersonalData, Source
 from compliance.services.errors import ConsentRejected
 
 if TYPE_CHECKING:
@@ -102,15 +103,20 @@ def identity_event_next(
     other_contact: Contact | None = None,
 ) -> IdentityEvent:
     """The chain's event `version` (not saved) holding `snapshot` (by default the contact's
-    identifiers as they are now), with its hash. The contact must have its id."""
-    values = snapshot if snapshot is not None else identity_snapshot(contact)
+    identifiers as they are now), with its hash. The contact must have its id.
+
+    The personal values (identifiers but the Zoho id, names, IP address) are not in the event:
+    its personal_hash commits to them and `identity_events_save` stores them apart."""
+    values = dict(snapshot if snapshot is not None else identity_snapshot(contact))
+    plain = personal.identity_personal_values({**values, "ip_address": context.ip_address})
     event = IdentityEvent(
         contact_id=contact.pk,
         version=version,
         kind=kind,
         other_contact_id=other_contact.pk if other_contact is not None else None,
         source=context.source,
-        ip_address=context.ip_address,
+        zoho_id=values.get("zoho_id"),
+        personal_hash=personal.commitment(contact.secret, plain) if plain else "",
         api_client=context.api_client,
         actor_user=context.actor_user,  # type: ignore[misc]
         actor=context.actor,
@@ -118,16 +124,47 @@ def identity_event_next(
         request_key=context.request_key[:200],
         recorded_at=now,
         prev_hash=prev_hash,
-        **values,
     )
-    event.hash = chain.identity_event_hash(
-        prev_hash, tuple(getattr(event, name) for name in chain.IDENTITY_HASHED_FIELDS)
-    )
+    event.hash = chain.identity_event_hash_of(prev_hash, event)
+    event.plain_values = plain  # type: ignore[attr-defined]
     return event
+
+
+def identity_events_save(events: list[IdentityEvent]) -> None:
+    """Insert the new identity events and their personal values apart, two INSERTs in all."""
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+    else:
+        IdentityEvent.objects.bulk_create(events)
+    rows = [
+        IdentityPersonalData(identity_event_id=event.pk, **event.plain_values)  # type: ignore[attr-defined]
+        for event in events
+        if getattr(event, "plain_values", None)
+    ]
+    if len(rows) == 1:
+        rows[0].save(force_insert=True)
+    elif rows:
+        IdentityPersonalData.objects.bulk_create(rows)
 
 
 def identity_snapshot(contact: Contact) -> dict[str, str | None]:
     return {name: getattr(contact, name) for name in SNAPSHOT_FIELDS}
+
+
+def identity_former_holders(address: str, *, limit: int) -> list[int]:
+    """Ids of the contacts whose identity history holds the email `address` and that hold
+    another now: from the side table (hash version 2) and the events' own column (version 1)."""
+    ids: set[int] = set()
+    for query in (
+        IdentityPersonalData.objects.filter(email=address)
+        .exclude(identity_event__contact__email=address)
+        .values_list("identity_event__contact_id", flat=True),
+        IdentityEvent.objects.filter(Q(email=address) & ~Q(contact__email=address)).values_list(
+            "contact_id", flat=True
+        ),
+    ):
+        ids.update(query.order_by().distinct()[:limit])
+    return sorted(ids)[:limit]
 
 
 def identity_heads(contact_ids: Iterable[int]) -> dict[int, str]:
@@ -169,7 +206,7 @@ def identity_append(
         now=now,
         other_contact=other_contact,
     )
-    event.save(force_insert=True)
+    identity_events_save([event])
     return event
 
 

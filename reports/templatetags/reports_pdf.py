@@ -101,15 +101,15 @@ def event_lines(evidence: Any) -> str:
     ]
     who = (
         f"{INDENT}recorded {event.recorded_at.isoformat(sep=' ', timespec='microseconds')}  "
-        f"by {event.actor}  IP {event.ip_address or '—'}"
+        f"by {event.actor}  IP {event.shown_ip_address or '—'}"
     )
-    agent = f"  user agent {event.user_agent or '—'}"
+    agent = f"  user agent {event.shown_user_agent or '—'}"
     if len(who) + len(agent) <= LINE:
         lines.append(who + agent)  # most events: one line for who, from where and with what
     else:
         lines.append(who)
-        lines += _wrapped("user agent", event.user_agent or "—")
-    if event.evidence:
+        lines += _wrapped("user agent", event.shown_user_agent or "—")
+    if event.shown_evidence:
         lines += _wrapped("evidence", evidence.evidence_json)
     if event.reason:
         lines += _wrapped("reason", event.reason)

@@ -104,3 +104,36 @@ def throttle_rates(settings: Any) -> Iterator[Callable[..., None]]:
         {**original, "DEFAULT_THROTTLE_RATES": {**original["DEFAULT_THROTTLE_RATES"], **rates}}
     )
     apply(original)
+
+
+@pytest.fixture
+def same_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each new contact's secret drawn from its identifiers, not at random: for tests that write
+    the same items twice (the batch and the one-by-one path) and compare the two ledgers, whose
+    commitments (and so hashes) depend on the secrets."""
+    import hashlib
+
+    from compliance.services import consent_batch, contacts
+
+    original = contacts.contact_new
+
+    def contact_new(identity: services.ContactIdentity) -> Any:
+        contact = original(identity)
+        contact.secret = hashlib.sha256(repr(identity).encode()).digest()
+        return contact
+
+    monkeypatch.setattr(contacts, "contact_new", contact_new)
+    monkeypatch.setattr(consent_batch, "contact_new", contact_new)
+
+
+@pytest.fixture
+def evidence_in_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every evidence key taken for non-personal, so it stays in the event (and its hash): for
+    tests of how the hash forms write evidence."""
+    from compliance import personal
+
+    class Everything:
+        def __contains__(self, key: object) -> bool:
+            return True
+
+    monkeypatch.setattr(personal, "NON_PERSONAL_EVIDENCE_KEYS", Everything())

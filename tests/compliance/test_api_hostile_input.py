@@ -154,7 +154,7 @@ def test_a_number_too_large_for_a_float_in_evidence_is_refused(api, event_body):
 def test_valid_unicode_beyond_the_basic_plane_is_kept(api, event_body):
     response = api.post(URL, event_body(evidence={"note": "Zoë ✓ 🙂"}), format="json")
     assert response.status_code == 201
-    assert ConsentEvent.objects.get().evidence == {"note": "Zoë ✓ 🙂"}
+    assert ConsentEvent.objects.select_related("personal").get().shown_evidence == {"note": "Zoë ✓ 🙂"}
 
 
 # --- occurred_at -----------------------------------------------------------------------------

@@ -46,7 +46,10 @@ CALLERS = {
     "reader (contacts:read)": {"sources": [], "scopes": ["contacts:read"]},
     "identity:write only": {"sources": [], "scopes": ["identity:write"]},
     "links:read only": {"sources": [], "scopes": ["links:read"]},
-    "every right": {"sources": ["mobile_app"], "scopes": ["contacts:read", "identity:write", "links:read"]},
+    "every right": {
+        "sources": ["mobile_app"],
+        "scopes": ["contacts:read", "identity:write", "links:read", "erasure:write"],
+    },
     "revoked key": {"sources": ["mobile_app"], "scopes": ["contacts:read"], "revoked": True},
     "expired key": {"sources": ["mobile_app"], "scopes": ["contacts:read"], "expired": True},
 }
@@ -91,6 +94,12 @@ EXPECTED = {
         "links:read only": 200,
         "revoked key": 401,
     },
+    # Erasure (issue 14): erasure:write only; last, as it erases the contact.
+    ("POST", "/api/v1/contacts/{contact}/erasure"): {
+        **READS,
+        "reader (contacts:read)": 403,
+        "every right": 201,
+    },
 }
 
 
@@ -104,6 +113,7 @@ def test_every_api_endpoint_is_in_the_matrix():
         "contacts",
         "contacts/<int:contact_id>/consents",
         "contacts/<int:contact_id>/links",
+        "contacts/<int:contact_id>/erasure",
         r"^[\s\S]*$",  # the API's 404, tested in test_api_errors.py
     }
 
@@ -124,7 +134,9 @@ def test_each_caller_gets_the_answer_its_rights_allow(caller, contact_id, event_
 
     answers = {}
     for method, path in EXPECTED:
-        if method == "POST":
+        if method == "POST" and path.endswith("/erasure"):
+            response = client.post(path.format(contact=contact_id), {}, format="json")
+        elif method == "POST":
             body = event_body() if path == URL else {"events": [event_body()]}
             response = client.post(path, body, format="json")
         else:

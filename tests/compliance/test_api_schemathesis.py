@@ -101,5 +101,6 @@ def test_the_schema_under_test_covers_every_endpoint() -> None:
         "/api/v1/consent-events/batch",
         "/api/v1/contacts",
         "/api/v1/contacts/{contact_id}/consents",
+        "/api/v1/contacts/{contact_id}/erasure",
         "/api/v1/contacts/{contact_id}/links",
     ]

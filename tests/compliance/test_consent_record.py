@@ -9,7 +9,7 @@ import time_machine
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from compliance import chain, services
+from compliance import chain, personal, services
 from compliance.models import ConsentEvent, ConsentState, Contact, OutboxEntry, Purpose
 from compliance.services import ConsentForbidden, ConsentRejected, ContactIdentity, IdempotencyConflict
 from compliance.verification import ledger_verify
@@ -29,7 +29,9 @@ def test_it_appends_versions_with_previous_status_and_a_hash_chain(decide):
     assert (second.version, second.previous_status, second.status) == (2, "opted_in", "opted_out")
     assert first.prev_hash == chain.GENESIS_HASH
     assert second.prev_hash == first.hash
-    values = tuple(getattr(ConsentEvent.objects.get(pk=second.pk), f) for f in chain.EVENT_HASHED_FIELDS)
+    stored = ConsentEvent.objects.get(pk=second.pk)
+    values = tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS_V2)
+    assert values[0] == stored.hash_version == 2
     assert chain.event_hash(first.hash, values) == second.hash
 
 
@@ -257,16 +259,17 @@ def test_evidence_numbers_the_database_rewrites_are_stored_as_it_gives_them_back
     evidence = {"big": 1e16, "huge": [-1.5e300], "zero": -0.0, "nested": {"x": 0.1, "n": 3}}
     event = services.consent_ingest(identity=ANA, decision=decide(evidence=evidence)).event
 
-    stored = ConsentEvent.objects.get(pk=event.pk)
-    assert stored.evidence == {
+    stored = ConsentEvent.objects.select_related("personal", "contact").get(pk=event.pk)
+    # Keys the ledger does not know are taken for personal: kept apart, committed to.
+    assert stored.evidence == {}
+    assert stored.shown_evidence == {
         "big": 10**16,
         "huge": [-int(1.5e300)],
         "zero": 0.0,
         "nested": {"x": 0.1, "n": 3},
     }
-    assert chain.event_hash(
-        stored.prev_hash, tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS)
-    ) == (stored.hash)
+    assert personal.commitment(stored.contact.secret, stored.personal.values) == stored.personal_hash
+    assert chain.event_hash_of(stored.prev_hash, stored) == stored.hash
     assert ledger_verify().ok
 
 
@@ -278,7 +281,5 @@ def test_a_decision_made_in_another_time_zone_verifies(decide):
 
     stored = ConsentEvent.objects.get(pk=event.pk)
     assert stored.occurred_at == occurred
-    assert chain.event_hash(
-        stored.prev_hash, tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS)
-    ) == (event.hash)
+    assert chain.event_hash_of(stored.prev_hash, stored) == event.hash
     assert ledger_verify().ok

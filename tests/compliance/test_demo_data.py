@@ -19,6 +19,7 @@ from compliance.models import (
     ConsentState,
     ConsentStatus,
     Contact,
+    EventPersonalData,
     PolicyVersion,
     Purpose,
     Seal,
@@ -98,7 +99,12 @@ def test_demo_data_covers_every_purpose_source_and_both_policies(small_demo: str
 
 
 def test_demo_data_has_ipv4_and_ipv6_addresses(small_demo: str) -> None:
-    addresses = list(ConsentEvent.objects.exclude(ip_address=None).values_list("ip_address", flat=True))
+    # (Kept apart from the events: hash version 2.)
+    addresses = [
+        values["ip_address"]
+        for values in EventPersonalData.objects.values_list("values", flat=True)
+        if values.get("ip_address")
+    ]
 
     assert any(":" in address for address in addresses)
     assert any("." in address for address in addresses)

@@ -46,8 +46,8 @@ def test_a_new_contacts_first_identifiers_are_its_first_identity_event(decide):
     contact = Contact.objects.get()
     first = IdentityEvent.objects.get()
     assert (first.contact, first.version, first.kind) == (contact, 1, IdentityEvent.Kind.CREATED)
-    assert (first.email, first.first_name, first.phone) == ("bo@example.com", "Bo", None)
-    assert (first.source, first.actor, first.ip_address) == ("mobile_app", "api:app", "203.0.113.7")
+    assert (first.shown_email, first.shown_first_name, first.shown_phone) == ("bo@example.com", "Bo", None)
+    assert (first.source, first.actor, first.shown_ip_address) == ("mobile_app", "api:app", "203.0.113.7")
     assert first.request_key == given.idempotency_key
     assert first.prev_hash == chain.GENESIS_HASH
     assert contact.identity_version == 1
@@ -56,8 +56,8 @@ def test_a_new_contacts_first_identifiers_are_its_first_identity_event(decide):
 def test_each_change_chains_to_the_one_before(ana):
     created, filled_in = ana.identity_events.order_by("version")
     assert [created.kind, filled_in.kind] == [IdentityEvent.Kind.CREATED, IdentityEvent.Kind.FILLED_IN]
-    assert (created.phone, filled_in.phone) == (None, "+4915112345678")
-    assert filled_in.email == "ana@example.com", "an event holds every identifier after the change"
+    assert (created.shown_phone, filled_in.shown_phone) == (None, "+4915112345678")
+    assert filled_in.shown_email == "ana@example.com", "an event holds every identifier after the change"
     assert filled_in.reason == "phone given in the app"
     assert filled_in.prev_hash == created.hash
     assert ana.identity_version == 2
@@ -197,7 +197,7 @@ def test_a_merge_is_recorded_on_both_contacts_and_both_consent_histories_still_v
         f"user:{admin_user.username}",
         "admin",
     )
-    assert (gone.kind, gone.other_contact, gone.reason, gone.ip_address) == (
+    assert (gone.kind, gone.other_contact, gone.reason, gone.shown_ip_address) == (
         IdentityEvent.Kind.MERGED_INTO,
         ana,
         "Same person (ticket 4711)",

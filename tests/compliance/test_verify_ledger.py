@@ -397,7 +397,7 @@ def record_varied(evidence: dict, n: int, minutes_ago: int) -> None:
 
 
 @pytest.mark.postgres
-def test_postgresql_hashes_an_event_exactly_as_the_ledger_does(policy):
+def test_postgresql_hashes_an_event_exactly_as_the_ledger_does(policy, evidence_in_events):
     # given events of every kind of content, hashed by the write path (chain.event_hash)
     for n, evidence in enumerate(FLAT_EVIDENCE * 3 + OTHER_EVIDENCE):
         record_varied(evidence, n, 500 - n)
@@ -417,7 +417,9 @@ def test_postgresql_hashes_an_event_exactly_as_the_ledger_does(policy):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_parallel_verifier_judges_what_postgresql_hashes_differently(policy, settings, tmp_path):
+def test_the_parallel_verifier_judges_what_postgresql_hashes_differently(
+    policy, settings, tmp_path, evidence_in_events
+):
     # given a ledger where PostgreSQL confirms some hashes and leaves others to Python
     settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"
     for n, evidence in enumerate(FLAT_EVIDENCE + OTHER_EVIDENCE + FLAT_EVIDENCE):

@@ -133,7 +133,7 @@ def test_the_unsubscribe_page(person: Any, pending: ConsentEvent) -> None:
     shoot(tab, "unsubscribed-desktop")
     event = state(contact.pk, "email_marketing").event
     assert event is not None and (event.status, event.source) == ("opted_out", "email_link")
-    assert "Chrome" in event.user_agent
+    assert "Chrome" in event.shown_user_agent
     tab.get_by_role("link", name="Open your preference centre").click()
     assert tab.locator("h1").inner_text() == "Your choices"
 

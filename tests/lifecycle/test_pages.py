@@ -58,8 +58,8 @@ def test_confirming_records_opted_in_with_the_clicks_evidence(
     assert response.status_code == 200
     event = events_of(confirmation.contact)[-1]
     assert (event.status, event.source, event.purpose.code) == ("opted_in", "email_link", "email_marketing")
-    assert event.ip_address == "198.51.100.23"
-    assert event.user_agent == "Mozilla/5.0 (Lifecycle test)"
+    assert event.shown_ip_address == "198.51.100.23"
+    assert event.shown_user_agent == "Mozilla/5.0 (Lifecycle test)"
     assert event.policy_version is not None and event.policy_version.label == "2026-03"
     assert event.evidence["token_sha256"] == tokens.token_hash(token)
     assert token not in str(event.evidence)
@@ -160,7 +160,7 @@ def test_the_one_click_post_unsubscribes_without_cookie_csrf_or_login(
     assert "Set-Cookie" not in response.headers
     event = events_of(contact)[-1]
     assert (event.status, event.source) == ("opted_out", "email_link")
-    assert (event.ip_address, event.user_agent) == ("192.0.2.44", "Gmail")
+    assert (event.shown_ip_address, event.shown_user_agent) == ("192.0.2.44", "Gmail")
     assert event.evidence["campaign_id"] == "CK-2026-11"
     assert event.evidence["link"] == "one_click"
     # and the withdrawal goes first in the sync's queue
@@ -294,7 +294,7 @@ def test_a_frequency_change_is_an_event_from_the_preference_centre(
     assert response.status_code == 200
     event = events_of(contact)[-1]
     assert (event.source, event.status, event.frequency) == ("preference_centre", "opted_in", "monthly")
-    assert event.ip_address == "198.51.100.5" and event.policy_version.label == "2026-03"  # type: ignore[union-attr]
+    assert event.shown_ip_address == "198.51.100.5" and event.policy_version.label == "2026-03"  # type: ignore[union-attr]
 
 
 def test_an_unknown_purpose_or_frequency_gets_a_form_error_and_records_nothing(

@@ -62,7 +62,7 @@ def test_confirming_a_refresh_records_a_fresh_opt_in_that_says_so(
     assert fresh is not None and fresh.pk != event.pk
     assert (fresh.status, fresh.source, fresh.frequency) == ("opted_in", "email_link", "weekly")
     assert fresh.evidence["refresh"] is True and fresh.evidence["refreshed_event"] == event.pk
-    assert fresh.ip_address == "198.51.100.8"
+    assert fresh.shown_ip_address == "198.51.100.8"
     assert state.refresh_due_at is not None and state.refresh_due_at > due + timedelta(days=600)
 
 

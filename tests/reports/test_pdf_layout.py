@@ -23,6 +23,8 @@ def test_every_line_of_an_event_fits_the_page_and_nothing_is_dropped(ledger_of):
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) " * 3
     )
     stored.ip_address = "2001:db8:85a3:1234:5678:8a2e:370:7334"
+    # The personal values as the side table gives them (hash version 2).
+    stored.plain_values = {"user_agent": stored.user_agent, "ip_address": stored.ip_address}
     stored.actor = "api:" + "a-very-long-api-client-name-" * 3
     stored.reason = "Corrected after the customer called: " + "x" * 200
     evidence = SimpleNamespace(

@@ -122,6 +122,7 @@ def test_anyone_can_recompute_each_hash_from_the_csv_alone(mixed_ledger, period,
     pdf = make_period_report(tmp_path, *period)
     rows = events_csv(attachments(pdf, tmp_path / "files"))
 
+    assert {row["hash_version"] for row in rows} == {"2"}
     for row in rows:
         content = [
             int(row["contact_id"]),
@@ -141,6 +142,8 @@ def test_anyone_can_recompute_each_hash_from_the_csv_alone(mixed_ledger, period,
             row["reason"],
             row["idempotency_key"],
         ]
+        if row["hash_version"] == "2":
+            content = [2, *content, row["personal_hash"]]
         canonical = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         assert hashlib.sha256(f"{row['prev_hash']}\n{canonical}".encode()).hexdigest() == row["hash"]
 
@@ -165,7 +168,13 @@ def test_the_manifest_holds_the_sha256_of_each_attachment_the_scope_and_the_seal
     report = Report.objects.get()
     assert data["seal"]["hash"] == report.seal_hash
     assert data["seal"]["covers_scope"] is True
-    assert [c["name"] for c in data["events_csv_columns"]][-2:] == ["prev_hash", "hash"]
+    assert [c["name"] for c in data["events_csv_columns"]][-5:] == [
+        "prev_hash",
+        "hash",
+        "hash_version",
+        "personal_hash",
+        "personal",
+    ]
 
 
 def test_the_same_scope_made_again_gives_identical_attachments(

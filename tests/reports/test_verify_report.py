@@ -169,7 +169,8 @@ def test_an_event_changed_behind_the_triggers_after_the_report_is_named(report_p
     code, out = run_verify(report_pdf)
 
     assert code == 128, out  # the signature and the file are fine: the ledger is not
-    assert f"event {edited.pk} changed: ip_address '198.51.100.4' → '192.0.2.99'" in out
+    # (From hash version 2 on the event's own ip_address is empty: its value is kept apart.)
+    assert f"event {edited.pk} changed: ip_address '' → '192.0.2.99'" in out
     assert f"event {rehashed.pk} changed: status 'opted_in' → 'opted_out', hash" in out
     assert f"event {deleted.pk} is no longer in the ledger (deleted)" in out
     assert "3 of the 9 events in events.csv changed" in out
@@ -246,3 +247,23 @@ def test_an_unsigned_pdf_fails_the_signature_checks(tmp_path, report_pdf):
         "report",
     }
     assert verdict.exit_code & 1
+
+
+def test_a_report_made_before_an_erasure_still_verifies_and_says_erased_since(report_pdf):
+    from compliance import services
+    from compliance.models import Contact, ErasureRequest
+
+    erased = Contact.objects.get(email="p1@example.com")
+    services.erasure_request(contact=erased, channel=ErasureRequest.Channel.API, reason="ticket 7")
+    ids = list(
+        ConsentEvent.objects.filter(contact=erased, occurred_at__lt=days_ago(1)).values_list("id", flat=True)
+    )
+
+    code, out = run_verify(report_pdf)
+
+    assert code == 0, out  # the person is gone, the proof is not
+    assert "Erased since (the events still verify):" in out
+    for pk in ids:
+        assert f"event {pk}: personal data erased since (" in out
+    assert "changed" not in out.split("Erased since")[1]
+    assert f"the personal data of {len(ids)} was erased since the report was made" in out

@@ -205,7 +205,7 @@ def test_record_as_the_person_s_decision_records_an_opt_out_only_toward_less_per
     assert ConsentEvent.objects.count() == events_before + 1
     event = ConsentEvent.objects.get(idempotency_key=f"crm-discrepancy:{good.pk}")
     assert (event.status, event.source, event.actor_user) == ("opted_out", Source.CRM, admin_user)
-    assert event.evidence["crm_evidence"]["Modified_By"]["name"] == "Maria (sales)"
+    assert event.shown_evidence["crm_evidence"]["Modified_By"]["name"] == "Maria (sales)"
     assert ConsentState.objects.get(contact=out, purpose__code="phone_marketing").status == "opted_out"
     assert ConsentState.objects.get(contact=toward_more, purpose__code="phone_marketing").status == "opted_in"
     assert Discrepancy.objects.get(pk=good.pk).status == "resolved"

@@ -128,7 +128,7 @@ def test_a_crm_opt_out_imports_as_an_opt_out_with_its_evidence(
     (event,) = [e for e in imported() if e.purpose.code == "email_marketing"]
     assert event.status == "opted_out"
     assert "legacy" not in event.evidence
-    crm = event.evidence["zoho_crm"]
+    crm = event.shown_evidence["zoho_crm"]
     assert crm["record_id"] == record_id
     assert crm["fields"] == {
         "Email_Opt_Out": True,
@@ -152,14 +152,14 @@ def test_a_crm_opt_in_imports_as_a_legacy_opt_in_with_the_original_consent_date_
 
     (event,) = imported()
     assert (event.purpose.code, event.status) == ("email_marketing", "opted_in")
-    assert event.evidence["legacy"] is True
-    assert event.evidence["consent_date"] == "2024-01-15"
-    assert event.evidence["consent_through"] == "Email"
-    assert event.evidence["zoho_crm"]["consent"]["Consent_Date"] == "2024-01-15"
+    assert event.shown_evidence["legacy"] is True
+    assert event.shown_evidence["consent_date"] == "2024-01-15"
+    assert event.shown_evidence["consent_through"] == "Email"
+    assert event.shown_evidence["zoho_crm"]["consent"]["Consent_Date"] == "2024-01-15"
     assert event.occurred_at.date().isoformat() == "2024-01-15"
     # The ledger's rules hold: the policy in force then, the consent mail as the double opt-in
     assert event.policy_version == policy
-    assert event.evidence["double_opt_in_confirmed_at"].startswith("2024-01-15")
+    assert event.shown_evidence["double_opt_in_confirmed_at"].startswith("2024-01-15")
 
 
 @pytest.mark.django_db
@@ -217,8 +217,8 @@ def test_a_campaigns_unsubscribe_imports_as_an_opt_out(import_settings: Any, sim
         "email_marketing",
         "opted_out",
     )
-    assert event.evidence["zoho_campaigns"]["list_key"] == LIST_KEY
-    assert event.evidence["zoho_campaigns"]["status"] == "unsub"
+    assert event.shown_evidence["zoho_campaigns"]["list_key"] == LIST_KEY
+    assert event.shown_evidence["zoho_campaigns"]["status"] == "unsub"
     assert event.idempotency_key == f"import-zoho:campaigns:{LIST_KEY}:gone@example.com:unsub"
     assert [r.list_rows_read for r in ImportRun.objects.order_by("pk")] == [1, 1]
 
@@ -455,8 +455,8 @@ def test_leads_are_imported_too_when_configured(
         ("lead@example.com", "opted_out"),
     ]
     (lead_event,) = [e for e in events if e.contact.email == "lead@example.com"]
-    assert lead_event.evidence["zoho_crm"]["module"] == "Leads"
-    assert lead_event.evidence["zoho_crm"]["record_id"] == lead_id
+    assert lead_event.shown_evidence["zoho_crm"]["module"] == "Leads"
+    assert lead_event.shown_evidence["zoho_crm"]["record_id"] == lead_id
     # A Lead's id is not a Contacts record id: the sync links the person by email
     assert lead_event.contact.zoho_id is None
     assert "0 decisions recorded" in again

@@ -42,6 +42,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {line}")
             if verdict.changed_count > len(verdict.changed_events):
                 self.stdout.write(f"  ... and {verdict.changed_count - len(verdict.changed_events)} more")
+        if verdict.erased_events:
+            self.stdout.write("Erased since (the events still verify):")
+            for line in verdict.erased_events:
+                self.stdout.write(f"  {line}")
+            if verdict.erased_count > len(verdict.erased_events):
+                self.stdout.write(f"  ... and {verdict.erased_count - len(verdict.erased_events)} more")
         self.stdout.write(verdict.summary())
         if not verdict.ok:
             sys.exit(verdict.exit_code)

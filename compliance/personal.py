@@ -1,0 +1,134 @@
+"""Personal values apart from the chains: keyed commitments, and what counts as personal.
+
+From hash version 2 on, an event's hash covers `personal_hash`: HMAC-SHA256, under its
+contact's own secret (`Contact.secret`), of the canonical JSON of the event's personal values.
+The values themselves sit in a side table (`EventPersonalData`, `IdentityPersonalData`) that
+erasure may delete from, so the chains verify with or without them; once the secret is
+dropped too, nobody can test a guess (an IP address, an email) against a commitment either:
+a plain hash of an IPv4 address is broken by trying all 2^32 of them, a keyed one is not.
+
+Evidence keys are personal unless they are known not to be (`NON_PERSONAL_EVIDENCE_KEYS`):
+an API client's own evidence keys are taken for personal, the safe side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+SECRET_BYTES = 32
+
+# Evidence keys whose values never name the person: the ledger's own references and times.
+NON_PERSONAL_EVIDENCE_KEYS = frozenset(
+    {
+        "double_opt_in_confirmed_at",
+        "pending_event",
+        "campaign_id",
+        "opt_in_event",
+        "validity_months",
+        "correction",
+        "legacy_source",
+        "import",
+        "campaigns_list_key",
+        "campaigns_campaign_key",
+        "observed_at",
+        "channel",
+        "form",
+        "file",
+        "erasure",
+        "retention",
+        # The lifecycle's links and mails (compliance/lifecycle): references, digests and times.
+        "confirmed_through",
+        "token_sha256",
+        "message_id",
+        "message_kind",
+        "sent_at",
+        "clicked_at",
+        "refresh",
+        "refreshed_event",
+        "link",
+        "page",
+        "double_opt_in_event",
+        # Zoho CRM changes (sync/crm_changes.py): the record, its field, and the CRM user who
+        # changed it (a member of staff, not the person).
+        "zoho_id",
+        "crm_field",
+        "crm_value",
+        "expected",
+        "modified_by",
+        "modified_time",
+        "last_push",
+        "crm_user",
+        "discrepancy",
+        "bulk_action",
+        # Re-permission (compliance/lifecycle/repermission.py): the run and the events it renews.
+        "repermission",
+        "repermission_run",
+        "repermission_of_event",
+        "previous_policy_version",
+        # The Zoho import (sync/imports_zoho.py): its run and the legacy opt-in's dates and channel.
+        # The record's field values (`zoho_crm`, `zoho_campaigns`) name the person and stay personal.
+        "import_run",
+        "legacy",
+        "consent_date",
+        "consent_through",
+        "double_opt_in_basis",
+        "occurred_at_is",
+    }
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def secret_bytes(secret: bytes | memoryview | None) -> bytes | None:
+    """The secret as bytes (PostgreSQL gives a bytea back as a memoryview)."""
+    return None if secret is None else bytes(secret)
+
+
+def commitment(secret: bytes | memoryview | None, values: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 in hex of the canonical JSON of `values` under `secret`; "" when there are none."""
+    if not values:
+        return ""
+    key = secret_bytes(secret)
+    if key is None:
+        raise ValueError("A commitment needs the contact's secret (was the contact erased?).")
+    return hmac.new(key, _dumps(dict(values)).encode(), hashlib.sha256).hexdigest()
+
+
+def evidence_split(evidence: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the evidence kept in the event, its personal part kept apart)."""
+    kept: dict[str, Any] = {}
+    personal: dict[str, Any] = {}
+    for key, value in evidence.items():
+        (kept if key in NON_PERSONAL_EVIDENCE_KEYS else personal)[key] = value
+    return kept, personal
+
+
+def event_personal_values(
+    *, ip_address: str | None, user_agent: str, personal_evidence: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A consent event's personal values, only those present."""
+    values: dict[str, Any] = {}
+    if ip_address:
+        values["ip_address"] = ip_address
+    if user_agent:
+        values["user_agent"] = user_agent
+    if personal_evidence:
+        values["evidence"] = dict(personal_evidence)
+    return values
+
+
+IDENTITY_PERSONAL_FIELDS = ("email", "phone", "app_user_id", "first_name", "last_name", "ip_address")
+
+
+def identity_personal_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity event's personal values (from IDENTITY_PERSONAL_FIELDS), only those present."""
+    return {name: values[name] for name in IDENTITY_PERSONAL_FIELDS if values.get(name)}

@@ -1,0 +1,171 @@
+"""Personal values apart from the chains (hash version 2): the events hold keyed commitments, the
+side tables the values; the ledger verifies with or without them, and old (version 1) rows still
+verify by their own rule."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from compliance import chain, personal, services
+from compliance.models import (
+    ConsentEvent,
+    ConsentState,
+    Contact,
+    EventPersonalData,
+    IdentityEvent,
+    IdentityPersonalData,
+)
+from compliance.services import ContactIdentity
+from compliance.services.consent import Lookups, consent_check, lock_states, next_event
+from compliance.verification import ledger_verify
+
+pytestmark = pytest.mark.django_db
+
+EMAIL = "zebediah.quux@example.org"
+IP = "198.51.100.213"
+AGENT = "QuuxBrowser/9.9 (Zebediah)"
+NAME = "Zebediah"
+
+
+def _raw_rows(table: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table}")
+        return json.dumps(cursor.fetchall(), default=str)
+
+
+def _record(decide, **overrides):
+    return services.consent_ingest(
+        identity=ContactIdentity(email=EMAIL, first_name=NAME),
+        decision=decide(ip_address=IP, user_agent=AGENT, evidence={"note": f"asked by {NAME}"}, **overrides),
+    ).event
+
+
+def test_events_hold_commitments_and_the_side_tables_the_values(decide):
+    event = _record(decide)
+    contact = Contact.objects.get()
+
+    # The insert-only rows hold none of the person's values...
+    for table in (ConsentEvent._meta.db_table, IdentityEvent._meta.db_table):
+        rows = _raw_rows(table)
+        for value in (EMAIL, IP, AGENT, NAME):
+            assert value not in rows, (table, value)
+    # ...but a commitment to them under the contact's own secret.
+    stored = ConsentEvent.objects.select_related("personal").get(pk=event.pk)
+    assert stored.personal.values == {
+        "ip_address": IP,
+        "user_agent": AGENT,
+        "evidence": {"note": f"asked by {NAME}"},
+    }
+    assert stored.personal_hash == personal.commitment(contact.secret, stored.personal.values)
+    assert (stored.shown_ip_address, stored.shown_user_agent) == (IP, AGENT)
+    identity = IdentityEvent.objects.select_related("personal").get()
+    assert (identity.shown_email, identity.shown_first_name) == (EMAIL, NAME)
+    # (The IP address the identifiers came from is the person's too.)
+    assert identity.personal_hash == personal.commitment(
+        contact.secret, {"email": EMAIL, "first_name": NAME, "ip_address": IP}
+    )
+    # Another secret commits the same values differently: a guess cannot be tested without it.
+    assert personal.commitment(personal.new_secret(), stored.personal.values) != stored.personal_hash
+    assert ledger_verify().ok
+
+
+def test_the_ledger_verifies_with_and_without_the_plain_values(decide):
+    _record(decide)
+    _record(decide, purpose="profiling", status="opted_out", policy_version=None)
+    assert ledger_verify(workers=1).ok
+
+    # The side table of consent events emptied: nothing in any chain changes.
+    EventPersonalData.objects.all().delete()
+    verdict = ledger_verify(workers=1)
+    assert verdict.ok, verdict.summary()
+
+    # The identity side table emptied while the contact still holds its identifiers: the
+    # contact row no longer matches its newest identity event.
+    IdentityPersonalData.objects.all().delete()
+    verdict = ledger_verify(workers=1)
+    assert not verdict.ok
+    assert "identifiers differ from its newest identity event" in verdict.problem
+
+
+def test_a_value_planted_in_a_version_2_row_breaks_its_hash(decide):
+    from tests.compliance.test_verify_ledger import behind_the_triggers
+
+    event = _record(decide)
+    behind_the_triggers(
+        ("UPDATE compliance_consentevent SET user_agent = %s WHERE id = %s", ["planted", event.pk])
+    )
+    verdict = ledger_verify(workers=1)
+    assert not verdict.ok and f"event {event.pk} was altered" in verdict.problem
+
+
+def test_the_api_and_the_history_show_the_values_from_the_side_table(decide, client_for, officer):
+    event = _record(decide)
+    page = client_for(officer).get(Contact.objects.get().get_absolute_url())
+    text = page.content.decode()
+    assert IP in text and EMAIL in text and NAME in text
+    assert event.shown_evidence == {"note": f"asked by {NAME}"}
+
+
+def test_a_look_up_by_a_former_email_reads_the_side_table(decide):
+    from compliance import selectors
+
+    client, _ = services.api_client_create(name="acct", sources=["mobile_app"], scopes=["identity:write"])
+    services.consent_ingest(identity=ContactIdentity(app_user_id="u-z", email=EMAIL), decision=decide())
+    services.consent_ingest(
+        identity=ContactIdentity(app_user_id="u-z", email="new.address@example.org", update_identity=True),
+        decision=decide(purpose="profiling"),
+        api_client=client,
+    )
+    contact = Contact.objects.get()
+    assert contact.email == "new.address@example.org"
+    found = list(selectors.contact_find(email=EMAIL))
+    assert [(c.pk, c.former) for c in found] == [(contact.pk, True)]
+
+
+def _append_version_1(contact: Contact, decision: services.ConsentDecision) -> ConsentEvent:
+    """An event as the ledger wrote it before hash version 2: the values in the row, hashed."""
+    now = timezone.now()
+    checked = consent_check(decision, api_client=None, actor_user=None, lookups=Lookups(), now=now)
+    state = lock_states([(contact.pk, checked.purpose.pk)])[contact.pk, checked.purpose.pk]
+    event = next_event(state, contact, checked, digest="d" * 64, now=now)
+    event.hash_version = 1
+    event.personal_hash = ""
+    event.ip_address = checked.ip_address
+    event.user_agent = decision.user_agent
+    event.evidence = dict(decision.evidence)
+    event.hash = chain.event_hash(
+        state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS)
+    )
+    event.save(force_insert=True)
+    ConsentState.objects.filter(pk=state.pk).update(version=event.version, head_hash=event.hash)
+    return event
+
+
+@pytest.mark.postgres
+def test_version_1_events_still_verify_by_their_own_rule_in_python_and_in_sql(decide):
+    first = _record(decide)
+    contact = Contact.objects.get()
+    old = _append_version_1(
+        contact, decide(status="opted_out", policy_version=None, ip_address=IP, user_agent=AGENT)
+    )
+    _record(decide, occurred_at=timezone.now() - timedelta(seconds=5))
+
+    assert [e.hash_version for e in ConsentEvent.objects.order_by("id")] == [2, 1, 2]
+    assert old.prev_hash == first.hash
+    assert ConsentEvent.objects.get(pk=old.pk).shown_ip_address == IP
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, hash = {chain.event_hash_sql()} FROM compliance_consentevent ORDER BY id")
+        assert [ok for _id, ok in cursor.fetchall()] == [True, True, True]
+    verdict = ledger_verify(workers=1)
+    assert verdict.ok, verdict.summary()
+    from tests.compliance.test_verify_ledger import behind_the_triggers
+
+    behind_the_triggers(
+        ("UPDATE compliance_consentevent SET ip_address = %s WHERE id = %s", ["192.0.2.1", old.pk])
+    )
+    assert f"event {old.pk} was altered" in ledger_verify(workers=1).problem

@@ -1,0 +1,66 @@
+"""The sync's part of an erasure: the retention job waits for an open discrepancy; the Campaigns
+observations of an erased address go, and the pull records nothing of that address again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from compliance import services
+from compliance.models import Contact, ErasureRequest
+from compliance.services import ContactIdentity
+from compliance.services.retention import retention_erase
+from sync import campaigns_pull
+from sync.models import CampaignsObservation, Discrepancy
+
+pytestmark = pytest.mark.django_db
+
+
+def _withdrawn(email: str) -> Contact:
+    services.consent_ingest(
+        identity=ContactIdentity(email=email),
+        decision=services.ConsentDecision(
+            purpose="email_marketing",
+            status="opted_out",
+            source="web_portal",
+            occurred_at=timezone.now() - timedelta(minutes=1),
+            idempotency_key=f"w-{email}",
+        ),
+    )
+    return Contact.objects.get(email=email)
+
+
+def test_an_open_discrepancy_holds_the_retention_job(db):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        disputed, free = _withdrawn("disputed@example.net"), _withdrawn("free@example.net")
+    Discrepancy.objects.create(contact=disputed, crm_field="Email_Opt_Out", kind="drift")
+
+    with time_machine.travel(start + timedelta(days=365 * 7 + 3), tick=False):
+        assert retention_erase() == 1
+    assert list(ErasureRequest.objects.values_list("contact_id", flat=True)) == [free.pk]
+    assert Contact.objects.get(pk=disputed.pk).erased_at is None
+
+
+def test_an_erased_address_leaves_no_observation_and_the_pull_records_none_again(
+    db, django_capture_on_commit_callbacks
+):
+    contact = _withdrawn("gone@example.net")
+    CampaignsObservation.objects.create(list_key="LK1", email="gone@example.net", status="unsub")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
+    assert not CampaignsObservation.objects.filter(email="gone@example.net").exists()
+
+    row = {"contact_email": "gone@example.net"}
+    assert campaigns_pull.unsubscribe_record(list_key="LK1", row=row, email="gone@example.net") is False
+    assert (
+        campaigns_pull.hard_bounce_record(
+            list_key="LK1", campaign_key="CK", row=row, email="gone@example.net"
+        )
+        is False
+    )
+    assert not CampaignsObservation.objects.filter(email="gone@example.net").exists()
+    assert not Contact.objects.filter(email="gone@example.net").exists()
