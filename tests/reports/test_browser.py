@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from reports.models import Report, ReportDownload
-from tests.browser import log_in
+from tests.browser import log_in, nav_go
 from tests.needs import missing
 from tests.reports.conftest import days_ago
 from tests.reports.pdfcheck import pyhanko_says_valid
@@ -141,7 +141,7 @@ def test_an_auditor_requests_watches_downloads_and_verifies_a_report(
     seal()
     log_in(page, auditor.username)
 
-    page.click("a:has-text('Reports')")
+    nav_go(page, "Reports")
     page.click("text=Request a report")
     page.fill("#id_evidence-email", "ana@example.com")
     page.click("button:has-text('Request the evidence pack')")
