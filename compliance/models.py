@@ -520,176 +520,6 @@ class OutboxEntry(models.Model):
         return f"outbox {self.pk} contact {self.contact_id}"
 
 
-class IdentityEvent(models.Model):
-    """One change of a contact's identifiers: insert-only, hash-chained per contact.
-
-    Holds the identifiers as they were after the change, so the newest event of a chain is
-    what the contact row says (verify_ledger checks it) and the earlier ones say what the
-    contact was known by before. Version 1 is the contact's first identifiers.
-    """
-
-    class Kind(models.TextChoices):
-        CREATED = "created", "First identifiers"
-        FILLED_IN = "filled_in", "Missing identifiers filled in"
-        UPDATED = "updated", "Identifiers changed"
-        MERGED_FROM = "merged_from", "Another contact merged into this one"
-        MERGED_INTO = "merged_into", "Merged into another contact"
-        ERASED = "erased", "Personal data erased"
-
-    # No index of its own: compliance_identityevent_chain_version (contact, version) leads with it.
-    contact = models.ForeignKey(
-        Contact, on_delete=models.PROTECT, related_name="identity_events", db_index=False
-    )
-    version = models.PositiveIntegerField()
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    email = models.EmailField(max_length=254, null=True, blank=True)
-    phone = models.CharField(max_length=20, null=True, blank=True)
-    app_user_id = models.CharField(max_length=128, null=True, blank=True)
-    zoho_id = models.CharField("Zoho CRM record id", max_length=32, null=True, blank=True)
-    first_name = models.CharField(max_length=100, blank=True)
-    last_name = models.CharField(max_length=100, blank=True)
-    other_contact = models.ForeignKey(
-        Contact, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
-    )
-    source = models.CharField(max_length=20, choices=Source.choices)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    # No indexes of their own: nothing looks identity events up by who made them, and each index
-    # would cost every new contact's insert (only deleting a client or user reads these columns).
-    api_client = models.ForeignKey(
-        ApiClient, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
-    )
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,
-    )
-    actor = models.CharField(max_length=150, help_text="Who recorded it, e.g. api:mobile-app or user:alice.")
-    reason = models.TextField(blank=True)
-    request_key = models.CharField(
-        max_length=200,
-        blank=True,
-        help_text="Idempotency key of the consent request that carried the change.",
-    )
-    recorded_at = models.DateTimeField()
-    # As ConsentEvent's: from version 2 on, email, phone, app_user_id, the names and the IP
-    # address stay empty here (IdentityPersonalData holds them) and personal_hash commits to them.
-    hash_version = models.PositiveSmallIntegerField(default=HASH_VERSION, db_default=1)
-    personal_hash = models.CharField(max_length=64, blank=True, default="")
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["contact", "version"], name="compliance_identityevent_chain_version"
-            ),
-            models.CheckConstraint(
-                condition=Q(version__gte=1), name="compliance_identityevent_version_positive"
-            ),
-        ]
-        indexes = [
-            # Look-ups by a former email (selectors.contact_find and contact_search).
-            models.Index(fields=["email"], name="compliance_identity_email"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.contact_id} identity v{self.version} {self.kind}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise ValidationError("Identity events are append-only; record a new one instead.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        raise ValidationError("Identity events are append-only and cannot be deleted.")
-
-    def shown(self, name: str) -> Any:
-        """An identifier or the IP address as recorded: the side table's from version 2 on
-        (None or "" once erased), the row's own before."""
-        if self.hash_version == 1:
-            return getattr(self, name)
-        try:
-            return getattr(self.personal, name)
-        except IdentityPersonalData.DoesNotExist:
-            return "" if name in ("first_name", "last_name") else None
-
-    @property
-    def shown_email(self) -> str | None:
-        return self.shown("email")  # type: ignore[no-any-return]
-
-    @property
-    def shown_phone(self) -> str | None:
-        return self.shown("phone")  # type: ignore[no-any-return]
-
-    @property
-    def shown_app_user_id(self) -> str | None:
-        return self.shown("app_user_id")  # type: ignore[no-any-return]
-
-    @property
-    def shown_first_name(self) -> str:
-        return self.shown("first_name")  # type: ignore[no-any-return]
-
-    @property
-    def shown_last_name(self) -> str:
-        return self.shown("last_name")  # type: ignore[no-any-return]
-
-    @property
-    def shown_ip_address(self) -> str | None:
-        return self.shown("ip_address")  # type: ignore[no-any-return]
-
-
-class EventPersonalData(models.Model):
-    """The personal values of one consent event (hash version 2): its IP address, user agent
-    and personal evidence, as {"ip_address": …, "user_agent": …, "evidence": {…}} with only
-    those present. The event's personal_hash commits to them under its contact's secret.
-    Not insert-only: erasure deletes these rows (and only erasure does)."""
-
-    event = models.OneToOneField(
-        ConsentEvent,
-        on_delete=models.DO_NOTHING,
-        primary_key=True,
-        related_name="personal",
-        # No foreign key in the database: nothing but erasure deletes here, no event is ever
-        # deleted, and the ingest saves the check on every row.
-        db_constraint=False,
-    )
-    values = models.JSONField()
-
-    def __str__(self) -> str:
-        return f"personal data of event {self.event_id}"
-
-
-class IdentityPersonalData(models.Model):
-    """The identifiers, names and IP address of one identity event (hash version 2); its
-    personal_hash commits to them. Erasure deletes these rows."""
-
-    identity_event = models.OneToOneField(
-        IdentityEvent,
-        on_delete=models.DO_NOTHING,
-        primary_key=True,
-        related_name="personal",
-        db_constraint=False,  # as EventPersonalData's
-    )
-    email = models.EmailField(max_length=254, null=True, blank=True)
-    phone = models.CharField(max_length=20, null=True, blank=True)
-    app_user_id = models.CharField(max_length=128, null=True, blank=True)
-    first_name = models.CharField(max_length=100, blank=True)
-    last_name = models.CharField(max_length=100, blank=True)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-
-    class Meta:
-        indexes = [
-            # Look-ups by a former email (selectors.contact_find and contact_search).
-            models.Index(fields=["email"], name="compliance_identity_pd_email"),
-        ]
-
-    def __str__(self) -> str:
-        return f"personal data of identity event {self.identity_event_id}"
-
-
 # The models of concerns of their own, in their own modules; imported here so that Django
 # registers them with this app and `from compliance.models import ...` finds them.
 
@@ -698,10 +528,13 @@ from compliance.access_log_models import AccessLogContact as AccessLogContact  #
 from compliance.erasure_models import ErasedIdentifier as ErasedIdentifier  # noqa: E402
 from compliance.erasure_models import ErasureRequest as ErasureRequest  # noqa: E402
 from compliance.erasure_models import LegalHold as LegalHold  # noqa: E402
+from compliance.identity_models import IdentityEvent as IdentityEvent  # noqa: E402
 from compliance.lifecycle.models import LifecycleMessage as LifecycleMessage  # noqa: E402
 from compliance.lifecycle.models import LinkGeneration as LinkGeneration  # noqa: E402
 from compliance.lifecycle.models import RepermissionRun as RepermissionRun  # noqa: E402
 from compliance.lifecycle.models import RepermissionTarget as RepermissionTarget  # noqa: E402
+from compliance.personal_models import EventPersonalData as EventPersonalData  # noqa: E402
+from compliance.personal_models import IdentityPersonalData as IdentityPersonalData  # noqa: E402
 from compliance.tally_models import ConsentCount as ConsentCount  # noqa: E402
 from compliance.tally_models import ConsentDay as ConsentDay  # noqa: E402
 from compliance.tally_models import ConsentDayMark as ConsentDayMark  # noqa: E402
