@@ -481,7 +481,8 @@ def test_fresh_abandons_a_stopped_run_and_starts_anew(import_settings: Any, sim:
 def test_zoho_failing_mid_import_stops_the_run_and_the_next_command_resumes_it(
     import_settings: Any, sim: Any, policy: Any
 ) -> None:
-    from sync.imports_zoho import COQL, import_run_claim, import_run_stop, zoho_import
+    from sync.imports_zoho import import_run_claim, import_run_stop, zoho_import
+    from sync.imports_zoho_rows import COQL
     from sync.zoho import ZohoClient, ZohoError
 
     sim.seed(

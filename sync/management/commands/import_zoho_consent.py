@@ -19,17 +19,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from compliance.models import PolicyVersion
 from compliance.services import ConsentRejected
 from sync.import_models import ImportRun
-from sync.imports_zoho import (
-    BATCH,
-    BULK,
-    COQL,
-    ImportBusy,
-    Progress,
-    import_run_claim,
-    import_run_stop,
-    method_choose,
-    zoho_import,
-)
+from sync.imports_zoho import BATCH, ImportBusy, Progress, import_run_claim, import_run_stop, zoho_import
+from sync.imports_zoho_rows import BULK, COQL, method_choose
 from sync.zoho import ZohoClient
 from sync.zoho.errors import ZohoError
 
