@@ -34,7 +34,6 @@ from compliance.services.api_clients import (
 )
 from compliance.services.consent import (
     PERSON_SOURCES,
-    WITHDRAWN,
     ConsentDecision,
     Lookups,
     RecordResult,
@@ -81,6 +80,7 @@ from compliance.services.errors import (
 from compliance.services.identity import IdentityContext, contact_merge
 from compliance.services.policies import policy_version_publish
 from compliance.services.seals import ledger_seal
+from compliance.services.state import WITHDRAWN
 from compliance.services.suppressions import suppression_add
 
 __all__ = [

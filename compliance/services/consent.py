@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance import chain, personal
@@ -33,7 +33,6 @@ from compliance.models import (
     ConsentStatus,
     Contact,
     EventPersonalData,
-    OutboxEntry,
     PolicyVersion,
     Purpose,
     Source,
@@ -42,6 +41,7 @@ from compliance.outbox import outbox_written_on_commit
 from compliance.services.contacts import ContactIdentity, contact_resolve
 from compliance.services.errors import ConsentForbidden, ConsentRejected, IdempotencyConflict
 from compliance.services.identity import actor_name, decision_identity_context
+from compliance.services.state import advance_state, lock_state
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ PERSON_SOURCES = frozenset(
         Source.ADMIN,
     }
 )
-WITHDRAWN = frozenset({ConsentStatus.OPTED_OUT, ConsentStatus.EXPIRED})
 
 
 # The earliest occurred_at the ledger takes: older is a client's bug (year 1, a zero date).
@@ -472,7 +471,7 @@ def _record(
         raise ConsentRejected("contact", f"Contact {contact.pk} was erased; it records no more events.")
     checked = consent_check(decision, api_client=api_client, actor_user=actor_user, lookups=lookups, now=now)
     digest = request_digest(contact.pk, decision, contact.secret)
-    state = _lock_state(contact, checked.purpose)
+    state = lock_state(contact, checked.purpose)
     if replay_first:
         replay = _replay(decision.idempotency_key, digest)
         if replay is not None:
@@ -494,89 +493,6 @@ def _append(
         outbox_written_on_commit()
     state.save(update_fields=fields)
     return event
-
-
-def _lock_state(contact: Contact, purpose: Purpose) -> ConsentState:
-    if connection.features.can_return_columns_from_insert:
-        return lock_states([(contact.pk, purpose.pk)])[contact.pk, purpose.pk]
-    # Databases that cannot return rows from an upsert (SQLite before 3.35).
-    query = ConsentState.objects.select_for_update().filter(contact=contact, purpose=purpose)
-    state = query.first()
-    if state is None:
-        # The chain's first event: make the row to lock. A concurrent first
-        # writer's insert is ignored and both then queue on the same row lock.
-        ConsentState.objects.bulk_create(
-            [ConsentState(contact=contact, purpose=purpose)], ignore_conflicts=True
-        )
-        state = query.get()
-    return state
-
-
-def lock_states(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], ConsentState]:
-    """Lock the current-state rows of these (contact id, purpose id) chains, making missing ones.
-
-    One statement: `INSERT … ON CONFLICT … DO UPDATE … RETURNING` inserts a chain's first
-    row or locks the existing one (as `SELECT … FOR UPDATE` would) and returns it. Rows are
-    taken in (contact, purpose) order, so writers that lock several chains queue behind
-    each other instead of deadlocking. (On SQLite the whole database is locked anyway.)
-    """
-    pairs = sorted(set(pairs))
-    table = ConsentState._meta.db_table
-    columns = ", ".join(f.column for f in ConsentState._meta.concrete_fields)
-    updated_at = ConsentState._meta.get_field("updated_at").get_db_prep_value(
-        timezone.now(), connection=connection
-    )
-    rows = ", ".join(["(%s, %s, '', '', 0, %s, %s)"] * len(pairs))
-    params: list[Any] = []
-    for contact_id, purpose_id in pairs:
-        params += [contact_id, purpose_id, chain.GENESIS_HASH, updated_at]
-    # Table and column names come from the model; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} (contact_id, purpose_id, status, frequency, version, head_hash, updated_at) "  # noqa: S608
-        f"VALUES {rows} ON CONFLICT (contact_id, purpose_id) DO UPDATE SET version = {table}.version "
-        f"RETURNING {columns}"
-    )
-    return {(s.contact_id, s.purpose_id): s for s in ConsentState.objects.raw(sql, params)}
-
-
-def advance_state(
-    state: ConsentState, event: ConsentEvent, purpose: Purpose
-) -> tuple[list[str], OutboxEntry | None]:
-    """Move the chain head; the current status follows the latest *occurred* decision.
-
-    Changes `state` in memory and returns the fields changed and, when the current
-    status or frequency changed, the outbox row to write (the caller saves both).
-    """
-    state.version = event.version
-    state.head_hash = event.hash
-    fields = ["version", "head_hash", "updated_at"]
-    outbox = None
-    is_newest = state.occurred_at is None or event.occurred_at >= state.occurred_at
-    if is_newest:
-        changed = (state.status, state.frequency) != (event.status, event.frequency)
-        state.status = event.status
-        state.frequency = event.frequency
-        state.event = event
-        state.policy_version = event.policy_version
-        state.occurred_at = event.occurred_at
-        state.refresh_due_at = (
-            purpose.refresh_due_at(event.occurred_at) if event.status == ConsentStatus.OPTED_IN else None
-        )
-        fields += ["status", "frequency", "event", "policy_version", "occurred_at", "refresh_due_at"]
-        if changed:
-            outbox = OutboxEntry(
-                contact_id=state.contact_id,
-                purpose=purpose,
-                event=event,
-                priority=(
-                    OutboxEntry.Priority.WITHDRAWAL
-                    if event.status in WITHDRAWN
-                    else OutboxEntry.Priority.OPT_IN
-                    if event.status == ConsentStatus.OPTED_IN
-                    else OutboxEntry.Priority.OTHER
-                ),
-            )
-    return fields, outbox
 
 
 def consent_expire_due(*, now: datetime | None = None, limit: int = 1000) -> int:

@@ -33,11 +33,9 @@ from compliance.services.consent import (
     ConsentDecision,
     Lookups,
     RecordResult,
-    advance_state,
     consent_check,
     consent_ingest,
     consent_input_check,
-    lock_states,
     next_event,
     personal_data_rows,
     request_digest,
@@ -61,6 +59,7 @@ from compliance.services.identity import (
     identity_heads,
     identity_snapshot,
 )
+from compliance.services.state import advance_state, lock_states
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from compliance.models import (
     IdentityPersonalData,
 )
 from compliance.services import ContactIdentity
-from compliance.services.consent import Lookups, consent_check, lock_states, next_event
+from compliance.services.consent import Lookups, consent_check, next_event
+from compliance.services.state import lock_states
 from compliance.verification import ledger_verify
 
 pytestmark = pytest.mark.django_db
