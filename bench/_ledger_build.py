@@ -1,7 +1,10 @@
 """Builds a large, valid consent ledger fast, for the bench scripts (verify_ledger.py, pages.py).
 
 Fast but honest: rows are bulk-copied (COPY) with hashes computed by
-`compliance.chain.event_hash` over exactly the values the database returns;
+`compliance.chain.event_hash` over exactly the values the database returns, in the hash version
+the write path uses (2: each contact has its secret, the IP address, user agent and personal
+evidence of an event and the identifiers and names of an identity event sit in the side tables,
+and the chained row holds their keyed commitment, `compliance.personal.commitment`);
 chains follow the write path's rules (version + 1, previous status, previous
 hash, double opt-in: pending then opted in with its evidence); ConsentState
 holds each chain's head; `ledger_seal()` seals the ledger in several steps
@@ -103,7 +106,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
     from django.db import connection
     from django.utils import timezone
 
-    from compliance import chain, services
+    from compliance import chain, personal, services
     from compliance.models import Purpose
 
     rng = random.Random(plan.seed)
@@ -124,26 +127,69 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
     connection.ensure_connection()  # autocommit: every COPY commits on its own
     raw = connection.connection
 
-    # Contacts: ids 1..contacts, each with its first identity event (its identifiers, version 1).
+    # Contacts: ids 1..contacts, each with its secret and its first identity event (version 1
+    # of its chain, hash version 2: its identifiers and names apart, committed to).
     now = timezone.now()
+    secrets: list[bytes] = [b""]  # index: contact id
     with raw.cursor() as cur:
         identity_rows = []
+        identity_personal_rows = []
         with cur.copy(
-            f"COPY compliance_contact (id, {CONTACT_COLUMNS}, identity_version) FROM STDIN"
+            f"COPY compliance_contact (id, {CONTACT_COLUMNS}, identity_version, secret) FROM STDIN"
         ) as copy:
             for n in range(1, contacts + 1):
                 row = plan.contact_row(n, now)
-                copy.write_row((n, *row, 1))
-                values = (n, 1, "created", *row[:6], None, "import", None, "bench", "", "", now)
-                identity_rows.append(
-                    (*values, chain.GENESIS_HASH, chain.identity_event_hash(chain.GENESIS_HASH, values))
+                secret = rng.randbytes(personal.SECRET_BYTES)
+                secrets.append(secret)
+                copy.write_row((n, *row, 1, secret))
+                email, phone, app_user_id, zoho_id, first_name, last_name = row[:6]
+                plain = personal.identity_personal_values(
+                    dict(
+                        email=email,
+                        phone=phone,
+                        app_user_id=app_user_id,
+                        first_name=first_name,
+                        last_name=last_name,
+                    )
+                )
+                personal_hash = personal.commitment(secret, plain)
+                values = (
+                    n,
+                    1,
+                    "created",
+                    None,
+                    None,
+                    None,
+                    zoho_id,
+                    "",
+                    "",
+                    None,
+                    "import",
+                    None,
+                    "bench",
+                    "",
+                    "",
+                    now,
+                )
+                identity_hash = chain.identity_event_hash(chain.GENESIS_HASH, (2, *values, personal_hash))
+                identity_rows.append((n, *values, 2, personal_hash, chain.GENESIS_HASH, identity_hash))
+                identity_personal_rows.append(
+                    (n, email, phone, app_user_id, first_name or "", last_name or "", None)
                 )
         with cur.copy(
-            f"COPY compliance_identityevent ({', '.join(chain.IDENTITY_HASHED_FIELDS)}, prev_hash, hash) FROM STDIN"
+            f"COPY compliance_identityevent (id, {', '.join(chain.IDENTITY_HASHED_COLUMNS)}, prev_hash, hash) "
+            "FROM STDIN"
         ) as copy:
             for identity_row in identity_rows:
                 copy.write_row(identity_row)
+        with cur.copy(
+            "COPY compliance_identitypersonaldata (identity_event_id, email, phone, app_user_id, first_name, "
+            "last_name, ip_address) FROM STDIN"
+        ) as copy:
+            for personal_row in identity_personal_rows:
+                copy.write_row(personal_row)
         cur.execute("SELECT setval(pg_get_serial_sequence('compliance_contact', 'id'), %s)", [contacts])
+        cur.execute("SELECT setval(pg_get_serial_sequence('compliance_identityevent', 'id'), %s)", [contacts])
     print(f"  contacts: {contacts} in {time.perf_counter() - t0:.1f}s", flush=True)
 
     # (contact, purpose) -> (version, status, hash, event_id, occurred_at, frequency, purpose, policy id)
@@ -159,10 +205,11 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
             cur.copy(
                 "COPY compliance_consentevent (id, contact_id, purpose_id, version, previous_status, status, "
                 "frequency, source, ip_address, user_agent, policy_version_id, occurred_at, recorded_at, "
-                "actor, evidence, reason, idempotency_key, request_digest, prev_hash, hash, api_client_id) "
-                "FROM STDIN"
+                "actor, evidence, reason, idempotency_key, request_digest, prev_hash, hash, api_client_id, "
+                "hash_version, personal_hash) FROM STDIN"
             ) as copy,
         ):
+            personal_rows = []
             for _ in range(min(part_size, events - event_id)):
                 event_id += 1
                 contact_id = pick(rng)
@@ -212,7 +259,13 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                     else f"2001:db8::{event_id % 65535 + 1:x}"
                 )
                 idempotency_key = f"bench-{event_id}"
+                kept, personal_evidence = personal.evidence_split(evidence)
+                plain = personal.event_personal_values(
+                    ip_address=ip, user_agent=rng.choice(USER_AGENTS), personal_evidence=personal_evidence
+                )
+                personal_hash = personal.commitment(secrets[contact_id], plain)
                 values = (
+                    2,
                     contact_id,
                     purpose.id,
                     version + 1,
@@ -220,34 +273,42 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                     status,
                     frequency,
                     source,
-                    ip,
-                    rng.choice(USER_AGENTS),
+                    None,
+                    "",
                     policy_id,
                     occurred_at,
                     recorded_at,
                     actor,
-                    evidence,
+                    kept,
                     "",
                     idempotency_key,
+                    personal_hash,
                 )
                 event_hash = hash_fn(prev_hash, values)
                 copy.write_row(
                     (
                         event_id,
-                        *values[:13],
-                        json.dumps(evidence),
+                        *values[1:14],
+                        json.dumps(kept),
                         "",
                         idempotency_key,
                         hashlib.sha256(idempotency_key.encode()).hexdigest(),
                         prev_hash,
                         event_hash,
                         client.id,
+                        2,
+                        personal_hash,
                     )
                 )
+                if plain:
+                    personal_rows.append((event_id, json.dumps(plain)))
                 heads[key] = (
                     version + 1, status, event_hash, event_id, occurred_at, frequency, purpose, policy_id
                 )  # fmt: skip
         with raw.cursor() as cur:
+            with cur.copy("COPY compliance_eventpersonaldata (event_id, values) FROM STDIN") as copy:
+                for personal_row in personal_rows:
+                    copy.write_row(personal_row)
             cur.execute(
                 "SELECT setval(pg_get_serial_sequence('compliance_consentevent', 'id'), %s)", [event_id]
             )
