@@ -3,10 +3,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import connection
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from compliance.admin import SiteEditable, ViewOnly
-from sync.models import Alert, CrmLink, Discrepancy, FieldMapping, FieldMappingVersion, SyncPush, ZohoCall
+from compliance.admin import ReadOnlyAdmin, SiteEditable, ViewOnly
+from sync.models import (
+    Alert,
+    CrmLink,
+    CrmLinkRecord,
+    Discrepancy,
+    DuplicateDecision,
+    FieldMapping,
+    FieldMappingVersion,
+    SyncPush,
+    ZohoCall,
+)
 
 
 @admin.register(ZohoCall)
@@ -94,6 +106,64 @@ class CrmLinkAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     search_fields = ("contact__email",)
     raw_id_fields = ("contact",)
+
+
+@admin.register(CrmLinkRecord)
+class CrmLinkRecordAdmin(ReadOnlyAdmin):
+    """Which CRM records (module and id) each contact's consent is written to. Read-only: links
+    change through linking (a changed email, a Lead converted) and the duplicates page, whose
+    choices are recorded; an edit here would write a person's consent to a record nobody chose."""
+
+    list_display = ("contact", "module", "record_id", "role", "consent_id", "converted_from", "created_at")
+    list_filter = ("module", "role")
+    search_fields = ("=record_id", "=converted_from", "=consent_id", "contact__email")
+    raw_id_fields = ("contact",)
+    ordering = ("-created_at", "-id")
+    fields = list_display
+    readonly_fields = list_display
+
+
+@admin.register(DuplicateDecision)
+class DuplicateDecisionAdmin(ReadOnlyAdmin):
+    """Admins' choices for duplicate CRM records (who, when, why): evidence, appended, never changed."""
+
+    list_display = (
+        "decided_at",
+        "contact",
+        "choice",
+        "primary_module",
+        "primary_record_id",
+        "decided_by_name",
+    )
+    list_filter = ("choice", "primary_module")
+    search_fields = ("=primary_record_id", "contact__email", "decided_by_name")
+    search_help_text = (
+        "A record id finds the decisions that chose it or chose among it; or an email, or a name."
+    )
+    date_hierarchy = "decided_at"
+    ordering = ("-decided_at", "-id")
+    fields = (
+        "decided_at",
+        "contact",
+        "choice",
+        "primary_module",
+        "primary_record_id",
+        "candidates",
+        "reason",
+        "decided_by",
+        "decided_by_name",
+    )
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[DuplicateDecision], search_term: str
+    ) -> tuple[QuerySet[DuplicateDecision], bool]:
+        """Also the decisions whose candidates include the record id searched for."""
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term.isdigit() and connection.features.supports_json_field_contains:
+            found |= queryset.filter(candidates__contains=[{"record_id": term}])
+        return found, duplicates
 
 
 class FieldMappingVersionInline(ViewOnly, admin.TabularInline):

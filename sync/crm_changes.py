@@ -22,10 +22,13 @@ workflow user). Real Zoho often shows the
 user whose action triggered the rule, which is why the aftermath window exists.
 The API user is `CrmClient.api_user_id()` (``ZOHO_API_USER_ID``, else asked of Zoho).
 
-`crm_changes_apply(records=…)` is called by reconciliation; it returns the
-fields it dealt with so the caller does not also report them as plain drift.
-With a client it re-reads records known only from a Bulk Read file before
-deciding who changed them, and asks Zoho who our API user is when not told.
+`crm_changes_apply(records=…)` is called by reconciliation and by Zoho's
+notification callbacks (`sync.crm_watch`); it returns the fields it dealt with
+so the caller does not also report them as plain drift. A record is of any
+module of ``ZOHO_MODULES`` (a Lead as well as a Contact): its discrepancies and
+events name it and its module. With a client it re-reads records known only
+from a Bulk Read file before deciding who changed them, and asks Zoho who our
+API user is when not told.
 
 Discrepancies go through `sync.discrepancies.discrepancy_record`: an
 ``overwritten`` one is retried (the ledger's value is pushed again, with backoff
@@ -36,9 +39,7 @@ an admin.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,13 +47,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from compliance import services
 from compliance.models import ConsentState, ConsentStatus, Contact, Source
 from sync.discrepancies import discrepancy_record
-from sync.models import CrmLink, CrmWatchChannel, Discrepancy, FieldMapping, SyncPush
+from sync.models import Discrepancy, FieldMapping, SyncPush
 from sync.projection import Projection, active_mappings, project, read_fields
 from sync.zoho import ZohoClient
 
@@ -69,6 +70,7 @@ class CrmRecord:
     modified_by_id: str = ""
     modified_by_name: str = ""
     modified_time: datetime | None = None
+    module: str = "Contacts"
 
 
 @dataclass
@@ -109,8 +111,11 @@ def parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def crm_record(contact_id: int, row: Mapping[str, Any], fields: Iterable[str]) -> CrmRecord:
-    """Flatten a record from `get_many` (nested consent object), COQL (dotted keys) or Bulk Read (CSV strings)."""
+def crm_record(
+    contact_id: int, row: Mapping[str, Any], fields: Iterable[str], *, module: str = "Contacts"
+) -> CrmRecord:
+    """Flatten a record of `module` from `get_many` (nested consent object), COQL (dotted keys)
+    or Bulk Read (CSV strings)."""
     values: dict[str, Any] = {}
     for name in fields:
         if name in row:
@@ -133,6 +138,7 @@ def crm_record(contact_id: int, row: Mapping[str, Any], fields: Iterable[str]) -
         modified_by_id=by_id,
         modified_by_name=by_name,
         modified_time=parse_time(row.get("Modified_Time")),
+        module=module,
     )
 
 
@@ -185,6 +191,7 @@ def is_workflow(user_id: str, user_name: str, *, ids: set[str] | None = None) ->
 def _evidence(record: CrmRecord, name: str, expected: Any) -> dict[str, Any]:
     return {
         "zoho_id": record.zoho_id,
+        "crm_module": record.module,
         "crm_field": name,
         "crm_value": record.values.get(name),
         "expected": expected,
@@ -203,19 +210,19 @@ def _confirm(
     candidates: list[tuple[CrmRecord, FieldMapping, Any, Any]], client: ZohoClient
 ) -> list[tuple[CrmRecord, FieldMapping, Any, Any]]:
     """Re-read records known only from a Bulk Read file (no user name, maybe minutes old) before
-    deciding who changed them: 100 ids a call, only for the few that differ."""
+    deciding who changed them: 100 ids a call and module, only for the few that differ."""
     stale = {r.zoho_id: r for r, m, _, actual in candidates if not r.modified_by_name and r.zoho_id}
     if not stale:
         return candidates
     names = sorted({m.crm_field for _, m, _, _ in candidates})
     fresh: dict[str, CrmRecord] = {}
-    ids = list(stale)
-    for start in range(0, len(ids), 100):
-        rows = client.crm.get_many(ids[start : start + 100], read_fields(names))
-        for row in rows:
-            old = stale.get(str(row.get("id")))
-            if old is not None:
-                fresh[old.zoho_id] = crm_record(old.contact_id, row, names)
+    for module in sorted({r.module for r in stale.values()}):
+        ids = [rid for rid, r in stale.items() if r.module == module]
+        for start in range(0, len(ids), 100):
+            for row in client.crm.get_many(ids[start : start + 100], read_fields(names), module=module):
+                old = stale.get(str(row.get("id")))
+                if old is not None:
+                    fresh[old.zoho_id] = crm_record(old.contact_id, row, names, module=module)
     out = []
     for record, mapping, expected, _ in candidates:
         record = fresh.get(record.zoho_id, record)
@@ -372,84 +379,3 @@ def crm_changes_apply(
             result.recorded += 1
             result.events.append(outcome.event.pk)
     return result
-
-
-# Instant CRM changes: Zoho's notification channel ---------------------------------
-
-WATCH_EVENTS = ("Contacts.edit",)
-# Zoho keeps a channel at most a week (longer, or none: one hour); renew well before.
-WATCH_LIFETIME = timedelta(days=7) - timedelta(minutes=10)
-WATCH_RENEW_BEFORE = timedelta(days=2)
-
-
-class NotificationRefused(Exception):
-    """A callback that is not from our channel (unknown channel, wrong token): nothing is done."""
-
-
-def crm_watch_ensure(*, zoho: ZohoClient, notify_url: str, now: datetime | None = None) -> CrmWatchChannel:
-    """Our notification channel, enabled or renewed (same id and token) when it is missing, points
-    elsewhere, or has less than two days left. One call when it acts, none otherwise."""
-    now = now or timezone.now()
-    channel = CrmWatchChannel.objects.order_by("-id").first()
-    if (
-        channel is not None
-        and channel.notify_url == notify_url
-        and channel.expires_at - now > WATCH_RENEW_BEFORE
-    ):
-        return channel
-    if channel is None:
-        channel = CrmWatchChannel(
-            channel_id=str(int(now.timestamp() * 1000)),
-            token=secrets.token_urlsafe(32)[:43],  # Zoho takes at most 50 characters
-        )
-    else:
-        channel.renewed_at = now
-    expires_at = now + WATCH_LIFETIME
-    zoho.crm.watch(
-        channel_id=channel.channel_id,
-        events=WATCH_EVENTS,
-        notify_url=notify_url,
-        token=channel.token,
-        expires_at=expires_at,
-    )
-    channel.events, channel.notify_url, channel.expires_at = list(WATCH_EVENTS), notify_url, expires_at
-    channel.save()
-    return channel
-
-
-def crm_notification_receive(*, body: Any, zoho: ZohoClient) -> CrmChangesResult:
-    """A callback from Zoho: check its channel and token, then pull the records it names (one
-    call per 100 ids) through the rule of direction, as reconciliation would. Polling
-    (reconciliation) stays the fallback for a callback that never came."""
-    if not isinstance(body, Mapping):
-        raise ValueError("the notification is not a JSON object")
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, (str, int)) for i in ids):
-        raise ValueError("the notification has no list of record ids")
-    channel = CrmWatchChannel.objects.filter(channel_id=str(body.get("channel_id") or "")).first()
-    token = str(body.get("token") or "")
-    if channel is None or not hmac.compare_digest(token.encode(), channel.token.encode()):
-        raise NotificationRefused("unknown channel or wrong token")
-    CrmWatchChannel.objects.filter(pk=channel.pk).update(last_notified_at=timezone.now())
-    record_ids = sorted({str(i) for i in ids if str(i).isdigit()})
-    if body.get("module") not in (None, "Contacts") or not record_ids:
-        return CrmChangesResult()
-    contact_of: dict[str, int] = {
-        str(zoho_id): pk
-        for zoho_id, pk in Contact.objects.filter(zoho_id__in=record_ids).values_list("zoho_id", "pk")
-    }
-    for link in CrmLink.objects.filter(state=CrmLink.State.LINKED).filter(
-        Q.create([("candidates__contains", [rid]) for rid in record_ids], connector=Q.OR)
-    ):
-        contact_of.setdefault(str(link.candidates[0]), link.contact_id)
-    names = sorted({m.crm_field for m in active_mappings() if m.pulls})
-    if not contact_of or not names:
-        return CrmChangesResult()
-    wanted = sorted(contact_of)
-    records = []
-    for start in range(0, len(wanted), 100):
-        for row in zoho.crm.get_many(wanted[start : start + 100], read_fields(names)):
-            rid = str(row.get("id") or "")
-            if rid in contact_of:
-                records.append(crm_record(contact_of[rid], row, names))
-    return crm_changes_apply(records=records, client=zoho)

@@ -3,7 +3,12 @@
 `contact_proof` reads, for each purpose the ledger holds a state for, the CRM field(s) that
 carry it, the linked record(s), the last push that carried the purpose, the last read-back
 that verified it (and what it read), the open discrepancies on its fields, and the contact's
-Zoho Campaigns list statuses. Registered with `compliance.panels` from `SyncConfig.ready()`:
+Zoho Campaigns list statuses.
+
+A contact may have several CRM records (`CrmLinkRecord`: a Lead not yet converted as well as a
+Contact, or duplicates written to all): each is listed with its module, and each written one
+with its own last push and read-back per purpose. A purpose is verified only when every written
+record is. Registered with `compliance.panels` from `SyncConfig.ready()`:
 the contact page's "Zoho proof" panel and the ``zoho`` status of each purpose in
 ``GET /api/v1/contacts/{id}/consents``. Reads only, a handful of queries per contact.
 """
@@ -21,10 +26,71 @@ from django.http import HttpRequest
 
 from compliance.models import ConsentState, Contact
 from compliance.panels import Panel
-from sync.models import CampaignsObservation, CrmLink, Discrepancy, FieldMapping, SyncPush
+from sync.linking import crm_modules
+from sync.models import CampaignsObservation, CrmLink, CrmLinkRecord, Discrepancy, FieldMapping, SyncPush
 
 # The newest pushes of a contact read to find each purpose's last push and last verified one.
 PUSHES_READ = 50
+
+
+@dataclass
+class LinkedRecord:
+    """One CRM record of the contact, as the proof shows it."""
+
+    module: str
+    record_id: str
+    role: str = CrmLinkRecord.Role.LINKED
+    converted_from: str = ""
+
+    @property
+    def written(self) -> bool:
+        return self.role in CrmLinkRecord.WRITTEN
+
+    @property
+    def role_label(self) -> str:
+        return str(CrmLinkRecord.Role(self.role).label)
+
+
+@dataclass
+class RecordProof:
+    """A purpose on one written record: its last push there, and its last matching read-back."""
+
+    record: LinkedRecord
+    ledger_version: int
+    code: str
+    last_push: SyncPush | None = None
+    last_verified: SyncPush | None = None
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.discrepancies:
+            return "discrepancy"
+        return "verified" if _verifies(self.last_verified, self.code, self.ledger_version) else "pending"
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+    def api(self) -> dict[str, Any]:
+        return {
+            "module": self.record.module,
+            "record_id": self.record.record_id,
+            "status": self.status,
+            "verified_at": _iso(self.last_verified.verified_at if self.last_verified else None),
+        }
+
+
+STATUS_LABELS = {
+    "not_synced": "Not synced (no CRM field)",
+    "discrepancy": "Zoho differs",
+    "verified": "Verified in Zoho",
+    "pending": "Waiting for Zoho",
+}
+
+
+def _verifies(push: SyncPush | None, code: str, version: int) -> bool:
+    return push is not None and int(push.ledger_versions.get(code, 0)) >= version
 
 
 @dataclass
@@ -37,28 +103,27 @@ class PurposeProof:
     last_push: SyncPush | None = None
     last_verified: SyncPush | None = None
     discrepancies: list[Discrepancy] = field(default_factory=list)
+    # Per written record (none before the contact is linked).
+    records: list[RecordProof] = field(default_factory=list)
     _last_read: SyncPush | None = None
 
     @property
     def status(self) -> str:
-        """pending, verified, discrepancy or not_synced (no CRM field carries the purpose)."""
+        """pending, verified, discrepancy or not_synced (no CRM field carries the purpose).
+        Verified when every written record is (or, before any is known, the last push is)."""
         if not self.fields:
             return "not_synced"
         if self.discrepancies:
             return "discrepancy"
-        verified = self.last_verified
-        if verified is not None and int(verified.ledger_versions.get(self.code, 0)) >= self.ledger_version:
-            return "verified"
-        return "pending"
+        if self.records:
+            verified = all(r.status == "verified" for r in self.records)
+        else:
+            verified = _verifies(self.last_verified, self.code, self.ledger_version)
+        return "verified" if verified else "pending"
 
     @property
     def status_label(self) -> str:
-        return {
-            "not_synced": "Not synced (no CRM field)",
-            "discrepancy": "Zoho differs",
-            "verified": "Verified in Zoho",
-            "pending": "Waiting for Zoho",
-        }[self.status]
+        return STATUS_LABELS[self.status]
 
     @property
     def last_read(self) -> SyncPush | None:
@@ -97,6 +162,7 @@ class PurposeProof:
             "verified_at": _iso(self.last_verified.verified_at if self.last_verified else None),
             "pushed_at": _iso(self.last_push.created_at if self.last_push else None),
             "record_ids": record_ids,
+            "records": [r.api() for r in self.records],
             "discrepancy": None
             if first is None
             else {
@@ -112,23 +178,39 @@ class PurposeProof:
 class ContactProof:
     contact: Contact
     link: CrmLink | None
-    record_ids: list[str]
+    records: list[LinkedRecord]
     purposes: list[PurposeProof]
     campaigns: list[dict[str, Any]]
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [r.record_id for r in self.records]
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _linked_records(contact: Contact, link: CrmLink | None) -> list[LinkedRecord]:
+    """The contact's CRM records, configured modules first (Contacts, then Leads): its link
+    records, else its Zoho id (a Contact), else its link's candidates (older links)."""
+    modules = crm_modules()
+    rows = sorted(
+        CrmLinkRecord.objects.filter(contact=contact),
+        key=lambda r: (modules.index(r.module) if r.module in modules else len(modules), r.pk),
+    )
+    if rows:
+        return [LinkedRecord(r.module, r.record_id, r.role, r.converted_from) for r in rows]
+    if contact.zoho_id:
+        return [LinkedRecord("Contacts", contact.zoho_id)]
+    if link is not None:
+        return [LinkedRecord("Contacts", str(c)) for c in link.candidates]
+    return []
+
+
 def contact_proof(*, contact: Contact) -> ContactProof:
     link = CrmLink.objects.filter(contact=contact).first()
-    if contact.zoho_id:
-        record_ids = [contact.zoho_id]
-    elif link is not None and link.candidates:
-        record_ids = [str(c) for c in link.candidates]
-    else:
-        record_ids = []
+    records = _linked_records(contact, link)
     fields_of: dict[str, list[str]] = {}
     for mapping in FieldMapping.objects.filter(is_active=True).select_related("purpose"):
         if mapping.pushes:
@@ -155,11 +237,25 @@ def contact_proof(*, contact: Contact) -> ContactProof:
         proof._last_read = next((p for p in carrying if any(n in (p.readback or {}) for n in names)), None)
         if names:
             proof.discrepancies = [d for d in open_rows if d.crm_field in names or not d.crm_field]
+        for record in records:
+            if not record.written:
+                continue
+            here = [p for p in carrying if (p.module, p.zoho_id) == (record.module, record.record_id)]
+            proof.records.append(
+                RecordProof(
+                    record=record,
+                    ledger_version=state.version,
+                    code=code,
+                    last_push=here[0] if here else None,
+                    last_verified=next((p for p in here if _read_back_matching(p, names)), None),
+                    discrepancies=[d for d in proof.discrepancies if d.zoho_id == record.record_id],
+                )
+            )
         purposes.append(proof)
     return ContactProof(
         contact=contact,
         link=link,
-        record_ids=record_ids,
+        records=records,
         purposes=purposes,
         campaigns=_campaigns(contact),
     )

@@ -1,7 +1,7 @@
 """Zoho CRM's notification callbacks (`/actions/watch`): the endpoint Zoho posts CRM edits to.
 
 No login and no CSRF token: Zoho is the caller. A callback is accepted only with our channel's
-id and its token (`sync.crm_changes.crm_notification_receive`); anything else is refused with
+id and its token (`sync.crm_watch.crm_notification_receive`); anything else is refused with
 nothing done."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from sync.crm_changes import NotificationRefused, crm_notification_receive
+from sync.crm_watch import NotificationRefused, crm_notification_receive
 from sync.zoho import ZohoClient
 from sync.zoho.errors import ZohoError
 

@@ -1,10 +1,13 @@
 """Zoho CRM's Notifications API (``/crm/v8/actions/watch``): channels, and callbacks sent to them.
 
-A channel watches events such as ``Contacts.edit``; every change to a watched record (an API
-write, a CRM user's edit, a workflow's reset) posts ``{server_time, query_params, module,
-resource_uri, ids, affected_fields, operation, channel_id, token}`` to its ``notify_url``
-(zoho-api.md section 6). Callbacks go out from one background thread, in order, so a call that
-changes a record never waits for them; each delivery is logged (``state.notifications``).
+A channel watches events such as ``Contacts.edit`` or ``Leads.edit``; every change to a watched
+record of that module (an API write, a CRM user's edit, a workflow's reset, a Lead's conversion)
+posts ``{server_time, query_params, module, resource_uri, ids, affected_fields, operation,
+channel_id, token}`` to its ``notify_url``, as Zoho's documented callback (zoho-api.md section 6):
+``module`` is the record's module (``Leads`` for a Lead), ``resource_uri`` the module's full URL
+on the API domain, ``operation`` one of ``insert``, ``update``, ``delete``. Callbacks go out from
+one background thread, in order, so a call that changes a record never waits for them; each
+delivery is logged (``notifier.deliveries``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from flask import has_request_context, request
 
 if TYPE_CHECKING:
     from zohosim.state import SimState
@@ -26,6 +30,18 @@ MAX_TOKEN = 50
 MAX_EXPIRY_S = 7 * 86_400
 DEFAULT_EXPIRY_S = 3600
 OPERATIONS = ("create", "edit", "delete", "all")
+# A watched event's operation as the callback names it.
+CALLBACK_OPERATIONS = {"create": "insert", "edit": "update", "delete": "delete"}
+# Zoho's API domain, for callbacks sent outside a request (a test's direct change) when the sim
+# is not configured with one.
+DEFAULT_API_DOMAIN = "https://www.zohoapis.com"
+
+
+def _api_domain(state: SimState) -> str:
+    """The API domain the sim answers as (its own URL unless configured), as tokens report it."""
+    if state.config.api_domain:
+        return state.config.api_domain.rstrip("/")
+    return request.host_url.rstrip("/") if has_request_context() else DEFAULT_API_DOMAIN
 
 
 class Notifier:
@@ -43,6 +59,7 @@ class Notifier:
     def changed(self, module: str, record_id: str, fields: list[str], operation: str = "edit") -> None:
         """Queue a callback for every live channel watching this module's ``operation``."""
         now = self.state.now()
+        resource_uri = f"{_api_domain(self.state)}/crm/v8/{module}"
         for channel in list(self.channels.values()):
             if channel["expiry"] <= now:
                 continue
@@ -55,10 +72,10 @@ class Notifier:
                         "server_time": int(now * 1000),
                         "query_params": {},
                         "module": module,
-                        "resource_uri": f"/crm/v8/{module}",
+                        "resource_uri": resource_uri,
                         "ids": [record_id],
                         "affected_fields": [{record_id: fields}] if channel.get("affected") else [],
-                        "operation": "update" if operation == "edit" else operation,
+                        "operation": CALLBACK_OPERATIONS[operation],
                         "channel_id": channel["channel_id"],
                         "token": channel.get("token"),
                     },

@@ -201,6 +201,17 @@ class ZohoDiscrepancySerializer(serializers.Serializer[Any]):
     opened_at = serializers.DateTimeField()
 
 
+class ZohoRecordStatusSerializer(serializers.Serializer[Any]):
+    """One written CRM record of the contact (a Contact, or a Lead not yet converted)."""
+
+    module = serializers.CharField(help_text="The CRM module: Contacts or Leads.")
+    record_id = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "verified", "discrepancy"], help_text="This purpose on this record."
+    )
+    verified_at = serializers.DateTimeField(allow_null=True)
+
+
 class ZohoStatusSerializer(serializers.Serializer[Any]):
     """What the sync registered for a purpose (compliance.panels): whether its state reached Zoho."""
 
@@ -212,6 +223,9 @@ class ZohoStatusSerializer(serializers.Serializer[Any]):
     verified_at = serializers.DateTimeField(allow_null=True)
     pushed_at = serializers.DateTimeField(allow_null=True, help_text="The last push carrying this purpose.")
     record_ids = serializers.ListField(child=serializers.CharField(), help_text="Linked CRM record id(s).")
+    records = ZohoRecordStatusSerializer(
+        many=True, help_text="Each written CRM record with its module; verified only when every one is."
+    )
     discrepancy = ZohoDiscrepancySerializer(allow_null=True)
 
 

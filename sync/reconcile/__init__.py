@@ -1,4 +1,4 @@
-"""Reconciliation: every CRM contact's mapped fields compared with the ledger's projection.
+"""Reconciliation: every CRM record's mapped fields compared with the ledger's projection.
 
 `reconcile()` (daily task ``sync.reconcile``, ``python manage.py reconcile``), in `run`:
 
@@ -6,16 +6,20 @@
    credits left are below the reserve outside the off-peak window it raises
    `QuotaDeferred` (the task looks again later). Every CRM call it makes runs
    under ``quota.urgency(RECONCILE)``.
-2. Streams the CRM's contacts (`crm_rows`): COQL keyset pages of 2,000 (``where
+2. Streams the records of each module of ``ZOHO_MODULES`` (Contacts; Leads too when
+   configured) (`crm_rows`): COQL keyset pages of 2,000 (``where
    id > '…' order by id``), or Bulk Read (200,000 rows per job page, a zipped
    CSV spooled to disk and read row by row) when the CRM is larger than
    ``RECONCILE_BULK_THRESHOLD`` (estimated from the previous run, or the
    ledger's linked contacts). Rows are tuples in one column order, whichever
    the method.
 3. Per chunk of ``RECONCILE_CHUNK`` rows (memory stays bounded whatever the
-   size): one query finds the ledger contacts by Zoho id, with whether each
-   holds any consent state or suppression and whether it has an open
-   discrepancy (contacts not yet linked are looked up by email) (`ledger_match`).
+   size): one query finds the ledger contacts by Zoho id, then by their written
+   `CrmLinkRecord` of the module (a Lead, a Contact linked without a Zoho id),
+   with whether each holds any consent state or suppression and whether it has
+   an open discrepancy (contacts not linked to any record yet are looked up by
+   email) (`ledger_match`). Each record of a contact is compared on its own: a
+   discrepancy names its record and module, and only that record resolves it.
    Contacts that hold nothing share one blank projection, and a row's
    differences from it are worked out once per distinct set of CRM values; the
    others are projected (`sync.projection.project`). Then `sync.crm_changes`
@@ -26,10 +30,12 @@
    ``SYNC_RETRY_BASE_S``), and open discrepancies whose field now matches are
    resolved, as is an open ``record_missing`` of a contact whose record is
    there again (`compare`).
-4. Only after a run that read every page: the ledger contacts linked to a CRM
-   record (``Contact.zoho_id``, or a linked `CrmLink`) that the run did not see
-   get a ``record_missing`` discrepancy (`missing`). Which contacts were seen is
-   one bit per contact id (125 kB per million). A run that fails part way, or
+4. Only after a run that read every page: each linked CRM record the run did
+   not see (a contact's ``Contact.zoho_id``, or a written `CrmLinkRecord`) gets a
+   ``record_missing`` discrepancy on that record (`missing`); a link record that
+   Zoho still returns by id is not missing, and a Lead converted since moves its
+   link to the Contact it became, with no discrepancy. Which contacts and link records were
+   seen is one bit per id (125 kB per million). A run that fails part way, or
    reads no record at all, flags nothing.
 5. Writes a `ReconciliationRun` and asks `sync.alerts.alert_threshold` for one
    ``threshold`` alert when more discrepancies are open than

@@ -3,8 +3,12 @@
 A record of a contact that holds nothing and has no open discrepancy is compared with the one
 blank projection, once per distinct set of CRM values; the others wait in batches of
 ``SLOW_BATCH`` for their projections and open discrepancies. CRM-side opt-outs go through the
-rule of direction (`sync.crm_changes`); any other differing field opens a ``drift`` discrepancy,
-and open discrepancies whose field now matches are resolved.
+rule of direction (`sync.crm_changes`); any other differing field opens a ``drift`` discrepancy
+naming the record and its module, and open discrepancies whose field now matches are resolved.
+
+Each record of a contact is compared on its own (a Lead and a Contact of one person, or
+duplicates written to all): a record that matches resolves only the discrepancies found on it,
+never those of the contact's other records.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from django.utils import timezone
 
 from sync.crm_changes import CrmRecord, coerce, crm_changes_apply, crm_record
 from sync.discrepancies import discrepancies_resolve, discrepancy_record
-from sync.models import Discrepancy, FieldMapping
+from sync.models import CrmLinkRecord, Discrepancy, FieldMapping
 from sync.projection import Projection, project
 from sync.reconcile.crm_rows import HEAD, Row
-from sync.reconcile.ledger_match import CONTACT, HOLDING, OPEN, Linked, ledger_match
+from sync.reconcile.ledger_match import CONTACT, HOLDING, LINK_RECORD, OPEN, Linked, ledger_match
 from sync.zoho import ZohoClient
 
 # Records that need more than the lookup (a projection, open discrepancies, a write) are compared
@@ -40,26 +44,36 @@ class Counts:
     missing: int = 0
 
 
-class Seen:
-    """The ledger contacts a run found in CRM: one bit per contact id."""
+class Bits:
+    """A set of ids as one bit each (125 kB per million)."""
 
     def __init__(self) -> None:
         self.bits = bytearray()
 
-    def add(self, contact_ids: Iterable[int]) -> None:
-        ids = list(contact_ids)
+    def add(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
         if not ids:
             return
         size = (max(ids) >> 3) + 1
         bits = self.bits
         if size > len(bits):
             bits.extend(bytes(max(size - len(bits), len(bits) // 2)))
-        for contact_id in ids:
-            bits[contact_id >> 3] |= 1 << (contact_id & 7)
+        for one in ids:
+            bits[one >> 3] |= 1 << (one & 7)
 
-    def unseen(self, contact_ids: Iterable[int]) -> list[int]:
+    def unseen(self, ids: Iterable[int]) -> list[int]:
         bits, size = self.bits, len(self.bits) << 3
-        return [c for c in contact_ids if c >= size or not bits[c >> 3] & (1 << (c & 7))]
+        return [i for i in ids if i >= size or not bits[i >> 3] & (1 << (i & 7))]
+
+
+class Seen(Bits):
+    """What a run found in CRM: the ledger contacts (these bits), and the `CrmLinkRecord` rows
+    whose records it read (``records``), so that a contact's Lead gone while its Contact is
+    still there is noticed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = Bits()
 
 
 class Comparer:
@@ -89,7 +103,7 @@ class Comparer:
         # blank projection. Most rows carry one of a few value sets; bounded all the same.
         self._values: dict[Row, dict[str, Any]] = {}
         self._blank_differences: dict[Row, dict[str, tuple[Any, Any]]] = {}
-        self._pending: list[tuple[Row, Linked]] = []
+        self._pending: list[tuple[Row, Linked, str]] = []
 
     def _coerced(self, key: Row) -> dict[str, Any]:
         try:
@@ -120,19 +134,21 @@ class Comparer:
             self.blank = project([contact_id], self.mappings)[contact_id]
         return self.blank
 
-    def chunk(self, chunk: list[Row]) -> None:
-        """Compare a chunk. A record of a contact that holds nothing, has no open discrepancy and
-        matches the blank projection (nearly all of them) is done here, with no query but the
-        lookup; the others wait in a batch of ``SLOW_BATCH`` (`flush`), so that the queries they
-        need (projections, open discrepancies, writes) do not run once per chunk."""
+    def chunk(self, chunk: list[Row], module: str = "Contacts") -> None:
+        """Compare a chunk of `module`'s records. A record of a contact that holds nothing, has
+        no open discrepancy and matches the blank projection (nearly all of them) is done here,
+        with no query but the lookup; the others wait in a batch of ``SLOW_BATCH`` (`flush`), so
+        that the queries they need (projections, open discrepancies, writes) do not run once per
+        chunk."""
         counts = self.counts
         counts.records_read += len(chunk)
-        matched = ledger_match(chunk)
+        matched = ledger_match(chunk, module)
         counts.crm_only += len(chunk) - len(matched)
         if not matched:
             return
         counts.compared += len(matched)
         self.seen.add([linked[CONTACT] for linked in matched.values()])
+        self.seen.records.add([linked[LINK_RECORD] for linked in matched.values() if linked[LINK_RECORD]])
         width = self.width
         by_key = self._blank_differences
         pending = self._pending
@@ -142,7 +158,7 @@ class Comparer:
             if linked is None:
                 continue
             if linked[HOLDING] or linked[OPEN]:
-                pending.append((row, linked))
+                pending.append((row, linked, module))
                 continue
             if blank is None:
                 blank = self._blank_projection(linked[CONTACT])
@@ -152,7 +168,7 @@ class Comparer:
             except (KeyError, TypeError):
                 differences = self._differences_from_blank(key, blank)
             if differences:
-                pending.append((row, linked))
+                pending.append((row, linked, module))
         if len(pending) >= SLOW_BATCH:
             self.flush()
 
@@ -161,21 +177,27 @@ class Comparer:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        holding = [linked[CONTACT] for _, linked in rows if linked[HOLDING]]
+        holding = [linked[CONTACT] for _, linked, _ in rows if linked[HOLDING]]
         projections = project(holding, self.mappings) if holding else {}
-        with_open = [linked[CONTACT] for _, linked in rows if linked[OPEN]]
+        with_open = [linked[CONTACT] for _, linked, _ in rows if linked[OPEN]]
         open_rows: dict[tuple[int, str], tuple[int, str]] = {}
-        open_by_contact: dict[int, list[tuple[str, int, str]]] = {}
+        open_by_contact: dict[int, list[tuple[str, int, str, str]]] = {}
+        # Each contact's written records: a discrepancy found on one of them is left to that one.
+        records_of: dict[int, set[str]] = {}
         if with_open:
-            for pk, contact_id, crm_field, kind in Discrepancy.objects.filter(
+            for pk, contact_id, crm_field, kind, zoho_id in Discrepancy.objects.filter(
                 status=Discrepancy.Status.OPEN, contact_id__in=with_open
-            ).values_list("pk", "contact_id", "crm_field", "kind"):
+            ).values_list("pk", "contact_id", "crm_field", "kind", "zoho_id"):
                 open_rows[(contact_id, crm_field)] = (pk, kind)
-                open_by_contact.setdefault(contact_id, []).append((crm_field, pk, kind))
-        differing: list[tuple[Row, int, Projection, dict[str, tuple[Any, Any]]]] = []
+                open_by_contact.setdefault(contact_id, []).append((crm_field, pk, kind, zoho_id))
+            for contact_id, record_id in CrmLinkRecord.objects.filter(
+                contact_id__in=list(open_by_contact), role__in=CrmLinkRecord.WRITTEN
+            ).values_list("contact_id", "record_id"):
+                records_of.setdefault(contact_id, set()).add(record_id)
+        differing: list[tuple[Row, str, int, Projection, dict[str, tuple[Any, Any]]]] = []
         matching_open: list[int] = []
         found_again: list[int] = []
-        for row, linked in rows:
+        for row, linked, module in rows:
             contact_id = linked[CONTACT]
             key = row[self.width :]
             if linked[HOLDING]:
@@ -185,8 +207,10 @@ class Comparer:
                 projection = self._blank_projection(contact_id)
                 differences = self._differences_from_blank(key, projection)
             if differences:
-                differing.append((row, contact_id, projection, differences))
-            for crm_field, pk, kind in open_by_contact.get(contact_id, ()):
+                differing.append((row, module, contact_id, projection, differences))
+            for crm_field, pk, kind, zoho_id in open_by_contact.get(contact_id, ()):
+                if zoho_id and zoho_id != row[0] and zoho_id in records_of.get(contact_id, ()):
+                    continue  # found on another record of the contact: that record's to resolve
                 if crm_field == "":
                     if kind == Discrepancy.Kind.RECORD_MISSING:
                         found_again.append(pk)
@@ -205,14 +229,16 @@ class Comparer:
 
     def _record(
         self,
-        differing: list[tuple[Row, int, Projection, dict[str, tuple[Any, Any]]]],
+        differing: list[tuple[Row, str, int, Projection, dict[str, tuple[Any, Any]]]],
         open_rows: Mapping[tuple[int, str], Any],
     ) -> None:
         counts = self.counts
         records: list[tuple[CrmRecord, dict[str, tuple[Any, Any]]]] = []
         projections: dict[int, Projection] = {}
-        for row, contact_id, projection, differences in differing:
-            record = crm_record(contact_id, dict(zip(self.columns, row, strict=True)), self.fields)
+        for row, module, contact_id, projection, differences in differing:
+            record = crm_record(
+                contact_id, dict(zip(self.columns, row, strict=True)), self.fields, module=module
+            )
             records.append((record, differences))
             projections[contact_id] = projection
         with transaction.atomic():
@@ -240,6 +266,7 @@ class Comparer:
                         actual=actual,
                         evidence={
                             "zoho_id": record.zoho_id,
+                            "crm_module": record.module,
                             "crm_value": actual,
                             "expected": expected,
                             "modified_by": {"id": record.modified_by_id, "name": record.modified_by_name},
@@ -248,6 +275,6 @@ class Comparer:
                             else None,
                             "found_at": now,
                         },
-                        hint="Reconciliation found CRM different from the ledger's projection; the next push of this contact writes the ledger's value.",
+                        hint=f"Reconciliation found the CRM record ({record.module} {record.zoho_id}) different from the ledger's projection; the next push of this contact writes the ledger's value.",
                     )
                     counts.opened += created

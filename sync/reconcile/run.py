@@ -11,7 +11,8 @@ from django.utils import timezone
 from compliance.models import Contact
 from sync import quota
 from sync.alerts import alert_threshold
-from sync.crm_changes import crm_watch_ensure
+from sync.crm_watch import crm_watch_ensure
+from sync.linking import crm_modules
 from sync.models import ReconciliationRun
 from sync.projection import active_mappings
 from sync.reconcile.compare import Comparer, Counts, Seen
@@ -41,7 +42,8 @@ def _watch_renew(zoho: ZohoClient) -> None:
 
 
 def reconcile(*, client: ZohoClient | None = None, method: str | None = None) -> ReconciliationRun:
-    """Compare every CRM contact with the ledger. See the package docstring."""
+    """Compare every CRM record (of every module of ``ZOHO_MODULES``) with the ledger. See the
+    package docstring."""
     owns = client is None
     zoho = client or ZohoClient.from_settings()
     try:
@@ -67,8 +69,11 @@ def reconcile(*, client: ZohoClient | None = None, method: str | None = None) ->
                 comparer = Comparer(
                     fields=fields, mappings=mappings, zoho=zoho, api_user=api_user, counts=counts, seen=seen
                 )
-                for chunk in crm_chunks(crm_rows(zoho, method, fields), settings.RECONCILE_CHUNK):
-                    comparer.chunk(chunk)
+                for module in crm_modules():
+                    for chunk in crm_chunks(
+                        crm_rows(zoho, method, fields, module=module), settings.RECONCILE_CHUNK
+                    ):
+                        comparer.chunk(chunk, module)
                 comparer.flush()
                 # Every page was read: now, and only now, a linked contact not seen is missing.
                 if counts.records_read:

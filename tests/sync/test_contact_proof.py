@@ -1,5 +1,6 @@
 """Proof per purpose (sync.proof): the contact page's "Zoho proof" panel and each purpose's Zoho
-status in GET /api/v1/contacts/{id}/consents, registered through compliance.panels."""
+status in GET /api/v1/contacts/{id}/consents, registered through compliance.panels. Every linked
+CRM record is listed with its module (a Lead as well as a Contact), each with its own status."""
 
 from __future__ import annotations
 
@@ -13,18 +14,14 @@ from rest_framework.test import APIClient
 
 from compliance import services
 from sync.models import CampaignsObservation
-from sync.outbox import outbox_claim
-from sync.push import outbox_batch_push
+from sync.proof import contact_proof
+from sync.reconcile import reconcile
 from sync.verify import pushes_verify_due
+from tests.sync.leads import lead_converted, person_with_records, push_all
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def push_all(zoho: Any) -> None:
-    while claim := outbox_claim(worker="test"):
-        outbox_batch_push(claim=claim, zoho=zoho)
 
 
 def reader() -> APIClient:
@@ -93,13 +90,61 @@ def test_the_contact_page_shows_the_zoho_proof_per_purpose(
     assert reverse("reports:report_request", args=["evidence"]) in html
 
 
+def test_a_person_with_a_lead_and_a_contact_has_each_record_listed_with_its_module_and_its_own_status(
+    ledger: Any, zoho: Any, sim: Any, leads_too: Any, client_for: Any, officer: Any
+) -> None:
+    contact, contact_record, lead_id = person_with_records(sim, ledger, "both@example.com", lead_reset=True)
+    push_all(zoho)
+    client = reader()
+
+    pushed = zoho_of(client, contact.pk)["sms_marketing"]
+    pushes_verify_due(zoho=zoho)
+    after = zoho_of(client, contact.pk)["sms_marketing"]
+    page = client_for(officer).get(reverse("compliance:contact_detail", args=[contact.pk]))
+
+    assert pushed["record_ids"] == [contact_record, lead_id]
+    assert [(r["module"], r["record_id"], r["status"]) for r in pushed["records"]] == [
+        ("Contacts", contact_record, "pending"),
+        ("Leads", lead_id, "pending"),
+    ]
+    # The Contact holds the opt-in; a workflow reset the Lead: the purpose is not verified.
+    assert after["status"] == "discrepancy" and after["discrepancy"]["kind"] == "overwritten"
+    contacts, leads = after["records"]
+    assert (contacts["module"], contacts["status"]) == ("Contacts", "verified") and contacts["verified_at"]
+    assert (leads["module"], leads["status"], leads["verified_at"]) == ("Leads", "discrepancy", None)
+    html = page.content.decode()
+    assert f"Contacts <code>{contact_record}</code>" in html and f"Leads <code>{lead_id}</code>" in html
+    assert 'data-module="Leads" data-status="discrepancy"' in html
+
+
+def test_a_contact_converted_from_a_lead_says_so(
+    ledger: Any, zoho: Any, sim: Any, leads_too: Any, client_for: Any, officer: Any
+) -> None:
+    contact, lead_id, contact_record = lead_converted(sim, ledger, zoho, "convert.me@example.com")
+    reconcile(client=zoho, method="coql")  # the Lead is gone: its link moves to the Contact
+    push_all(zoho)
+    pushes_verify_due(zoho=zoho)
+
+    (sms,) = contact_proof(contact=contact).purposes
+    html = client_for(officer).get(reverse("compliance:contact_detail", args=[contact.pk])).content.decode()
+
+    assert [(r.record.module, r.record.record_id, r.status) for r in sms.records] == [
+        ("Contacts", contact_record, "verified")
+    ]
+    assert sms.status == "verified"
+    assert f"Contacts <code>{contact_record}</code>" in html
+    assert f"converted from Lead <code>{lead_id}</code>" in html
+
+
 def test_the_openapi_schema_describes_the_zoho_status() -> None:
     schema = SchemaGenerator().get_schema(public=True)
     components = schema["components"]["schemas"]
     zoho = components["ConsentStateStatus"]["properties"]["zoho"]
     assert zoho["allOf"] == [{"$ref": "#/components/schemas/ZohoStatus"}] and zoho["nullable"]
     status = components["ZohoStatus"]["properties"]
-    assert set(status) == {"status", "verified_at", "pushed_at", "record_ids", "discrepancy"}
+    assert set(status) == {"status", "verified_at", "pushed_at", "record_ids", "records", "discrepancy"}
+    record = components["ZohoRecordStatus"]["properties"]
+    assert set(record) == {"module", "record_id", "status", "verified_at"}
     assert components["ZohoStatusStatusEnum"]["enum"] == ["pending", "verified", "discrepancy", "not_synced"]
     assert set(components["ZohoDiscrepancy"]["properties"]) == {"id", "kind", "crm_field", "opened_at"}
 

@@ -12,6 +12,7 @@ from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
 from tests.browser import log_in
+from tests.sync.leads import person_with_records, push_all
 
 SHOTS = Path("/tmp/helpers/shots/syncui")
 PHONE = "Data_Processing_Basis_Details.Contact_Through_Phone"
@@ -54,3 +55,27 @@ def test_an_officer_sees_which_decisions_reached_zoho_and_why_one_did_not(
     # The open discrepancy is one click away.
     phone.locator("a").first.click()
     assert "Accepted but not applied" in page.locator("h1").inner_text()
+
+
+def test_an_officer_sees_the_lead_and_the_contact_of_one_person_each_with_its_status(
+    page: Any, officer: Any, ledger: Any, zoho: Any, sim: Any, leads_too: Any
+) -> None:
+    # Given: a person who is a Contact and a Lead; a workflow resets the Lead's SMS consent.
+    contact, contact_record, lead_id = person_with_records(sim, ledger, "lena@example.com", lead_reset=True)
+    push_all(zoho)
+    pushes_verify_due(zoho=zoho)
+
+    log_in(page, officer.username)
+    page.goto(f"/contacts/{contact.pk}/")
+
+    panel = page.locator("section.zoho-proof")
+    records = panel.locator(".crm-records").inner_text()
+    assert f"Contacts {contact_record}" in records and f"Leads {lead_id}" in records
+    sms = panel.locator("tr.purpose-sms_marketing")
+    assert sms.get_attribute("data-status") == "discrepancy"
+    status = sms.locator(".zoho-status")
+    assert status.locator('[data-module="Contacts"]').get_attribute("data-status") == "verified"
+    assert status.locator('[data-module="Leads"]').get_attribute("data-status") == "discrepancy"
+    assert "Overwritten after our write" in sms.inner_text()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "contact_detail_proof_lead_and_contact.png"), full_page=True)

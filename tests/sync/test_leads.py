@@ -11,54 +11,11 @@ import pytest
 from compliance.models import ConsentEvent
 from sync.audit import stranded_find
 from sync.models import CrmLink, CrmLinkRecord, Discrepancy, SyncPush, ZohoCall
-from sync.outbox import outbox_claim
-from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
 from sync.zoho.errors import ZohoError
-from sync.zoho.transport import Request
-from tests.sync.conftest import NO_CONSENT
+from tests.sync.leads import add_lead, convert, lead, lead_converted, person_with_records, push_all
 
 pytestmark = pytest.mark.django_db
-
-
-def push_all(zoho: Any) -> None:
-    while claim := outbox_claim(worker="test"):
-        outbox_batch_push(claim=claim, zoho=zoho)
-
-
-def add_lead(sim: Any, email: str, **fields: Any) -> str:
-    values = {**NO_CONSENT, "Last_Name": email.split("@")[0], "Email": email, **fields}
-    response = sim.http.post("/_sim/contacts", params={"module": "Leads"}, json={"fields": values})
-    assert response.status_code < 400, response.text
-    return str(response.json()["id"])
-
-
-def lead(sim: Any, record_id: str) -> dict[str, Any]:
-    response = sim.http.get(f"/_sim/contacts/{record_id}", params={"module": "Leads"})
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-def convert(zoho: Any, lead_id: str) -> str:
-    """A CRM user converts the Lead (Zoho's Convert Lead API): the Contact it became."""
-    response = zoho.crm.transport.call(
-        Request(
-            service="crm",
-            operation="crm.convert",
-            method="POST",
-            host="api",
-            path=f"/crm/v8/Leads/{lead_id}/actions/convert",
-            json={"data": [{"overwrite": True}]},
-            credits=5,
-        )
-    )
-    return str(response.body["data"][0]["details"]["Contacts"]["id"])
-
-
-@pytest.fixture
-def leads_too(engine_settings: Any) -> Any:
-    engine_settings.ZOHO_MODULES = ["Contacts", "Leads"]
-    return engine_settings
 
 
 def test_by_default_only_contacts_are_searched(
@@ -116,12 +73,9 @@ def test_a_person_who_is_a_lead_and_a_contact_is_written_and_verified_on_both(
 
 
 def test_a_lead_reset_by_a_workflow_is_a_discrepancy_that_the_contact_record_does_not_resolve(
-    ledger: Any, crm: Any, zoho: Any, sim: Any, leads_too: Any
+    ledger: Any, zoho: Any, sim: Any, leads_too: Any
 ) -> None:
-    contact_record = crm("reset@example.com")
-    lead_id = add_lead(sim, "reset@example.com")
-    sim.fault("workflow_reset", field="SMS_Opt_In", value=False, delay_s=0, record_ids=[lead_id])
-    person = ledger.change("reset@example.com", "sms_marketing", "opted_in")
+    person, contact_record, lead_id = person_with_records(sim, ledger, "reset@example.com", lead_reset=True)
 
     push_all(zoho)
     report = pushes_verify_due(zoho=zoho)
@@ -136,11 +90,7 @@ def test_a_lead_reset_by_a_workflow_is_a_discrepancy_that_the_contact_record_doe
 def test_a_converted_lead_moves_its_link_to_the_contact_and_keeps_the_history(
     ledger: Any, zoho: Any, sim: Any, leads_too: Any
 ) -> None:
-    lead_id = add_lead(sim, "convert.me@example.com")
-    person = ledger.change("convert.me@example.com", "sms_marketing", "opted_in")
-    push_all(zoho)
-    pushes_verify_due(zoho=zoho)
-    contact_record = convert(zoho, lead_id)
+    person, lead_id, contact_record = lead_converted(sim, ledger, zoho, "convert.me@example.com")
     assert sim.http.get(f"/_sim/contacts/{lead_id}", params={"module": "Leads"}).status_code == 404
 
     # The next change goes to the Lead, which is gone: Zoho says the id is invalid; the push asks

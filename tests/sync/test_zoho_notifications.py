@@ -1,6 +1,7 @@
 """Instant CRM changes: our notification channel is enabled and renewed within Zoho's limits, and a
 CRM user's opt-out reaches the ledger through a callback, not the next poll. A callback with a
-wrong token does nothing."""
+wrong token does nothing. With Leads configured the channel watches ``Leads.edit`` too: a Lead's
+change is pulled from the Leads module, and a Lead converted since moves its contact's link."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from compliance.models import ConsentEvent
-from sync.crm_changes import crm_watch_ensure
-from sync.models import CrmWatchChannel
+from compliance.models import ConsentEvent, OutboxEntry
+from sync.crm_watch import crm_watch_ensure
+from sync.linking import contacts_link
+from sync.models import CrmLinkRecord, CrmWatchChannel
 from sync.zoho import ZohoClient
 from tests.sync.conftest import Sim
+from tests.sync.leads import add_lead, convert, lead_edit
 
 AGENT = {"id": "5725767000000000003", "name": "Maria Agent"}
 
@@ -85,3 +88,56 @@ def test_the_daily_reconciliation_keeps_the_channel_alive(zoho: ZohoClient, sim:
     channel = CrmWatchChannel.objects.get()
     assert channel.notify_url == "https://desk.example/sync/zoho/notify/"
     assert sim.state.notifier.channels[channel.channel_id]["token"] == channel.token
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_leads_configured_a_leads_edit_callback_pulls_the_lead_and_a_conversion_moves_the_link(
+    live_server: Any, sim_settings: Any, leads_too: Any, sim: Sim, ledger: Any
+) -> None:
+    lead_id = add_lead(sim, "lena@example.com", SMS_Opt_In=True)
+    contact = ledger.change("lena@example.com", "sms_marketing", "opted_in", minutes_ago=60 * 24)
+    with ZohoClient.from_settings() as zoho:
+        contacts_link(contacts=[contact], zoho=zoho)
+        channel = crm_watch_ensure(zoho=zoho, notify_url=f"{live_server.url}/sync/zoho/notify/")
+    assert sim.state.notifier.channels[channel.channel_id]["events"] == ["Contacts.edit", "Leads.edit"]
+
+    lead_edit(sim, lead_id, SMS_Opt_In=False)  # a CRM user opts the person out on the Lead
+    sim.state.notifier.wait_idle()
+
+    (delivery,) = sim.state.notifier.deliveries
+    assert delivery["status"] == 200
+    assert delivery["body"]["module"] == "Leads" and delivery["body"]["ids"] == [lead_id]
+    event = ConsentEvent.objects.filter(contact=contact, source="crm").get()
+    assert (event.status, event.evidence["zoho_id"], event.evidence["crm_module"]) == (
+        "opted_out",
+        lead_id,
+        "Leads",
+    )
+
+    with ZohoClient.from_settings() as zoho:
+        contact_record = convert(zoho, lead_id)  # Zoho calls back for the Lead, now gone
+    sim.state.notifier.wait_idle()
+
+    after = sim.state.notifier.deliveries[1:]  # the new Contact's values, then the Lead's conversion
+    assert [(d["body"]["module"], d["status"]) for d in after] == [("Contacts", 200), ("Leads", 200)]
+    (record,) = CrmLinkRecord.objects.filter(contact=contact)
+    assert (record.module, record.record_id, record.converted_from) == ("Contacts", contact_record, lead_id)
+    assert list(ConsentEvent.objects.filter(contact=contact).values_list("version", "status")) == [
+        (1, "opted_in"),
+        (2, "opted_out"),
+    ]
+    assert OutboxEntry.objects.filter(contact=contact, processed_at__isnull=True).exists(), "pushed again"
+
+
+@pytest.mark.django_db
+def test_a_channel_enabled_for_contacts_only_is_enabled_again_when_leads_are_configured(
+    zoho: ZohoClient, sim: Sim, settings: Any
+) -> None:
+    crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+    settings.ZOHO_MODULES = ["Contacts", "Leads"]
+
+    channel = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+
+    assert len(sim.calls("crm.watch")) == 2
+    assert channel.events == ["Contacts.edit", "Leads.edit"]
+    assert sim.state.notifier.channels[channel.channel_id]["events"] == channel.events

@@ -89,6 +89,37 @@ def test_an_edit_of_a_watched_record_calls_back_with_the_token_and_the_ids(
     assert callback["operation"] == "update"
 
 
+def test_a_lead_edit_calls_back_as_zoho_documents_it_and_only_the_channels_watching_leads(
+    sim: LiveServer,
+    http: httpx.Client,
+    auth: dict[str, str],
+    receiver: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, received = receiver
+    _watch(http, auth, notify_url=url)  # Contacts.edit only
+    _watch(http, auth, notify_url=url, channel_id="1000000068002", events=["Leads.edit"], token="TOKEN_2")
+    lead = sim.state.add_record("Leads", Last_Name="Lead", Email="lead@example.com")
+
+    http.post(f"/_sim/contacts/{lead}", params={"module": "Leads"}, json={"fields": {"SMS_Opt_In": True}})
+    sim.state.notifier.wait_idle()
+
+    (callback,) = received
+    assert set(callback) == {
+        "server_time",
+        "query_params",
+        "module",
+        "resource_uri",
+        "ids",
+        "affected_fields",
+        "operation",
+        "channel_id",
+        "token",
+    }
+    assert (callback["module"], callback["ids"], callback["operation"]) == ("Leads", [str(lead)], "update")
+    assert callback["resource_uri"] == f"{sim.url}/crm/v8/Leads", "the module's full URL on the API domain"
+    assert (callback["channel_id"], callback["token"]) == ("1000000068002", "TOKEN_2")
+
+
 def test_channels_are_listed_and_disabled(http: httpx.Client, auth: dict[str, str]) -> None:
     _watch(http, auth)
 
