@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from compliance.api.admin import ApiClientAdmin
 from compliance.models import (
@@ -397,7 +399,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
 
     list_display = (
         "id",
-        "contact_id",
+        "contact_page",
         "channel",
         "requested_by",
         "reason",
@@ -412,3 +414,12 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
     fields = (*list_display, "attempts", "last_error", "identity_event_id")
     readonly_fields = fields
     show_full_result_count = False
+
+    @admin.display(description="Contact", ordering="contact_id")
+    def contact_page(self, erasure: ErasureRequest) -> str:
+        """The contact's page, where the proof kept is shown (by id only: no personal data)."""
+        return format_html(
+            '<a href="{}">contact {}</a>',
+            reverse("compliance:contact_detail", args=[erasure.contact_id]),
+            erasure.contact_id,
+        )

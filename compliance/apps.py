@@ -21,6 +21,10 @@ class ComplianceConfig(AppConfig):
         # Permissions exist only after migrate's own post_migrate handler ran,
         # so the role groups are (re)built then, not in a data migration.
         post_migrate.connect(_install_roles, sender=self, dispatch_uid="compliance_install_roles")
+        # An erasure deletes the files kept of the person (compliance/erasure_files.py).
+        from compliance.erasure_files import connect as erasure_files_connect
+
+        erasure_files_connect()
         # Every process keeps purposes and policy versions in memory (services/reference.py).
         from compliance.models import PolicyVersion, Purpose
         from compliance.services.reference import reference_changed

@@ -174,3 +174,25 @@ class PolicyDiffForm(forms.Form):
             field: Any = self.fields[name]
             field.queryset = selectors.policy_versions()
             field.empty_label = None
+
+
+class ErasureForm(forms.Form):
+    """An admin's erasure request: why, kept with the request for good (no personal data)."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="How the person asked and your reference, e.g. “Ticket 4711, asked by email”. "
+        "No personal data: it is kept for good.",
+    )
+
+
+class LegalHoldForm(forms.Form):
+    """A legal hold's reason: while the hold stands, nobody erases the contact."""
+
+    reason = forms.CharField(
+        label="Reason for a new legal hold",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        help_text="Why the data must be kept, e.g. a court case or a tax audit.",
+    )

@@ -53,9 +53,10 @@ NON_PERSONAL_EVIDENCE_KEYS = frozenset(
         "link",
         "page",
         "double_opt_in_event",
-        # Zoho CRM changes (sync/crm_changes.py): the record, its field, and the CRM user who
-        # changed it (a member of staff, not the person).
+        # Zoho CRM changes (sync/crm_changes.py): the record (id and module: Contacts or Leads),
+        # its field, and the CRM user who changed it (a member of staff, not the person).
         "zoho_id",
+        "crm_module",
         "crm_field",
         "crm_value",
         "expected",

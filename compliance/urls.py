@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from compliance import views, views_logins
+from compliance import views, views_erasure, views_logins
 
 app_name = "compliance"
 
@@ -17,6 +17,17 @@ urlpatterns = [
         "contacts/<int:contact_id>/phone-request/", views.contact_phone_request, name="contact_phone_request"
     ),
     path("contacts/<int:contact_id>/correction/", views.contact_correction, name="contact_correction"),
+    path("contacts/<int:contact_id>/erase/", views_erasure.contact_erase, name="contact_erase"),
+    path(
+        "contacts/<int:contact_id>/legal-holds/",
+        views_erasure.contact_legal_hold_set,
+        name="contact_legal_hold_set",
+    ),
+    path(
+        "contacts/<int:contact_id>/legal-holds/<int:hold_id>/lift/",
+        views_erasure.contact_legal_hold_lift,
+        name="contact_legal_hold_lift",
+    ),
     path("access-log/", views.access_log, name="access_log"),
     path("policies/", views.policy_list, name="policy_list"),
     path("policies/new/", views.policy_publish, name="policy_publish"),

@@ -32,6 +32,14 @@ from compliance import chain
 from compliance.identity_verification import Broken as _Broken
 from compliance.identity_verification import verify_identity as _verify_identity
 from compliance.models import ConsentEvent, ConsentState, Seal
+from compliance.personal_verification import (
+    EventPersonalRows,
+    digest_matches,
+    event_personal_sql,
+    judge_event_rows,
+    share_secrets,
+    verify_identity_personal,
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ def ledger_verify(
                 _verify_states(heads)
                 counters["chains"] = len(heads)
                 _verify_identity(counters, chunk_size)
+                verify_identity_personal(chunk_size)
             if seal_log is not None:
                 _verify_seal_log(seal_log)
     except _Broken as broken:
@@ -145,35 +154,43 @@ def _verify_events_and_seals(
     event_hash = chain.event_hash
     event_values = chain.event_values
     genesis = (0, chain.GENESIS_HASH)
-    for row in _event_rows(chunk_size):
-        event_id, stored_hash, prev_hash = row[0], row[1], row[2]
-        values = row[3:]  # EVENT_HASHED_COLUMNS: contact_id, purpose_id and version lead
-        while seal_index < len(seals) and event_id > seals[seal_index].last_event_id:
+    personal_rows = EventPersonalRows(chunk_size)
+    try:
+        for row in _event_rows(chunk_size):
+            event_id, stored_hash, prev_hash = row[0], row[1], row[2]
+            values = row[3:]  # EVENT_HASHED_COLUMNS: contact_id, purpose_id and version lead
+            while seal_index < len(seals) and event_id > seals[seal_index].last_event_id:
+                close_seal(seals[seal_index])
+                seal_index += 1
+            key = (values[0], values[1])
+            head_version, head_hash = heads.get(key, genesis)
+            version = values[2]
+            if version != head_version + 1:
+                raise _Broken(_version_gap(event_id, key, version, head_version))
+            if prev_hash != head_hash:
+                raise _Broken(_unchained(event_id))
+            try:
+                content = event_values(values)
+            except ValueError:
+                raise _Broken(_altered(event_id)) from None
+            if event_hash(prev_hash, content) != stored_hash:
+                raise _Broken(_altered(event_id))
+            personal_problem = personal_rows.problem(event_id, values)
+            if personal_problem:
+                raise _Broken(personal_problem)
+            heads[key] = (version, stored_hash)
+            counters["events"] += 1
+            if seal_index < len(seals):
+                if first_in_seal is None:
+                    first_in_seal = event_id
+                covered += 1
+                digest.update(stored_hash.encode())
+        while seal_index < len(seals):
             close_seal(seals[seal_index])
             seal_index += 1
-        key = (values[0], values[1])
-        head_version, head_hash = heads.get(key, genesis)
-        version = values[2]
-        if version != head_version + 1:
-            raise _Broken(_version_gap(event_id, key, version, head_version))
-        if prev_hash != head_hash:
-            raise _Broken(_unchained(event_id))
-        try:
-            content = event_values(values)
-        except ValueError:
-            raise _Broken(_altered(event_id)) from None
-        if event_hash(prev_hash, content) != stored_hash:
-            raise _Broken(_altered(event_id))
-        heads[key] = (version, stored_hash)
-        counters["events"] += 1
-        if seal_index < len(seals):
-            if first_in_seal is None:
-                first_in_seal = event_id
-            covered += 1
-            digest.update(stored_hash.encode())
-    while seal_index < len(seals):
-        close_seal(seals[seal_index])
-        seal_index += 1
+    finally:
+        # Closed inside the transaction that opened it (as _verify_states' cursor).
+        personal_rows.close()
     return heads
 
 
@@ -314,6 +331,7 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
         identity_problem: _Broken | None = None
         try:
             _verify_identity(identity_counters, chunk_size)
+            verify_identity_personal(chunk_size)
         except _Broken as broken:
             identity_problem = broken
         results = []
@@ -461,18 +479,35 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
     checked = 0
     problem: tuple[int, str] | None = None
     unconfirmed: list[int] = []  # ids, in id order, that chain.event_hash has yet to judge
+    # The personal data kept apart, in the same pass: a side row whose HMAC the fast path does not
+    # confirm is judged by personal.commitment (personal_verification.judge_event_rows).
+    secrets = share_secrets(raw, modulus, remainder)
+    undecided: list[int] = []
+    personal_join, personal_columns = event_personal_sql("e")
     with raw.cursor(name=f"verify_ledger_{remainder}", binary=True) as cursor:
-        confirmed = f"({in_db}) = hash" if in_db else "false"
+        confirmed = f"({in_db}) = e.hash" if in_db else "false"
         cursor.execute(
-            f"SELECT id, hash, prev_hash, contact_id, purpose_id, version, {confirmed} "  # noqa: S608
-            f"FROM {table} WHERE contact_id %% %s = %s ORDER BY id",
+            f"SELECT e.id, e.hash, e.prev_hash, e.contact_id, e.purpose_id, e.version, {confirmed}, "  # noqa: S608
+            f"{personal_columns} FROM {table} e {personal_join} WHERE e.contact_id %% %s = %s ORDER BY e.id",
             [modulus, remainder],
         )
         while problem is None:
             rows = cursor.fetchmany(chunk_size)
             if not rows:
                 break
-            for event_id, stored_hash, prev_hash, contact_id, purpose_id, version, ok in rows:
+            for (
+                event_id,
+                stored_hash,
+                prev_hash,
+                contact_id,
+                purpose_id,
+                version,
+                ok,
+                committed,
+                text,
+            ) in rows:
+                if committed is not None and not digest_matches(secrets.get(contact_id), text, committed):
+                    undecided.append(event_id)
                 key = contact_id << bits | purpose_id
                 head_version, head_hash = get_head(key, genesis)
                 if version != head_version + 1:
@@ -494,6 +529,11 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
     if unconfirmed:
         # All before the chain problem found, if any: an altered one among them comes first.
         problem = _judge_events(raw, unconfirmed) or problem
+    # The single pass checks an event's chain and hash before its personal data: a tie goes to
+    # the chain.
+    personal_problem = judge_event_rows(raw, undecided) if undecided else None
+    if personal_problem is not None and (problem is None or personal_problem[0] < problem[0]):
+        problem = personal_problem
     if problem is not None:
         checked = -1  # the parent counts the events before the failure itself
     result: dict[str, Any] = {

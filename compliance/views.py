@@ -46,6 +46,7 @@ from compliance.tables import (
     PolicyVersionTable,
     SuppressionTable,
 )
+from compliance.views_erasure import erased_refusal, erasure_context
 
 EXPORT_FORMATS = (TableExport.CSV, TableExport.XLSX)
 HISTORY_PERMISSION = "compliance.view_history"
@@ -104,6 +105,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
             "identity_history": selectors.identity_history(contact=contact)[:IDENTITY_EVENTS_SHOWN],
             # What the apps built on the ledger know of this contact (the sync's Zoho proof).
             "panels": panels.contact_panels(request=request, contact=contact),
+            **erasure_context(request=request, contact=contact),
         },
     )
 
@@ -324,6 +326,8 @@ def _desk_decision(request: HttpRequest, contact_id: int, *, kind: str) -> HttpR
     key chosen at the first step, so confirming twice records once."""
     spec = DESK_KINDS[kind]
     contact = get_object_or_404(Contact, pk=contact_id)
+    if contact.erased_at is not None:
+        return erased_refusal(request, contact, "An erased contact records no more decisions or corrections.")
     form: DeskDecisionForm
     if request.method != "POST":
         form = spec["form"](initial={"purpose": request.GET.get("purpose", "")})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from celery.schedules import crontab
@@ -314,10 +315,14 @@ CORRECTION_EVIDENCE_TYPES = {
 # not contact"): the first makes new ones, all are checked (rotation: put a new one first, keep
 # the old ones). By default one derived from SECRET_KEY.
 ERASURE_SUPPRESSION_SECRETS = env_list("ERASURE_SUPPRESSION_SECRETS")
-# What an erasure does to the linked Zoho CRM record: delete, anonymise or none.
+# What an erasure does to the contact's Zoho CRM records (docs/erasure.md): delete them, anonymise
+# them (personal fields neutral, consent fields opted out) or none (left as they are). The erased
+# addresses leave every Campaigns list whichever it is.
 ERASURE_ZOHO_ACTION = os.environ.get("ERASURE_ZOHO_ACTION", "anonymise")
 if ERASURE_ZOHO_ACTION not in ("delete", "anonymise", "none"):
-    raise ImproperlyConfigured("ERASURE_ZOHO_ACTION is one of delete, anonymise or none.")
+    raise ImproperlyConfigured(
+        f"ERASURE_ZOHO_ACTION is one of delete, anonymise or none, not {ERASURE_ZOHO_ACTION!r}."
+    )
 # Years a contact's data is kept after the end of its last consent (a withdrawal or an expiry).
 RETENTION_YEARS = env_int("RETENTION_YEARS", 7)
 RETENTION_HOUR_UTC = env_int("RETENTION_HOUR_UTC", 4)
@@ -468,6 +473,9 @@ REPORT_STORAGE_BACKEND = os.environ.get(
     "REPORT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
 )
 REPORT_STORAGE_DIR = Path(os.environ.get("REPORT_STORAGE_DIR", VAR_DIR / "reports"))
+# Our stored copies of report files are deleted this many days after they were made (0: kept for
+# ever); the rows stay, so a copy handed out still verifies (reports.file_deletion, daily).
+REPORT_FILE_RETENTION_DAYS = env_int("REPORT_FILE_RETENTION_DAYS", 365)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -498,11 +506,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # longer than the longest countdown (retry backoff) and the hard time limit.
 # (Only Redis and SQS brokers know this option; the SQLAlchemy transport would pass it
 # to create_engine and fail, RabbitMQ redelivers on a lost connection instead.)
-CELERY_BROKER_TRANSPORT_OPTIONS = (
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
     {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 7200)}
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sqs://"))
     else {}
 )
+# Redis: a worker takes its next message from its queues in their order (config/celery.py:
+# the urgent one first), not in turn.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_S", 240)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_S", 300)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -543,10 +555,19 @@ CELERY_BEAT_SCHEDULE = {
     "seal-ledger": {"task": "compliance.seal_ledger", "schedule": 3600.0, "options": {"expires": 3000}},
     # Erasures left pending by a crash, completed (compliance.services.erasure).
     "erasure-retry": {"task": "compliance.erasure_retry", "schedule": 300.0, "options": {"expires": 290}},
+    # The Zoho part of erasures not done yet: a lost run, or the job's own backoff (sync.erasure_zoho).
+    "erasure-zoho-due": {"task": "sync.erasure_zoho_due", "schedule": 60.0, "options": {"expires": 55}},
     # Contacts past RETENTION_YEARS since the end of their last consent, erased.
     "retention-daily": {
         "task": "compliance.retention_erase",
         "schedule": crontab(hour=RETENTION_HOUR_UTC, minute=30),
+        "options": {"expires": 3600},
+    },
+    # Stored report files past REPORT_FILE_RETENTION_DAYS, or made before a person they name was
+    # erased (a lost erasure-time deletion), deleted; after retention-daily, which erases.
+    "report-files-daily": {
+        "task": "reports.files_sweep",
+        "schedule": crontab(hour=RETENTION_HOUR_UTC, minute=45),
         "options": {"expires": 3600},
     },
     # The overview's and trends page's consent tallies per day (compliance.tallies).

@@ -2,7 +2,9 @@
 
 A report's file is written once through the "reports" storage (STORAGES in config/settings.py)
 and never changed: the row records its size and SHA-256, and `Report.save` refuses to
-touch a finished report. Progress is written with `update()` by `reports.services`.
+touch a finished report. Progress is written with `update()` by `reports.services`. Our stored
+copy may later be deleted (an erasure of a person it names, or retention: reports.file_deletion);
+the row stays, with its SHA-256, so a copy handed out before still verifies.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ class Report(models.Model):
     contact_ids = models.JSONField(
         default=list, blank=True, help_text="The people it names (evidence pack, sample), for the access log."
     )
+    file_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When our stored copy of the file was deleted (the row stays)."
+    )
+    file_deleted_reason = models.CharField(
+        max_length=200, blank=True, help_text="Why: an erasure of a person it names, or retention."
+    )
 
     class Meta:
         indexes = [
@@ -86,6 +94,15 @@ class Report(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (Report.Status.READY, Report.Status.FAILED)
+
+    @property
+    def file_deleted_text(self) -> str:
+        """What the pages and the download say in place of the file, once our copy is deleted."""
+        if self.file_deleted_at is None:
+            return ""
+        return (
+            f"Stored copy deleted on {self.file_deleted_at:%Y-%m-%d %H:%M} UTC ({self.file_deleted_reason})."
+        )
 
     @property
     def scope_text(self) -> str:

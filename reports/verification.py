@@ -295,6 +295,9 @@ def _check_report(signatures: list[Any], handle: Any, checks: dict[str, Check]) 
         check.note(
             f"{report.get_kind_display()} made {report.created_at:%Y-%m-%d %H:%M} UTC; this exact file"
         )
+        if report.file_deleted_at is not None:
+            # Our copy is gone (reports.file_deletion); the row that recognises this one stays.
+            check.note(report.file_deleted_text)
     return report_id
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseGone, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_GET, require_http_methods
@@ -114,8 +115,11 @@ def report_progress(request: HttpRequest, report_id: Any) -> JsonResponse:
 @login_required
 @permission_required(REPORTS_PERMISSION, raise_exception=True)
 @require_GET
-def report_download(request: HttpRequest, report_id: Any) -> FileResponse:
+def report_download(request: HttpRequest, report_id: Any) -> HttpResponseBase:
     report = get_object_or_404(Report, pk=report_id, status=Report.Status.READY)
+    if report.file_deleted_at is not None:
+        # Gone for good, and nothing handed out, so no download is logged.
+        return HttpResponseGone(report.file_deleted_text, content_type="text/plain; charset=utf-8")
     handle = report_storage().open(report.file.name, "rb")
     services.report_download_record(report=report, request=request)
     return FileResponse(handle, as_attachment=True, filename=report.filename, content_type="application/pdf")

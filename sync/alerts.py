@@ -7,6 +7,8 @@
 - `alert_auth`: Zoho refuses our credentials; one open at a time.
 - `alert_opt_out_deadline`: a withdrawal not in effect two business days before its deadline;
   exactly one per withdrawal (a unique constraint, like the first).
+- `alert_erasure_zoho`: an erasure's Zoho job failed ``SYNC_MAX_RETRIES`` runs; its caller makes
+  it one per job (`ErasureZohoJob.alerted_at`, set by a conditional UPDATE).
 
 The email goes through Django's email backend to ``COMPLIANCE_ALERT_EMAILS`` on commit, so a
 rolled-back alert is never mailed; a mail server that is down is logged and the alert stands
@@ -25,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from sync.models import Alert, Discrepancy, WithdrawalClock
+from sync.models import Alert, Discrepancy, ErasureZohoJob, WithdrawalClock
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +131,20 @@ def alert_opt_out_deadline(*, clock: WithdrawalClock, missing: str, now: datetim
     subject = (
         f"Withdrawal {'past' if breached else 'close to'} its deadline: {clock.purpose} of {clock.contact}"
     )
+    transaction.on_commit(lambda: _email(alert, subject))
+    return alert
+
+
+def alert_erasure_zoho(*, job: ErasureZohoJob) -> Alert:
+    """An erasure not yet carried out in Zoho after every retry (no personal data: ids only)."""
+    message = (
+        f"The erasure of contact {job.contact_id} has not reached Zoho after {job.attempts} attempts "
+        f"({job.get_action_display().lower()}). Left: {len(job.records_left)} CRM record(s), "
+        f"{len(job.campaigns_left)} Campaigns unsubscribe(s); it is retried until done.\n\n"
+        f"Last error: {job.last_error}\n\nErasure job {job.pk}."
+    )
+    alert = Alert.objects.create(kind=Alert.Kind.ERASURE_ZOHO, message=message)
+    subject = f"Erasure not carried out in Zoho: contact {job.contact_id}"
     transaction.on_commit(lambda: _email(alert, subject))
     return alert
 

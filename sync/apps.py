@@ -12,10 +12,12 @@ class SyncConfig(AppConfig):
             webhooks_admin,  # noqa: F401  (registers the webhook admin pages)
         )
         from sync.erasure import connect as erasure_connect
+        from sync.erasure_caches import connect as erasure_caches_connect
         from sync.proof import proof_panel, proof_statuses
 
         # An erasure's Zoho side, and the retention job's holds (compliance sends signals).
         erasure_connect()
+        erasure_caches_connect()
 
         # The contact page's "Zoho proof" and each purpose's "zoho" status in the API (compliance
         # never imports the sync: it asks whoever registered).

@@ -107,12 +107,18 @@ class Groups:
     read_error: str = ""
 
 
+def duplicate_record_cache_key(module: str, record_id: str) -> str:
+    """Where a record's key fields (the person's email, phone, names) are cached for the page;
+    an erasure deletes them (sync/erasure_caches.py)."""
+    return f"sync:duplicate-record:{module}:{record_id}"
+
+
 def _read_records(keys: list[tuple[str, str]], zoho: ZohoClient) -> dict[tuple[str, str], dict[str, Any]]:
     """The key fields of these records, per module and 100 ids a call; cached for the page."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     wanted: list[tuple[str, str]] = []
     for key in keys:
-        hit = cache.get(f"sync:duplicate-record:{key[0]}:{key[1]}")
+        hit = cache.get(duplicate_record_cache_key(*key))
         if hit is None:
             wanted.append(key)
         else:
@@ -125,7 +131,7 @@ def _read_records(keys: list[tuple[str, str]], zoho: ZohoClient) -> dict[tuple[s
             ):
                 key = (module, str(row.get("id")))
                 out[key] = dict(row)
-                cache.set(f"sync:duplicate-record:{module}:{key[1]}", dict(row), RECORDS_CACHE_S)
+                cache.set(duplicate_record_cache_key(module, key[1]), dict(row), RECORDS_CACHE_S)
     return out
 
 

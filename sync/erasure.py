@@ -2,25 +2,24 @@
 
 - `retention_holds`: a contact with an open discrepancy is not erased by the retention job yet
   (the discrepancy may still need the person's data to be resolved).
-- `contact_erased`: the Campaigns observations of the erased addresses are deleted (the pull
-  skips erased addresses from then on, so none is recorded again); the contact's CRM link keeps
-  how it was found but not the value; the record of each Zoho call (kept as evidence of what was
-  sent) keeps its path and error with the person's values masked.
+- `contact_erasing` (inside the erasure's transaction): the job that makes Zoho forget the person
+  (`sync.erasure_zoho`: CRM records deleted or anonymised, addresses unsubscribed from every
+  Campaigns list), durable with the erasure itself.
+- `contact_erased` (once committed): the Campaigns observations of the erased addresses are
+  deleted (the pull skips erased addresses from then on, so none is recorded again); the contact's
+  CRM link keeps how it was found but not the value; the record of each Zoho call (kept as evidence
+  of what was sent) keeps its path and error with the person's values masked.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
-from django.db.models import F, Q, Value
-from django.db.models.functions import Replace
-
-from compliance.services.erasure import contact_erased
+from compliance.services.erasure import contact_erased, contact_erasing
 from compliance.services.retention import retention_holds
-from sync.models import CampaignsObservation, CrmLink, Discrepancy, ZohoCall
-
-MASK = "[erased]"
+from sync.erasure_zoho import erasure_zoho_job_create
+from sync.masking import calls_mask
+from sync.models import CampaignsObservation, CrmLink, Discrepancy
 
 
 def open_discrepancy_holds(*, contact_ids: list[int], **_: Any) -> list[int]:
@@ -38,15 +37,11 @@ def observations_forget(*, emails: list[str], **_: Any) -> None:
 
 def evidence_mask(*, contact_id: int, emails: list[str], phones: list[str], **_: Any) -> None:
     CrmLink.objects.filter(contact_id=contact_id).update(matched_value="")
-    for value in {*emails, *phones}:
-        for form in {value, quote(value, safe=""), quote(value)}:
-            ZohoCall.objects.filter(Q(path__contains=form) | Q(error__contains=form)).update(
-                path=Replace(F("path"), Value(form), Value(MASK)),
-                error=Replace(F("error"), Value(form), Value(MASK)),
-            )
+    calls_mask(values=[*emails, *phones])
 
 
 def connect() -> None:
     retention_holds.connect(open_discrepancy_holds, dispatch_uid="sync_open_discrepancy_holds")
+    contact_erasing.connect(erasure_zoho_job_create, dispatch_uid="sync_erasure_zoho_job_create")
     contact_erased.connect(observations_forget, dispatch_uid="sync_observations_forget")
     contact_erased.connect(evidence_mask, dispatch_uid="sync_evidence_mask")

@@ -368,6 +368,7 @@ class Alert(models.Model):
         THRESHOLD = "threshold", "Too many open discrepancies"
         AUTH = "auth", "Zoho refuses our credentials"
         OPT_OUT_DEADLINE = "opt_out_deadline", "A withdrawal is close to its deadline"
+        ERASURE_ZOHO = "erasure_zoho", "An erasure has not reached Zoho"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     discrepancy = models.ForeignKey(
@@ -546,6 +547,7 @@ from sync.callday_models import CallDay as CallDay  # noqa: E402
 from sync.clock_models import OPEN_CLOCK as OPEN_CLOCK  # noqa: E402
 from sync.clock_models import WithdrawalClock as WithdrawalClock  # noqa: E402
 from sync.clock_models import WithdrawalClockMark as WithdrawalClockMark  # noqa: E402
+from sync.erasure_models import ErasureZohoJob as ErasureZohoJob  # noqa: E402
 from sync.import_models import ImportRun as ImportRun  # noqa: E402
 from sync.link_models import CrmLinkRecord as CrmLinkRecord  # noqa: E402
 from sync.link_models import DuplicateDecision as DuplicateDecision  # noqa: E402

@@ -17,8 +17,9 @@
 
 Events stay: purpose, status, times, source, policy version and hashes; `verify_ledger` passes.
 A legal hold refuses the erasure (`LegalHoldActive`). A crash leaves the request pending, and
-`erasure_retry_pending` completes it. Once committed, `contact_erased` is sent (the sync removes
-the person from Zoho; compliance never imports sync).
+`erasure_retry_pending` completes it. Inside the transaction `contact_erasing` is sent (the sync
+writes down, in the same transaction, what Zoho must still forget); once committed,
+`contact_erased` (the sync masks its own records; compliance never imports sync).
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ from compliance.services.identity import IdentityContext, actor_name, identity_a
 
 logger = logging.getLogger(__name__)
 
-# Sent once an erasure is committed: sender=Contact, contact_id, zoho_id, emails, phones (the
-# values exist only in this message, in memory). sync/erasure.py removes the person from Zoho.
+# Sent inside the erasure's transaction, then once it is committed: sender=Contact, contact_id,
+# zoho_id, emails, phones (the values exist only in this message, in memory). A receiver of
+# `contact_erasing` that raises rolls the erasure back (it stays pending and is retried):
+# sync/erasure.py writes there the durable job that removes the person from Zoho.
+contact_erasing = Signal()
 contact_erased = Signal()
 
 
@@ -246,6 +250,7 @@ def _erase(erasure: ErasureRequest) -> None:
         "emails": sorted(e for e in emails if e),
         "phones": sorted(p for p in phones if p),
     }
+    contact_erasing.send(sender=Contact, **payload)
     transaction.on_commit(lambda: contact_erased.send(sender=Contact, **payload))
     logger.info("Contact %s erased (request %s, %s)", contact.pk, erasure.pk, erasure.channel)
 

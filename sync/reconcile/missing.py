@@ -1,15 +1,19 @@
-"""Ledger contacts the CRM no longer has: flagged after a run that read every page, and only then.
+"""Ledger records the CRM no longer has: flagged after a run that read every page, and only then.
 
-The ledger contacts linked to a CRM record (``Contact.zoho_id``, or a linked `CrmLink`) that the
-run did not see get a ``record_missing`` discrepancy (not retried: an admin links the contact to
-its new record). Not flagged: contacts changed or linked since the run started (the run may have
-passed their record before it existed), and a `CrmLink` whose record Zoho still returns by id
-(the CRM record's email changed, so the email lookup could not see it).
+Two kinds of link are checked. A contact linked by ``Contact.zoho_id`` whose record the run did
+not see gets a ``record_missing`` discrepancy. A written `CrmLinkRecord` of a contact without a
+Zoho id (a Lead, a Contact found by email, duplicates written to all) whose record the run did not
+read is asked of Zoho by id first (one call per module and 100 ids): a record Zoho still returns
+is not missing (its email changed, so the email lookup could not see it); a Lead gone because it
+was converted moves its link to the Contact it became, with no discrepancy (the contact is pushed
+again); anything else is missing, on that record. So a person's Lead that is gone is noticed
+although their Contact is still there. Not flagged: contacts changed or linked since the run
+started (the run may have passed their record before it existed), and erased contacts (with
+`ERASURE_ZOHO_ACTION=delete` their records are gone on purpose, and nobody is left to push to).
+Missing records are not retried: an admin links the contact to its new record.
 """
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from django.db import connection
 from django.utils import timezone
@@ -19,75 +23,90 @@ from sync.discrepancies import HINTS, discrepancy_record
 from sync.linking import lead_converted_relink
 from sync.models import CrmLink, CrmLinkRecord, Discrepancy, ReconciliationRun
 from sync.outbox import contacts_requeue
-from sync.reconcile.compare import Counts, Seen
+from sync.reconcile.compare import Bits, Counts, Seen
+from sync.reconcile.ledger_match import written_roles_sql
 from sync.zoho import ZohoClient
-
-# Zoho reads at most this many records by id in one call.
-GET_MANY_MAX = 100
+from sync.zoho.crm import MAX_RECORDS_PER_CALL
 
 
-def _linked_ids_sql() -> str:
-    """Every contact linked to a CRM record: by its Zoho id, or (without one) by a linked CrmLink."""
-    contacts, links = Contact._meta.db_table, CrmLink._meta.db_table
+def _zoho_ids_sql() -> str:
+    contacts = Contact._meta.db_table
+    return f"SELECT id FROM {contacts} WHERE zoho_id IS NOT NULL AND zoho_id <> '' AND erased_at IS NULL"  # noqa: S608
+
+
+def _link_records_sql() -> str:
+    """The written link records of the linked contacts without a Zoho id."""
+    contacts, links, records = Contact._meta.db_table, CrmLink._meta.db_table, CrmLinkRecord._meta.db_table
+    written = written_roles_sql()
     return (
-        f"SELECT id FROM {contacts} WHERE zoho_id IS NOT NULL AND zoho_id <> '' "  # noqa: S608
-        f"UNION ALL SELECT l.contact_id FROM {links} l JOIN {contacts} c ON c.id = l.contact_id "
-        f"WHERE l.state = %s AND (c.zoho_id IS NULL OR c.zoho_id = '')"
+        f"SELECT r.id FROM {records} r JOIN {links} l ON l.contact_id = r.contact_id "  # noqa: S608
+        f"JOIN {contacts} c ON c.id = r.contact_id WHERE r.role IN ({written}) AND l.state = %s "
+        "AND (c.zoho_id IS NULL OR c.zoho_id = '') AND c.erased_at IS NULL"
     )
+
+
+def _unseen(sql: str, params: list[str], bits: Bits) -> list[int]:
+    unseen: list[int] = []
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(10_000):
+            unseen.extend(bits.unseen(pk for (pk,) in batch))
+    return unseen
 
 
 def missing_flag(
     *, run: ReconciliationRun, seen: Seen, zoho: ZohoClient, counts: Counts, batch_size: int = 500
 ) -> None:
-    """After a complete run: a ``record_missing`` discrepancy for each linked contact not seen."""
-    unseen: list[int] = []
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(_linked_ids_sql(), [CrmLink.State.LINKED])
-        while batch := cursor.fetchmany(10_000):
-            unseen.extend(seen.unseen(contact_id for (contact_id,) in batch))
-    for start in range(0, len(unseen), batch_size):
-        _missing_record(ids=unseen[start : start + batch_size], run=run, zoho=zoho, counts=counts)
+    """After a complete run: a ``record_missing`` discrepancy for each linked record not seen."""
+    contacts = _unseen(_zoho_ids_sql(), [], seen)
+    records = _unseen(_link_records_sql(), [CrmLink.State.LINKED], seen.records)
+    for start in range(0, len(contacts), batch_size):
+        ids = contacts[start : start + batch_size]
+        # Changed or linked since the run started: the run may have passed the record before it existed.
+        gone = (
+            Contact.objects.filter(pk__in=ids, updated_at__lt=run.started_at)
+            .exclude(zoho_id__isnull=True)
+            .exclude(zoho_id="")
+            .values_list("pk", "zoho_id")
+        )
+        _flag([(pk, "Contacts", str(zoho_id), "zoho_id") for pk, zoho_id in gone], run=run, counts=counts)
+    for start in range(0, len(records), batch_size):
+        _link_records_check(records[start : start + batch_size], run=run, zoho=zoho, counts=counts)
 
 
-def _missing_record(*, ids: list[int], run: ReconciliationRun, zoho: ZohoClient, counts: Counts) -> None:
-    started: datetime = run.started_at
-    # Changed or linked since the run started: the run may have passed the record before it existed.
-    zoho_ids: dict[int, str] = {
-        pk: str(zoho_id)
-        for pk, zoho_id in Contact.objects.filter(pk__in=ids, updated_at__lt=started)
-        .exclude(zoho_id__isnull=True)
-        .exclude(zoho_id="")
-        .values_list("pk", "zoho_id")
-    }
-    # A linked contact's records (Contacts, and Leads when configured) are asked for by id, one
-    # call per module and 100 ids, before any is flagged; a Lead converted since moves its link.
-    linked = CrmLink.objects.filter(
-        contact_id__in=[i for i in ids if i not in zoho_ids],
-        state=CrmLink.State.LINKED,
-        checked_at__lt=started,
-    ).values_list("contact_id", flat=True)
-    by_link: dict[int, list[tuple[str, str]]] = {}
-    for contact_id, module, record_id in CrmLinkRecord.objects.filter(
-        contact_id__in=list(linked), role__in=CrmLinkRecord.WRITTEN
-    ).values_list("contact_id", "module", "record_id"):
-        by_link.setdefault(contact_id, []).append((module, record_id))
+def _link_records_check(pks: list[int], *, run: ReconciliationRun, zoho: ZohoClient, counts: Counts) -> None:
+    """Ask Zoho for these unseen link records by id (one call per module and 100 ids), move the
+    links of converted Leads, and flag the rest."""
+    rows = list(
+        CrmLinkRecord.objects.filter(
+            pk__in=pks,
+            contact__crm_link__state=CrmLink.State.LINKED,
+            contact__crm_link__checked_at__lt=run.started_at,
+        ).values_list("contact_id", "module", "record_id")
+    )
     present: set[tuple[str, str]] = set()
-    for module in sorted({m for records in by_link.values() for m, _ in records}):
-        link_ids = sorted({r for records in by_link.values() for m, r in records if m == module})
-        for start in range(0, len(link_ids), GET_MANY_MAX):
-            found = zoho.crm.get_many(link_ids[start : start + GET_MANY_MAX], ["Email"], module=module)
+    for module in sorted({m for _, m, _ in rows}):
+        ids = sorted({r for _, m, r in rows if m == module})
+        for start in range(0, len(ids), MAX_RECORDS_PER_CALL):
+            found = zoho.crm.get_many(ids[start : start + MAX_RECORDS_PER_CALL], ["Email"], module=module)
             present.update((module, str(record.get("id"))) for record in found)
-    missing = dict(zoho_ids)
-    for contact_id, records in by_link.items():
-        for module, record_id in records:
-            if (module, record_id) in present:
-                continue
-            if lead_converted_relink(contact_id=contact_id, module=module, record_id=record_id, zoho=zoho):
-                contacts_requeue(contact_ids=[contact_id])
-                continue
-            missing.setdefault(contact_id, record_id)
+    gone: list[tuple[int, str, str, str]] = []
+    moved: list[int] = []
+    for contact_id, module, record_id in rows:
+        if (module, record_id) in present:
+            continue
+        if lead_converted_relink(contact_id=contact_id, module=module, record_id=record_id, zoho=zoho):
+            moved.append(contact_id)
+        else:
+            gone.append((contact_id, module, record_id, "crm_link"))
+    contacts_requeue(contact_ids=moved)
+    _flag(gone, run=run, counts=counts)
+
+
+def _flag(gone: list[tuple[int, str, str, str]], *, run: ReconciliationRun, counts: Counts) -> None:
+    """A ``record_missing`` discrepancy per (contact, module, record id, how it was linked)."""
     now = timezone.now()
-    for contact_id, zoho_id in sorted(missing.items()):
+    for contact_id, module, zoho_id, linked_by in sorted(gone):
         _, created = discrepancy_record(
             contact_id=contact_id,
             crm_field="",
@@ -95,13 +114,14 @@ def _missing_record(*, ids: list[int], run: ReconciliationRun, zoho: ZohoClient,
             zoho_id=zoho_id,
             evidence={
                 "zoho_id": zoho_id,
-                "linked_by": "zoho_id" if contact_id in zoho_ids else "crm_link",
+                "crm_module": module,
+                "linked_by": linked_by,
                 "reconciliation_run": run.pk,
                 "method": run.method,
                 "records_read": counts.records_read,
                 "found_at": now.isoformat(),
             },
-            hint=HINTS[Discrepancy.Kind.RECORD_MISSING].format(zoho_id=zoho_id),
+            hint=HINTS[Discrepancy.Kind.RECORD_MISSING].format(zoho_id=f"{module} {zoho_id}"),
             retry=False,
             now=now,
         )

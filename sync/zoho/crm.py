@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import BaseCache
 
 from sync.zoho.errors import ZohoError, ZohoPermanentError
-from sync.zoho.transport import Request, ZohoTransport
+from sync.zoho.transport import Request, ZohoResponse, ZohoTransport
 
 if TYPE_CHECKING:
     from sync.zoho.bulk import BulkRead
@@ -201,6 +201,21 @@ def _user(user: Mapping[str, Any]) -> CrmUser:
     )
 
 
+def record_results(response: ZohoResponse, sent_ids: Sequence[str | None]) -> CrmUpdate:
+    """A per-record write's answer (update, delete): one `RecordResult` per record sent, in input
+    order; an answer with another count is a failure of the whole call (transient)."""
+    entries = response.body.get("data") if isinstance(response.body, dict) else None
+    if not isinstance(entries, list) or len(entries) != len(sent_ids):
+        got = len(entries) if isinstance(entries, list) else 0
+        raise ZohoError(
+            f"Zoho answered {got} results for {len(sent_ids)} records",
+            permanent=False,
+            http_status=response.status_code,
+        )
+    results = [RecordResult.from_entry(entry, sent) for entry, sent in zip(entries, sent_ids, strict=True)]
+    return CrmUpdate(results, response.call_id)
+
+
 def _check_ids(ids: Sequence[str]) -> list[str]:
     out = [str(i) for i in ids]
     for rid in out:
@@ -274,19 +289,8 @@ class CrmClient:
                 complex=len(records) > COMPLEX_UPDATE_RECORDS,
             )
         )
-        entries = response.body.get("data") if isinstance(response.body, dict) else None
-        if not isinstance(entries, list) or len(entries) != len(records):
-            got = len(entries) if isinstance(entries, list) else 0
-            raise ZohoError(
-                f"Zoho answered {got} results for {len(records)} records",
-                permanent=False,
-                http_status=response.status_code,
-            )
-        results = [
-            RecordResult.from_entry(entry, str(sent.get("id")) if sent.get("id") is not None else None)
-            for entry, sent in zip(entries, records, strict=True)
-        ]
-        return CrmUpdate(results, response.call_id)
+        sent_ids = [str(r.get("id")) if r.get("id") is not None else None for r in records]
+        return record_results(response, sent_ids)
 
     # Reads -------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ from compliance.models import (
     ConsentState,
     ConsentStatus,
     Contact,
+    ErasureRequest,
     EventPersonalData,
+    LegalHold,
     PolicyVersion,
     Purpose,
     Seal,
@@ -41,6 +43,11 @@ def run(*args: str) -> str:
 @pytest.fixture
 def small_demo() -> str:
     return run("load_demo_data", "--contacts", "50", "--events", "400", "--seed", "7")
+
+
+def erasure_withdrawals() -> int:
+    """The demo's erased person's consents still given, withdrawn by the erasure."""
+    return ConsentEvent.objects.filter(source=Source.SYSTEM, reason__startswith="Erasure request").count()
 
 
 def test_create_demo_users_makes_one_user_per_role_and_prints_their_logins() -> None:
@@ -79,7 +86,7 @@ def test_demo_data_has_the_contacts_and_events_it_promises(small_demo: str) -> N
     two_years_ago = timezone.now() - timedelta(days=731)
 
     assert Contact.objects.count() == 50
-    assert ConsentEvent.objects.count() == 400
+    assert ConsentEvent.objects.count() == 400 + erasure_withdrawals()
     assert not ConsentEvent.objects.filter(occurred_at__lt=two_years_ago).exists()
     assert not ConsentEvent.objects.filter(occurred_at__gt=timezone.now()).exists()
     assert "Loaded 50 contacts and 400 consent events" in small_demo
@@ -144,8 +151,8 @@ def test_demo_data_is_written_through_the_ledger_and_sealed(small_demo: str) -> 
     verdict = ledger_verify()
 
     assert verdict.ok, verdict.problem
-    assert verdict.events_checked == 400
-    assert Seal.objects.get().event_count == 400
+    assert verdict.events_checked == 400 + erasure_withdrawals()
+    assert Seal.objects.get().event_count == verdict.events_checked
     assert ConsentState.objects.filter(version__gt=0).count() == verdict.chains_checked
 
 
@@ -153,5 +160,19 @@ def test_loading_demo_data_twice_does_not_double_it(small_demo: str) -> None:
     output = run("load_demo_data", "--contacts", "50", "--events", "400")
 
     assert "already loaded" in output
-    assert ConsentEvent.objects.count() == 400
+    assert ConsentEvent.objects.count() == 400 + erasure_withdrawals()
     assert Contact.objects.count() == 50
+
+
+def test_demo_data_has_one_person_erased_and_one_under_legal_hold(small_demo: str) -> None:
+    erasure = ErasureRequest.objects.get()
+    contact = erasure.contact
+    assert (erasure.status, erasure.channel, erasure.requested_by) == ("done", "admin", "user:admin")
+    assert erasure.reason.startswith("Ticket DEMO-14")
+    assert contact.erased_at is not None and contact.email is None and contact.first_name == ""
+    assert erasure.events_kept == contact.events.count() > 0
+    assert not EventPersonalData.objects.filter(event__contact=contact).exists()
+    hold = LegalHold.objects.get()
+    assert hold.lifted_at is None and hold.contact_id != contact.pk
+    assert f"Erased contact {contact.pk} at its request (erasure {erasure.pk}" in small_demo
+    assert ledger_verify().ok

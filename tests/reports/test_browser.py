@@ -234,3 +234,31 @@ def test_the_progress_script_shows_phase_and_percentage_as_the_row_changes(
     Report.objects.filter(pk=report.pk).update(status=Report.Status.QUEUED)  # give it back to be made
     in_a_thread(services.report_build, report_id=report.pk)
     page.wait_for_selector(".report-ready", timeout=15_000)
+
+
+def test_a_report_whose_stored_copy_was_deleted_says_when_and_why_instead_of_a_download(
+    live_server, page, auditor, ledger_of, tmp_path
+):
+    from compliance import services as compliance_services
+    from compliance.models import ErasureRequest
+    from reports import services
+    from reports.scopes import contact_scope
+
+    contact = ledger_of.record("cleo@example.com", "sms_marketing", "opted_in", at=days_ago(2)).contact
+    report = Report.objects.create(  # made here, not queued for a worker
+        kind="evidence", scope=contact_scope(contact_id=contact.pk).as_json(), requested_by=auditor
+    )
+    in_a_thread(services.report_build, report_id=report.pk)
+    erasure = compliance_services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API).erasure
+    log_in(page, auditor.username)
+
+    page.goto(report.get_absolute_url())
+
+    notice = page.inner_text("p.file-deleted")
+    assert "Stored copy deleted on" in notice
+    assert f"(erasure request {erasure.pk}: the person it names was erased)" in notice
+    assert page.locator("a.download").count() == 0
+    page.screenshot(path=str(tmp_path / "report-file-deleted.png"), full_page=True)
+    page.goto("/reports/")
+    assert "Stored copy deleted on" in page.inner_text("table.reports")
+    page.screenshot(path=str(tmp_path / "report-list-file-deleted.png"), full_page=True)

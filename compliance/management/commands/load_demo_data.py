@@ -25,7 +25,9 @@ from compliance.models import (
     ConsentEvent,
     ConsentStatus,
     Contact,
+    ErasureRequest,
     Frequency,
+    LegalHold,
     PolicyVersion,
     Purpose,
     Source,
@@ -37,6 +39,10 @@ KEY_PREFIX = "demo:"
 API_CLIENT_NAME = "demo-mobile-app"
 EVENTS_PER_TRANSACTION = 400
 HISTORY_DAYS = 730
+# The demo's erased person (among the contacts with an email and a name, in the order made) and why.
+ERASED_DEMO_CONTACT = 2
+ERASURE_DEMO_REASON = "Ticket DEMO-14: the person asked by email to be forgotten (GDPR Art. 17)"
+LEGAL_HOLD_DEMO_REASON = "Demo: a customer complaint under review; keep the data until it is closed"
 
 EMAIL = "email_marketing"
 SMS = "sms_marketing"
@@ -433,6 +439,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {writer.written} events for {len(made)} contacts", ending="\r")
         self.stdout.write("")
         suppressed = self._suppressions(rnd, made)
+        erasure = self._erasure(made, users[Role.ADMIN])
         seal = services.ledger_seal()
 
         self.stdout.write(
@@ -440,6 +447,13 @@ class Command(BaseCommand):
             f"{suppressed} suppressions, policy versions {', '.join(p.label for p in policies)} "
             f"in {time.monotonic() - started:.1f} s."
         )
+        if erasure is not None:
+            erased, held = erasure
+            self.stdout.write(
+                f"Erased contact {erased.contact_id} at its request (erasure {erased.pk}: {erased.events_kept} "
+                f"events kept, {erased.values_deleted} personal values deleted); contact {held.contact_id} is "
+                f"under legal hold {held.pk} (docs/erasure.md, 'In the demo')."
+            )
         if seal is not None:
             self.stdout.write(
                 f"Sealed the ledger: seal {seal.sequence} covers {seal.event_count} events ({seal.hash})."
@@ -474,6 +488,21 @@ class Command(BaseCommand):
                 chunk, size = [], 0
         if chunk:
             yield chunk
+
+    @staticmethod
+    def _erasure(contacts: list[Contact], admin: AbstractUser) -> tuple[ErasureRequest, LegalHold] | None:
+        """One person erased through the service, as an admin would at their request, and the next
+        one under a legal hold: the admin sees the proof kept and the person gone, and a hold that
+        refuses an erasure (docs/erasure.md, "In the demo")."""
+        named = [contact for contact in contacts if contact.email and contact.first_name]
+        if len(named) < ERASED_DEMO_CONTACT + 2:
+            return None  # a demo this small has nobody to spare
+        erased, held = named[ERASED_DEMO_CONTACT], named[ERASED_DEMO_CONTACT + 1]
+        erasure = services.erasure_request(
+            contact=erased, channel=ErasureRequest.Channel.ADMIN, reason=ERASURE_DEMO_REASON, actor_user=admin
+        ).erasure
+        hold = services.legal_hold_set(contact=held, reason=LEGAL_HOLD_DEMO_REASON, actor_user=admin)
+        return erasure, hold
 
     @staticmethod
     def _suppressions(rnd: random.Random, contacts: list[Contact]) -> int:
