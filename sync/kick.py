@@ -4,9 +4,14 @@ The ledger calls `outbox_kick` after every commit that wrote outbox rows
 (``LEDGER_OUTBOX_NOTIFY`` names it; see `compliance.outbox`). It queues one
 ``sync.outbox_sweep`` to run ``SYNC_PUSH_DELAY_S`` later, at most once per that
 window across all processes: the changes committed meanwhile go out together, 100
-contacts a call, instead of one call per change. The window is held twice: per
-process in memory (no I/O for the thousand commits of a batch ingest), then across
-processes with an atomic ``cache.add`` (Redis in production).
+contacts a call, instead of one call per change. The sweep goes to the urgent queue
+(`config.celery`), so that it never waits behind the batches of a backlog.
+
+A commit needs no kick of its own only when a sweep is queued to run after it: the
+cache key holds the time the queued sweep runs, and a process remembers it, so that
+the thousand commits of a batch ingest cost no I/O. (Remembering only when this
+process last tried would lose a commit made after the sweep another process queued
+had already run: nothing would push it until the periodic sweep.)
 
 A kick that cannot reach the broker is logged and dropped: the periodic sweep
 (every 30 s) pushes whatever a lost kick would have.
@@ -27,22 +32,36 @@ KICK_KEY = "sync:outbox-kick"
 # By name, not by importing the task: `sync.tasks.push` imports this module (a push
 # that leaves rows waiting kicks again), and the ledger's writers need no task module.
 SWEEP_TASK = "sync.outbox_sweep"
-_last_kick = 0.0
+# When the sweep this process knows of runs (wall clock: other processes queued it too).
+_covered_until = 0.0
+
+
+def _covered(now: float, due: float) -> bool:
+    """Is a sweep already queued to run after ``now``? If not, this process's sweep, due at
+    ``due``, is the one (the key names it for the others)."""
+    global _covered_until
+    if now < _covered_until:
+        return True
+    delay = due - now
+    if not cache.add(KICK_KEY, due, timeout=delay):
+        queued = cache.get(KICK_KEY)
+        if queued is not None and float(queued) > now:
+            _covered_until = float(queued)
+            return True
+        # That sweep's time has come (it may have claimed already): ours follows it.
+        cache.set(KICK_KEY, due, timeout=delay)
+    _covered_until = due
+    return False
 
 
 def outbox_kick() -> None:
-    """Queue a sweep ``SYNC_PUSH_DELAY_S`` from now unless one is already queued for this window."""
-    global _last_kick
+    """Queue a sweep ``SYNC_PUSH_DELAY_S`` from now unless one is already queued to run after now."""
     if not settings.SYNC_PUSH_ON_COMMIT:
         return
     delay = int(settings.SYNC_PUSH_DELAY_S)
-    if delay > 0:
-        now = time.monotonic()
-        if now - _last_kick < delay:
-            return
-        _last_kick = now
-        if not cache.add(KICK_KEY, 1, timeout=delay):
-            return
+    now = time.time()
+    if delay > 0 and _covered(now, now + delay):
+        return
     try:
         # One connection attempt and no retries: this runs in the writer's request,
         # after its commit, and a broker that is down must not hold the request for seconds.

@@ -74,9 +74,17 @@ def outbox_pending_count() -> int:
 
 
 def outbox_claim(
-    *, worker: str, max_contacts: int = BATCH_CONTACTS, now: datetime | None = None
+    *,
+    worker: str,
+    max_contacts: int = BATCH_CONTACTS,
+    urgent: bool | None = None,
+    now: datetime | None = None,
 ) -> OutboxClaim:
-    """Claim the pending rows of up to `max_contacts` contacts, most urgent first."""
+    """Claim the pending rows of up to `max_contacts` contacts, most urgent first.
+
+    ``urgent``: True, only contacts with a withdrawal waiting; False, only those without.
+    The sweep queues the two apart (`sync.tasks.push`), so that a withdrawal is never in a
+    batch queued behind a backlog's."""
     now = now or timezone.now()
     token = f"{worker[:60]}:{uuid.uuid4().hex[:16]}"
     postgres = connection.vendor == "postgresql"
@@ -92,6 +100,12 @@ def outbox_claim(
             .exclude(contact_id__in=busy)
             .order_by("priority", "id")
         )
+        withdrawal = Q(priority=OutboxEntry.Priority.WITHDRAWAL)
+        if urgent:
+            candidates = candidates.filter(withdrawal)
+        elif urgent is not None:
+            waiting = OutboxEntry.objects.filter(withdrawal, processed_at__isnull=True).values("contact_id")
+            candidates = candidates.exclude(contact_id__in=waiting)
         if postgres:
             candidates = candidates.select_for_update(skip_locked=True)
         contact_ids: list[int] = []

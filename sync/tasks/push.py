@@ -17,6 +17,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from config.celery import URGENT_QUEUE
 from sync.kick import outbox_kick
 from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take, outbox_waiting
 from sync.push import outbox_batch_push
@@ -47,15 +48,22 @@ def _worker_name(task: Any) -> str:
 
 @shared_task(bind=True, name="sync.outbox_sweep", acks_late=True)
 def outbox_sweep(self: Any) -> int:
-    """Claim pending outbox rows, 100 contacts a batch, and queue one push per batch."""
+    """Claim pending outbox rows, 100 contacts a batch, and queue one push per batch.
+
+    The contacts with a withdrawal first, in batches of their own on the urgent queue,
+    which workers take before the default one: the batches of a backlog, claimed ahead
+    and queued there by earlier sweeps, are not in front of them, and a withdrawal
+    waits only for a worker to finish the batch in hand. Then the rest (no withdrawal
+    among them, even one recorded while this sweep runs), on the default queue."""
     worker = _worker_name(self)
     queued = 0
-    for _ in range(SWEEP_MAX_BATCHES):
-        claim = outbox_claim(worker=worker)
-        if not claim:
-            break
-        push_batch.delay(claim.token)
-        queued += 1
+    for urgent in (True, False):
+        while queued < SWEEP_MAX_BATCHES:
+            claim = outbox_claim(worker=worker, urgent=urgent)
+            if not claim:
+                break
+            push_batch.apply_async((claim.token,), queue=URGENT_QUEUE if urgent else None)
+            queued += 1
     return queued
 
 

@@ -260,6 +260,13 @@ def engine_settings(settings: Any) -> Any:
 
 
 @pytest.fixture
+def leads_too(engine_settings: Any) -> Any:
+    """`engine_settings` with Leads as well as Contacts (``ZOHO_MODULES=Contacts,Leads``)."""
+    engine_settings.ZOHO_MODULES = ["Contacts", "Leads"]
+    return engine_settings
+
+
+@pytest.fixture
 def sim_settings(engine_settings: Any, sim: Sim) -> Any:
     """`engine_settings` with the ZOHO_* settings pointed at zohosim, for code that builds its
     own client (`ZohoClient.from_settings()`: tasks, commands), and a cache of this test's own."""
@@ -376,7 +383,10 @@ class Workers:
         """Nothing queued on the broker and nothing running or reserved in any worker."""
         import redis
 
-        if redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).llen("celery"):
+        from config.celery import URGENT_QUEUE
+
+        broker = redis.Redis.from_url(self.env["CELERY_BROKER_URL"])
+        if broker.llen("celery") or broker.llen(URGENT_QUEUE):
             return False
         inspect = self.sender.control.inspect(timeout=1.0)
         busy = [inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}]
@@ -425,7 +435,7 @@ def _kicks_to(broker_url: str, settings: Any) -> Iterator[None]:
     previous = app.conf.broker_url
     app.conf.broker_url = broker_url
     app._after_fork()  # drop pooled broker connections: the next publish connects to broker_url
-    kick._last_kick = 0.0
+    kick._covered_until = 0.0
     cache.delete(kick.KICK_KEY)
     try:
         yield

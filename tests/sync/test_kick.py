@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 import redis
 
+from config.celery import URGENT_QUEUE
 from sync import kick
 
 
@@ -18,7 +20,9 @@ def broker(engine_broker_url: str, kicks_to: Any) -> Any:
 
 
 def queued(broker: Any) -> list[dict[str, Any]]:
-    return [json.loads(m)["headers"] for m in broker.lrange("celery", 0, -1)]
+    """The sweeps queued: on the urgent queue, not behind the batches on the default one."""
+    assert broker.llen("celery") == 0
+    return [json.loads(m)["headers"] for m in broker.lrange(URGENT_QUEUE, 0, -1)]
 
 
 def test_a_burst_of_commits_queues_one_delayed_sweep(broker: Any) -> None:
@@ -32,11 +36,28 @@ def test_a_burst_of_commits_queues_one_delayed_sweep(broker: Any) -> None:
 
 def test_another_process_in_the_same_window_queues_nothing_more(broker: Any) -> None:
     kick.outbox_kick()
-    kick._last_kick = 0.0  # what a second process, which has not kicked yet, starts from
+    kick._covered_until = 0.0  # what a second process, which has not kicked yet, starts from
 
     kick.outbox_kick()
 
     assert len(queued(broker)) == 1
+
+
+def test_a_commit_after_the_sweep_another_process_queued_has_run_queues_one_more(broker: Any) -> None:
+    # Given a sweep queued by another process, and a commit here within its window (nothing more queued)
+    kick.outbox_kick()
+    kick._covered_until = 0.0  # (this process had not kicked yet)
+    time.sleep(0.6)
+    kick.outbox_kick()
+    assert len(queued(broker)) == 1
+
+    # When this process commits again once that sweep's time has come, less than a window
+    # after its own first commit
+    time.sleep(0.6)
+    kick.outbox_kick()
+
+    # Then a second sweep is queued: the first may have claimed before this commit
+    assert len(queued(broker)) == 2
 
 
 def test_with_no_delay_every_commit_queues_a_sweep_at_once(broker: Any, settings: Any) -> None:
