@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -190,60 +190,58 @@ def unsubscribe_purposes(link: LinkToken) -> list[Purpose]:
     return [purpose]
 
 
-def _already_unsubscribed(token: str, *, now: datetime) -> bool:
-    """The repeat's fast path (a mail client or scanner may post a link many times): True when the
-    link is valid and every purpose it names is withdrawn already, read in ONE query (the link's
-    purposes with the contact's state of each, its link generation and whether it still exists),
-    written in SQL: the ORM's building of it cost more than running it. False when anything needs
-    the full path (which also raises what is wrong with the link)."""
-    link = tokens.token_unsigned(token, kind=tokens.Kind.UNSUBSCRIBE, now=now)
+def _unsubscribe_chains(link: LinkToken) -> list[Purpose] | None:
+    """The link's purposes, each with its chain's state (`state_status`, `state_version`; None
+    before the first event), in ONE query that also checks the contact still exists (unmerged)
+    and the link's generation: all a repeat needs to answer, and all a first click reads but the
+    contact. None when the contact or generation does not hold or the link names no purpose (the
+    full check says why). Written in SQL: the ORM's building of it cost more than running it."""
     where, value = (
         ("p.channel = %s", Purpose.Channel.EMAIL.value)
         if link.all_purposes
         else ("p.code = %s", link.purpose)
     )
+    columns = ", ".join(f"p.{f.column}" for f in Purpose._meta.concrete_fields)
     sql = (
-        "SELECT s.status, COALESCE(g.generation, 0), c.id"  # noqa: S608 - table names from the models; values bound
+        f"SELECT {columns}, s.status AS state_status, s.version AS state_version,"  # noqa: S608 - table names from the models; values bound
+        " COALESCE(g.generation, 0) AS link_generation, c.id AS live_contact_id"
         f" FROM {Purpose._meta.db_table} p"
         f" LEFT JOIN {ConsentState._meta.db_table} s ON s.purpose_id = p.id AND s.contact_id = %s"
         f" LEFT JOIN {LinkGeneration._meta.db_table} g ON g.contact_id = %s"
         f" LEFT JOIN {Contact._meta.db_table} c ON c.id = %s AND c.merged_into_id IS NULL"
-        f" WHERE {where}"
+        f" WHERE {where} ORDER BY p.code"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [link.contact_id, link.contact_id, link.contact_id, value])
-        rows = cursor.fetchall()
-    if not rows or not all(
-        contact is not None and generation == link.generation for _, generation, contact in rows
+    purposes = list(Purpose.objects.raw(sql, [link.contact_id, link.contact_id, link.contact_id, value]))
+    if not purposes or not all(
+        p.live_contact_id is not None and p.link_generation == link.generation  # type: ignore[attr-defined]
+        for p in purposes
     ):
-        return False
-    return all(status in WITHDRAWN for status, _, _ in rows)
+        return None
+    return purposes
 
 
 def unsubscribe(*, token: str, click: Click, one_click: bool, now: datetime | None = None) -> Outcome:
     """Record opted_out (source email_link) for the link's purpose, or every email purpose of an
-    "all" link, where the person is not opted out already; a repeat records nothing (and costs
-    one query: `_already_unsubscribed`)."""
+    "all" link, where the person is not opted out already. A repeat records nothing and costs one
+    query, a first click two reads (`_unsubscribe_chains`, then the contact) before its writes."""
     now = now or timezone.now()
-    if _already_unsubscribed(token, now=now):
+    link = tokens.token_unsigned(token, kind=tokens.Kind.UNSUBSCRIBE, now=now)
+    chains = _unsubscribe_chains(link)
+    if chains is None:
+        # The link cannot act, or names no purpose: token_read and unsubscribe_purposes raise
+        # what is wrong (an "all" link while no purpose is by email records nothing).
+        unsubscribe_purposes(tokens.token_read(token, kind=tokens.Kind.UNSUBSCRIBE, now=now))
         return Outcome()
+    outcome = Outcome()
+    to_withdraw = [p for p in chains if p.state_status not in WITHDRAWN]  # type: ignore[attr-defined]
+    if not to_withdraw:
+        return outcome
     link = tokens.token_read(token, kind=tokens.Kind.UNSUBSCRIBE, now=now)
     contact = link.contact or Contact.objects.get(pk=link.contact_id)
     digest = tokens.token_hash(token)
-    outcome = Outcome()
     lookups = services.Lookups()
-    purposes = unsubscribe_purposes(link)
-    lookups.purposes.update((p.code, p) for p in purposes)
-    states = {
-        s.purpose_id: s
-        for s in ConsentState.objects.filter(contact_id=contact.pk, purpose__in=purposes).only(
-            "purpose_id", "status", "version"
-        )
-    }
-    for purpose in purposes:
-        state = states.get(purpose.pk)
-        if state is not None and state.status in WITHDRAWN:
-            continue
+    lookups.purposes.update((p.code, p) for p in to_withdraw)
+    for purpose in to_withdraw:
         evidence: dict[str, object] = {
             "token_sha256": digest,
             "link": "one_click" if one_click else "unsubscribe_page",
@@ -257,7 +255,7 @@ def unsubscribe(*, token: str, click: Click, one_click: bool, now: datetime | No
             source=Source.EMAIL_LINK,
             occurred_at=now,
             # Per chain version: the same link unsubscribes again after a later opt-in.
-            idempotency_key=f"unsub:{digest[:40]}:{purpose.code}:{state.version if state else 0}",
+            idempotency_key=f"unsub:{digest[:40]}:{purpose.code}:{purpose.state_version or 0}",  # type: ignore[attr-defined]
             ip_address=click.ip_address,
             user_agent=click.user_agent,
             evidence=evidence,

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from compliance import chain, personal
@@ -38,6 +38,7 @@ from compliance.models import (
     Source,
 )
 from compliance.outbox import outbox_written_on_commit
+from compliance.services.consent_append import event_append
 from compliance.services.contacts import ContactIdentity, contact_resolve
 from compliance.services.errors import ConsentForbidden, ConsentRejected, IdempotencyConflict
 from compliance.services.identity import actor_name, decision_identity_context
@@ -78,6 +79,10 @@ PERSON_SOURCES = frozenset(
     }
 )
 
+
+# The choices as sets: `TextChoices.values` builds a new list on every use.
+STATUSES = frozenset(ConsentStatus.values)
+SOURCES = frozenset(Source.values)
 
 # The earliest occurred_at the ledger takes: older is a client's bug (year 1, a zero date).
 EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -220,9 +225,9 @@ def _check_rules(
     actor_user: AbstractBaseUser | None,
     now: datetime,
 ) -> None:
-    if decision.status not in ConsentStatus.values:
+    if decision.status not in STATUSES:
         raise ConsentRejected("status", f"Unknown status {decision.status!r}.")
-    if decision.source not in Source.values:
+    if decision.source not in SOURCES:
         raise ConsentRejected("source", f"Unknown source {decision.source!r}.")
     if api_client is not None and not api_client.may_write(decision.source):
         raise ConsentForbidden(
@@ -327,14 +332,14 @@ def request_digest(contact_ref: int | str | None, decision: ConsentDecision, sec
 
 
 def _replay(key: str, digest: str) -> RecordResult | None:
-    # Nearly every key is new: ask by the key's index for one column first (a query Django
-    # builds in a fraction of the time of the joined one), and load the event only when found.
-    found = ConsentEvent.objects.filter(idempotency_key=key).values_list("pk", flat=True).first()
-    if found is None:
-        return None
-    existing = ConsentEvent.objects.select_related("contact", "purpose", "policy_version", "personal").get(
-        pk=found
+    """The event that holds a key its insert found used (asked after the refusal, so nearly always there)."""
+    existing = (
+        ConsentEvent.objects.select_related("contact", "purpose", "policy_version", "personal")
+        .filter(idempotency_key=key)
+        .first()
     )
+    if existing is None:
+        return None
     if existing.request_digest != digest:
         raise IdempotencyConflict(existing)
     return RecordResult(event=existing, created=False)
@@ -408,10 +413,12 @@ def consent_record(
     consent_input_check(identity=None, decision=decision)
     lookups = lookups or Lookups()
     try:
+        # The common case, a key never seen: no look-up of the key before the insert. The
+        # key's unique index refuses a repeat (also one recorded concurrently), which lands below.
         with transaction.atomic():
-            return _record(contact, decision, api_client, actor_user, lookups, replay_first=True)
+            return _record(contact, decision, api_client, actor_user, lookups)
     except IntegrityError:
-        # The same key was recorded concurrently (under another chain's lock).
+        # Everything above was rolled back: answer from the event that holds the key.
         replay = _replay(decision.idempotency_key, request_digest(contact.pk, decision, contact.secret))
         if replay is None:
             raise
@@ -436,11 +443,11 @@ def consent_ingest(
         # of its own. The key's unique index refuses a repeat, which lands below.
         with transaction.atomic():
             contact = contact_resolve(identity=identity, context=context, savepoint=False)
-            return _record(contact, decision, api_client, actor_user, lookups, replay_first=False)
+            return _record(contact, decision, api_client, actor_user, lookups)
     except IntegrityError:
         # The key was used before (a replay or a conflict), or concurrently, or another request
         # created the same person meanwhile: everything above was rolled back; do it again the
-        # careful way, which looks the key up under the lock and finds the person.
+        # careful way, which finds the person and answers a used key from its event.
         with transaction.atomic():
             contact = contact_resolve(identity=identity, context=context)
             return consent_record(
@@ -458,24 +465,15 @@ def _record(
     api_client: ApiClient | None,
     actor_user: AbstractBaseUser | None,
     lookups: Lookups,
-    *,
-    replay_first: bool,
 ) -> RecordResult:
-    """Check the decision and append its event under the chain's lock, in the caller's transaction.
-
-    With `replay_first` the key is looked up under the lock first (a replay answers, a conflict
-    raises); without, a key used before makes the insert fail with IntegrityError.
-    """
+    """Check the decision and append its event under the chain's lock, in the caller's
+    transaction; a key used before makes the insert fail with IntegrityError."""
     now = timezone.now()
     if contact.erased_at is not None:
         raise ConsentRejected("contact", f"Contact {contact.pk} was erased; it records no more events.")
     checked = consent_check(decision, api_client=api_client, actor_user=actor_user, lookups=lookups, now=now)
     digest = request_digest(contact.pk, decision, contact.secret)
     state = lock_state(contact, checked.purpose)
-    if replay_first:
-        replay = _replay(decision.idempotency_key, digest)
-        if replay is not None:
-            return replay
     return RecordResult(event=_append(state, contact, checked, digest=digest, now=now), created=True)
 
 
@@ -484,14 +482,18 @@ def _append(
 ) -> ConsentEvent:
     """Insert the chain's next event and move the (locked) state; a repeated key raises IntegrityError."""
     event = next_event(state, contact, checked, digest=digest, now=now)
-    event.save(force_insert=True)
-    for row in personal_data_rows([event]):
-        row.save(force_insert=True)
     fields, outbox = advance_state(state, event, checked.purpose)
+    if connection.vendor == "postgresql":
+        event_append(event, outbox=outbox, state=state, fields=fields)
+    else:
+        event.save(force_insert=True)
+        for row in personal_data_rows([event]):
+            row.save(force_insert=True)
+        if outbox is not None:
+            outbox.save(force_insert=True)
+        state.save(update_fields=fields)
     if outbox is not None:
-        outbox.save(force_insert=True)
         outbox_written_on_commit()
-    state.save(update_fields=fields)
     return event
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
@@ -59,7 +58,8 @@ from compliance.services.identity import (
     identity_heads,
     identity_snapshot,
 )
-from compliance.services.state import advance_state, lock_states
+from compliance.services.rows import rows_insert
+from compliance.services.state import advance_state, lock_states, states_save
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def _chunk_set_based(
         change.contact.identity_version += 1
         change.version = change.contact.identity_version
     if new_contacts:
-        Contact.objects.bulk_create(new_contacts)
+        rows_insert(new_contacts)
         # An erased person's address or number: held by "do not contact" (one query).
         erased_suppressions_add(new_contacts, source=Source.SYSTEM)
     # Like contact_resolve, write only the fields filled in (another writer may be changing
@@ -386,7 +386,7 @@ def _chunk_set_based(
             outbox_written_on_commit()
         for state in moved.values():
             state.updated_at = now
-        _states_save([moved[pk] for pk in sorted(moved)])
+        states_save([moved[pk] for pk in sorted(moved)])
         for plan in planned:
             assert plan.event is not None
             outcomes[plan.index] = RecordResult(event=plan.event, created=True)
@@ -421,42 +421,3 @@ def _identity_events_insert(
         heads[change.contact.pk] = event.hash
         events.append(event)
     identity_events_save(events)
-
-
-_STATE_FIELDS = (
-    "version",
-    "head_hash",
-    "status",
-    "frequency",
-    "event",
-    "policy_version",
-    "occurred_at",
-    "refresh_due_at",
-    "updated_at",
-)
-
-
-def _states_save(states: list[ConsentState]) -> None:
-    """Write the chains' moved state rows in one `UPDATE … FROM (VALUES …)`.
-
-    (`bulk_update` would build a CASE per row and field: most of the chunk's time.)
-    """
-    concrete = {f.name: f for f in ConsentState._meta.concrete_fields}
-    fields = [concrete[name] for name in ("id", *_STATE_FIELDS)]
-    event_field = ConsentState.event.field
-    # PostgreSQL types a VALUES column from its literals; say what each one is.
-    casts = [f"::{f.db_type(connection)}" if connection.vendor == "postgresql" else "" for f in fields]
-    row = "(" + ", ".join(f"%s{cast}" for cast in casts) + ")"
-    params: list[Any] = []
-    for state in states:
-        if event_field.is_cached(state) and state.event is not None:
-            state.event_id = state.event.pk  # the event was inserted after it was assigned
-        params += [f.get_db_prep_save(getattr(state, f.attname), connection=connection) for f in fields]
-    table = ConsentState._meta.db_table
-    assignments = ", ".join(f"{f.column} = v.column{n}" for n, f in enumerate(fields, start=1) if n > 1)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(states))}) AS v "  # noqa: S608
-            f"WHERE {table}.id = v.column1",
-            params,
-        )

@@ -59,14 +59,15 @@ def erased_suppressions_add(contacts: Iterable[Contact], *, source: str) -> int:
     """Hold new contacts that an erased person's email or phone names: a suppression "erased
     before: do not contact" on each. One query for all of them; returns how many were held."""
     wanted: dict[str, list[Contact]] = {}
+    secrets = suppression_secrets()
     for contact in contacts:
         for kind, value in (
             (ErasedIdentifier.Kind.EMAIL, contact.email),
             (ErasedIdentifier.Kind.PHONE, contact.phone),
         ):
             if value:
-                for value_digest in erased_identifier_digests(kind, value):
-                    wanted.setdefault(value_digest, []).append(contact)
+                for secret in secrets:
+                    wanted.setdefault(digest(secret, kind, value), []).append(contact)
     if not wanted:
         return 0
     found = set(ErasedIdentifier.objects.filter(digest__in=list(wanted)).values_list("digest", flat=True))

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.lifecycle.tokens import links_revoke
@@ -45,6 +47,27 @@ def test_a_repeated_one_click_answers_from_one_query(
 
     assert again.status_code == 200 and again.content == b"Already unsubscribed.\n"
     assert ConsentEvent.objects.count() == count
+
+
+@pytest.mark.postgres
+def test_a_first_one_click_reads_twice_and_writes_in_two_statements(
+    public: Client, ana_in: Any, unsubscribe_path: Callable[..., str]
+) -> None:
+    path = unsubscribe_path(ana_in)  # an "all email purposes" link
+    count = ConsentEvent.objects.count()
+
+    with CaptureQueriesContext(connection) as queries:
+        response = public.post(path, ONE_CLICK, content_type=FORM)
+
+    assert response.content == b"Unsubscribed.\n"
+    statements = [
+        q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
+    ]
+    # The link's chains with their states, the contact; the chain's lock, then the event with
+    # its personal values, outbox row and state in one statement.
+    assert len(statements) == 4, statements
+    assert ConsentEvent.objects.count() == count + 1
+    assert [e.status for e in events_of(ana_in)][-1] == "opted_out"
 
 
 def test_a_repeat_after_a_new_opt_in_unsubscribes_again(
