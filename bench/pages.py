@@ -631,7 +631,7 @@ def build_access_log(count: int, contacts: int, now: datetime, users: dict[str, 
         "(%(ids)s::bigint[])[1 + g %% %(n)s::int], (%(names)s::text[])[1 + g %% %(n)s::int], "
         "('10.0.' || (g %% 7) || '.' || (g %% 200 + 1))::inet, k.kind, "
         "CASE k.kind WHEN 'search' THEN '/contacts/' WHEN 'export' THEN '/sync/discrepancies/' "
-        "WHEN 'report_download' THEN '/reports/' ELSE '/contacts/' || (1 + (g * 7919) %% %(contacts)s) || '/' END, "
+        "WHEN 'report_download' THEN '/reports/' ELSE '/contacts/' || (1 + (g::bigint * 7919) %% %(contacts)s) || '/' END, "
         "CASE k.kind WHEN 'export' THEN 'discrepancies CSV, ' || (g %% 900 + 1) || ' rows' "
         "WHEN 'report_download' THEN 'period report' ELSE '' END, "
         "CASE k.kind WHEN 'search' THEN md5(g::text) || md5((g + 1)::text) ELSE '' END, "
@@ -680,15 +680,15 @@ def run_beat(now: datetime) -> None:
     nightly verify run; then VACUUM ANALYZE. (`--finish` runs this alone on a built database.)"""
     from django.db import connection
 
-    from compliance.models import ConsentDay, ConsentDayMark, ConsentEvent, PolicyCount
+    from compliance.models import ConsentDay, ConsentDayMark, ConsentEvent, OptInCount
 
     run_optout_clock(now)
-    if ConsentDayMark.objects.filter(last_event_id__gt=0).exists() and not PolicyCount.objects.exists():
-        # Tallied by code older than the policy counts (a build that ran while they came): again.
-        print("  consent tallies without policy counts: counting again", flush=True)
+    if ConsentDayMark.objects.filter(last_event_id__gt=0).exists() and not OptInCount.objects.exists():
+        # Tallied by code older than the opt-in counts (a build that ran while they came): again.
+        print("  consent tallies without opt-in counts: counting again", flush=True)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"TRUNCATE {ConsentDay._meta.db_table}, compliance_consentcount, {PolicyCount._meta.db_table}"
+                f"TRUNCATE {ConsentDay._meta.db_table}, compliance_consentcount, {OptInCount._meta.db_table}"
             )
         ConsentDayMark.objects.update(last_event_id=0)
     beat_tallies()
@@ -957,6 +957,12 @@ def pages_to_measure() -> list[Page]:
             "policy diff",
             OFFICER,
             "/policies/diff/?" + urlencode({"old": policies[1][1], "new": policies[0][1]}),
+        ),
+        Page("re-permission (the newest version)", ADMIN, f"/policies/{policies[0][0]}/repermission/"),
+        Page(
+            "re-permission: one purpose, no legacy",
+            OFFICER,
+            f"/policies/{policies[0][0]}/repermission/?purpose=sms_marketing&legacy=0",
         ),
         Page("opt-out clock", OFFICER, "/sync/opt-out-clock/"),
         Page("discrepancy groups", OFFICER, "/sync/discrepancies/groups/"),

@@ -415,6 +415,13 @@ class ConsentState(models.Model):
                 condition=Q(status="opted_in"),
                 name="compliance_state_optin_policy",
             ),
+            # The re-permission view's list of current opt-ins, in purpose and contact order: a
+            # page walks the index and reads about as many rows as it shows.
+            models.Index(
+                fields=["purpose", "contact"],
+                condition=Q(status="opted_in"),
+                name="compliance_state_optin_purpose",
+            ),
             # The refresh job: opt-ins whose validity runs out.
             models.Index(
                 fields=["refresh_due_at"],
@@ -538,5 +545,5 @@ from compliance.personal_models import IdentityPersonalData as IdentityPersonalD
 from compliance.tally_models import ConsentCount as ConsentCount  # noqa: E402
 from compliance.tally_models import ConsentDay as ConsentDay  # noqa: E402
 from compliance.tally_models import ConsentDayMark as ConsentDayMark  # noqa: E402
-from compliance.tally_models import PolicyCount as PolicyCount  # noqa: E402
+from compliance.tally_models import OptInCount as OptInCount  # noqa: E402
 from compliance.tally_models import VerifyRun as VerifyRun  # noqa: E402

@@ -21,12 +21,11 @@ from compliance.models import (
     ConsentState,
     Contact,
     IdentityEvent,
-    PolicyCount,
     PolicyVersion,
     Suppression,
 )
 from compliance.services.identity import identity_former_holders
-from compliance.tallies import policy_counts_live
+from compliance.tallies import optin_counts
 
 SEARCH_MIN_LENGTH = 2
 
@@ -247,15 +246,16 @@ def policy_versions() -> QuerySet[PolicyVersion]:
 def policy_version_consent_counts() -> dict[int, int]:
     """How many current opt-ins cite each policy version: {policy version id: count}.
 
-    The counts beat keeps (`PolicyCount`, `compliance.tallies`) plus the moves of the events past
+    The counts beat keeps (`OptInCount`, `compliance.tallies`) plus the moves of the events past
     its mark: a few rows, whatever the number of current opt-ins (counting them from
     `ConsentState` read millions of index entries at 10,000,000 events). The same figures as
     ``ConsentState`` opt-ins per ``policy_version``.
     """
-    counts = dict(PolicyCount.objects.values_list("policy_version_id", "opted_in"))
-    for policy_id, n in policy_counts_live().items():
-        counts[policy_id] = counts.get(policy_id, 0) + n
-    return {policy_id: n for policy_id, n in counts.items() if n}
+    counts: dict[int, int] = {}
+    for (_purpose, policy, _legacy), n in optin_counts().items():
+        if policy:
+            counts[policy] = counts.get(policy, 0) + n
+    return {policy: n for policy, n in counts.items() if n}
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ order writers commit in. The write path is not touched: a consent write takes no
 `consent_days_live()` counts the events past the mark the same way, for the pages: beat a few
 minutes late costs them a few thousand rows read by primary key, and the figures are the same.
 
-`PolicyCount` is kept the same way: each event that became the current decision moves its
-contact's opt-in from the version the previous event cited to the version it cites
-(`policy_moves`), so the policies pages read a few rows, not millions of current opt-ins.
+`OptInCount` is kept the same way: each event that became the current decision moves its
+contact's opt-in from the group of the previous event (purpose, the version it cited, whether it
+was imported without the person's own evidence) to its own (`optin_moves`), so the policies
+pages and the re-permission view read a few rows, not millions of current opt-ins.
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ from datetime import UTC, date
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import TruncDate
 
 from compliance.models import (
@@ -33,7 +44,7 @@ from compliance.models import (
     ConsentDayMark,
     ConsentEvent,
     ConsentStatus,
-    PolicyCount,
+    OptInCount,
 )
 from compliance.services.seals import committed_high_water_mark
 
@@ -66,43 +77,74 @@ def _tally(events: QuerySet[ConsentEvent]) -> list[dict[str, Any]]:
     )
 
 
-def policy_moves(events: QuerySet[ConsentEvent]) -> dict[int, int]:
-    """How these events change the current opt-ins per policy version: {policy version id: net}.
+# An opt-in group: (purpose id, policy version id or 0, legacy).
+OptInGroup = tuple[int, int, bool]
 
-    An event that became its chain's current decision adds one to the version it cites when it is
-    an opt-in, and takes one from the version the event before it cited when that was an opt-in
-    (as `ConsentCount` moves statuses; the previous event read through the chain index). One query.
+
+def _legacy() -> ExpressionWrapper[Q]:
+    """Whether an event's evidence says it was imported without the person's own (``legacy: true``)."""
+    return ExpressionWrapper(Q(evidence__legacy=True), output_field=BooleanField())
+
+
+def optin_moves(events: QuerySet[ConsentEvent]) -> dict[OptInGroup, int]:
+    """How these events change the current opt-ins per group: {(purpose, policy or 0, legacy): net}.
+
+    An event that became its chain's current decision adds one to its own group when it is an
+    opt-in, and takes one from the group of the event before it when that was an opt-in (as
+    `ConsentCount` moves statuses; the previous event read through the chain index). One query.
     """
-    previous_policy = ConsentEvent.objects.filter(
+    previous = ConsentEvent.objects.filter(
         contact_id=OuterRef("contact_id"),
         purpose_id=OuterRef("purpose_id"),
         version=OuterRef("version") - 1,
-    ).values("policy_version_id")[:1]
+    )
     opted_in = ConsentStatus.OPTED_IN
     rows = (
         events.filter(Q(status=opted_in) | Q(previous_status=opted_in))
         .annotate(
             moved=~Exists(_occurred_later()),
-            previous_policy=Subquery(previous_policy),
+            previous_policy=Subquery(previous.values("policy_version_id")[:1]),
+            previous_legacy=Subquery(previous.annotate(is_legacy=_legacy()).values("is_legacy")[:1]),
             cited=F("policy_version_id"),
+            is_legacy=_legacy(),
         )
         .filter(moved=True)
-        .values("status", "previous_status", "cited", "previous_policy")
+        .values(
+            "purpose_id",
+            "status",
+            "previous_status",
+            "cited",
+            "is_legacy",
+            "previous_policy",
+            "previous_legacy",
+        )
         .annotate(events=Count("id"))
         .order_by()
     )
-    net: dict[int, int] = {}
+    net: dict[OptInGroup, int] = {}
     for row in rows:
-        if row["status"] == opted_in and row["cited"] is not None:
-            net[row["cited"]] = net.get(row["cited"], 0) + row["events"]
-        if row["previous_status"] == opted_in and row["previous_policy"] is not None:
-            net[row["previous_policy"]] = net.get(row["previous_policy"], 0) - row["events"]
-    return {policy_id: n for policy_id, n in net.items() if n}
+        if row["status"] == opted_in:
+            group = (row["purpose_id"], row["cited"] or 0, bool(row["is_legacy"]))
+            net[group] = net.get(group, 0) + row["events"]
+        if row["previous_status"] == opted_in:
+            group = (row["purpose_id"], row["previous_policy"] or 0, bool(row["previous_legacy"]))
+            net[group] = net.get(group, 0) - row["events"]
+    return {group: n for group, n in net.items() if n}
 
 
-def policy_counts_live() -> dict[int, int]:
-    """`policy_moves` of the events past the mark: what `PolicyCount` does not hold yet."""
-    return policy_moves(ConsentEvent.objects.filter(id__gt=consent_day_mark()))
+def optin_counts() -> dict[OptInGroup, int]:
+    """The current opt-ins per group: the counts beat keeps plus the moves of the events past its
+    mark (a few rows and a few thousand events read by primary key, whatever the ledger's size);
+    the same figures as `ConsentState`'s opt-ins."""
+    counts: dict[OptInGroup, int] = {
+        (purpose_id, policy, legacy): n
+        for purpose_id, policy, legacy, n in OptInCount.objects.values_list(
+            "purpose_id", "policy", "legacy", "opted_in"
+        )
+    }
+    for group, n in optin_moves(ConsentEvent.objects.filter(id__gt=consent_day_mark())).items():
+        counts[group] = counts.get(group, 0) + n
+    return {group: n for group, n in counts.items() if n}
 
 
 def consent_day_mark() -> int:
@@ -134,7 +176,7 @@ def consent_day_tally(*, chunk: int = CHUNK_EVENTS) -> int:
             chunk_events = ConsentEvent.objects.filter(id__gt=start, id__lte=end)
             rows = _tally(chunk_events)
             _add(rows)
-            _add_policy_moves(policy_moves(chunk_events))
+            _add_optin_moves(optin_moves(chunk_events))
             counted += sum(row["events"] for row in rows)
             mark.last_event_id = end
             mark.save(update_fields=["last_event_id", "updated_at"])
@@ -169,14 +211,14 @@ def _add(rows: list[dict[str, Any]]) -> None:
         cursor.executemany(count_sql, [[p, s, n] for (p, s), n in sorted(moved.items()) if n])
 
 
-def _add_policy_moves(moves: dict[int, int]) -> None:
-    """Add these net moves to the stored policy counts (an insert, or an addition)."""
+def _add_optin_moves(moves: dict[OptInGroup, int]) -> None:
+    """Add these net moves to the stored opt-in counts (an insert, or an addition)."""
     if not moves:
         return
-    table = PolicyCount._meta.db_table
+    table = OptInCount._meta.db_table
     sql = (
-        f"INSERT INTO {table} (policy_version_id, opted_in) VALUES (%s, %s) "  # noqa: S608
-        f"ON CONFLICT (policy_version_id) DO UPDATE SET opted_in = {table}.opted_in + EXCLUDED.opted_in"
+        f"INSERT INTO {table} (purpose_id, policy, legacy, opted_in) VALUES (%s, %s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (purpose_id, policy, legacy) DO UPDATE SET opted_in = {table}.opted_in + EXCLUDED.opted_in"
     )
     with connection.cursor() as cursor:
-        cursor.executemany(sql, sorted(moves.items()))
+        cursor.executemany(sql, [[*group, n] for group, n in sorted(moves.items())])

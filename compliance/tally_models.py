@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from compliance.models import ConsentStatus, PolicyVersion, Purpose, Source
+from compliance.models import ConsentStatus, Purpose, Source
 
 
 class ConsentDay(models.Model):
@@ -59,16 +59,29 @@ class ConsentCount(models.Model):
         return f"{self.purpose_id} {self.status}: {self.contacts}"
 
 
-class PolicyCount(models.Model):
-    """How many contacts' current consent is an opt-in citing a policy version, as of
-    `ConsentDayMark`: the policies pages' counts without counting `ConsentState`'s millions of
-    opt-ins. Written with `ConsentDay` (`compliance.tallies`); the pages add the events past the mark."""
+class OptInCount(models.Model):
+    """How many contacts' current consent to a purpose is an opt-in citing a policy version (0:
+    none), and whether it was imported without the person's own evidence (`evidence.legacy`), as
+    of `ConsentDayMark`: the policies pages' and the re-permission view's counts without counting
+    `ConsentState`'s millions of opt-ins. Written with `ConsentDay` (`compliance.tallies`); the
+    pages add the events past the mark."""
 
-    policy_version = models.OneToOneField(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # The cited version's id, or 0 for none: a plain number, so that the key has no NULL (a tally
+    # needs no foreign key, and an upsert on a key with a NULL would add a row each time).
+    policy = models.BigIntegerField(help_text="The policy version cited (its id), 0 for none.")
+    legacy = models.BooleanField(default=False)
     opted_in = models.BigIntegerField(default=0)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "policy", "legacy"], name="compliance_optincount_one_group"
+            ),
+        ]
+
     def __str__(self) -> str:
-        return f"{self.policy_version_id}: {self.opted_in} current opt-ins"
+        return f"{self.purpose_id} {self.policy}{' legacy' if self.legacy else ''}: {self.opted_in} current opt-ins"
 
 
 class ConsentDayMark(models.Model):

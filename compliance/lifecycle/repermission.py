@@ -28,7 +28,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from compliance.lifecycle import mail
@@ -42,6 +42,7 @@ from compliance.models import (
     RepermissionRun,
     RepermissionTarget,
 )
+from compliance.tallies import optin_counts
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +134,13 @@ def repermission_list(
     *, policy: PolicyVersion, purposes: Sequence[str] = (), include_legacy: bool = True
 ) -> QuerySet[ConsentState]:
     """The opt-ins asked about, with their contact, purpose, version and event: the page's list and
-    its CSV export (one query)."""
+    its CSV export (one query). In purpose and contact order, which the partial index
+    compliance_state_optin_purpose walks: a page of them reads about as many rows as it shows."""
     return (
         repermission_states(policy=policy, purposes=purposes, include_legacy=include_legacy)
         .select_related("contact", "purpose", "policy_version", "event")
         .annotate(legacy=Q(event__evidence__legacy=True))
-        .order_by("purpose__code", "contact_id")
+        .order_by("purpose_id", "contact_id")
     )
 
 
@@ -149,6 +151,7 @@ class PurposeCount:
     none: int  # citing no version
     legacy: int  # imported without the person's own evidence (citing any version, this one too)
     current: int  # citing `policy` itself
+    asked_legacy: int  # legacy, citing neither an older version nor none (asked only with legacy)
 
     @property
     def superseded(self) -> int:
@@ -157,30 +160,40 @@ class PurposeCount:
 
 def repermission_counts(*, policy: PolicyVersion) -> list[PurposeCount]:
     """Per purpose: current opt-ins citing an older version, none, or `policy`, and the legacy ones.
-    One query over the current opt-ins (the partial index compliance_state_optin_policy)."""
-    older = list(older_versions(policy).values_list("pk", flat=True))
-    rows = {
-        row["purpose_id"]: row
-        for row in ConsentState.objects.filter(status=ConsentStatus.OPTED_IN)
-        .values("purpose_id")
-        .annotate(
-            older=Count("pk", filter=Q(policy_version_id__in=older)),
-            none=Count("pk", filter=Q(policy_version__isnull=True)),
-            current=Count("pk", filter=Q(policy_version_id=policy.pk)),
-            legacy=Count("pk", filter=_legacy_q()),
+    From the opt-in counts beat keeps (`compliance.tallies.optin_counts`): a few rows, whatever the
+    number of current opt-ins."""
+    older = set(older_versions(policy).values_list("pk", flat=True))
+    figures: dict[int, dict[str, int]] = {}
+    for (purpose_id, cited, legacy), n in optin_counts().items():
+        row = figures.setdefault(
+            purpose_id, dict.fromkeys(("older", "none", "legacy", "current", "asked_legacy"), 0)
         )
-        .order_by()
-    }
+        kind = (
+            "older" if cited in older else "none" if cited == 0 else "current" if cited == policy.pk else ""
+        )
+        if kind:
+            row[kind] += n
+        if legacy:
+            row["legacy"] += n
+            if kind not in ("older", "none"):
+                row["asked_legacy"] += n
+    empty = dict.fromkeys(("older", "none", "legacy", "current", "asked_legacy"), 0)
     return [
-        PurposeCount(
-            purpose=purpose,
-            older=rows.get(purpose.pk, {}).get("older", 0),
-            none=rows.get(purpose.pk, {}).get("none", 0),
-            legacy=rows.get(purpose.pk, {}).get("legacy", 0),
-            current=rows.get(purpose.pk, {}).get("current", 0),
-        )
+        PurposeCount(purpose=purpose, **figures.get(purpose.pk, empty))
         for purpose in Purpose.objects.order_by("code")
     ]
+
+
+def repermission_asked(
+    counts: Sequence[PurposeCount], *, purposes: Sequence[str], include_legacy: bool
+) -> int:
+    """How many opt-ins an action on these purposes asks about (what `repermission_states` lists)."""
+    chosen = set(purposes)
+    return sum(
+        count.superseded + (count.asked_legacy if include_legacy else 0)
+        for count in counts
+        if not chosen or count.purpose.code in chosen
+    )
 
 
 def repermission_runs(*, policy: PolicyVersion | None = None) -> QuerySet[RepermissionRun]:
@@ -273,7 +286,9 @@ def repermission_start(
         action=action,
         purposes=sorted(purposes),
         include_legacy=include_legacy,
-        total=repermission_states(policy=policy, purposes=purposes, include_legacy=include_legacy).count(),
+        total=repermission_asked(
+            repermission_counts(policy=policy), purposes=purposes, include_legacy=include_legacy
+        ),
         created_by=user if getattr(user, "is_authenticated", False) else None,
         created_by_name=getattr(user, "get_username", lambda: "")() or "system",
     )

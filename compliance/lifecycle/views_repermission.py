@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
 
 from compliance import charts, selectors
 from compliance.lifecycle import repermission
@@ -115,9 +116,9 @@ def repermission_page(request: HttpRequest, policy_id: int) -> HttpResponseBase:
         form = RepermissionForm(request.POST, counts=counts)
         if form.is_valid():
             data = form.cleaned_data
-            asked = repermission.repermission_states(
-                policy=policy, purposes=data["purposes"], include_legacy=data["include_legacy"]
-            ).count()
+            asked = repermission.repermission_asked(
+                counts, purposes=data["purposes"], include_legacy=data["include_legacy"]
+            )
             if request.POST.get("confirmed") == "yes":
                 try:
                     run = repermission.repermission_start(
@@ -141,7 +142,8 @@ def repermission_page(request: HttpRequest, policy_id: int) -> HttpResponseBase:
                 }
         else:
             status = 400
-    RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
+    # Millions of opt-ins may be listed: no count of them (the figures above say how many).
+    RequestConfig(request, paginate={"per_page": PER_PAGE, "paginator_class": LazyPaginator}).configure(table)
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("_export", None)

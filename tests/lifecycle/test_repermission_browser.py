@@ -35,7 +35,7 @@ def test_an_admin_starts_a_re_permission_run_and_watches_it(
 
     # The counts per purpose, and who they are
     row = page.locator("table.repermission-counts tr.purpose-email_marketing")
-    assert row.locator("td.older").inner_text() == "2" and row.locator("td.none").inner_text() == "1"
+    assert row.locator("td.older").inner_text() == "3" and row.locator("td.none").inner_text() == "0"
     assert row.locator("td.legacy").inner_text() == "1"
     assert page.locator("table.repermission tbody tr").count() == 4
     shot(page, "repermission")

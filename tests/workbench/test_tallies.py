@@ -16,10 +16,10 @@ from compliance.models import (
     ConsentDayMark,
     ConsentEvent,
     ConsentState,
-    PolicyCount,
+    OptInCount,
 )
 from compliance.selectors import policy_version_consent_counts as selectors_policy_counts
-from compliance.tallies import consent_day_tally
+from compliance.tallies import consent_day_tally, optin_counts
 from config.celery import app as celery_app
 from workbench import selectors
 
@@ -215,7 +215,7 @@ def test_beat_runs_the_tally_every_few_minutes_and_the_check_every_night(setting
     assert nightly["schedule"].hour == {2} and nightly["schedule"].minute == {15}
 
 
-# -- current opt-ins per policy version (PolicyCount): the policies pages' counts ---------------
+# -- current opt-ins per group (OptInCount): the policies pages' and re-permission's counts ---------------
 
 
 def opt_ins_by_policy() -> dict[int, int]:
@@ -256,7 +256,9 @@ def test_policy_counts_follow_each_current_opt_in_from_version_to_version(record
     # Before any tally the pages count every event; after one, the stored counts alone.
     assert selectors_policy_counts() == opt_ins_by_policy()
     consent_day_tally(chunk=3)
-    stored = dict(PolicyCount.objects.values_list("policy_version_id", "opted_in"))
+    stored: dict[int, int] = {}
+    for policy_id, n in OptInCount.objects.exclude(policy=0).values_list("policy", "opted_in"):
+        stored[policy_id] = stored.get(policy_id, 0) + n
     assert {k: v for k, v in stored.items() if v} == opt_ins_by_policy()
     assert selectors_policy_counts() == opt_ins_by_policy()
 
@@ -281,4 +283,54 @@ def test_policy_counts_of_many_events_agree_with_the_states(record):
     consent_day_tally(chunk=7)
 
     assert selectors_policy_counts() == opt_ins_by_policy()
-    assert sum(PolicyCount.objects.values_list("opted_in", flat=True)) == sum(opt_ins_by_policy().values())
+    assert sum(OptInCount.objects.exclude(policy=0).values_list("opted_in", flat=True)) == sum(
+        opt_ins_by_policy().values()
+    )
+
+
+def opt_ins_by_group() -> dict[tuple[int, int, bool], int]:
+    """What ConsentState says per (purpose, policy version or 0, imported without own evidence)."""
+    found: dict[tuple[int, int, bool], int] = {}
+    for state in ConsentState.objects.filter(status="opted_in").select_related("event"):
+        group = (state.purpose_id, state.policy_version_id or 0, state.event.evidence.get("legacy") is True)
+        found[group] = found.get(group, 0) + 1
+    return found
+
+
+def test_opt_in_counts_keep_purpose_version_and_legacy_apart(record, policy):
+    def imported(email: str, purpose: str, at: datetime) -> None:
+        services.consent_ingest(
+            identity=services.ContactIdentity(email=email),
+            decision=services.ConsentDecision(
+                purpose=purpose,
+                status="opted_in",
+                source="import",
+                occurred_at=at,
+                idempotency_key=f"legacy-{email}-{purpose}",
+                policy_version=policy.label,
+                evidence={"legacy": True, "file": "older-system.csv"},
+            ),
+        )
+
+    imported("eve@example.com", "sms_marketing", MONDAY - timedelta(days=9))
+    imported("fay@example.com", "sms_marketing", MONDAY - timedelta(days=9))
+    imported("fay@example.com", "profiling", MONDAY - timedelta(days=9))
+    record("gus@example.com", "sms_marketing", "opted_in", at=MONDAY - timedelta(days=8))
+    consent_day_tally(chunk=2)
+    assert optin_counts() == opt_ins_by_group()
+    assert {g: n for g, n in optin_counts().items() if g[2]} != {}  # the legacy ones are apart
+
+    # Past the mark: eve confirms herself (legacy -> own evidence), fay withdraws one.
+    record("eve@example.com", "sms_marketing", "opted_in", at=MONDAY)
+    record("fay@example.com", "profiling", "opted_out", at=MONDAY)
+    assert optin_counts() == opt_ins_by_group()
+    consent_day_tally()
+    assert (
+        dict(
+            ((p, v, legacy), n)
+            for p, v, legacy, n in OptInCount.objects.exclude(opted_in=0).values_list(
+                "purpose_id", "policy", "legacy", "opted_in"
+            )
+        )
+        == opt_ins_by_group()
+    )
