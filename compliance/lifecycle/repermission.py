@@ -126,7 +126,10 @@ def repermission_states(
         wanted |= _legacy_q()
     states = ConsentState.objects.filter(status=ConsentStatus.OPTED_IN).filter(wanted)
     if purposes:
-        states = states.filter(purpose__code__in=list(purposes))
+        # By id, not by a join on the code: the list then walks compliance_state_optin_purpose.
+        states = states.filter(
+            purpose_id__in=list(Purpose.objects.filter(code__in=list(purposes)).values_list("pk", flat=True))
+        )
     return states
 
 
