@@ -17,7 +17,6 @@ from typing import Any
 
 from compliance.services.erasure import contact_erased, contact_erasing
 from compliance.services.retention import retention_holds
-from sync.erasure_zoho import erasure_zoho_job_create
 from sync.masking import calls_mask
 from sync.models import CampaignsObservation, CrmLink, Discrepancy
 
@@ -40,8 +39,17 @@ def evidence_mask(*, contact_id: int, emails: list[str], phones: list[str], **_:
     calls_mask(values=[*emails, *phones])
 
 
+def zoho_job_create(**payload: Any) -> None:
+    """The erasure's Zoho job, in its transaction (`sync.erasure_zoho`). Imported when an erasure
+    happens, not when the app starts: the engine (push, quota) stays out of processes that only
+    load the apps, as the client package's own test checks."""
+    from sync.erasure_zoho import erasure_zoho_job_create
+
+    erasure_zoho_job_create(**payload)
+
+
 def connect() -> None:
     retention_holds.connect(open_discrepancy_holds, dispatch_uid="sync_open_discrepancy_holds")
-    contact_erasing.connect(erasure_zoho_job_create, dispatch_uid="sync_erasure_zoho_job_create")
+    contact_erasing.connect(zoho_job_create, dispatch_uid="sync_erasure_zoho_job_create")
     contact_erased.connect(observations_forget, dispatch_uid="sync_observations_forget")
     contact_erased.connect(evidence_mask, dispatch_uid="sync_evidence_mask")
