@@ -40,6 +40,7 @@ from compliance.personal_verification import (
     share_secrets,
     verify_identity_personal,
 )
+from compliance.seal_log import seal_log_verify
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,6 @@ class Verdict:
 def _event_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
     columns = ("id", "hash", "prev_hash", *chain.EVENT_HASHED_COLUMNS)
     return ConsentEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=chunk_size)
-
-
-def _read_seal_log(path: Path) -> list[tuple[int, str]]:
-    if not path.exists():
-        return []
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        parts = line.split()
-        if len(parts) < 2 or not parts[0].isdigit():
-            raise _Broken(f"seal log {path} line {number} is unreadable")
-        entries.append((int(parts[0]), parts[1]))
-    return entries
 
 
 # Below this many events one process is quicker than starting workers.
@@ -114,7 +103,7 @@ def ledger_verify(
                 _verify_identity(counters, chunk_size)
                 verify_identity_personal(chunk_size)
             if seal_log is not None:
-                _verify_seal_log(seal_log)
+                seal_log_verify(seal_log)
     except _Broken as broken:
         return Verdict(
             False,
@@ -276,15 +265,6 @@ def _check_states(heads: dict[tuple[int, int], tuple[int, str]], rows: Iterable[
                 f"version {version} was recorded: its newest events were deleted or altered"
             )
     return seen
-
-
-def _verify_seal_log(path: Path) -> None:
-    stored = dict(Seal.objects.values_list("sequence", "hash"))
-    for sequence, logged_hash in _read_seal_log(path):
-        if sequence not in stored:
-            raise _Broken(f"seal {sequence} is in the seal log {path} but no longer in the database")
-        if stored[sequence] != logged_hash:
-            raise _Broken(f"seal {sequence} differs from its copy in the seal log {path}")
 
 
 # --- Parallel verification (PostgreSQL) ------------------------------------------------------

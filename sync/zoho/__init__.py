@@ -6,7 +6,8 @@ from sync.zoho.calllog import CallLog, DatabaseCallLog, NullCallLog
 from sync.zoho.campaigns import CampaignsClient, CampaignsResult
 from sync.zoho.client import ZohoClient
 from sync.zoho.config import ZohoConfig
-from sync.zoho.crm import CrmClient, CrmUpdate, CrmUser, FieldInfo, RecordResult
+from sync.zoho.crm import CrmClient, CrmUser, FieldInfo
+from sync.zoho.crm_results import CrmUpdate, RecordResult
 from sync.zoho.datacenters import DATA_CENTRES, DataCentre, data_centre
 from sync.zoho.errors import (
     ZohoAuthError,

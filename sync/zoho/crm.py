@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import BaseCache
 
-from sync.zoho.errors import ZohoError, ZohoPermanentError
-from sync.zoho.transport import Request, ZohoResponse, ZohoTransport
+from sync.zoho.crm_results import CrmUpdate, record_results
+from sync.zoho.errors import ZohoPermanentError
+from sync.zoho.transport import Request, ZohoTransport
 
 if TYPE_CHECKING:
     from sync.zoho.bulk import BulkRead
@@ -21,21 +22,6 @@ COQL_MAX_ROWS = 2000
 SEARCH_PER_PAGE = 200
 # The API user's id changes only when someone re-authorises the client as another user.
 API_USER_CACHE_S = 3600
-# Per-record codes that retrying cannot fix.
-PERMANENT_RECORD_CODES = frozenset(
-    {
-        "INVALID_DATA",
-        "NO_PERMISSION",
-        "MANDATORY_NOT_FOUND",
-        "DUPLICATE_DATA",
-        "INVALID_MODULE",
-        "ALREADY_MODIFIED",
-        "LIMIT_EXCEEDED",
-        "NOT_APPROVED",
-        # "The record is in stop processing" (GDPR): it stays so until someone lifts it.
-        "CANNOT_PROCESS",
-    }
-)
 # Updates of more than this many records are "complex" calls (Zoho's sub-concurrency).
 COMPLEX_UPDATE_RECORDS = 10
 COQL_MAX_IN = 50
@@ -50,55 +36,6 @@ def coql_credits(limit: int) -> int:
     if limit <= 200:
         return 1
     return 2 if limit <= 1000 else 3
-
-
-@dataclass(frozen=True, slots=True)
-class RecordResult:
-    """Zoho's answer for one record of a write, in input order."""
-
-    code: str
-    status: str
-    message: str
-    details: Mapping[str, Any]
-    record_id: str | None
-    modified_time: str | None = None
-    modified_by: Mapping[str, Any] | None = None
-    # For errors: True when retrying cannot help; None for successes.
-    permanent: bool | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "success" and self.code == "SUCCESS"
-
-    @classmethod
-    def from_entry(cls, entry: Any, sent_id: str | None) -> RecordResult:
-        if not isinstance(entry, dict):
-            return cls("UNKNOWN", "error", f"unexpected entry {entry!r}", {}, sent_id, permanent=False)
-        raw_details = entry.get("details")
-        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-        code = str(entry.get("code") or "")
-        status = str(entry.get("status") or ("success" if code == "SUCCESS" else "error"))
-        ok = status == "success" and code == "SUCCESS"
-        record_id = details.get("id") if ok else (details.get("id") or sent_id)
-        return cls(
-            code=code,
-            status=status,
-            message=str(entry.get("message") or ""),
-            details=details,
-            record_id=str(record_id) if record_id is not None else None,
-            modified_time=details.get("Modified_Time"),
-            modified_by=details.get("Modified_By"),
-            permanent=None if ok else code in PERMANENT_RECORD_CODES,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CrmUpdate:
-    """What one update call did: Zoho's answer for each record, in input order, and
-    the call log's id of the call (`ZohoCall`; None when nothing was sent or logged)."""
-
-    results: list[RecordResult]
-    call_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,21 +136,6 @@ def _user(user: Mapping[str, Any]) -> CrmUser:
         role_name=role.get("name"),
         raw=user,
     )
-
-
-def record_results(response: ZohoResponse, sent_ids: Sequence[str | None]) -> CrmUpdate:
-    """A per-record write's answer (update, delete): one `RecordResult` per record sent, in input
-    order; an answer with another count is a failure of the whole call (transient)."""
-    entries = response.body.get("data") if isinstance(response.body, dict) else None
-    if not isinstance(entries, list) or len(entries) != len(sent_ids):
-        got = len(entries) if isinstance(entries, list) else 0
-        raise ZohoError(
-            f"Zoho answered {got} results for {len(sent_ids)} records",
-            permanent=False,
-            http_status=response.status_code,
-        )
-    results = [RecordResult.from_entry(entry, sent) for entry, sent in zip(entries, sent_ids, strict=True)]
-    return CrmUpdate(results, response.call_id)
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:

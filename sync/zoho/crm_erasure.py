@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sync.zoho.crm import MAX_RECORDS_PER_CALL, CrmClient, CrmUpdate, RecordResult, _check_ids, record_results
+from sync.zoho.crm import MAX_RECORDS_PER_CALL, CrmClient, _check_ids
+from sync.zoho.crm_results import CrmUpdate, RecordResult, record_results
 from sync.zoho.errors import ZohoPermanentError
 from sync.zoho.transport import Request
 
