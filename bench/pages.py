@@ -47,7 +47,8 @@ per page, then `--requests` timed), then from 4 concurrent clients (each its own
 to having read the whole answer. The load generator, gunicorn and PostgreSQL share the
 machine's cores. The sync health page counts the calls of the 24 hours before *now*: measured
 long after a build, it sees fewer (the script says how many). Before measuring, the script runs
-beat's tallies again (`beat_tallies`), as a running desk has them. Not measured: the Zoho
+beat's tallies again (`beat_tallies`), as a running desk has them, and while measuring, beat's
+opt-out clock each minute (`ClockBeat`: the clock page shows the figures of its last run). Not measured: the Zoho
 doctor's run (a POST that calls Zoho; its page, the last run, is), the demo's sent-mail page.
 """
 
@@ -1141,13 +1142,48 @@ def beat_tallies() -> None:
     )
 
 
+class ClockBeat(threading.Thread):
+    """Beat's opt-out clock while the pages are measured: `optout_clock_run` each minute, as
+    config/settings.py schedules it (the clock page shows the figures of the last run)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+        self.runs: list[float] = []
+
+    def run(self) -> None:
+        from django.db import connection
+
+        from sync.tasks.optout_clock import optout_clock_run
+
+        while True:
+            started = time.perf_counter()
+            optout_clock_run()
+            self.runs.append(time.perf_counter() - started)
+            if self.stopped.wait(60):
+                break
+        connection.close()
+
+
 def serve_and_measure(requests: int, warmup: int) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     beat_tallies()
     pages = pages_to_measure()
     env = _common.bench_env(DB, CACHE_URL=CACHE_URL)
-    with _common.gunicorn(env, port=PORT, workers=2, ready_path="/login/", timeout_s=120) as base:
-        measure(pages, base, requests, warmup)
+    beat = ClockBeat()
+    beat.start()
+    try:
+        with _common.gunicorn(env, port=PORT, workers=2, ready_path="/login/", timeout_s=120) as base:
+            measure(pages, base, requests, warmup)
+    finally:
+        beat.stopped.set()
+        beat.join()
+    if beat.runs:
+        print(
+            f"beat's opt-out clock ran {len(beat.runs)} times meanwhile, "
+            f"{statistics.median(beat.runs):.2f}s median a run",
+            flush=True,
+        )
 
 
 def show_queries(explain_ms: float) -> None:

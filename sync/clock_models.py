@@ -70,6 +70,10 @@ class WithdrawalClockMark(models.Model):
 
     last_event_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    # The time to effect over the window (`optout_clock.TimeToEffect`), as the last clock run
+    # computed it, and when: the page shows them while they are recent.
+    effect_figures = models.JSONField(null=True, blank=True)
+    effect_figures_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"withdrawal clocks up to event {self.last_event_id}"

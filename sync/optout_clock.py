@@ -18,7 +18,8 @@ Campaigns hook, from a cursor over new events) and completed as its legs happen:
 `withdrawal_clocks_verified` (the verify step) and `withdrawal_clocks_unsubscribed` (the push's
 Campaigns unsubscribes). `withdrawal_clocks_settle` re-reads the evidence of open clocks (beat), so
 a leg a hook missed is still found. Everything works on sets of clocks, a few queries per chunk;
-the page reads only open clocks (few) and one window's completed ones (by index).
+the page reads only open clocks (few), and the median and p95 time to effect over the window's
+completed ones as the last run computed them (`time_to_effect_store`, kept with the cursor).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
 import holidays
@@ -60,6 +61,9 @@ BACKFILL_DAYS = 90
 MARK = 1  # the cursor's one row
 # The page's median and p95: withdrawals that took effect in this many days.
 WINDOW_DAYS = 90
+# The page shows the clock run's figures (beat: each minute) while they are this recent; older
+# (beat stopped), it computes its own.
+FIGURES_FRESH = timedelta(minutes=5)
 
 
 # -- business days -----------------------------------------------------------------------------
@@ -441,7 +445,8 @@ def withdrawal_clocks_pending_counts(*, now: datetime) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class TimeToEffect:
-    """Recorded to in effect everywhere, over the withdrawals that took effect in a window."""
+    """Recorded to in effect everywhere, over the withdrawals that took effect in a window ending
+    at `as_of`."""
 
     window_days: int
     count: int
@@ -450,6 +455,37 @@ class TimeToEffect:
     median_hours: float | None
     p95_hours: float | None
     late: int
+    as_of: datetime
+
+
+def time_to_effect_store(*, now: datetime | None = None) -> TimeToEffect:
+    """Compute the figures and keep them with the clock's cursor (the clock run, each minute):
+    a percentile over a window of hundreds of thousands of clocks is a sort the page need not
+    pay on every view (135 ms at 300,000 clocks)."""
+    figures = time_to_effect(now=now)
+    stored = {name: value for name, value in asdict(figures).items() if name != "as_of"}
+    WithdrawalClockMark.objects.filter(pk=MARK).update(effect_figures=stored, effect_figures_at=figures.as_of)
+    return figures
+
+
+def time_to_effect_recent(*, now: datetime | None = None) -> TimeToEffect:
+    """The clock run's figures when they are at most `FIGURES_FRESH` old, else computed now."""
+    now = now or timezone.now()
+    stored = (
+        WithdrawalClockMark.objects.filter(
+            pk=MARK,
+            effect_figures__isnull=False,
+            effect_figures_at__gt=now - FIGURES_FRESH,
+            effect_figures_at__lte=now,
+        )
+        .values_list("effect_figures", "effect_figures_at")
+        .first()
+    )
+    if stored is not None:
+        figures, at = stored
+        if figures.get("window_days") == WINDOW_DAYS:
+            return TimeToEffect(**figures, as_of=at)
+    return time_to_effect(now=now)
 
 
 def time_to_effect(*, now: datetime | None = None, window_days: int = WINDOW_DAYS) -> TimeToEffect:
@@ -487,6 +523,7 @@ def time_to_effect(*, now: datetime | None = None, window_days: int = WINDOW_DAY
         median_hours=hours(median_span),
         p95_hours=hours(p95_span),
         late=int(late or 0),
+        as_of=now,
     )
 
 
@@ -509,6 +546,7 @@ def _time_to_effect_in_python(*, now: datetime, since: datetime, window_days: in
         median_hours=nearest_rank(hours, 0.5),
         p95_hours=nearest_rank(hours, 0.95),
         late=sum(1 for d in days if d > settings.OPT_OUT_DEADLINE_BUSINESS_DAYS),
+        as_of=now,
     )
 
 

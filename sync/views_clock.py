@@ -95,7 +95,7 @@ def optout_clock_page(request: HttpRequest) -> HttpResponseBase:
         {
             "table": table,
             "counts": optout_clock.withdrawal_clocks_pending_counts(now=now),
-            "effect": optout_clock.time_to_effect(now=now),
+            "effect": optout_clock.time_to_effect_recent(now=now),
             "deadline_days": settings.OPT_OUT_DEADLINE_BUSINESS_DAYS,
             "alert_days": settings.OPT_OUT_ALERT_BUSINESS_DAYS,
             "holidays_country": settings.COMPLIANCE_HOLIDAYS_COUNTRY,

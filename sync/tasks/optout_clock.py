@@ -1,7 +1,8 @@
 """Task: the opt-out clock's beat run (see sync/optout_clock.py).
 
-Start the clocks of new withdrawals, settle the open ones against the evidence, and raise the
-alert of each withdrawal whose alert time (two business days before its deadline) has come.
+Start the clocks of new withdrawals, settle the open ones against the evidence, raise the
+alert of each withdrawal whose alert time (two business days before its deadline) has come, and
+keep the page's time-to-effect figures.
 It calls no Zoho API and every step is idempotent, so it needs neither retries nor `ZohoTask`.
 """
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 from sync.alerts import alert_opt_out_deadline
 from sync.optout_clock import (
     clock_missing,
+    time_to_effect_store,
     withdrawal_clocks_alert_due,
     withdrawal_clocks_open,
     withdrawal_clocks_settle,
@@ -37,6 +39,7 @@ def optout_clock_run(*, now: datetime | None = None) -> dict[str, int]:
         with transaction.atomic():
             if alert_opt_out_deadline(clock=clock, missing=", ".join(clock_missing(clock)), now=now):
                 alerted += 1
+    time_to_effect_store(now=now)  # the page's median and p95, as of this run
     return {"started": started, "effective": effective, "alerted": alerted}
 
 

@@ -26,6 +26,7 @@ from sync.optout_clock import (
     business_days_between,
     deadline_after,
     time_to_effect,
+    time_to_effect_recent,
     withdrawal_clocks_open,
     withdrawal_clocks_settle,
     withdrawal_clocks_unsubscribed,
@@ -307,6 +308,39 @@ def test_median_and_p95_are_computed_over_the_windows_completed_withdrawals(
         html = client_for(officer).get(URL).content.decode()
     assert 'class="value effect-median">10.00' in html and 'class="value effect-p95">19.00' in html
     assert "Every withdrawal is in effect" in html
+
+
+def test_the_page_shows_the_clock_runs_figures_while_recent_then_its_own(
+    ledger: Any, engine_settings: Any, officer: Any, client_for: Any
+) -> None:
+    # Given three withdrawals that took 1, 2 and 3 business days, and the clock run's figures
+    for n in range(1, 4):
+        withdraw(ledger, f"w{n}@example.com", at=MONDAY + timedelta(minutes=n))
+    run_at = MONDAY + timedelta(days=5)
+    withdrawal_clocks_open(now=run_at)
+    clocks = list(WithdrawalClock.objects.order_by("recorded_at"))
+    for n, clock in enumerate(clocks, start=1):
+        clock.effective_at = clock.recorded_at + timedelta(hours=n)
+        clock.business_days_to_effect = float(n)
+    WithdrawalClock.objects.bulk_update(clocks, ["effective_at", "business_days_to_effect"])
+    with time_machine.travel(run_at, tick=False):
+        optout_clock_run(now=run_at)
+    # When a fourth takes effect (a hook, between two runs) and the page is seen a minute later
+    withdraw(ledger, "w4@example.com", at=MONDAY + timedelta(minutes=4))
+    withdrawal_clocks_open(now=run_at)
+    late = WithdrawalClock.objects.get(contact__email="w4@example.com")
+    late.effective_at, late.business_days_to_effect = late.recorded_at + timedelta(hours=4), 4.0
+    late.save(update_fields=["effective_at", "business_days_to_effect"])
+    with time_machine.travel(run_at + timedelta(minutes=1), tick=False):
+        html = client_for(officer).get(URL).content.decode()
+    # Then it shows the run's figures (three withdrawals), and says as of when
+    assert "Over the 3 withdrawals" in html and 'class="value effect-p95">3.00' in html
+    assert "As of 2026-11-07 09:00:00" in html
+    # and once they are older than FIGURES_FRESH (beat stopped), its own over all four
+    with time_machine.travel(run_at + timedelta(minutes=6), tick=False):
+        html = client_for(officer).get(URL).content.decode()
+    assert "Over the 4 withdrawals" in html and 'class="value effect-p95">4.00' in html
+    assert time_to_effect_recent(now=run_at + timedelta(minutes=6)).count == 4
 
 
 # -- the alert ---------------------------------------------------------------------------------
