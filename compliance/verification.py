@@ -34,7 +34,7 @@ from compliance.identity_verification import verify_identity as _verify_identity
 from compliance.models import ConsentEvent, ConsentState, Seal
 from compliance.personal_verification import (
     EventPersonalRows,
-    digest_matches,
+    ShareCommitments,
     event_personal_sql,
     judge_event_rows,
     share_secrets,
@@ -384,12 +384,15 @@ def _seal_coverage(seals: list[Seal]) -> list[tuple[int, int, int | None, str]]:
     with connection.cursor() as cursor:
         # Sorting a seal's hashes for the digest needs memory, not temporary files.
         cursor.execute("SET LOCAL work_mem = '512MB'")
+        # Seal by seal (LATERAL): a range of the primary key each, its rows already in id order,
+        # rather than all of them joined, then sorted by seal and again by id.
         query = (
-            "SELECT b.position, count(e.id), min(e.id),"  # noqa: S608 - placeholders and _meta names
-            " sha256(convert_to(coalesce(string_agg(e.hash, '' ORDER BY e.id), ''), 'UTF8'))"
-            f" FROM (VALUES {rows_sql}) AS b(low, high, position)"
-            f" LEFT JOIN {table} e ON e.id > b.low AND e.id <= b.high"
-            " GROUP BY b.position ORDER BY b.position"
+            "SELECT b.position, s.covered, s.first_id, s.digest"  # noqa: S608 - placeholders and _meta names
+            f" FROM (VALUES {rows_sql}) AS b(low, high, position) CROSS JOIN LATERAL"
+            " (SELECT count(e.id) AS covered, min(e.id) AS first_id,"
+            " sha256(convert_to(coalesce(string_agg(e.hash, '' ORDER BY e.id), ''), 'UTF8')) AS digest"
+            f" FROM {table} e WHERE e.id > b.low AND e.id <= b.high) AS s"
+            " ORDER BY b.position"
         )
         cursor.execute(query, params)
         found = cursor.fetchall()
@@ -433,6 +436,9 @@ def _check_chain_share(snapshot: str, modulus: int, remainder: int, chunk_size: 
     raw = connection.Database.connect(**connection.get_connection_params())  # type: ignore[attr-defined]
     try:
         raw.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
+        # Compiling the hash's expression (JIT) costs more CPU than it saves on a share of a
+        # million-event ledger (measured: 0.4 s of a worker's 3.8 s in PostgreSQL, 1M events).
+        raw.execute("SET jit = off")
         raw.commit()
         raw.isolation_level = IsolationLevel.REPEATABLE_READ
         raw.read_only = True
@@ -461,16 +467,22 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
     unconfirmed: list[int] = []  # ids, in id order, that chain.event_hash has yet to judge
     # The personal data kept apart, in the same pass: a side row whose HMAC the fast path does not
     # confirm is judged by personal.commitment (personal_verification.judge_event_rows).
-    secrets = share_secrets(raw, modulus, remainder)
+    commitments = ShareCommitments(share_secrets(raw, modulus, remainder))
+    matches = commitments.matches
     undecided: list[int] = []
     personal_join, personal_columns = event_personal_sql("e")
     with raw.cursor(name=f"verify_ledger_{remainder}", binary=True) as cursor:
         confirmed = f"({in_db}) = e.hash" if in_db else "false"
+        # The planner takes the share (contact_id % n = r) for a few thousand rows, and so would
+        # look each side row up by its index, once per event; both in id order, a merge join reads
+        # them side by side for less (measured: 0.2 s of CPU in each of two workers, 1M events).
+        raw.execute("SET LOCAL enable_nestloop = off")
         cursor.execute(
             f"SELECT e.id, e.hash, e.prev_hash, e.contact_id, e.purpose_id, e.version, {confirmed}, "  # noqa: S608
             f"{personal_columns} FROM {table} e {personal_join} WHERE e.contact_id %% %s = %s ORDER BY e.id",
             [modulus, remainder],
         )
+        raw.execute("RESET enable_nestloop")
         while problem is None:
             rows = cursor.fetchmany(chunk_size)
             if not rows:
@@ -486,7 +498,7 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
                 committed,
                 text,
             ) in rows:
-                if committed is not None and not digest_matches(secrets.get(contact_id), text, committed):
+                if committed is not None and not matches(contact_id, text, committed):
                     undecided.append(event_id)
                 key = contact_id << bits | purpose_id
                 head_version, head_hash = get_head(key, genesis)

@@ -483,7 +483,7 @@ def time_to_effect_recent(*, now: datetime | None = None) -> TimeToEffect:
     )
     if stored is not None:
         figures, at = stored
-        if figures.get("window_days") == WINDOW_DAYS:
+        if isinstance(figures, dict) and at is not None and figures.get("window_days") == WINDOW_DAYS:
             return TimeToEffect(**figures, as_of=at)
     return time_to_effect(now=now)
 

@@ -3,6 +3,7 @@ commitments in the chained rows: a changed value is tampering; an erased contact
 
 from __future__ import annotations
 
+import hmac
 import json
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,12 @@ from django.utils import timezone
 
 from compliance import ledger_guard, personal, services
 from compliance.models import Contact, EventPersonalData, IdentityEvent, IdentityPersonalData
-from compliance.personal_verification import _event_text_sql, _identity_text_sql
+from compliance.personal_verification import (
+    ShareCommitments,
+    _event_text_sql,
+    _identity_text_sql,
+    digest_matches,
+)
 from compliance.services import ConsentDecision, ContactIdentity
 from compliance.verification import ledger_verify
 
@@ -168,3 +174,33 @@ def test_postgresql_writes_the_text_the_commitments_cover(people):
             {name: getattr(row, name) for name in personal.IDENTITY_PERSONAL_FIELDS}
         )
         assert row.text == personal._dumps(values)
+
+
+@pytest.mark.postgres  # (jsonb)
+@pytest.mark.parametrize(
+    "values",
+    [{"ip_address": "192.0.2.1", "planted": "x"}, {"planted": "x"}, ["ip_address"], "192.0.2.1"],
+)
+def test_postgresql_writes_no_text_for_values_it_does_not_know(values):
+    """A side row holding another key (or not an object) gets no text: Python judges it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_event_text_sql('v')} FROM (SELECT %s::jsonb AS v) AS side", [json.dumps(values)]
+        )
+        assert cursor.fetchone() == (None,)
+
+
+@pytest.mark.parametrize("length", [0, 16, 32, 64, 65, 200])
+def test_a_workers_commitments_are_hmac_sha256(length):
+    """ShareCommitments (HMAC from SHA-256 states prepared once per contact) agrees with
+    digest_matches, whatever the secret's length (longer than a block: hashed first)."""
+    secret = bytes(range(256))[:length]
+    text = json.dumps({"user_agent": "Løvenskiold/1.0"}, ensure_ascii=False)
+    committed = hmac.new(secret, text.encode(), "sha256").hexdigest()
+    commitments = ShareCommitments({1: secret, 2: memoryview(secret)})
+    for _twice in range(2):
+        assert commitments.matches(1, text, committed) is digest_matches(secret, text, committed) is True
+        assert commitments.matches(2, text, committed)
+    assert not commitments.matches(1, text + " ", committed)
+    assert not commitments.matches(1, None, committed)
+    assert not commitments.matches(3, text, committed)  # no secret: erased
