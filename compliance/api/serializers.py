@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import Field, SkipField, empty
+from rest_framework.relations import RelatedField
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from compliance.models import ConsentEvent, ConsentState, Contact, ErasureRequest
 from compliance.services import ConsentDecision, ContactIdentity
@@ -292,3 +299,154 @@ class ErasureSerializer(serializers.ModelSerializer[ErasureRequest]):
             "legacy_events",
         ]
         read_only_fields = fields
+
+
+# What QuickInput does with a field: a plain CharField's rules in place, a nested serializer's
+# fields in turn, any other field's own run_validation.
+_CHAR, _NESTED, _FIELD = "char", "nested", "field"
+_CHAR_VALIDATORS = [ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator]
+_Plan = list[tuple[str, str, Any, Any]]
+
+
+class QuickInput:
+    """`serializer.run_validation(data)` with the same result, in a fifth of the calls for the
+    input clients send: a batch validates 1,000 events, and DRF runs each CharField through four
+    calls and three validators. A field of plain text is checked here by CharField's own rules
+    (trimmed; blank, null, length, NUL and surrogates refused); any other field by its own
+    run_validation. Whatever is not plainly valid here (a number for a text, a blank purpose, a
+    field in error) goes to `serializer.run_validation` itself, which gives the answer or the
+    errors exactly as before; so does a serializer with rules of its own (validators, `validate`).
+    """
+
+    def __init__(self, serializer: serializers.Serializer[Any]) -> None:
+        self.serializer = serializer
+        self.plan = self._plan_of(serializer)
+
+    @classmethod
+    def _plan_of(cls, serializer: serializers.Serializer[Any]) -> _Plan | None:
+        if (
+            type(serializer).validate is not serializers.Serializer.validate
+            or serializer.validators
+            or any(field.read_only for field in serializer.fields.values())
+        ):
+            return None
+        plan: _Plan = []
+        for name, field in serializer.fields.items():
+            if field.source_attrs != [name] or hasattr(serializer, f"validate_{name}"):
+                return None
+            if isinstance(field, serializers.Serializer):
+                nested = cls._plan_of(field)
+                if nested is None:
+                    return None
+                plan.append((name, _NESTED, field, nested))
+            elif (
+                type(field) is serializers.CharField
+                and field.trim_whitespace
+                and field.min_length is None
+                and [type(v) for v in field.validators]
+                == ([MaxLengthValidator] if field.max_length is not None else []) + _CHAR_VALIDATORS
+            ):
+                plan.append((name, _CHAR, field, field.max_length))
+            else:
+                plan.append((name, _FIELD, field, None))
+        return plan
+
+    def run_validation(self, data: Any) -> Any:
+        """The validated data, or ValidationError as `serializer.run_validation` raises it."""
+        quick = self._validated(self.plan, data) if self.plan is not None else None
+        return quick if quick is not None else self.serializer.run_validation(data)
+
+    @classmethod
+    def _validated(cls, plan: _Plan, data: Any) -> dict[str, Any] | None:
+        """The validated data, or None for anything not plainly valid."""
+        if type(data) is not dict:
+            return None
+        validated: dict[str, Any] = {}
+        for name, kind, field, detail in plan:
+            value = data.get(name, empty)
+            if value is empty:
+                if field.required:
+                    return None
+                if field.default is not empty:
+                    validated[name] = field.get_default()
+            elif kind == _CHAR:
+                if value is None:
+                    if not field.allow_null:
+                        return None
+                    validated[name] = None
+                    continue
+                if type(value) is not str:
+                    return None
+                text = value.strip()
+                if not text and not field.allow_blank:
+                    return None
+                if text and (
+                    (detail is not None and len(text) > detail)
+                    or "\x00" in text
+                    or not (text.isascii() or _utf8_encodable(text))
+                ):
+                    return None
+                validated[name] = text
+            elif kind == _NESTED:
+                nested = cls._validated(detail, value)  # None (not a dict) goes the long way too
+                if nested is None:
+                    return None
+                validated[name] = nested
+            else:
+                try:
+                    validated[name] = field.run_validation(value)
+                except (serializers.ValidationError, DjangoValidationError):
+                    return None
+                except SkipField:
+                    continue
+        return validated
+
+
+def _utf8_encodable(text: str) -> bool:
+    """No surrogate code point (U+D800 to U+DFFF) in the text: only those fail to encode."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class QuickOutput:
+    """`serializer.to_representation(instance)` with the same result, without DRF's calls per
+    field to find the attribute: each field's value is the instance's attribute of its name
+    (None stays None) and its to_representation. A serializer with a field that reads anything
+    else (a dotted source, `*`, a primary-key-only relation) and an instance whose attribute is
+    missing or callable go through `serializer.to_representation` itself."""
+
+    def __init__(self, serializer: serializers.Serializer[Any]) -> None:
+        self.serializer = serializer
+        fields = list(serializer._readable_fields)
+        simple = all(
+            len(field.source_attrs) == 1
+            and type(field).get_attribute in (Field.get_attribute, RelatedField.get_attribute)
+            and not (isinstance(field, RelatedField) and field.use_pk_only_optimization())
+            for field in fields
+        )
+        # A bound field's name is set (DRF types it optional for the unbound ones).
+        self.plan = (
+            [(str(field.field_name), field.source_attrs[0], field.to_representation) for field in fields]
+            if simple
+            else None
+        )
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        if self.plan is None or isinstance(instance, Mapping):
+            return self.serializer.to_representation(instance)
+        shown: dict[str, Any] = {}
+        for name, attribute, represent in self.plan:
+            try:
+                value = getattr(instance, attribute)
+            except (AttributeError, KeyError, ObjectDoesNotExist):
+                return self.serializer.to_representation(instance)
+            if value is None:
+                shown[name] = None
+            elif callable(value):
+                return self.serializer.to_representation(instance)
+            else:
+                shown[name] = represent(value)
+        return shown

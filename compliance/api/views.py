@@ -30,6 +30,8 @@ from compliance.api.serializers import (
     ContactSerializer,
     ErasureInputSerializer,
     ErasureSerializer,
+    QuickInput,
+    QuickOutput,
 )
 from compliance.api.throttling import ApiClientRateThrottle, ApiReadRateThrottle
 from compliance.lifecycle.links import contact_links
@@ -56,6 +58,9 @@ ERROR_RESPONSES = {
 # nothing per request: run_validation and to_representation only read their fields.
 _EVENT_INPUT = ConsentEventInputSerializer()
 _EVENT_OUTPUT = ConsentEventSerializer()
+# The same answers with fewer calls per event, for the batch's thousand (QuickInput, QuickOutput).
+_BATCH_INPUT = QuickInput(_EVENT_INPUT)
+_BATCH_OUTPUT = QuickOutput(_EVENT_OUTPUT)
 
 
 def _calling_client(request: Request) -> ApiClient:
@@ -144,7 +149,7 @@ class ConsentEventBatchView(ApiView):
         send_confirmations: list[bool] = []
         for raw in envelope.validated_data["events"]:
             try:
-                data = _EVENT_INPUT.run_validation(raw)
+                data = _BATCH_INPUT.run_validation(raw)
                 items.append(_EVENT_INPUT.domain_of(data))
                 send_confirmations.append(bool(data.get("send_confirmation", True)))
             except ValidationError as exc:
@@ -163,7 +168,7 @@ class ConsentEventBatchView(ApiView):
             ]
         )
         recorded = [o.event for o in outcomes if isinstance(o, services.RecordResult)]
-        represented = (_EVENT_OUTPUT.to_representation(event) for event in recorded)
+        represented = (_BATCH_OUTPUT.to_representation(event) for event in recorded)
         outcome_iter = iter(outcomes)
         results = []
         counts = {"created": 0, "replayed": 0, "failed": 0}

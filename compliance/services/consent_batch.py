@@ -21,7 +21,6 @@ from compliance.models import (
     ConsentEvent,
     ConsentState,
     Contact,
-    EventPersonalData,
     IdentityEvent,
     OutboxEntry,
     Source,
@@ -375,14 +374,13 @@ def _chunk_set_based(
             if entry is not None:
                 outbox.append(entry)
             moved[state.pk] = state
-        inserted = ConsentEvent.objects.bulk_create(
-            [plan.event for plan in planned if plan.event is not None]
-        )
+        inserted = [plan.event for plan in planned if plan.event is not None]
+        rows_insert(inserted)
         personal_rows = personal_data_rows(inserted)
         if personal_rows:
-            EventPersonalData.objects.bulk_create(personal_rows)
+            rows_insert(personal_rows)
         if outbox:
-            OutboxEntry.objects.bulk_create(outbox)
+            rows_insert(outbox)
             outbox_written_on_commit()
         for state in moved.values():
             state.updated_at = now

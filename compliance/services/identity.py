@@ -27,6 +27,7 @@ from compliance import chain, personal
 from compliance.identifiers import normalise_ip
 from compliance.models import ApiClient, Contact, IdentityEvent, IdentityPersonalData, Source
 from compliance.services.errors import ConsentRejected
+from compliance.services.rows import rows_insert
 
 if TYPE_CHECKING:
     from compliance.services.consent import ConsentDecision
@@ -135,7 +136,7 @@ def identity_events_save(events: list[IdentityEvent]) -> None:
     if len(events) == 1:
         events[0].save(force_insert=True)
     else:
-        IdentityEvent.objects.bulk_create(events)
+        rows_insert(events)
     rows = [
         IdentityPersonalData(identity_event_id=event.pk, **event.plain_values)  # type: ignore[attr-defined]
         for event in events
@@ -144,7 +145,7 @@ def identity_events_save(events: list[IdentityEvent]) -> None:
     if len(rows) == 1:
         rows[0].save(force_insert=True)
     elif rows:
-        IdentityPersonalData.objects.bulk_create(rows)
+        rows_insert(rows)
 
 
 def identity_snapshot(contact: Contact) -> dict[str, str | None]:

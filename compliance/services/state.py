@@ -15,7 +15,7 @@ from compliance.models import (
     OutboxEntry,
     Purpose,
 )
-from compliance.services.rows import rows_table
+from compliance.services.rows import row_maker, rows_table
 
 WITHDRAWN = frozenset({ConsentStatus.OPTED_OUT, ConsentStatus.EXPIRED})
 
@@ -90,13 +90,12 @@ def states_save(states: list[ConsentState]) -> None:
     concrete = {f.name: f for f in ConsentState._meta.concrete_fields}
     fields = [concrete[name] for name in ("id", *STATE_FIELDS)]
     event_field = ConsentState.event.field
+    row = row_maker(fields, insert=False)
     rows = []
     for state in states:
         if event_field.is_cached(state) and state.event is not None:
             state.event_id = state.event.pk  # the event was inserted after it was assigned
-        rows.append(
-            tuple(f.get_db_prep_save(getattr(state, f.attname), connection=connection) for f in fields)
-        )
+        rows.append(row(state))
     source, params = rows_table(rows, [f.db_type(connection) or "" for f in fields])
     table = ConsentState._meta.db_table
     assignments = ", ".join(f"{f.column} = v.column{n}" for n, f in enumerate(fields, start=1) if n > 1)
