@@ -439,6 +439,11 @@ class CampaignsObservation(models.Model):
                 fields=["list_key", "campaign_key", "email", "status"], name="sync_campaignsobservation_once"
             ),
         ]
+        indexes = [
+            # A contact's sightings (the contact page's Zoho proof, the opt-out clock, erasure):
+            # addresses are stored in their normal form, as contacts' are.
+            models.Index(fields=["email"], name="sync_campobs_email"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.status} {self.email}"

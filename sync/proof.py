@@ -276,7 +276,8 @@ def _campaigns(contact: Contact) -> list[dict[str, Any]]:
     if not contact.email:
         return []
     seen: dict[str, list[CampaignsObservation]] = {}
-    for row in CampaignsObservation.objects.filter(email__iexact=contact.email).order_by("first_seen_at"):
+    # Both addresses in their normal form (lower case): the index on the address answers.
+    for row in CampaignsObservation.objects.filter(email=contact.email).order_by("first_seen_at"):
         seen.setdefault(row.list_key or "(no list)", []).append(row)
     keys = [str(k) for k in settings.ZOHO_CAMPAIGNS_LIST_KEYS] + sorted(
         k for k in seen if k not in settings.ZOHO_CAMPAIGNS_LIST_KEYS
