@@ -78,9 +78,16 @@ def django_setup(database: str, **extra: str) -> None:
 
 @contextlib.contextmanager
 def gunicorn(
-    env: dict[str, str], *, port: int, workers: int, ready_path: str = "/", timeout_s: int = 30
+    env: dict[str, str],
+    *,
+    port: int,
+    workers: int,
+    ready_path: str = "/",
+    timeout_s: int = 30,
+    threads: int = 1,
 ) -> Iterator[str]:
-    """Serve the app under `gunicorn config.wsgi -w workers` on 127.0.0.1:port; yields its base URL once it answers."""
+    """Serve the app under `gunicorn config.wsgi -w workers` (and `--threads threads`, gunicorn's
+    gthread worker, when more than one) on 127.0.0.1:port; yields its base URL once it answers."""
     import httpx
 
     command = [
@@ -94,6 +101,7 @@ def gunicorn(
         str(timeout_s),
         "--log-level",
         "warning",
+        *(["--threads", str(threads)] if threads > 1 else []),
     ]
     shown = " ".join(f"{k}={env[k]}" for k in ("DATABASE_URL", "DEBUG", "CACHE_URL") if k in env)
     print(f"server: {shown} {' '.join(command[1:])}", flush=True)

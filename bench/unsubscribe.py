@@ -164,7 +164,7 @@ def endpoint(args: argparse.Namespace) -> None:
         f"{len(paths)} contacts opted in; {args.concurrency} clients; load average {_common.load_average()}"
     )
     env = _common.bench_env(DB, **extra)
-    with _common.gunicorn(env, port=args.port, workers=2, ready_path="/login/") as base:
+    with _common.gunicorn(env, port=args.port, workers=2, threads=args.threads, ready_path="/login/") as base:
         # Warm both workers (imports, connections) on links of no one's (tampered: 400, no write).
         asyncio.run(_post_all(base, ["/u/warm-up"] * 50, args.concurrency))
         # The floor: a tampered link (the rate limit, the signature check, a 400; no query).
@@ -209,7 +209,7 @@ def profile(args: argparse.Namespace) -> None:
         profiler.disable()
         elapsed = time.perf_counter() - started
         print(f"\n== {label}: {len(batch)} requests, {elapsed / len(batch) * 1000:.2f} ms each (profiled)")
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(args.top)
 
 
 # -- e2e: click to Zoho ---------------------------------------------------------------------------
@@ -485,6 +485,7 @@ def main() -> None:
     a.add_argument("--contacts", type=int, default=2000)
     a.add_argument("--concurrency", type=int, default=16)
     a.add_argument("--repeats", type=int, default=2)
+    a.add_argument("--threads", type=int, default=1, help="gunicorn --threads (gthread) per worker")
     b = sub.add_parser("e2e")
     b.add_argument("--unsubscribes", type=int, default=1000)
     b.add_argument("--rate", type=float, default=20)

@@ -83,7 +83,15 @@ def _holidays(country: str) -> holidays.HolidayBase | None:
 
 def is_business_day(day: date, *, country: str | None = None) -> bool:
     """Monday to Friday and not a public holiday of `country` (default: the setting)."""
-    calendar = _holidays(settings.COMPLIANCE_HOLIDAYS_COUNTRY if country is None else country)
+    return _is_business_day(day, settings.COMPLIANCE_HOLIDAYS_COUNTRY if country is None else country)
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_business_day(day: date, country: str) -> bool:
+    # Kept per day and country: a page's ages and deadlines ask about the same few weeks of days
+    # again and again, and a holiday look-up converts its argument each time (the opt-out
+    # clock's CSV of 1,000 open withdrawals spent most of its time here).
+    calendar = _holidays(country)
     return day.weekday() < 5 and (calendar is None or day not in calendar)
 
 
