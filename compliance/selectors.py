@@ -150,6 +150,22 @@ def contact_suppressions(*, contact: Contact) -> QuerySet[Suppression]:
     return Suppression.objects.filter(contact=contact).order_by("-created_at", "-id")
 
 
+def access_log_contact_ids_attach(entries: list[AccessLog]) -> None:
+    """Set each entry's `contact_id_list` (its contacts' ids, ascending) from one query of id pairs:
+    an export of entries that each name thousands of contacts (exports' own entries) would
+    otherwise make a model object per pair (540,000 of them, 5 s, for one week of exports)."""
+    ids: dict[int, list[int]] = {entry.pk: [] for entry in entries}
+    pairs = (
+        AccessLogContact.objects.filter(entry_id__in=list(ids))
+        .order_by("entry_id", "contact_id")
+        .values_list("entry_id", "contact_id")
+    )
+    for entry_id, contact_id in pairs.iterator(chunk_size=10_000):
+        ids[entry_id].append(contact_id)
+    for entry in entries:
+        entry.contact_id_list = ids[entry.pk]  # type: ignore[attr-defined]
+
+
 def access_log_entries(
     *,
     kind: str = "",

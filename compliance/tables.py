@@ -231,7 +231,10 @@ class AccessLogTable(tables.Table):  # type: ignore[misc]
         return mark_safe(", ".join(links))  # noqa: S308 (each part escaped by format_html)
 
     def value_contacts(self, record: AccessLog) -> str:
-        return " ".join(str(c.contact_id) for c in record.contacts.all())
+        ids = getattr(record, "contact_id_list", None)  # an export's (access_log_contact_ids_attach)
+        if ids is None:
+            ids = [c.contact_id for c in record.contacts.all()]
+        return " ".join(map(str, ids))
 
     def render_query_hash(self, value: str) -> str:
         return format_html('<code title="{}">{}</code>', value, value[:12])
