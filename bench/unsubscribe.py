@@ -209,7 +209,9 @@ def profile(args: argparse.Namespace) -> None:
         profiler.disable()
         elapsed = time.perf_counter() - started
         print(f"\n== {label}: {len(batch)} requests, {elapsed / len(batch) * 1000:.2f} ms each (profiled)")
-        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(args.top)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(
+            args.top
+        )
 
 
 # -- e2e: click to Zoho ---------------------------------------------------------------------------
