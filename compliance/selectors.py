@@ -166,6 +166,21 @@ def access_log_contact_ids_attach(entries: list[AccessLog]) -> None:
         entry.contact_id_list = ids[entry.pk]  # type: ignore[attr-defined]
 
 
+# Contacts named per entry on the access log's page; the rest are counted ("and 17,533 more"), and
+# listed whole in its exports. An export's own entry names every contact it held.
+ACCESS_LOG_CONTACTS_SHOWN = 10
+
+
+def access_log_shown(entries: QuerySet[AccessLog]) -> QuerySet[AccessLog]:
+    """`entries` for the page: each with its first ACCESS_LOG_CONTACTS_SHOWN contacts
+    (`contacts_shown`), read by one windowed query, not all of them (a page of fifty export
+    entries named 50,949 contacts: 1.6 s to read and link at 10,000,000 events)."""
+    first = AccessLogContact.objects.order_by("contact_id")[:ACCESS_LOG_CONTACTS_SHOWN]
+    return entries.prefetch_related(None).prefetch_related(
+        Prefetch("contacts", queryset=first, to_attr="contacts_shown")
+    )
+
+
 def access_log_entries(
     *,
     kind: str = "",

@@ -222,12 +222,16 @@ class AccessLogTable(tables.Table):  # type: ignore[misc]
         return value
 
     def render_contacts(self, record: AccessLog) -> str:
-        ids = [c.contact_id for c in record.contacts.all()]
+        shown = getattr(record, "contacts_shown", None)  # the page's (selectors.access_log_shown)
+        ids = [c.contact_id for c in (record.contacts.all() if shown is None else shown)]
         if not ids:
             return "—"
         links = [
             format_html('<a href="{}">{}</a>', reverse("compliance:contact_detail", args=[i]), i) for i in ids
         ]
+        more = record.contact_count - len(ids)
+        if more > 0:
+            links.append(format_html('<span class="muted">and {} more</span>', f"{more:,}"))
         return mark_safe(", ".join(links))  # noqa: S308 (each part escaped by format_html)
 
     def value_contacts(self, record: AccessLog) -> str:

@@ -134,7 +134,7 @@ def access_log(request: HttpRequest) -> HttpResponseBase:
         )
     oldest_first = request.GET.get("sort") == "created_at"
     page = selectors.access_log_page(
-        entries,
+        selectors.access_log_shown(entries),
         after=request.GET.get("after", ""),
         before=request.GET.get("before", ""),
         size=ACCESS_LOG_PER_PAGE,

@@ -154,6 +154,34 @@ def test_the_csv_export_holds_the_filtered_entries(client_for, officer, auditor,
     ]
 
 
+def test_an_entry_naming_many_contacts_shows_ten_and_counts_the_rest_and_its_export_lists_all(
+    client_for, officer
+) -> None:
+    # Given an export's entry that named 25 contacts (ids 1001-1025)
+    request = RequestFactory().get("/sync/discrepancies/", REMOTE_ADDR="198.51.100.7")
+    request.user = officer
+    services.access_log_record(
+        request=request, kind=AccessLog.Kind.EXPORT, contact_ids=range(1025, 1000, -1), detail="25 rows"
+    )
+    client = client_for(officer)
+
+    # The page links the first ten and says how many more
+    html = client.get(reverse("compliance:access_log"), {"kind": "export"}).content.decode()
+    linked = [n for n in range(1001, 1026) if f'href="/contacts/{n}/"' in html]
+    assert linked == list(range(1001, 1011))
+    assert "and 15 more" in html
+    # and so does the page of one of the others
+    html = client.get(reverse("compliance:access_log"), {"contact": "1020"}).content.decode()
+    assert "and 15 more" in html and "25 rows" in html
+    # The export (django-tables2's) lists all 25
+    response = client.get(reverse("compliance:access_log"), {"kind": "export", "_export": "csv"})
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    contacts = rows[0].index("Contacts")
+    assert [row[contacts] for row in rows[1:] if row[-1] == "25 rows"] == [
+        " ".join(str(n) for n in range(1001, 1026))
+    ]
+
+
 @pytest.mark.parametrize(
     ("role", "status"), [("officer", 200), ("admin_user", 200), ("auditor", 403), ("outsider", 403)]
 )
