@@ -122,7 +122,7 @@ def test_quick_output_shows_what_the_serializer_shows(api, event_body):
         assert quick.to_representation(event) == serializer.to_representation(event)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the JSON form is PostgreSQL's")
+@pytest.mark.postgres  # the JSON form is PostgreSQL's
 @pytest.mark.django_db
 def test_rows_table_carries_every_value_exactly():
     rows = [
@@ -171,7 +171,7 @@ def test_rows_table_carries_every_value_exactly():
     assert got[2] == (None,) * 8
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the JSON form is PostgreSQL's")
+@pytest.mark.postgres  # the JSON form is PostgreSQL's
 @pytest.mark.django_db
 def test_rows_table_refuses_a_value_longer_than_its_column_instead_of_cutting_it():
     from django.db import DataError
