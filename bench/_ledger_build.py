@@ -2,7 +2,7 @@
 
 Fast but honest: rows are bulk-copied (COPY) with hashes computed by
 `compliance.chain.event_hash` over exactly the values the database returns, in the hash version
-the write path uses (2: each contact has its secret, the IP address, user agent and personal
+the write path uses (3: each contact has its secret, the IP address, user agent and personal
 evidence of an event and the identifiers and names of an identity event sit in the side tables,
 and the chained row holds their keyed commitment, `compliance.personal.commitment`);
 chains follow the write path's rules (version + 1, previous status, previous
@@ -152,7 +152,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                         last_name=last_name,
                     )
                 )
-                personal_hash = personal.commitment(secret, plain)
+                personal_hash = personal.commitment(secret, plain, version=2)
                 values = (
                     n,
                     1,
@@ -263,9 +263,9 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                 plain = personal.event_personal_values(
                     ip_address=ip, user_agent=rng.choice(USER_AGENTS), personal_evidence=personal_evidence
                 )
-                personal_hash = personal.commitment(secrets[contact_id], plain)
+                personal_hash = personal.commitment(secrets[contact_id], plain, version=chain.HASH_VERSION)
                 values = (
-                    2,
+                    chain.HASH_VERSION,
                     contact_id,
                     purpose.id,
                     version + 1,
@@ -296,7 +296,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                         prev_hash,
                         event_hash,
                         client.id,
-                        2,
+                        chain.HASH_VERSION,
                         personal_hash,
                     )
                 )

@@ -8,11 +8,13 @@ single pass's verdict). Also the words of a broken chain, which both passes say 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection
 
-from compliance import chain
+from compliance import canonical, chain
 from compliance.models import ConsentEvent, ConsentState
 from compliance.personal_verification import (
     ShareCommitments,
@@ -45,32 +47,43 @@ def chain_worker(snapshot: str, modulus: int, remainder: int, chunk_size: int, a
     """In a forked process: check the chains of the contacts with contact_id % modulus == remainder."""
     # Short-lived and cycle-free: collecting would only walk the growing map of chain heads.
     gc.disable()
+    in_worker(answer, lambda raw: _check_chain_rows(raw, modulus, remainder, chunk_size), snapshot)
+
+
+def in_worker(answer: Any, work: Callable[[Any], dict[str, Any]], snapshot: str) -> None:
+    """In a forked process: `work` on a connection of its own in the parent's snapshot; its
+    answer (or the error) sent back through `answer`."""
     try:
-        result = _check_chain_share(snapshot, modulus, remainder, chunk_size)
+        with snapshot_connection(snapshot) as raw:
+            result = work(raw)
     except BaseException as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     answer.send(result)
     answer.close()
 
 
-def _check_chain_share(snapshot: str, modulus: int, remainder: int, chunk_size: int) -> dict[str, Any]:
+@contextmanager
+def snapshot_connection(snapshot: str) -> Iterator[Any]:
+    """A connection of our own, read-only in the exported `snapshot`, configured as Django
+    configures its own (the inherited one belongs to the parent and is never touched here). Its
+    rows come in binary, where timestamps are loaded by psycopg in the session's time zone, set
+    here to Django's, so isoformat() gives what the single pass gets."""
     from psycopg import IsolationLevel, sql
 
-    # A connection of our own, configured as Django configures its own (the
-    # inherited one belongs to the parent and is never touched here). Its rows come
-    # in binary, where timestamps are loaded by psycopg in the session's time zone,
-    # set here to Django's, so isoformat() gives what the single pass gets.
     raw = connection.Database.connect(**connection.get_connection_params())  # type: ignore[attr-defined]
     try:
         raw.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
+        raw.execute(canonical.SESSION_SQL[0])  # DateStyle: hash version 3's instants
         # Compiling the hash's expression (JIT) costs more CPU than it saves on a share of a
-        # million-event ledger (measured: 0.4 s of a worker's 3.8 s in PostgreSQL, 1M events).
+        # million-event ledger (measured: 0.4 s of a worker's 3.8 s in PostgreSQL, 1M events);
+        # the workers are the parallelism, not PostgreSQL's own.
         raw.execute("SET jit = off")
+        raw.execute("SET max_parallel_workers_per_gather = 0")
         raw.commit()
         raw.isolation_level = IsolationLevel.REPEATABLE_READ
         raw.read_only = True
         raw.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        return _check_chain_rows(raw, modulus, remainder, chunk_size)
+        yield raw
     finally:
         raw.close()
 

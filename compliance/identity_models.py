@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from compliance.models import HASH_VERSION, ApiClient, Contact, Source
+from compliance.models import IDENTITY_HASH_VERSION, ApiClient, Contact, Source
 from compliance.personal_models import IdentityPersonalData
 
 
@@ -70,7 +70,7 @@ class IdentityEvent(models.Model):
     recorded_at = models.DateTimeField()
     # As ConsentEvent's: from version 2 on, email, phone, app_user_id, the names and the IP
     # address stay empty here (IdentityPersonalData holds them) and personal_hash commits to them.
-    hash_version = models.PositiveSmallIntegerField(default=HASH_VERSION, db_default=1)
+    hash_version = models.PositiveSmallIntegerField(default=IDENTITY_HASH_VERSION, db_default=1)
     personal_hash = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)

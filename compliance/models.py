@@ -22,8 +22,11 @@ from compliance.personal import new_secret
 
 GENESIS_HASH = "0" * 64
 # The hashing rule of new events (compliance/chain.py): 1 hashed personal values themselves,
-# 2 a keyed commitment of them (the values live in EventPersonalData/IdentityPersonalData).
-HASH_VERSION = 2
+# 2 a keyed commitment of them (the values live in EventPersonalData/IdentityPersonalData), 3 the
+# same values written as PostgreSQL writes a row and a jsonb (compliance/canonical.py).
+HASH_VERSION = 3
+# Identity events already have a canonical form PostgreSQL writes cheaply: they stay at 2.
+IDENTITY_HASH_VERSION = 2
 
 
 class Contact(models.Model):

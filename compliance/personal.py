@@ -20,6 +20,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from compliance.canonical import jsonb_text
+
 SECRET_BYTES = 32
 
 # Evidence keys whose values never name the person: the ledger's own references and times.
@@ -94,14 +96,17 @@ def secret_bytes(secret: bytes | memoryview | None) -> bytes | None:
     return None if secret is None else bytes(secret)
 
 
-def commitment(secret: bytes | memoryview | None, values: Mapping[str, Any]) -> str:
-    """HMAC-SHA256 in hex of the canonical JSON of `values` under `secret`; "" when there are none."""
+def commitment(secret: bytes | memoryview | None, values: Mapping[str, Any], *, version: int) -> str:
+    """HMAC-SHA256 in hex, under `secret`, of the canonical text of `values` by the hash version of
+    the event that holds it: compact JSON with its keys sorted (2), the text PostgreSQL gives the
+    values as a jsonb (3, compliance/canonical.py); "" when there are none."""
     if not values:
         return ""
     key = secret_bytes(secret)
     if key is None:
         raise ValueError("A commitment needs the contact's secret (was the contact erased?).")
-    return hmac.new(key, _dumps(dict(values)).encode(), hashlib.sha256).hexdigest()
+    text = jsonb_text(dict(values)) if version >= 3 else _dumps(dict(values))
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def evidence_split(evidence: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -36,11 +36,14 @@ def event_personal_problem(
     event_id: int, hash_version: int, personal_hash: str, secret: Any, values: Any
 ) -> str | None:
     """Why event `event_id`'s side row does not match its chained row, or None."""
-    if hash_version != APART_VERSION:
+    if hash_version < APART_VERSION:
         return f"event {event_id}: personal data kept apart beside an event of hash version {hash_version}: it was planted"
     if secret is None:
         return f"event {event_id}: personal data kept apart for an erased contact: it was put back outside the ledger"
-    if not isinstance(values, dict) or personal.commitment(secret, values) != personal_hash:
+    if (
+        not isinstance(values, dict)
+        or personal.commitment(secret, values, version=hash_version) != personal_hash
+    ):
         return (
             f"event {event_id}: its personal data kept apart was tampered with "
             "(the values do not match the commitment in the event)"
@@ -63,7 +66,7 @@ def identity_personal_problem(
             "put back outside the ledger"
         )
     plain = personal.identity_personal_values(values)
-    if (personal.commitment(secret, plain) if plain else "") != personal_hash:
+    if (personal.commitment(secret, plain, version=hash_version) if plain else "") != personal_hash:
         return (
             f"identity event {identity_event_id}: its personal data kept apart was tampered with "
             "(the identifiers do not match the commitment in the identity event)"
@@ -194,13 +197,19 @@ def share_secrets(raw: Any, modulus: int, remainder: int) -> dict[int, bytes]:
 def event_personal_sql(event: str) -> tuple[str, str]:
     """For a chain worker's query over the events (aliased `event`): the join of their side rows,
     and two columns: the event's commitment when it has a side row (else NULL), and the database's
-    canonical text of the row's values when the event is of hash version 2 (else NULL)."""
+    canonical text of the row's values when the event is of hash version 2 or 3 (else NULL)."""
     join = f"LEFT JOIN {EventPersonalData._meta.db_table} side ON side.event_id = {event}.id"
-    columns = (
-        f"CASE WHEN side.event_id IS NOT NULL THEN {event}.personal_hash END,"
-        f" CASE WHEN {event}.hash_version = {APART_VERSION} THEN {_event_text_sql('side.values')} END"
-    )
+    columns = f"CASE WHEN side.event_id IS NOT NULL THEN {event}.personal_hash END, {side_text_sql(event)}"
     return join, columns
+
+
+def side_text_sql(event: str) -> str:
+    """The database's canonical text of the side row `side` of the event aliased `event`, by the
+    event's hash version (2: compact JSON, 3: the jsonb's own text); NULL for any other."""
+    return (
+        f"CASE {event}.hash_version WHEN {APART_VERSION} THEN {_event_text_sql('side.values')}"
+        f" WHEN {chain.RECORD_VERSION} THEN side.values::text END"
+    )
 
 
 def judge_event_rows(raw: Any, ids: list[int]) -> tuple[int, str] | None:

@@ -18,6 +18,7 @@ first broken point in id order wins.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from compliance import chain
+from compliance import chain, chain_fingerprint
 from compliance.chain_workers import altered, chain_worker, missing_states, unchained, version_gap
 from compliance.identity_verification import Broken as _Broken
 from compliance.identity_verification import verify_identity as _verify_identity
@@ -255,6 +256,49 @@ def _default_workers() -> int:
     return workers if (highest or 0) >= PARALLEL_MIN_EVENTS else 1
 
 
+class _WorkerGroup:
+    """Forked processes, one per (target, args), each answering once through a pipe."""
+
+    def __init__(self, work: Iterable[tuple[Any, tuple[Any, ...]]]) -> None:
+        context = multiprocessing.get_context("fork")
+        self.pipes, self.processes = [], []
+        for target, args in work:
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=target, args=(*args, sender), daemon=True)
+            process.start()
+            sender.close()
+            self.pipes.append(receiver)
+            self.processes.append(process)
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Each one's answer, in order; {"error": ...} for one that died without answering."""
+        answers = []
+        for receiver in self.pipes:
+            try:
+                answers.append(receiver.recv())
+            except EOFError:
+                answers.append({"error": "died without an answer"})
+        return answers
+
+    def join(self) -> None:
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
+def _id_ranges(parts: int) -> list[tuple[int, int]]:
+    """The events' ids cut into `parts` ranges (low, high], about as wide as each other."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(id), max(id) FROM {ConsentEvent._meta.db_table}")  # noqa: S608
+        lowest, highest = cursor.fetchone()
+    if lowest is None:
+        return [(0, 0)] * parts
+    start, width = lowest - 1, highest - lowest + 1
+    bounds = [start + width * part // parts for part in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
 def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int) -> None:
     """The single pass's checks and verdict, with the chains split across worker processes.
 
@@ -265,17 +309,14 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_export_snapshot()")
         (snapshot,) = cursor.fetchone()
-    context = multiprocessing.get_context("fork")
-    pipes, processes = [], []
-    for remainder in range(workers):
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(
-            target=chain_worker, args=(snapshot, workers, remainder, chunk_size, sender), daemon=True
-        )
-        process.start()
-        sender.close()
-        pipes.append(receiver)
-        processes.append(process)
+    # First the database's quick check of every event, chain and state row, in parts by id
+    # (compliance/chain_fingerprint.py); the chain workers read the rows only when it cannot vouch.
+    key = chain_fingerprint.new_key()
+    quick = _WorkerGroup(
+        (chain_fingerprint.fingerprint_worker, (snapshot, id_range, (workers, remainder), key))
+        for remainder, id_range in enumerate(_id_ranges(workers))
+    )
+    groups = [quick]
     try:
         # Meanwhile, each seal's share of the events: what the single pass would have
         # counted and digested when it closed the seal; and the identity chains.
@@ -288,20 +329,19 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
             verify_identity_personal(chunk_size)
         except _Broken as broken:
             identity_problem = broken
-        results = []
-        for remainder, receiver in enumerate(pipes):
-            try:
-                result = receiver.recv()
-            except EOFError:
-                raise RuntimeError(f"verify_ledger worker {remainder} died without an answer") from None
-            if "error" in result:
-                raise RuntimeError(f"verify_ledger worker {remainder} failed: {result['error']}")
-            results.append(result)
+        results = chain_fingerprint.vouched(quick.answers())
+        if results is None:
+            rows = _WorkerGroup(
+                (chain_worker, (snapshot, workers, remainder, chunk_size)) for remainder in range(workers)
+            )
+            groups.append(rows)
+            results = rows.answers()
+            for remainder, result in enumerate(results):
+                if "error" in result:
+                    raise RuntimeError(f"verify_ledger worker {remainder} failed: {result['error']}")
     finally:
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        for group in groups:
+            group.join()
 
     # The first broken point in the single pass's order. An event fails at its id;
     # a seal is closed once every event up to its upper bound has been checked.

@@ -50,15 +50,23 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("reason", "Reason (admin corrections)."),
     ("idempotency_key", "The sender's idempotency key (hashed)."),
     ("prev_hash", "Hash of the previous event in its chain (64 zeros for the first)."),
-    ("hash", "SHA-256 of prev_hash, a newline and the event's canonical content."),
-    ("hash_version", "The hashing rule: 1 hashes the personal values, 2 their commitment (personal_hash)."),
+    (
+        "hash",
+        "SHA-256 of the event's canonical content with prev_hash, by its hash_version (docs/reports.md).",
+    ),
+    (
+        "hash_version",
+        "The hashing rule: 1 hashes the personal values, 2 their commitment (personal_hash), both as a JSON "
+        "array after prev_hash and a newline; 3 the same values as 2, as PostgreSQL's text of the row.",
+    ),
     (
         "personal_hash",
-        "Version 2: HMAC-SHA256 of the personal values under the person's own key (hashed); empty when none.",
+        "Versions 2 and 3: HMAC-SHA256 of the personal values under the person's own key (hashed); empty "
+        "when none.",
     ),
     (
         "personal",
-        "Version 2: the personal values kept apart (IP address, user agent, personal evidence) as canonical "
+        "Versions 2 and 3: the personal values kept apart (IP address, user agent, personal evidence) as canonical "
         "JSON; not hashed, committed to by personal_hash; {} when none or erased.",
     ),
 )

@@ -25,7 +25,14 @@ from django.utils import timezone
 
 from compliance import chain, personal
 from compliance.identifiers import normalise_ip
-from compliance.models import ApiClient, Contact, IdentityEvent, IdentityPersonalData, Source
+from compliance.models import (
+    IDENTITY_HASH_VERSION,
+    ApiClient,
+    Contact,
+    IdentityEvent,
+    IdentityPersonalData,
+    Source,
+)
 from compliance.services.errors import ConsentRejected
 from compliance.services.rows import rows_insert
 
@@ -117,7 +124,10 @@ def identity_event_next(
         other_contact_id=other_contact.pk if other_contact is not None else None,
         source=context.source,
         zoho_id=values.get("zoho_id"),
-        personal_hash=personal.commitment(contact.secret, plain) if plain else "",
+        hash_version=IDENTITY_HASH_VERSION,
+        personal_hash=(
+            personal.commitment(contact.secret, plain, version=IDENTITY_HASH_VERSION) if plain else ""
+        ),
         api_client=context.api_client,
         actor_user=context.actor_user,  # type: ignore[misc]
         actor=context.actor,

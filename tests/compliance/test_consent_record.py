@@ -30,8 +30,8 @@ def test_it_appends_versions_with_previous_status_and_a_hash_chain(decide):
     assert first.prev_hash == chain.GENESIS_HASH
     assert second.prev_hash == first.hash
     stored = ConsentEvent.objects.get(pk=second.pk)
-    values = tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS_V2)
-    assert values[0] == stored.hash_version == 2
+    values = tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS_V3)
+    assert values[0] == stored.hash_version == 3
     assert chain.event_hash(first.hash, values) == second.hash
 
 
@@ -268,7 +268,10 @@ def test_evidence_numbers_the_database_rewrites_are_stored_as_it_gives_them_back
         "zero": 0.0,
         "nested": {"x": 0.1, "n": 3},
     }
-    assert personal.commitment(stored.contact.secret, stored.personal.values) == stored.personal_hash
+    assert (
+        personal.commitment(stored.contact.secret, stored.personal.values, version=stored.hash_version)
+        == stored.personal_hash
+    )
     assert chain.event_hash_of(stored.prev_hash, stored) == stored.hash
     assert ledger_verify().ok
 

@@ -62,16 +62,18 @@ def test_events_hold_commitments_and_the_side_tables_the_values(decide):
         "user_agent": AGENT,
         "evidence": {"note": f"asked by {NAME}"},
     }
-    assert stored.personal_hash == personal.commitment(contact.secret, stored.personal.values)
+    assert stored.personal_hash == personal.commitment(contact.secret, stored.personal.values, version=3)
     assert (stored.shown_ip_address, stored.shown_user_agent) == (IP, AGENT)
     identity = IdentityEvent.objects.select_related("personal").get()
     assert (identity.shown_email, identity.shown_first_name) == (EMAIL, NAME)
     # (The IP address the identifiers came from is the person's too.)
     assert identity.personal_hash == personal.commitment(
-        contact.secret, {"email": EMAIL, "first_name": NAME, "ip_address": IP}
+        contact.secret, {"email": EMAIL, "first_name": NAME, "ip_address": IP}, version=2
     )
     # Another secret commits the same values differently: a guess cannot be tested without it.
-    assert personal.commitment(personal.new_secret(), stored.personal.values) != stored.personal_hash
+    assert (
+        personal.commitment(personal.new_secret(), stored.personal.values, version=3) != stored.personal_hash
+    )
     assert ledger_verify().ok
 
 
@@ -128,40 +130,60 @@ def test_a_look_up_by_a_former_email_reads_the_side_table(decide):
     assert [(c.pk, c.former) for c in found] == [(contact.pk, True)]
 
 
-def _append_version_1(contact: Contact, decision: services.ConsentDecision) -> ConsentEvent:
-    """An event as the ledger wrote it before hash version 2: the values in the row, hashed."""
+def _append_old_version(contact: Contact, decision: services.ConsentDecision, version: int) -> ConsentEvent:
+    """An event as the ledger wrote it before hash version 3. Version 1: the values in the row,
+    hashed as JSON; version 2: the values apart, committed to by their compact JSON, the row hashed
+    as JSON."""
     now = timezone.now()
     checked = consent_check(decision, api_client=None, actor_user=None, lookups=Lookups(), now=now)
     state = lock_states([(contact.pk, checked.purpose.pk)])[contact.pk, checked.purpose.pk]
     event = next_event(state, contact, checked, digest="d" * 64, now=now)
-    event.hash_version = 1
-    event.personal_hash = ""
-    event.ip_address = checked.ip_address
-    event.user_agent = decision.user_agent
-    event.evidence = dict(decision.evidence)
+    event.hash_version = version
+    plain = personal.event_personal_values(
+        ip_address=checked.ip_address,
+        user_agent=decision.user_agent,
+        personal_evidence=dict(decision.evidence),
+    )
+    if version == 1:
+        event.personal_hash = ""
+        event.ip_address = checked.ip_address
+        event.user_agent = decision.user_agent
+        event.evidence = dict(decision.evidence)
+    else:
+        event.personal_hash = personal.commitment(contact.secret, plain, version=2)
     event.hash = chain.event_hash(
-        state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS)
+        state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS_BY_VERSION[version])
     )
     event.save(force_insert=True)
+    if version == 2:
+        EventPersonalData.objects.create(event=event, values=plain)
     ConsentState.objects.filter(pk=state.pk).update(version=event.version, head_hash=event.hash)
     return event
 
 
-@pytest.mark.postgres
-def test_version_1_events_still_verify_by_their_own_rule_in_python_and_in_sql(decide):
+def _ledger_of_every_version(decide) -> tuple[ConsentEvent, ConsentEvent, ConsentEvent]:
     first = _record(decide)
     contact = Contact.objects.get()
-    old = _append_version_1(
-        contact, decide(status="opted_out", policy_version=None, ip_address=IP, user_agent=AGENT)
+    old = _append_old_version(
+        contact, decide(status="opted_out", policy_version=None, ip_address=IP, user_agent=AGENT), 1
+    )
+    apart = _append_old_version(
+        contact, decide(ip_address=IP, user_agent=AGENT, evidence={"note": f"asked by {NAME}", "n": [1.5]}), 2
     )
     _record(decide, occurred_at=timezone.now() - timedelta(seconds=5))
+    assert [e.hash_version for e in ConsentEvent.objects.order_by("id")] == [3, 1, 2, 3]
+    assert (old.prev_hash, apart.prev_hash) == (first.hash, old.hash)
+    return first, old, apart
 
-    assert [e.hash_version for e in ConsentEvent.objects.order_by("id")] == [2, 1, 2]
-    assert old.prev_hash == first.hash
+
+@pytest.mark.postgres
+def test_version_1_and_2_events_still_verify_by_their_own_rules_in_python_and_in_sql(decide):
+    _first, old, apart = _ledger_of_every_version(decide)
     assert ConsentEvent.objects.get(pk=old.pk).shown_ip_address == IP
+    assert ConsentEvent.objects.get(pk=apart.pk).shown_ip_address == IP
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, hash = {chain.event_hash_sql()} FROM compliance_consentevent ORDER BY id")
-        assert [ok for _id, ok in cursor.fetchall()] == [True, True, True]
+        assert [ok for _id, ok in cursor.fetchall()] == [True, True, True, True]
     verdict = ledger_verify(workers=1)
     assert verdict.ok, verdict.summary()
     from tests.compliance.test_verify_ledger import behind_the_triggers
@@ -170,3 +192,30 @@ def test_version_1_events_still_verify_by_their_own_rule_in_python_and_in_sql(de
         ("UPDATE compliance_consentevent SET ip_address = %s WHERE id = %s", ["192.0.2.1", old.pk])
     )
     assert f"event {old.pk} was altered" in ledger_verify(workers=1).problem
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_parallel_verifier_gives_the_serial_verdict_on_every_hash_version(decide):
+    # given a chain of events of hash versions 3, 1, 2 and 3 (version 2's personal data apart)
+    _first, _old, apart = _ledger_of_every_version(decide)
+    serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+    assert serial.ok and parallel == serial
+
+    # when version 2's personal data kept apart is changed
+    from tests.compliance.test_verify_ledger import behind_the_triggers
+
+    behind_the_triggers(
+        (
+            "UPDATE compliance_eventpersonaldata SET values = jsonb_set(values, '{ip_address}', %s) WHERE event_id = %s",
+            ['"192.0.2.99"', apart.pk],
+        )
+    )
+
+    # then both passes name it
+    serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+    assert (
+        not serial.ok
+        and f"event {apart.pk}: its personal data kept apart was tampered with" in serial.problem
+    )
+    assert parallel == serial

@@ -56,7 +56,7 @@ def test_a_single_write_sends_the_event_its_personal_values_outbox_and_state_in_
         "user_agent": "ShopApp/5.2 iOS",
         "evidence": {"note": "asked on the phone"},
     }
-    assert stored.personal_hash == personal.commitment(contact.secret, values)
+    assert stored.personal_hash == personal.commitment(contact.secret, values, version=stored.hash_version)
     outbox = OutboxEntry.objects.get(event=stored)
     assert (outbox.contact_id, outbox.priority, outbox.created_at) == (
         contact.pk,

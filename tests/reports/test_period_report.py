@@ -114,38 +114,29 @@ def test_purpose_and_source_narrow_the_csv(mixed_ledger, period, tmp_path):
     }
 
 
-def test_anyone_can_recompute_each_hash_from_the_csv_alone(mixed_ledger, period, tmp_path):
-    """docs/reports.md's recipe, here against every row: SHA-256 of prev_hash, a newline and the
-    JSON array of the hashed fields, sorted keys and no spaces."""
-    import json
+def _docs_recipe() -> str:
+    """The Python block of docs/reports.md under "Each event's hash"."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text()
+    section = text[text.index("**Each event's hash**") :]
+    return section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
 
+
+def test_anyone_can_recompute_each_hash_from_the_csv_alone(mixed_ledger, period, tmp_path, monkeypatch):
+    """docs/reports.md's recipe, run as written against the report's events.csv: every row's
+    hash recomputed from its fields alone."""
     pdf = make_period_report(tmp_path, *period)
-    rows = events_csv(attachments(pdf, tmp_path / "files"))
+    files = tmp_path / "files"
+    rows = events_csv(attachments(pdf, files))
+    assert rows and {row["hash_version"] for row in rows} == {"3"}
+    recipe = compile(_docs_recipe(), "docs/reports.md", "exec")
+    monkeypatch.chdir(files)
+    exec(recipe, {})  # the documentation's own code
 
-    assert {row["hash_version"] for row in rows} == {"2"}
-    for row in rows:
-        content = [
-            int(row["contact_id"]),
-            int(row["purpose_id"]),
-            int(row["version"]),
-            row["previous_status"],
-            row["status"],
-            row["frequency"],
-            row["source"],
-            row["ip_address"] or None,
-            row["user_agent"],
-            int(row["policy_version_id"]) if row["policy_version_id"] else None,
-            row["occurred_at"],
-            row["recorded_at"],
-            row["actor"],
-            json.loads(row["evidence"]),
-            row["reason"],
-            row["idempotency_key"],
-        ]
-        if row["hash_version"] == "2":
-            content = [2, *content, row["personal_hash"]]
-        canonical = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        assert hashlib.sha256(f"{row['prev_hash']}\n{canonical}".encode()).hexdigest() == row["hash"]
+    # and it fails on a row whose field was changed
+    text = (files / "events.csv").read_text(encoding="utf-8")
+    (files / "events.csv").write_text(text.replace("opted_out", "opted_in", 1), encoding="utf-8")
+    with pytest.raises(AssertionError):
+        exec(recipe, {})
 
 
 def test_the_manifest_holds_the_sha256_of_each_attachment_the_scope_and_the_seal(
