@@ -8,11 +8,14 @@ of the database must still be in it. Each contact's identity events must chain t
 same way (per contact), and the newest must hold what the contact row holds.
 
 On PostgreSQL, a large ledger verified outside any transaction is checked by
-worker processes, each taking the chains of the contacts whose id falls in its
-share (contact_id modulo the number of workers), all reading the one snapshot
-that this process exports; the seals' digests are computed by the database in
-that snapshot meanwhile. The verdict is the one the single pass would give: the
-first broken point in id order wins.
+worker processes, all reading the one snapshot that this process exports; the
+seals' digests are computed by the database in that snapshot meanwhile. First
+the database checks every event, commitment, link and state row itself, each
+worker a range of event ids (`chain_fingerprint`); only where it cannot vouch
+for all of them do workers read the rows, each taking the chains of the contacts
+whose id falls in its share (contact_id modulo the number of workers), and name
+the first broken point (`chain_workers`). The verdict is the one the single pass
+would give: the first broken point in id order wins.
 """
 
 from __future__ import annotations
