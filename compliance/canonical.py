@@ -41,6 +41,7 @@ def _record_field(value: Any) -> str:
         return ""
     if kind is int:
         return str(value)  # digits and a sign: never quoted
+    text: str
     if kind is str:
         text = value
     elif isinstance(value, datetime):
