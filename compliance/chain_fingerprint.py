@@ -22,7 +22,6 @@ of about 2^-63.
 from __future__ import annotations
 
 import gc
-import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,15 +29,9 @@ from django.db import connection
 
 from compliance import chain
 from compliance.chain_workers import in_worker
+from compliance.link_digest import link_digest_sql
 from compliance.models import ConsentEvent, ConsentState, Contact, EventPersonalData
 from compliance.personal_verification import side_text_sql
-
-KEY_BYTES = 16
-
-
-def new_key() -> bytes:
-    """The run's key for the digests of the links."""
-    return secrets.token_bytes(KEY_BYTES)
 
 
 def fingerprint_worker(
@@ -94,20 +87,6 @@ def vouched(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]] | None:
     ]
 
 
-def _digest(member: str) -> str:
-    """A keyed 64-bit digest of a member (bytes), as a bigint: the first 8 bytes of SHA-256."""
-    return f"('x' || encode(substring(sha256(%(key)s || {member}) from 1 for 8), 'hex'))::bit(64)::bigint"
-
-
-def _member(contact: str, purpose: str, version: str, link: str) -> str:
-    """(chain, version, hash) as bytes: three 8-byte integers, then the hash's text (written as
-    integers, not as text: a fifth of the digests' cost)."""
-    return (
-        f"int8send({contact}::bigint) || int8send({purpose}::bigint) || int8send({version}::bigint)"
-        f" || convert_to({link}, 'UTF8')"
-    )
-
-
 # HMAC's key: the secret (hashed first if longer than SHA-256's block), padded to 64 bytes, xored
 # with the inner and the outer pad; bytea has no xor, bit strings do (varbit_send gives the bytes
 # back after a 4-byte length).
@@ -129,8 +108,8 @@ def _events_sql(in_db: str) -> str:
         "encode(sha256(pad.outer_key || sha256(pad.inner_key"
         f" || convert_to({side_text_sql('e')}, 'UTF8'))), 'hex')"
     )
-    pointer = _digest(_member("e.contact_id", "e.purpose_id", "e.version", "e.prev_hash"))
-    place = _digest(_member("e.contact_id", "e.purpose_id", "(e.version + 1)", "e.hash"))
+    pointer = link_digest_sql("e.contact_id", "e.purpose_id", "e.version", "e.prev_hash")
+    place = link_digest_sql("e.contact_id", "e.purpose_id", "e.version + 1", "e.hash")
     # The keys padded once per contact (OFFSET 0: else PostgreSQL would pad them again for each
     # event), hashed; the side rows of the same range of ids read beside the events, in id order.
     return (
@@ -149,7 +128,7 @@ def _events_sql(in_db: str) -> str:
 
 def _states_sql() -> str:
     states = ConsentState._meta.db_table
-    head = _digest(_member("contact_id", "purpose_id", "(version + 1)", "head_hash"))
+    head = link_digest_sql("contact_id", "purpose_id", "version + 1", "head_hash")
     # Two rows for one chain share a key (contact_id << 31 | purpose_id): ids past 2^32 and 2^31
     # could make two chains share one too, which only makes the check unsure.
     return (

@@ -1,6 +1,6 @@
 """verify_ledger's check of the identity chains: per contact, each identity event follows the
 one before (version + 1, previous hash) and hashes to what it stores, and the contact row holds
-what its newest identity event says. On PostgreSQL an intact ledger is confirmed by two queries;
+what its newest identity event says. On PostgreSQL an intact ledger is confirmed by two aggregates;
 otherwise (or when they find a problem) a row-by-row pass names the first broken point."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 
 from compliance import chain
+from compliance.link_digest import link_digest_sql, new_key
 from compliance.models import Contact, IdentityEvent, IdentityPersonalData
 
 
@@ -61,9 +62,17 @@ def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
 
 
 def _identity_intact_in_database() -> int | None:
-    """On PostgreSQL (in UTC), the identity checks as two queries that return counts, not rows:
-    the number of identity events when every check passes, else None (and when the database
-    cannot tell), for the row-by-row pass to name the first broken point."""
+    """On PostgreSQL (in UTC), the identity checks as two aggregates that return counts and sums,
+    not rows: the number of identity events when every check passes, else None (and when the
+    database cannot tell), for the row-by-row pass to name the first broken point.
+
+    Each event's hash is recomputed; the links are checked without sorting the chains, as the
+    consent chains' quick check does (compliance/chain_fingerprint.py): every event offers a place
+    to its successor at (contact, version + 1, its hash), every event after the first points back
+    at (contact, version, previous hash), the first holds the genesis hash, and every contact
+    points at its head, the event of the version it records, whose identifiers it must hold. The
+    places and the pointers balance (a keyed digest summed) exactly when each contact's chain is
+    whole, gapless and ends at the version the contact records."""
     if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
         return None
     events = IdentityEvent._meta.db_table
@@ -77,30 +86,33 @@ def _identity_intact_in_database() -> int | None:
         return f"CASE e.hash_version WHEN 1 THEN e.{name} ELSE {apart} END"
 
     differs = " OR ".join(f"{held(name)} IS DISTINCT FROM c.{name}" for name in SNAPSHOT_FIELDS)
+    params: dict[str, bytes | str] = {"key": new_key(), "genesis": chain.GENESIS_HASH}
+    pointer = link_digest_sql("e.contact_id", "0", "e.version", "e.prev_hash")
+    place = link_digest_sql("e.contact_id", "0", "e.version + 1", "e.hash")
+    head = link_digest_sql("c.id", "0", "c.identity_version + 1", "e.hash")
     with connection.cursor() as cursor:
-        # Each event after the one before it in its contact's chain, as the row-by-row pass takes them.
         cursor.execute(
-            "SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM ("  # noqa: S608 - _meta names only
-            f" SELECT e.version = coalesce(lag(e.version) OVER w, 0) + 1"
-            f" AND e.prev_hash = coalesce(lag(e.hash) OVER w, %s)"
-            f" AND {chain.identity_event_hash_sql('e')} = e.hash AS ok"
-            f" FROM {events} e WINDOW w AS (PARTITION BY e.contact_id ORDER BY e.version)) AS checked",
-            [chain.GENESIS_HASH],
+            "SELECT count(*),"  # noqa: S608 - _meta names and fixed SQL only
+            f" count(*) FILTER (WHERE {chain.identity_event_hash_sql('e')} IS DISTINCT FROM e.hash"
+            " OR (e.version = 1 AND e.prev_hash <> %(genesis)s)),"
+            f" coalesce(sum({pointer}) FILTER (WHERE e.version > 1), 0) - coalesce(sum({place}), 0)"
+            f" FROM {events} e",
+            params,
         )
-        (count, broken) = cursor.fetchone()
-        if broken:
+        count, unconfirmed, links = cursor.fetchone()
+        if unconfirmed:
             return None
-        # Every contact against its chain's newest event: the version it records, its identifiers.
+        # Every contact against the event of the version it records: there, and holding its identifiers.
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {contacts} c"  # noqa: S608 - _meta names only
-            f" LEFT JOIN (SELECT contact_id, max(version) AS version FROM {events} GROUP BY contact_id) h"
-            " ON h.contact_id = c.id"
+            f"SELECT count(*) FILTER (WHERE e.id IS NULL OR {differs}),"  # noqa: S608 - _meta names only
+            f" coalesce(sum({head}) FILTER (WHERE e.id IS NOT NULL), 0)"
+            f" FROM {contacts} c"
             f" LEFT JOIN {events} e ON e.contact_id = c.id AND e.version = c.identity_version"
-            f" LEFT JOIN {personal} p ON p.identity_event_id = e.id"
-            f" WHERE h.version IS DISTINCT FROM c.identity_version OR e.id IS NULL OR {differs})"
+            f" LEFT JOIN {personal} p ON p.identity_event_id = e.id",
+            params,
         )
-        (mismatch,) = cursor.fetchone()
-    return None if mismatch else int(count)
+        mismatched, heads = cursor.fetchone()
+    return None if mismatched or links + heads != 0 else int(count)
 
 
 def _check_identity_chains(

@@ -35,6 +35,7 @@ from compliance import chain, chain_fingerprint
 from compliance.chain_workers import altered, chain_worker, missing_states, unchained, version_gap
 from compliance.identity_verification import Broken as _Broken
 from compliance.identity_verification import verify_identity as _verify_identity
+from compliance.link_digest import new_key
 from compliance.models import ConsentEvent, ConsentState, Seal
 from compliance.personal_verification import EventPersonalRows, verify_identity_personal
 from compliance.seal_log import seal_log_verify
@@ -314,7 +315,7 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
         (snapshot,) = cursor.fetchone()
     # First the database's quick check of every event, chain and state row, in parts by id
     # (compliance/chain_fingerprint.py); the chain workers read the rows only when it cannot vouch.
-    key = chain_fingerprint.new_key()
+    key = new_key()
     quick = _WorkerGroup(
         (chain_fingerprint.fingerprint_worker, (snapshot, id_range, (workers, remainder), key))
         for remainder, id_range in enumerate(_id_ranges(workers))

@@ -2,17 +2,25 @@
 
 from django.db import migrations, models
 
+from compliance import ledger_guard
+
+
+def _install_triggers(apps, schema_editor):
+    # The ledger's triggers, installed again: SQLite rebuilds the events' table to alter a column,
+    # and a rebuilt table has lost its triggers.
+    ledger_guard.install(schema_editor.connection)
+
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compliance', '0018_optin_counts'),
+        ("compliance", "0018_optin_counts"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='consentevent',
-            name='hash_version',
+            model_name="consentevent",
+            name="hash_version",
             field=models.PositiveSmallIntegerField(db_default=1, default=3),
         ),
+        migrations.RunPython(_install_triggers, migrations.RunPython.noop),
     ]

@@ -167,6 +167,22 @@ def test_verify_ledger_finds_an_identity_event_that_no_longer_chains(ana):
     assert verdict.problem == f"identity event {newest.pk} does not chain to the identity event before it"
 
 
+def test_verify_ledger_finds_an_identity_event_whose_predecessor_was_deleted(ana):
+    # Every remaining row still hashes to what it stores and the contact still holds its newest
+    # event's identifiers: only the link back shows the gap.
+    first, second = ana.identity_events.get(version=1), ana.identity_events.get(version=2)
+    behind_the_triggers(("DELETE FROM compliance_identityevent WHERE id = %s", [first.pk]))
+
+    if connection.vendor == "postgresql":
+        from compliance.identity_verification import _identity_intact_in_database
+
+        assert _identity_intact_in_database() is None
+    assert ledger_verify().problem == (
+        f"identity event {second.pk} (contact {ana.pk}) has version 2 after version 0: an identity event "
+        "is missing or was moved"
+    )
+
+
 def test_a_merge_is_recorded_on_both_contacts_and_both_consent_histories_still_verify(
     ana, decide, admin_user
 ):

@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 )
 
 from compliance import canonical, chain, chain_fingerprint, ledger_guard, services
+from compliance.link_digest import new_key
 from compliance.models import ConsentEvent, Seal
 from compliance.services import ConsentDecision, ContactIdentity
 from compliance.verification import Verdict, ledger_verify
@@ -167,7 +168,7 @@ def database_vouches(*, parts: int) -> bool:
         raw.execute(statement)
     ids = list(ConsentEvent.objects.order_by("id").values_list("id", flat=True)) or [0]
     cuts = [0, *(ids[len(ids) * part // parts] for part in range(1, parts)), ids[-1]]
-    key = chain_fingerprint.new_key()
+    key = new_key()
     answers = chain_fingerprint.vouched(
         chain_fingerprint.fingerprint_part(raw, events=(low, high), states=(parts, part), key=key)
         for part, (low, high) in enumerate(itertools.pairwise(cuts))
