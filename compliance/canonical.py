@@ -23,8 +23,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+# The first hash version whose event hash and commitment cover these texts.
+RECORD_VERSION = 3
+
 # What a session must have set for the database's text to be this module's.
-SESSION_SQL = ("SET DateStyle = 'ISO, MDY'", "SET TimeZone = 'UTC'")
+DATESTYLE_SQL = "SET DateStyle = 'ISO, MDY'"
+SESSION_SQL = (DATESTYLE_SQL, "SET TimeZone = 'UTC'")
 
 # record_out quotes a field that is empty or holds one of these (isspace() in the C locale).
 _RECORD_SPECIAL = re.compile('["\\\\(), \t\n\r\v\f]')

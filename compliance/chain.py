@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Field
 
-from compliance.canonical import record_text
+from compliance.canonical import RECORD_VERSION, record_text
 from compliance.models import GENESIS_HASH, HASH_VERSION, ConsentEvent
 
 # The columns (in this order) that the canonical form is built from; the
@@ -48,7 +48,6 @@ EVENT_HASHED_FIELDS_V2 = ("hash_version", *EVENT_HASHED_FIELDS, "personal_hash")
 # `ROW(prev_hash, hash_version, ..., personal_hash)::text` (compliance/canonical.py), which it does
 # for a third of the CPU the JSON form costs it; the personal commitment covers the jsonb text.
 EVENT_HASHED_FIELDS_V3 = EVENT_HASHED_FIELDS_V2
-RECORD_VERSION = 3
 EVENT_HASHED_FIELDS_BY_VERSION = {
     1: EVENT_HASHED_FIELDS,
     2: EVENT_HASHED_FIELDS_V2,

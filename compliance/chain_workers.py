@@ -73,7 +73,7 @@ def snapshot_connection(snapshot: str) -> Iterator[Any]:
     raw = connection.Database.connect(**connection.get_connection_params())  # type: ignore[attr-defined]
     try:
         raw.execute(connection.ops.set_time_zone_sql(), [connection.timezone_name])
-        raw.execute(canonical.SESSION_SQL[0])  # DateStyle: hash version 3's instants
+        raw.execute(canonical.DATESTYLE_SQL)  # hash version 3's instants
         # Compiling the hash's expression (JIT) costs more CPU than it saves on a share of a
         # million-event ledger (measured: 0.4 s of a worker's 3.8 s in PostgreSQL, 1M events);
         # the workers are the parallelism, not PostgreSQL's own.

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from compliance.canonical import jsonb_text
+from compliance.canonical import RECORD_VERSION, jsonb_text
 
 SECRET_BYTES = 32
 
@@ -105,7 +105,7 @@ def commitment(secret: bytes | memoryview | None, values: Mapping[str, Any], *, 
     key = secret_bytes(secret)
     if key is None:
         raise ValueError("A commitment needs the contact's secret (was the contact erased?).")
-    text = jsonb_text(dict(values)) if version >= 3 else _dumps(dict(values))
+    text = jsonb_text(dict(values)) if version >= RECORD_VERSION else _dumps(dict(values))
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
