@@ -29,6 +29,7 @@ from django.db import connection
 
 from compliance import chain
 from compliance.chain_workers import in_worker
+from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
 from compliance.link_digest import link_digest_sql
 from compliance.models import ConsentEvent, ConsentState, Contact, EventPersonalData
 from compliance.personal_verification import side_text_sql
@@ -87,27 +88,11 @@ def vouched(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]] | None:
     ]
 
 
-# HMAC's key: the secret (hashed first if longer than SHA-256's block), padded to 64 bytes, xored
-# with the inner and the outer pad; bytea has no xor, bit strings do (varbit_send gives the bytes
-# back after a 4-byte length).
-_PADDED_KEY = (
-    "('x' || encode(substring(CASE WHEN length(c.secret) > 64 THEN sha256(c.secret) ELSE c.secret END"
-    " || '\\x" + "00" * 64 + "'::bytea from 1 for 64), 'hex'))::bit(512)"
-)
-
-
-def _pad(byte: str) -> str:
-    return f"substring(varbit_send({_PADDED_KEY} # ('x' || repeat('{byte}', 64))::bit(512)) from 5)"
-
-
 def _events_sql(in_db: str) -> str:
     events = ConsentEvent._meta.db_table
     side = EventPersonalData._meta.db_table
     contacts = Contact._meta.db_table
-    hmac = (
-        "encode(sha256(pad.outer_key || sha256(pad.inner_key"
-        f" || convert_to({side_text_sql('e')}, 'UTF8'))), 'hex')"
-    )
+    hmac = hmac_hex_sql("pad.inner_key", "pad.outer_key", f"convert_to({side_text_sql('e')}, 'UTF8')")
     pointer = link_digest_sql("e.contact_id", "e.purpose_id", "e.version", "e.prev_hash")
     place = link_digest_sql("e.contact_id", "e.purpose_id", "e.version + 1", "e.hash")
     # The keys padded once per contact (OFFSET 0: else PostgreSQL would pad them again for each
@@ -120,7 +105,8 @@ def _events_sql(in_db: str) -> str:
         f" coalesce(sum({pointer}) FILTER (WHERE e.version > 1), 0) - coalesce(sum({place}), 0)"
         f" FROM {events} e LEFT JOIN {side} side ON side.event_id = e.id"
         " AND side.event_id > %(low)s AND side.event_id <= %(high)s"
-        f" LEFT JOIN (SELECT c.id, {_pad('36')} AS inner_key, {_pad('5c')} AS outer_key"
+        f" LEFT JOIN (SELECT c.id, {padded_key_sql('c.secret', '36')} AS inner_key,"
+        f" {padded_key_sql('c.secret', '5c')} AS outer_key"
         f" FROM {contacts} c WHERE c.secret IS NOT NULL OFFSET 0) pad ON pad.id = e.contact_id"
         " WHERE e.id > %(low)s AND e.id <= %(high)s"
     )
