@@ -25,6 +25,10 @@ class ComplianceConfig(AppConfig):
         from compliance.erasure_files import connect as erasure_files_connect
 
         erasure_files_connect()
+        # django-tables2 remembers each render method's signature instead of reading it per cell.
+        from compliance.table_signatures import install as table_signatures_install
+
+        table_signatures_install()
         # Every process keeps purposes and policy versions in memory (services/reference.py).
         from compliance.models import PolicyVersion, Purpose
         from compliance.services.reference import reference_changed

@@ -21,7 +21,7 @@ pages and the re-permission view read a few rows, not millions of current opt-in
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -150,6 +150,13 @@ def optin_counts() -> dict[OptInGroup, int]:
 def consent_day_mark() -> int:
     """The id of the last event `ConsentDay` counts (0 before the first run)."""
     return ConsentDayMark.objects.values_list("last_event_id", flat=True).first() or 0
+
+
+def consent_day_stamp() -> tuple[int, datetime | None]:
+    """What changes whenever `ConsentDay` does (the tally moves the mark in the same transaction
+    as it adds): the mark's event id and time (`compliance.tally_memo`'s stamp)."""
+    mark = ConsentDayMark.objects.values_list("last_event_id", "updated_at").first()
+    return mark if mark is not None else (0, None)
 
 
 def consent_days_live(*, since: date | None = None) -> list[dict[str, Any]]:

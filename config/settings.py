@@ -122,6 +122,9 @@ TEMPLATES = [
     },
 ]
 
+# django-tables2's table, its rows written by one template tag (compliance/templatetags/desk_tables.py).
+DJANGO_TABLES2_TEMPLATE = "desk_table.html"
+
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'consentdesk.sqlite3'}"),

@@ -9,14 +9,14 @@ paginate. None writes: the health page's hourly call tallies are stored by beat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, Max, Q, QuerySet, Sum, Window
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
+from compliance import tally_memo
 from sync import quota
 from sync.models import (
     Alert,
@@ -408,7 +408,8 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
     the newest one stored, summed per day by the database (one query with the days); the window's
     first part of an hour and everything after that newest hour are counted from the call log.
     Beat stores every missing hour of the last `TALLY_WINDOW` on each run, so the stored hours
-    have no gap in it (an hour older than that beat never stored is not counted). Four queries.
+    have no gap in it (an hour older than that beat never stored is not counted). Five queries,
+    four while the stored days read are the ones this process read last (`_stored_days`).
     """
     first_whole, final_until = final_hours(since=since, until=until)
     if final_until <= first_whole:
@@ -420,16 +421,10 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
     counted_from = newest + HOUR if newest is not None else first_whole
     # The stored days (`CallDay`, no gap between them: see `callday_tally`) inside the stored hours
     # read: read as days; only the hours before the first whole day and after the last stored
-    # one are summed (their bound found by the database, in the same query).
+    # one are summed.
     first_day = _midnight(first_whole) + (DAY if first_whole != _midnight(first_whole) else timedelta())
     last_day = _midnight(counted_from)
-    days = CallDay.objects.filter(day__gte=first_day.date(), day__lt=last_day.date())
-    days_end = RawSQL(
-        "COALESCE((SELECT (MAX(day) + 1)::timestamp AT TIME ZONE 'UTC' FROM sync_callday "
-        "WHERE day >= %s AND day < %s), %s)",
-        (first_day.date(), last_day.date(), first_day),
-    )
-    sums = ("calls_n", "errors_n", "throttled_n", "credits_n", "ms_n", "timed_n")
+    from_days, days_end = _stored_days(first_day, last_day)
     from_hours = (
         stored_hours.filter(Q(hour__lt=first_day) | Q(hour__gte=days_end), calls__gt=0, hour__lt=counted_from)
         .annotate(d=TruncDate("hour", tzinfo=UTC))
@@ -442,30 +437,45 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
             ms_n=Sum("ms_sum"),
             timed_n=Sum("timed"),
         )
-        .values_list("d", "service", "operation", *sums)
-        .order_by()
-    )
-    from_days = (
-        days.filter(calls__gt=0)
-        .annotate(
-            d=F("day"),
-            calls_n=F("calls"),
-            errors_n=F("errors"),
-            throttled_n=F("throttled"),
-            credits_n=F("credits"),
-            ms_n=F("ms_sum"),
-            timed_n=F("timed"),
+        .values_list(
+            "d", "service", "operation", "calls_n", "errors_n", "throttled_n", "credits_n", "ms_n", "timed_n"
         )
-        .values_list("d", "service", "operation", *sums)
         .order_by()
     )
-    keys = ("hour", "service", "operation", "calls", "errors", "throttled", "credits_sum", "ms_sum", "timed")
-    rows = [dict(zip(keys, row, strict=True)) for row in from_hours.union(from_days, all=True)]
+    rows = [dict(zip(_DAY_KEYS, row, strict=True)) for row in (*from_hours, *from_days)]
     return _as_midnights(
         _day_tallies(ZohoCall.objects.filter(started_at__gte=since, started_at__lt=first_whole))
         + rows
         + _day_tallies(ZohoCall.objects.filter(started_at__gte=counted_from, started_at__lte=until))
     )
+
+
+_DAY_KEYS = ("hour", "service", "operation", "calls", "errors", "throttled", "credits_sum", "ms_sum", "timed")
+
+
+def _stored_days(first_day: datetime, last_day: datetime) -> tuple[tuple[tuple[Any, ...], ...], datetime]:
+    """The stored days (`CallDay`) from `first_day` to `last_day` (midnights, the second excluded):
+    their rows with calls, in `_DAY_KEYS`' order (the day as its midnight); and the midnight after
+    the newest of them (`first_day` when none is stored), from which the hours are summed. Kept by
+    the process while the call days are the same (`compliance.tally_memo`: CallDay is insert-only
+    and derived, so its count and highest id change with any row added or deleted)."""
+    stamp = tuple(CallDay.objects.aggregate(rows=Count("id"), highest=Max("id")).values())
+
+    def read() -> tuple[tuple[tuple[Any, ...], ...], datetime]:
+        found = []
+        newest: date | None = None
+        for day, *figures in CallDay.objects.filter(
+            day__gte=first_day.date(), day__lt=last_day.date()
+        ).values_list(
+            "day", "service", "operation", "calls", "errors", "throttled", "credits", "ms_sum", "timed"
+        ):
+            newest = day if newest is None or day > newest else newest
+            if figures[2]:  # calls: an empty row only says the day was stored
+                found.append((datetime(day.year, day.month, day.day, tzinfo=UTC), *figures))
+        end = datetime(newest.year, newest.month, newest.day, tzinfo=UTC) + DAY if newest else first_day
+        return tuple(found), end
+
+    return tally_memo.remembered(("call-days", first_day, last_day), stamp, read)
 
 
 def _midnight(moment: datetime) -> datetime:

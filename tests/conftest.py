@@ -69,6 +69,14 @@ def _reference_data_read_afresh() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _tallies_read_afresh() -> None:
+    # What this process computed from another test's stored tallies (compliance/tally_memo.py).
+    from compliance import tally_memo
+
+    tally_memo.forget()
+
+
+@pytest.fixture(autouse=True)
 def _seal_log_outside_var(settings: Any, tmp_path: Path) -> None:
     # Seals made in a test must not land in the developer's var/seals.log.
     settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"

@@ -18,6 +18,7 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
+from compliance import tally_memo
 from compliance.models import (
     ConsentCount,
     ConsentDay,
@@ -28,7 +29,7 @@ from compliance.models import (
     Source,
     VerifyRun,
 )
-from compliance.tallies import consent_days_live
+from compliance.tallies import consent_day_stamp, consent_days_live
 from compliance.verify_runs import verify_run_latest
 from sync.models import OPEN_CLOCK, WithdrawalClock, WithdrawalClockMark
 from sync.optout_clock import BACKFILL_DAYS as CLOCK_BACKFILL_DAYS
@@ -317,22 +318,12 @@ def consent_trends(*, since: date, until: date, purpose: str = "", source: str =
         by_source.setdefault(row["source"], [0] * after)[i] += row["events"]
         by_purpose.setdefault(code, [0] * after)[i] += row["events"]
 
-    group = ("purpose_id", "source", "previous_status", "status", "moved")
-    in_range = (
-        ConsentDay.objects.filter(day__gte=since, day__lte=until)
-        .annotate(week=TruncWeek("day"))
-        .values("week", *group)
-        .annotate(events=Sum("events"))
-        .order_by()
-    )
+    in_range, before, after_range = _stored_week_rows(since=since, until=until, first_week=first_week)
     for row in in_range:
         count(row, index[row["week"]], in_range=True)
-    moved_only = (
-        ConsentDay.objects.filter(moved=True).values(*group).annotate(events=Sum("events")).order_by()
-    )
-    for row in moved_only.filter(day__gte=first_week, day__lt=since):
+    for row in before:
         count(row, 0, in_range=False)
-    for row in moved_only.filter(day__gt=until):
+    for row in after_range:
         count(row, after, in_range=False)
     for row in live:
         if row["day"] >= first_week:
@@ -357,6 +348,34 @@ def consent_trends(*, since: date, until: date, purpose: str = "", source: str =
     return ConsentTrends(
         weeks=weeks, changes_by_source=by_source, changes_by_purpose=by_purpose, opt_in_rate=rates
     )
+
+
+def _stored_week_rows(
+    *, since: date, until: date, first_week: date
+) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+    """The stored days' (`ConsentDay`) events summed per week from `since` to `until`, and the
+    moves (events that became the current decision) before `since` in its week and after `until`:
+    read once per process while the tallies' mark stays (`compliance.tally_memo`)."""
+
+    def read() -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+        group = ("purpose_id", "source", "previous_status", "status", "moved")
+        in_range = (
+            ConsentDay.objects.filter(day__gte=since, day__lte=until)
+            .annotate(week=TruncWeek("day"))
+            .values("week", *group)
+            .annotate(events=Sum("events"))
+            .order_by()
+        )
+        moved_only = (
+            ConsentDay.objects.filter(moved=True).values(*group).annotate(events=Sum("events")).order_by()
+        )
+        return (
+            tuple(in_range),
+            tuple(moved_only.filter(day__gte=first_week, day__lt=since)),
+            tuple(moved_only.filter(day__gt=until)),
+        )
+
+    return tally_memo.remembered(("consent-weeks", since, until, first_week), consent_day_stamp(), read)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,12 @@ def test_stored_days_give_the_figures_of_the_hours_in_as_many_queries(fifty_days
     assert sum(v[0] for v in from_days.values()) == sum(
         1 for c in ZohoCall.objects.filter(started_at__gte=since, started_at__lte=NOW)
     )
-    assert len(queries.captured_queries) <= 4
+    # The stored days read once, then remembered while CallDay holds the same rows (tally_memo).
+    assert len(queries.captured_queries) <= 6
+    with CaptureQueriesContext(connection) as again:
+        assert per_day(calls_per_day_in_window(since=since, until=NOW)) == from_days
+    assert len(again.captured_queries) <= 5
+    assert not any('"sync_callday"."service"' in q["sql"] for q in again.captured_queries)
     assert callday_tally(now=NOW) == 0  # stored once
 
 
@@ -120,3 +125,19 @@ def test_beat_stores_the_days_after_the_hours() -> None:
         task.apply()
     assert CallDay.objects.exclude(service="").count() == 3
     assert "sync.callhour_tally" in celery_app.tasks
+
+
+def test_the_remembered_days_follow_the_stored_ones(fifty_days: None) -> None:
+    """A process keeps the stored days it read (compliance/tally_memo.py) only while CallDay holds
+    the same rows: days deleted (CallDay is derived) with their hours are gone from the figures."""
+    callday_tally(now=NOW)
+    since = NOW - timedelta(days=10)
+    day = datetime(2026, 5, 25, tzinfo=UTC)
+    before = per_day(calls_per_day_in_window(since=since, until=NOW))
+    assert before[day, "crm", "crm.get"][0] == 3
+
+    CallDay.objects.filter(day=day.date()).delete()
+    CallHour.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1)).delete()
+    after = per_day(calls_per_day_in_window(since=since, until=NOW))
+    assert (day, "crm", "crm.get") not in after
+    assert {k: v for k, v in before.items() if k[0] != day} == after

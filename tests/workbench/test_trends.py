@@ -215,3 +215,20 @@ def test_the_page_takes_a_fixed_number_of_queries_and_reads_no_event_table_scan(
     assert response.status_code == 200
     scans = [q["sql"] for q in captured.captured_queries if 'FROM "compliance_consentevent"' in q["sql"]]
     assert len(scans) == 1 and '"compliance_consentevent"."id" >' in scans[0]
+
+
+def test_the_page_follows_beats_tallies_at_once(client_for, officer, activity, record):
+    """The stored weeks a process remembers (compliance/tally_memo.py) are read again as soon as
+    beat's tally moves its mark: decisions it counted since the last view are on the page."""
+    client = client_for(officer)
+    query = "?since=2026-11-09&until=2026-12-03"
+    before = dict(get(client, query).context["charts"])["changes"].rows
+    for n in range(3):
+        record(
+            f"late{n}@example.com", "profiling", "opted_in", source="web_portal", at=NOW - timedelta(days=9)
+        )
+    consent_day_tally()  # past the mark now: only the stored days hold them
+
+    after = dict(get(client, query).context["charts"])["changes"].rows
+    assert [row[-1] for row in before] == [0, 1, 1, 2]
+    assert [row[-1] for row in after] == [0, 1, 4, 2]
