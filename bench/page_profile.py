@@ -18,7 +18,7 @@ import statistics
 import time
 
 import _common
-from pages import CACHE_URL, DB, OFFICER
+from pages import CACHE_URL, DB, OFFICER, in_process_client
 
 
 def main() -> None:
@@ -35,27 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     _common.django_setup(args.database, CACHE_URL=CACHE_URL)
 
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-    from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
-    from compliance.logins import second_factor_required
     from sync.tasks.optout_clock import optout_clock_run
 
     optout_clock_run()
-    user = get_user_model().objects.get(username=args.user)
-    client = Client()
-    client.force_login(user)
-    # Past the second factor, as django-otp marks it, for whoever owes one (a device of their own,
-    # or one made here for a role that requires it).
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
-    if device is None and second_factor_required(user):
-        device = TOTPDevice.objects.create(user=user, name="bench-queries", confirmed=True)
-    if device is not None:
-        session = client.session
-        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-        session.save()
+    client = in_process_client(args.user)
     response = client.get(args.path)  # warm
     assert response.status_code == 200, (
         f"{args.path}: HTTP {response.status_code} {response.get('Location', '')}"

@@ -1186,28 +1186,37 @@ def serve_and_measure(requests: int, warmup: int) -> None:
         )
 
 
-def show_queries(explain_ms: float) -> None:
-    """Each page once, in-process: its queries with their times; EXPLAIN ANALYZE of the slow ones."""
+def in_process_client(username: str) -> Any:
+    """Django's test client signed in as `username`, past the second factor as django-otp marks it
+    for whoever owes one (a confirmed device of their own, or one made here for a role that
+    requires it): for rendering pages in-process (`--queries`, bench/page_profile.py)."""
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from compliance.logins import second_factor_required
 
-    users = {name: get_user_model().objects.get(username=name) for name in USERS}
+    user = get_user_model().objects.get(username=username)
+    client = Client()
+    client.force_login(user)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None and second_factor_required(user):
+        device = TOTPDevice.objects.create(user=user, name="bench-queries", confirmed=True)
+    if device is not None:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client
+
+
+def show_queries(explain_ms: float) -> None:
+    """Each page once, in-process: its queries with their times; EXPLAIN ANALYZE of the slow ones."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     for page in pages_to_measure():
-        client = Client()
-        client.force_login(users[page.user])
-        if second_factor_required(users[page.user]):  # past the second factor, as django-otp marks it
-            device = TOTPDevice.objects.get_or_create(
-                user=users[page.user], name="bench-queries", defaults={"confirmed": True}
-            )[0]
-            session = client.session
-            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-            session.save()
+        client = in_process_client(page.user)
         client.get(page.path)  # warm
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()

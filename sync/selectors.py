@@ -405,7 +405,7 @@ def calls_per_day_in_window(*, since: datetime, until: datetime) -> list[dict[st
 
     Whole days that beat stored come from `CallDay` (summed from their hours by
     `sync.tallies.callday_tally`, which leaves no gap between them); the other whole hours that are over come from `CallHour` up to
-    the newest one stored, summed per day by the database (one query with the days); the window's
+    the newest one stored, summed per day by the database; the window's
     first part of an hour and everything after that newest hour are counted from the call log.
     Beat stores every missing hour of the last `TALLY_WINDOW` on each run, so the stored hours
     have no gap in it (an hour older than that beat never stored is not counted). Five queries,
