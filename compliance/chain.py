@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Field
 
-from compliance.canonical import RECORD_VERSION, record_text
+from compliance.canonical import RECORD_VERSION, SEND_VERSION, record_bytes, record_text
 from compliance.models import GENESIS_HASH, HASH_VERSION, ConsentEvent
 
 # The columns (in this order) that the canonical form is built from; the
@@ -48,11 +48,39 @@ EVENT_HASHED_FIELDS_V2 = ("hash_version", *EVENT_HASHED_FIELDS, "personal_hash")
 # `ROW(prev_hash, hash_version, ..., personal_hash)::text` (compliance/canonical.py), which it does
 # for a third of the CPU the JSON form costs it; the personal commitment covers the jsonb text.
 EVENT_HASHED_FIELDS_V3 = EVENT_HASHED_FIELDS_V2
+# Hash version 4: the same values, as the bytes PostgreSQL gives for
+# `record_send(ROW(prev_hash, hash_version, ..., personal_hash))` (compliance/canonical.py), which
+# it writes for about half the CPU of the text; the personal commitment covers jsonb_send's bytes.
+EVENT_HASHED_FIELDS_V4 = EVENT_HASHED_FIELDS_V2
 EVENT_HASHED_FIELDS_BY_VERSION = {
     1: EVENT_HASHED_FIELDS,
     2: EVENT_HASHED_FIELDS_V2,
     3: EVENT_HASHED_FIELDS_V3,
+    4: EVENT_HASHED_FIELDS_V4,
 }
+# The PostgreSQL type of each field version 4 hashes, prev_hash first: the row's binary form
+# names each field's type (tests/compliance/test_canonical.py checks them against the table).
+EVENT_FIELD_TYPES_V4 = (
+    "varchar",  # prev_hash
+    "int2",  # hash_version
+    "int8",  # contact_id
+    "int8",  # purpose_id
+    "int4",  # version
+    "varchar",  # previous_status
+    "varchar",  # status
+    "varchar",  # frequency
+    "varchar",  # source
+    "inet",  # ip_address
+    "varchar",  # user_agent
+    "int8",  # policy_version_id
+    "timestamptz",  # occurred_at
+    "timestamptz",  # recorded_at
+    "varchar",  # actor
+    "jsonb",  # evidence
+    "text",  # reason
+    "varchar",  # idempotency_key
+    "varchar",  # personal_hash
+)
 # Every column either version reads, in this order: what verify_ledger selects.
 EVENT_HASHED_COLUMNS = (*EVENT_HASHED_FIELDS, "hash_version", "personal_hash")
 _EVENT_PICK = {
@@ -86,8 +114,11 @@ def _instant(value: datetime) -> str:
 
 
 def event_hash(prev_hash: str, values: tuple[Any, ...]) -> str:
-    """Hash of one event from its EVENT_HASHED_FIELDS (or _V2, _V3) values and its predecessor's
-    hash. Versions 2 and 3 give their version first; version 1 gives fewer values."""
+    """Hash of one event from its EVENT_HASHED_FIELDS (or _V2, _V3, _V4) values and its
+    predecessor's hash. Versions 2 to 4 give their version first; version 1 gives fewer values."""
+    if len(values) == len(EVENT_HASHED_FIELDS_V4) and values[0] == SEND_VERSION:
+        fields = zip(EVENT_FIELD_TYPES_V4, (prev_hash, *values), strict=True)
+        return hashlib.sha256(record_bytes(fields)).hexdigest()
     if len(values) == len(EVENT_HASHED_FIELDS_V3) and values[0] == RECORD_VERSION:
         return hashlib.sha256(record_text((prev_hash, *values)).encode()).hexdigest()
     # The two instants (occurred_at, recorded_at) are the only datetimes among the values.
@@ -144,6 +175,10 @@ def event_hash_sql() -> str | None:
         return None
     forms = []
     for version, fields in EVENT_HASHED_FIELDS_BY_VERSION.items():
+        if version == SEND_VERSION:
+            row = ", ".join(_event_column(name) for name in ("prev_hash", *fields))
+            forms.append(f"WHEN {version} THEN encode(sha256(record_send(ROW({row}))), 'hex')")
+            continue
         if version == RECORD_VERSION:
             row = ", ".join(_event_column(name) for name in ("prev_hash", *fields))
             forms.append(f"WHEN {version} THEN encode(sha256(convert_to(ROW({row})::text, 'UTF8')), 'hex')")
@@ -271,6 +306,7 @@ __all__ = [
     "EVENT_HASHED_FIELDS",
     "EVENT_HASHED_FIELDS_V2",
     "EVENT_HASHED_FIELDS_V3",
+    "EVENT_HASHED_FIELDS_V4",
     "GENESIS_HASH",
     "HASH_VERSION",
     "IDENTITY_HASHED_COLUMNS",

@@ -1,22 +1,21 @@
 """verify_ledger's quick check of a large ledger (PostgreSQL): the whole ledger checked inside
-the database by worker processes, each running two aggregates over its part, with no row sent
-to Python; where the parts together cannot vouch for every row, the chain workers' pass over the
-rows (`chain_workers`) finds the first broken point and says what broke.
+the database by worker processes, each running two aggregates, with no row sent to Python;
+where the parts together cannot vouch for every row, the chain workers' pass over the rows
+(`chain_workers`) finds the first broken point and says what broke.
 
-Each event's hash and its personal data's commitment are recomputed by the database as it reads
-the row (`chain.event_hash_sql`; HMAC-SHA256 from two `sha256()` calls, the contact's key padded
-once per contact). The links are checked without sorting the chains, so any part of the events
-can be checked anywhere. Every event offers a place to its successor at (chain, version + 1, its
-hash); every event after the first of its chain points back at (chain, version, previous hash),
-and the first holds the genesis hash; every chain's state row points at its head (chain,
-version + 1, head hash). When the pointers and the places are the same multiset and no two state
-rows share a chain, the chains are whole, gapless and end at their state rows: each event's hash
-covers its chain and version, so a place is taken by one pointer at most; the versions rise by
-one along the links; so from each first event the links run without a gap to the one state row
-of its chain, and every event lies on such a run. The two multisets are compared by the sums of
-a keyed 64-bit digest of their members (truncated SHA-256 under a key drawn for this run, which
-whoever changed the rows could not know): two different multisets give the same sum with odds
-of about 2^-63.
+Each worker checks a range of event ids and a range of contacts:
+- **The events' contents** (ids in its range, in id order): each event's hash and its personal
+  data's commitment are recomputed by the database as it reads the row (`chain.event_hash_sql`,
+  `personal_verification.side_commitment_sql`).
+- **The chains** (contacts in its range, in chain order: the chain-version index, which holds
+  each event's hashes, read without the rows and without sorting): along each chain, the first
+  event has version 1 and the genesis hash before it, and each next one the version after and
+  the hash of the one before (`lag()`), so versions are 1 to n, once each; the last one of each
+  chain is the one its state row names (version and hash), and no other state row is there.
+  This is exact, not a digest: it needs no key and leaves no odds.
+Both ranges cover every event once, so both sides count the same events; a state row that two
+events' versions could not both match, or that doubles an event in the join, shows as a count
+that differs.
 """
 
 from __future__ import annotations
@@ -29,96 +28,127 @@ from django.db import connection
 
 from compliance import chain
 from compliance.chain_workers import in_worker
-from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
-from compliance.link_digest import link_digest_sql
 from compliance.models import ConsentEvent, ConsentState, Contact, EventPersonalData
-from compliance.personal_verification import side_text_sql
+from compliance.personal_verification import side_commitment_sql
+
+# A range of ids (low, high]; None: no bound on that side.
+Bounds = tuple[int | None, int | None]
 
 
-def fingerprint_worker(
-    snapshot: str, events: tuple[int, int], states: tuple[int, int], key: bytes, answer: Any
-) -> None:
-    """In a forked process: fingerprint_part of the events with low < id <= high (`events`) and of
-    the state rows with contact_id % modulus == remainder (`states`)."""
+def fingerprint_worker(snapshot: str, events: tuple[int, int], contacts: Bounds, answer: Any) -> None:
+    """In a forked process: fingerprint_part of the events with low < id <= high (`events`) and
+    of the chains of the contacts with low < contact_id <= high (`contacts`)."""
     gc.disable()
-    in_worker(answer, lambda raw: fingerprint_part(raw, events=events, states=states, key=key), snapshot)
+    in_worker(answer, lambda raw: fingerprint_part(raw, events=events, contacts=contacts), snapshot)
 
 
-def fingerprint_part(
-    raw: Any, *, events: tuple[int, int], states: tuple[int, int], key: bytes
-) -> dict[str, Any]:
-    """One part's counts and sums; `raw` in the verifier's snapshot, time zone UTC, DateStyle ISO."""
+def fingerprint_part(raw: Any, *, events: tuple[int, int], contacts: Bounds) -> dict[str, Any]:
+    """One part's counts; `raw` in the verifier's snapshot, time zone UTC, DateStyle ISO."""
     in_db = chain.event_hash_sql()
     if in_db is None or connection.timezone_name != "UTC":
         return {"unsure": True}
     low, high = events
-    modulus, remainder = states
-    params = {"key": key, "low": low, "high": high, "modulus": modulus, "remainder": remainder}
-    # The contacts' padded keys held in memory for the join (142,857 contacts: 27 MB).
+    # The contacts' secrets held in memory for the join (142,857 contacts: 14 MB).
     raw.execute("SET LOCAL work_mem = '64MB'")
-    count, unconfirmed, uncommitted, links = raw.execute(_events_sql(in_db), params).fetchone()
-    state_rows, distinct_states, heads = raw.execute(_states_sql(), params).fetchone()
+    count, unconfirmed, uncommitted = raw.execute(_events_sql(in_db), {"low": low, "high": high}).fetchone()
+    chain_rows, unchained, chains, heads, states = raw.execute(
+        _chains_sql(contacts), {"low": contacts[0], "high": contacts[1]}
+    ).fetchone()
     raw.execute("RESET work_mem")
     return {
         "events": count,
-        "unsure": bool(unconfirmed or uncommitted) or state_rows != distinct_states,
-        "links": int(links),
-        "states": state_rows,
-        "heads": int(heads),
+        "unsure": bool(unconfirmed or uncommitted or unchained) or not (heads == chains == states),
+        "chain_rows": chain_rows,
+        "chains": chains,
     }
 
 
 def vouched(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """The parts, as the chain workers' answers, when together they vouch for every event and
-    chain; else None (a part that failed or was unsure, links that do not balance)."""
+    chain; else None (a part that failed or was unsure, chains that hold other events than the
+    ids' ranges)."""
     parts = list(parts)
     if any("error" in part or part["unsure"] for part in parts):
         return None
-    if sum(part["links"] + part["heads"] for part in parts) != 0:
+    if sum(part["events"] for part in parts) != sum(part["chain_rows"] for part in parts):
         return None
     return [
         {
             "events": part["events"],
-            "chains": part["states"],
+            "chains": part["chains"],
             "event_problem": None,
-            "states_seen": part["states"],
+            "states_seen": part["chains"],
             "state_problem": None,
         }
         for part in parts
     ]
 
 
+def contact_bounds(parts: int) -> list[Bounds]:
+    """The contacts cut into `parts` ranges by id, about as wide as each other; the first and the
+    last open (so every event and every state row falls in one)."""
+    with connection.cursor() as cursor:
+        # Both ends of the chain-version index.
+        cursor.execute(
+            f"SELECT min(contact_id), max(contact_id) FROM {ConsentEvent._meta.db_table}"  # noqa: S608
+        )
+        lowest, highest = cursor.fetchone()
+    if lowest is None or parts == 1:
+        # One range for all, the others empty.
+        return [(None, None), *[(0, 0)] * (parts - 1)]
+    start, width = lowest - 1, highest - lowest + 1
+    cuts = [start + width * part // parts for part in range(1, parts)]
+    return list(zip([None, *cuts], [*cuts, None], strict=True))
+
+
 def _events_sql(in_db: str) -> str:
     events = ConsentEvent._meta.db_table
     side = EventPersonalData._meta.db_table
     contacts = Contact._meta.db_table
-    hmac = hmac_hex_sql("pad.inner_key", "pad.outer_key", f"convert_to({side_text_sql('e')}, 'UTF8')")
-    pointer = link_digest_sql("e.contact_id", "e.purpose_id", "e.version", "e.prev_hash")
-    place = link_digest_sql("e.contact_id", "e.purpose_id", "e.version + 1", "e.hash")
-    # The keys padded once per contact (OFFSET 0: else PostgreSQL would pad them again for each
-    # event), hashed; the side rows of the same range of ids read beside the events, in id order.
+    committed = side_commitment_sql("e", "c.secret")
+    # The contacts' secrets hashed in memory; the side rows of the same range of ids read beside
+    # the events, in id order.
     return (
         "SELECT count(*),"  # noqa: S608 - _meta names and fixed SQL only
-        f" count(*) FILTER (WHERE ({in_db}) IS DISTINCT FROM e.hash"
-        f" OR (e.version = 1 AND e.prev_hash <> '{chain.GENESIS_HASH}')),"
-        f" count(*) FILTER (WHERE side.event_id IS NOT NULL AND {hmac} IS DISTINCT FROM e.personal_hash),"
-        f" coalesce(sum({pointer}) FILTER (WHERE e.version > 1), 0) - coalesce(sum({place}), 0)"
+        f" count(*) FILTER (WHERE ({in_db}) IS DISTINCT FROM e.hash),"
+        f" count(*) FILTER (WHERE side.event_id IS NOT NULL AND {committed} IS DISTINCT FROM e.personal_hash)"
         f" FROM {events} e LEFT JOIN {side} side ON side.event_id = e.id"
         " AND side.event_id > %(low)s AND side.event_id <= %(high)s"
-        f" LEFT JOIN (SELECT c.id, {padded_key_sql('c.secret', '36')} AS inner_key,"
-        f" {padded_key_sql('c.secret', '5c')} AS outer_key"
-        f" FROM {contacts} c WHERE c.secret IS NOT NULL OFFSET 0) pad ON pad.id = e.contact_id"
+        f" LEFT JOIN {contacts} c ON c.id = e.contact_id AND c.secret IS NOT NULL"
         " WHERE e.id > %(low)s AND e.id <= %(high)s"
     )
 
 
-def _states_sql() -> str:
+def _in_range(column: str, contacts: Bounds) -> str:
+    low, high = contacts
+    conditions = []
+    if low is not None:
+        conditions.append(f"{column} > %(low)s")
+    if high is not None:
+        conditions.append(f"{column} <= %(high)s")
+    return " AND ".join(conditions) or "true"
+
+
+def _chains_sql(contacts: Bounds) -> str:
+    """(rows, rows that do not follow the one before in their chain, chains, chains whose last
+    event is their state row's head, state rows) for the contacts in range. The events along
+    their chains (lag, lead) joined to the state rows by (chain, version): a state row meets the
+    event of the version it records, if any."""
+    events = ConsentEvent._meta.db_table
     states = ConsentState._meta.db_table
-    head = link_digest_sql("contact_id", "purpose_id", "version + 1", "head_hash")
-    # Two rows for one chain share a key (contact_id << 31 | purpose_id): ids past 2^32 and 2^31
-    # could make two chains share one too, which only makes the check unsure.
     return (
-        "SELECT count(*), count(DISTINCT contact_id << 31 | purpose_id),"  # noqa: S608 - _meta names only
-        f" coalesce(sum({head}), 0)"
-        f" FROM {states} WHERE version > 0 AND contact_id %% %(modulus)s = %(remainder)s"
+        "SELECT count(x.version),"  # noqa: S608 - _meta names and fixed SQL only
+        " count(*) FILTER (WHERE x.version <> coalesce(x.before_version, 0) + 1"
+        f" OR x.prev_hash <> coalesce(x.before_hash, '{chain.GENESIS_HASH}')),"
+        " count(*) FILTER (WHERE x.version = 1),"
+        " count(*) FILTER (WHERE x.after_version IS NULL AND s.head_hash = x.hash),"
+        " count(s.contact_id)"
+        " FROM (SELECT e.contact_id, e.purpose_id, e.version, e.hash, e.prev_hash,"
+        " lag(e.version) OVER chain AS before_version, lag(e.hash) OVER chain AS before_hash,"
+        " lead(e.version) OVER chain AS after_version"
+        f" FROM {events} e WHERE {_in_range('e.contact_id', contacts)}"
+        " WINDOW chain AS (PARTITION BY e.contact_id, e.purpose_id ORDER BY e.version)) x"
+        f" FULL JOIN (SELECT contact_id, purpose_id, version, head_hash FROM {states}"
+        f" WHERE version > 0 AND {_in_range('contact_id', contacts)}) s"
+        " ON s.contact_id = x.contact_id AND s.purpose_id = x.purpose_id AND s.version = x.version"
     )

@@ -137,8 +137,9 @@ def _check_chain_rows(raw: Any, modulus: int, remainder: int, chunk_size: int) -
                 ok,
                 committed,
                 text,
+                hash_version,
             ) in rows:
-                if committed is not None and not matches(contact_id, text, committed):
+                if committed is not None and not matches(contact_id, text, committed, hash_version):
                     undecided.append(event_id)
                 key = contact_id << bits | purpose_id
                 head_version, head_hash = get_head(key, genesis)

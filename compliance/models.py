@@ -23,8 +23,9 @@ from compliance.personal import new_secret
 GENESIS_HASH = "0" * 64
 # The hashing rule of new events (compliance/chain.py): 1 hashed personal values themselves,
 # 2 a keyed commitment of them (the values live in EventPersonalData/IdentityPersonalData), 3 the
-# same values written as PostgreSQL writes a row and a jsonb (compliance/canonical.py).
-HASH_VERSION = 3
+# same values written as PostgreSQL writes a row and a jsonb, 4 their binary forms (record_send,
+# jsonb_send) and a one-call keyed commitment (compliance/canonical.py, compliance/personal.py).
+HASH_VERSION = 4
 # Identity events already have a canonical form PostgreSQL writes cheaply: they stay at 2.
 IDENTITY_HASH_VERSION = 2
 

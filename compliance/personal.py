@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from compliance.canonical import RECORD_VERSION, jsonb_text
+from compliance.canonical import RECORD_VERSION, SEND_VERSION, jsonb_bytes, jsonb_text
 
 SECRET_BYTES = 32
 
@@ -97,16 +97,29 @@ def secret_bytes(secret: bytes | memoryview | None) -> bytes | None:
 
 
 def commitment(secret: bytes | memoryview | None, values: Mapping[str, Any], *, version: int) -> str:
-    """HMAC-SHA256 in hex, under `secret`, of the canonical text of `values` by the hash version of
-    the event that holds it: compact JSON with its keys sorted (2), the text PostgreSQL gives the
-    values as a jsonb (3, compliance/canonical.py); "" when there are none."""
+    """The keyed commitment in hex, under `secret`, of `values` by the hash version of the event
+    that holds it; "" when there are none.
+
+    - Version 4: the first 32 bytes of SHA-384 over the secret (32 bytes) then the values'
+      jsonb_send bytes (compliance/canonical.py). One hash call, where HMAC takes two: a keyed
+      prefix is safe with SHA-384, whose output hides part of its state, so no one without the
+      secret can extend a commitment into another (SHA-256 would let them).
+    - Versions 2 and 3: HMAC-SHA256 of compact JSON with its keys sorted (2), of the text
+      PostgreSQL gives the values as a jsonb (3)."""
     if not values:
         return ""
     key = secret_bytes(secret)
     if key is None:
         raise ValueError("A commitment needs the contact's secret (was the contact erased?).")
+    if version >= SEND_VERSION:
+        return keyed_digest(key, jsonb_bytes(dict(values)))
     text = jsonb_text(dict(values)) if version >= RECORD_VERSION else _dumps(dict(values))
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def keyed_digest(key: bytes, message: bytes) -> str:
+    """Hash version 4's commitment: SHA-384 of the key then the message, its first 32 bytes in hex."""
+    return hashlib.sha384(key + message).digest()[:32].hex()
 
 
 def evidence_split(evidence: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,6 +26,7 @@ from typing import Any
 from django.db import connection
 
 from compliance import chain, personal
+from compliance.canonical import SEND_VERSION
 from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
 from compliance.identity_verification import Broken
 from compliance.models import ConsentEvent, Contact, EventPersonalData, IdentityEvent, IdentityPersonalData
@@ -88,10 +89,17 @@ class ShareCommitments:
         self._secrets = secrets
         self._states: dict[int, tuple[Any, Any]] = {}
 
-    def matches(self, contact_id: int, text: str | None, personal_hash: str) -> bool:
-        """Whether `text`'s HMAC under the contact's secret is personal_hash."""
+    def matches(self, contact_id: int, text: str | None, personal_hash: str, hash_version: int) -> bool:
+        """Whether the commitment of `text` (the jsonb's text from version 3 on) under the
+        contact's secret is personal_hash."""
         if text is None:
             return False
+        if hash_version >= SEND_VERSION:
+            secret = self._secrets.get(contact_id)
+            if secret is None:
+                return False
+            committed = personal.keyed_digest(bytes(secret), b"\x01" + text.encode())
+            return hmac.compare_digest(committed, personal_hash)
         states = self._states.get(contact_id)
         if states is None:
             secret = self._secrets.get(contact_id)
@@ -191,19 +199,40 @@ def share_secrets(raw: Any, modulus: int, remainder: int) -> dict[int, bytes]:
 
 def event_personal_sql(event: str) -> tuple[str, str]:
     """For a chain worker's query over the events (aliased `event`): the join of their side rows,
-    and two columns: the event's commitment when it has a side row (else NULL), and the database's
-    canonical text of the row's values when the event is of hash version 2 or 3 (else NULL)."""
+    and three columns: the event's commitment when it has a side row (else NULL), the database's
+    canonical text of the row's values when the event is of hash version 2 to 4 (else NULL), and
+    the event's hash version."""
     join = f"LEFT JOIN {EventPersonalData._meta.db_table} side ON side.event_id = {event}.id"
-    columns = f"CASE WHEN side.event_id IS NOT NULL THEN {event}.personal_hash END, {side_text_sql(event)}"
+    columns = (
+        f"CASE WHEN side.event_id IS NOT NULL THEN {event}.personal_hash END, {side_text_sql(event)},"
+        f" {event}.hash_version"
+    )
     return join, columns
 
 
 def side_text_sql(event: str) -> str:
     """The database's canonical text of the side row `side` of the event aliased `event`, by the
-    event's hash version (2: compact JSON, 3: the jsonb's own text); NULL for any other."""
+    event's hash version (2: compact JSON, 3 and 4: the jsonb's own text); NULL for any other."""
     return (
         f"CASE {event}.hash_version WHEN {APART_VERSION} THEN {_event_text_sql('side.values')}"
-        f" WHEN {chain.RECORD_VERSION} THEN side.values::text END"
+        f" WHEN {chain.RECORD_VERSION} THEN side.values::text WHEN {SEND_VERSION} THEN side.values::text END"
+    )
+
+
+def side_commitment_sql(event: str, secret: str) -> str:
+    """The commitment in hex of the side row `side` of the event aliased `event` under the bytea
+    `secret`, by the event's hash version (personal.commitment): version 4's keyed SHA-384 of the
+    jsonb_send bytes, else HMAC-SHA256 of the canonical text (its key padded for each row: only
+    rows written before version 4 take it)."""
+    hmac = hmac_hex_sql(
+        padded_key_sql(secret, "36"),
+        padded_key_sql(secret, "5c"),
+        f"convert_to({side_text_sql(event)}, 'UTF8')",
+    )
+    return (
+        f"CASE {event}.hash_version WHEN {SEND_VERSION}"
+        f" THEN encode(substring(sha384({secret} || jsonb_send(side.values)) from 1 for 32), 'hex')"
+        f" ELSE {hmac} END"
     )
 
 

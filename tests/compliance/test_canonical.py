@@ -1,5 +1,6 @@
-"""Hash version 3's canonical text is PostgreSQL's own: Python writes a row and a jsonb exactly as
-the database does, for any values (compliance/canonical.py)."""
+"""The hash versions' canonical forms are PostgreSQL's own: Python writes a row and a jsonb exactly
+as the database does, as text (version 3) and in binary (version 4), for any values
+(compliance/canonical.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from compliance import canonical
+from compliance import canonical, chain
+from compliance.models import ConsentEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.ledger]
 
@@ -81,3 +83,86 @@ def test_the_texts_it_writes_tell_different_values_apart():
     ) == ("2026-03-01 10:00:00.12+00")
     with pytest.raises(ValueError):
         canonical.instant_text(datetime(2026, 3, 1))  # no time zone: no canonical text
+
+
+def database_bytes(sql: str, params: list) -> bytes:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (data,) = cursor.fetchone()
+    return bytes(data)
+
+
+addresses = st.ip_addresses().map(str) | st.builds(
+    lambda address, bits: f"{address}/{bits}", st.ip_addresses(v=4), st.integers(min_value=0, max_value=32)
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    text=texts,
+    small=st.integers(min_value=-(2**15), max_value=2**15 - 1),
+    number=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    big=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    instant=instants,
+    # None is SQL's NULL here, as a field's value (Django reads a JSON null as None too; the
+    # events' evidence is NOT NULL and always an object).
+    value=json_values.filter(lambda value: value is not None),
+    address=addresses,
+    missing=st.none(),
+)
+def test_a_rows_binary_form_is_written_as_postgresql_sends_it(
+    text, small, number, big, instant, value, address, missing
+):
+    # Django reads an inet as inet_out writes it: the address as PostgreSQL stores it.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT inet_out(%s::inet)::text", [address])
+        (address,) = cursor.fetchone()
+    fields = [
+        ("varchar", text),
+        ("int2", small),
+        ("int4", number),
+        ("int8", big),
+        ("timestamptz", instant),
+        ("jsonb", value),
+        ("inet", address),
+        ("text", missing),
+        ("varchar", ""),
+    ]
+    expected = database_bytes(
+        # The integers in parentheses: a negative literal's minus would apply after the cast.
+        "SELECT record_send(ROW(%s::varchar, (%s)::int2, (%s)::int4, (%s)::int8, %s::timestamptz, %s::jsonb,"
+        " %s::inet, %s::text, %s::varchar))",
+        [text, small, number, big, instant, json.dumps(value), address, missing, ""],
+    )
+    assert canonical.record_bytes(fields) == expected
+    assert canonical.jsonb_bytes(value) == database_bytes("SELECT jsonb_send(%s::jsonb)", [json.dumps(value)])
+
+
+def test_version_4_names_each_field_by_its_columns_type():
+    columns = ("prev_hash", *chain.EVENT_HASHED_FIELDS_V4)
+    names = [ConsentEvent._meta.get_field(name).column for name in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, atttypid FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [ConsentEvent._meta.db_table],
+        )
+        oids = dict(cursor.fetchall())
+    assert [oids[name] for name in names] == [
+        canonical.TYPE_OIDS[kind] for kind in chain.EVENT_FIELD_TYPES_V4
+    ]
+
+
+def test_the_binary_form_tells_values_apart_and_refuses_what_it_cannot_write():
+    assert canonical.record_bytes([("text", "ab"), ("text", "")]) != canonical.record_bytes(
+        [("text", "a"), ("text", "b")]
+    )
+    assert canonical.record_bytes([("text", "")]) != canonical.record_bytes([("text", None)])
+    # 2000-01-01 UTC is zero; an hour later, 3.6e9 microseconds.
+    assert canonical.instant_microseconds(datetime(2000, 1, 1, 1, tzinfo=UTC)) == 3_600_000_000
+    with pytest.raises(ValueError):
+        canonical.field_bytes("timestamptz", datetime(2026, 3, 1))  # no time zone
+    with pytest.raises(ValueError):
+        canonical.field_bytes("inet", "not an address")
+    with pytest.raises(ValueError):
+        canonical.field_bytes("int4", "7")

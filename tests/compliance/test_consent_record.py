@@ -30,8 +30,8 @@ def test_it_appends_versions_with_previous_status_and_a_hash_chain(decide):
     assert first.prev_hash == chain.GENESIS_HASH
     assert second.prev_hash == first.hash
     stored = ConsentEvent.objects.get(pk=second.pk)
-    values = tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS_V3)
-    assert values[0] == stored.hash_version == 3
+    values = tuple(getattr(stored, f) for f in chain.EVENT_HASHED_FIELDS_V4)
+    assert values[0] == stored.hash_version == 4
     assert chain.event_hash(first.hash, values) == second.hash
 
 

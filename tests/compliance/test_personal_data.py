@@ -4,6 +4,7 @@ verify by their own rule."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from compliance import chain, personal, services
+from compliance import canonical, chain, personal, services
 from compliance.models import (
     ConsentEvent,
     ConsentState,
@@ -62,7 +63,11 @@ def test_events_hold_commitments_and_the_side_tables_the_values(decide):
         "user_agent": AGENT,
         "evidence": {"note": f"asked by {NAME}"},
     }
-    assert stored.personal_hash == personal.commitment(contact.secret, stored.personal.values, version=3)
+    assert stored.personal_hash == personal.commitment(contact.secret, stored.personal.values, version=4)
+    # Hash version 4's commitment, written out: SHA-384 of the secret then jsonb_send's bytes
+    # (its format's version, 1, then the jsonb's text), the first 32 bytes.
+    jsonb_send = b"\x01" + canonical.jsonb_text(stored.personal.values).encode()
+    assert stored.personal_hash == hashlib.sha384(bytes(contact.secret) + jsonb_send).hexdigest()[:64]
     assert (stored.shown_ip_address, stored.shown_user_agent) == (IP, AGENT)
     identity = IdentityEvent.objects.select_related("personal").get()
     assert (identity.shown_email, identity.shown_first_name) == (EMAIL, NAME)
@@ -72,7 +77,7 @@ def test_events_hold_commitments_and_the_side_tables_the_values(decide):
     )
     # Another secret commits the same values differently: a guess cannot be tested without it.
     assert (
-        personal.commitment(personal.new_secret(), stored.personal.values, version=3) != stored.personal_hash
+        personal.commitment(personal.new_secret(), stored.personal.values, version=4) != stored.personal_hash
     )
     assert ledger_verify().ok
 
@@ -131,9 +136,10 @@ def test_a_look_up_by_a_former_email_reads_the_side_table(decide):
 
 
 def _append_old_version(contact: Contact, decision: services.ConsentDecision, version: int) -> ConsentEvent:
-    """An event as the ledger wrote it before hash version 3. Version 1: the values in the row,
+    """An event as the ledger wrote it before hash version 4. Version 1: the values in the row,
     hashed as JSON; version 2: the values apart, committed to by their compact JSON, the row hashed
-    as JSON."""
+    as JSON; version 3: the values apart, committed to (HMAC) by their jsonb text, the row hashed
+    as its text."""
     now = timezone.now()
     checked = consent_check(decision, api_client=None, actor_user=None, lookups=Lookups(), now=now)
     state = lock_states([(contact.pk, checked.purpose.pk)])[contact.pk, checked.purpose.pk]
@@ -150,12 +156,12 @@ def _append_old_version(contact: Contact, decision: services.ConsentDecision, ve
         event.user_agent = decision.user_agent
         event.evidence = dict(decision.evidence)
     else:
-        event.personal_hash = personal.commitment(contact.secret, plain, version=2)
+        event.personal_hash = personal.commitment(contact.secret, plain, version=version)
     event.hash = chain.event_hash(
         state.head_hash, tuple(getattr(event, name) for name in chain.EVENT_HASHED_FIELDS_BY_VERSION[version])
     )
     event.save(force_insert=True)
-    if version == 2:
+    if version >= 2:
         EventPersonalData.objects.create(event=event, values=plain)
     ConsentState.objects.filter(pk=state.pk).update(version=event.version, head_hash=event.hash)
     return event
@@ -170,20 +176,23 @@ def _ledger_of_every_version(decide) -> tuple[ConsentEvent, ConsentEvent, Consen
     apart = _append_old_version(
         contact, decide(ip_address=IP, user_agent=AGENT, evidence={"note": f"asked by {NAME}", "n": [1.5]}), 2
     )
+    text = _append_old_version(
+        contact, decide(status="opted_out", ip_address=IP, user_agent=AGENT, evidence={"note": NAME}), 3
+    )
     _record(decide, occurred_at=timezone.now() - timedelta(seconds=5))
-    assert [e.hash_version for e in ConsentEvent.objects.order_by("id")] == [3, 1, 2, 3]
-    assert (old.prev_hash, apart.prev_hash) == (first.hash, old.hash)
+    assert [e.hash_version for e in ConsentEvent.objects.order_by("id")] == [4, 1, 2, 3, 4]
+    assert (old.prev_hash, apart.prev_hash, text.prev_hash) == (first.hash, old.hash, apart.hash)
     return first, old, apart
 
 
 @pytest.mark.postgres
-def test_version_1_and_2_events_still_verify_by_their_own_rules_in_python_and_in_sql(decide):
+def test_version_1_to_3_events_still_verify_by_their_own_rules_in_python_and_in_sql(decide):
     _first, old, apart = _ledger_of_every_version(decide)
     assert ConsentEvent.objects.get(pk=old.pk).shown_ip_address == IP
     assert ConsentEvent.objects.get(pk=apart.pk).shown_ip_address == IP
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, hash = {chain.event_hash_sql()} FROM compliance_consentevent ORDER BY id")
-        assert [ok for _id, ok in cursor.fetchall()] == [True, True, True, True]
+        assert [ok for _id, ok in cursor.fetchall()] == [True] * 5
     verdict = ledger_verify(workers=1)
     assert verdict.ok, verdict.summary()
     from tests.compliance.test_verify_ledger import behind_the_triggers
@@ -197,7 +206,7 @@ def test_version_1_and_2_events_still_verify_by_their_own_rules_in_python_and_in
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_parallel_verifier_gives_the_serial_verdict_on_every_hash_version(decide):
-    # given a chain of events of hash versions 3, 1, 2 and 3 (version 2's personal data apart)
+    # given a chain of events of hash versions 4, 1, 2, 3 and 4 (from version 2 on, personal data apart)
     _first, _old, apart = _ledger_of_every_version(decide)
     serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
     assert serial.ok and parallel == serial

@@ -13,13 +13,14 @@ from django.db import connection
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from compliance import ledger_guard, personal, services
+from compliance import canonical, ledger_guard, personal, services
 from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
 from compliance.models import Contact, EventPersonalData, IdentityEvent, IdentityPersonalData
 from compliance.personal_verification import (
     ShareCommitments,
     _event_text_sql,
     _identity_text_sql,
+    side_commitment_sql,
 )
 from compliance.services import ConsentDecision, ContactIdentity
 from compliance.verification import ledger_verify
@@ -215,8 +216,37 @@ def test_a_workers_commitments_are_hmac_sha256(length):
     committed = hmac.new(secret, text.encode(), "sha256").hexdigest()
     commitments = ShareCommitments({1: secret, 2: memoryview(secret)})
     for _twice in range(2):
-        assert commitments.matches(1, text, committed) is True
-        assert commitments.matches(2, text, committed)
-    assert not commitments.matches(1, text + " ", committed)
-    assert not commitments.matches(1, None, committed)
-    assert not commitments.matches(3, text, committed)  # no secret: erased
+        assert commitments.matches(1, text, committed, 3) is True
+        assert commitments.matches(2, text, committed, 3)
+    assert not commitments.matches(1, text + " ", committed, 3)
+    assert not commitments.matches(1, None, committed, 3)
+    assert not commitments.matches(3, text, committed, 3)  # no secret: erased
+    # Version 4's is personal.commitment's one keyed SHA-384 of jsonb_send's bytes.
+    values = json.loads(text)
+    keyed = personal.commitment(secret, values, version=4)
+    assert commitments.matches(1, canonical.jsonb_text(values), keyed, 4)
+    assert commitments.matches(2, canonical.jsonb_text(values), keyed, 4)
+    assert not commitments.matches(1, canonical.jsonb_text(values), committed, 4)
+    assert not commitments.matches(1, canonical.jsonb_text(values), keyed, 3)
+    assert not commitments.matches(3, canonical.jsonb_text(values), keyed, 4)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("length", [0, 16, 32, 200])
+def test_the_databases_version_4_commitment_is_personal_commitment(length):
+    """side_commitment_sql, which the quick check computes in the database, gives
+    personal.commitment's hex for version 4 (and HMAC-SHA256 of the text for version 3)."""
+    secret = bytes(range(256))[:length]
+    values = {"user_agent": "Løvenskiold/1.0", "ip_address": "192.0.2.7", "evidence": {"n": [1.5, None]}}
+    sql = side_commitment_sql("e", "s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {sql} FROM (SELECT %s::bytea AS s, %s::jsonb AS values) AS side,"
+            " (SELECT unnest(ARRAY[3, 4]) AS hash_version) AS e ORDER BY e.hash_version",
+            [secret, json.dumps(values)],
+        )
+        in_database = [row[0] for row in cursor.fetchall()]
+    assert in_database == [
+        personal.commitment(secret, values, version=3),
+        personal.commitment(secret, values, version=4),
+    ]

@@ -127,7 +127,7 @@ def test_anyone_can_recompute_each_hash_from_the_csv_alone(mixed_ledger, period,
     pdf = make_period_report(tmp_path, *period)
     files = tmp_path / "files"
     rows = events_csv(attachments(pdf, files))
-    assert rows and {row["hash_version"] for row in rows} == {"3"}
+    assert rows and {row["hash_version"] for row in rows} == {"4"}
     recipe = compile(_docs_recipe(), "docs/reports.md", "exec")
     monkeypatch.chdir(files)
     exec(recipe, {})  # the documentation's own code
