@@ -107,7 +107,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
     from django.utils import timezone
 
     from compliance import chain, personal, services
-    from compliance.models import Purpose
+    from compliance.models import IDENTITY_HASH_VERSION, Purpose
 
     rng = random.Random(plan.seed)
     policies = [
@@ -128,7 +128,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
     raw = connection.connection
 
     # Contacts: ids 1..contacts, each with its secret and its first identity event (version 1
-    # of its chain, hash version 2: its identifiers and names apart, committed to).
+    # of its chain, of the current identity hash version: its identifiers and names apart, committed to).
     now = timezone.now()
     secrets: list[bytes] = [b""]  # index: contact id
     with raw.cursor() as cur:
@@ -152,7 +152,7 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                         last_name=last_name,
                     )
                 )
-                personal_hash = personal.commitment(secret, plain, version=2)
+                personal_hash = personal.identity_commitment(secret, plain, version=IDENTITY_HASH_VERSION)
                 values = (
                     n,
                     1,
@@ -171,8 +171,12 @@ def ledger_build(plan: LedgerPlan) -> LedgerBuilt:
                     "",
                     now,
                 )
-                identity_hash = chain.identity_event_hash(chain.GENESIS_HASH, (2, *values, personal_hash))
-                identity_rows.append((n, *values, 2, personal_hash, chain.GENESIS_HASH, identity_hash))
+                identity_hash = chain.identity_event_hash(
+                    chain.GENESIS_HASH, (IDENTITY_HASH_VERSION, *values, personal_hash)
+                )
+                identity_rows.append(
+                    (n, *values, IDENTITY_HASH_VERSION, personal_hash, chain.GENESIS_HASH, identity_hash)
+                )
                 identity_personal_rows.append(
                     (n, email, phone, app_user_id, first_name or "", last_name or "", None)
                 )

@@ -239,7 +239,37 @@ IDENTITY_HASHED_FIELDS = (
 # (their columns stay empty, and hashed); the version comes first and personal_hash (their keyed
 # commitment) last.
 IDENTITY_HASHED_FIELDS_V2 = ("hash_version", *IDENTITY_HASHED_FIELDS, "personal_hash")
-IDENTITY_HASHED_FIELDS_BY_VERSION = {1: IDENTITY_HASHED_FIELDS, 2: IDENTITY_HASHED_FIELDS_V2}
+# Hash version 4 (as the consent events' version 4; identity events have no version 3): the same
+# values as the bytes of `record_send(ROW(prev_hash, hash_version, ..., personal_hash))`.
+IDENTITY_HASHED_FIELDS_V4 = IDENTITY_HASHED_FIELDS_V2
+IDENTITY_HASHED_FIELDS_BY_VERSION = {
+    1: IDENTITY_HASHED_FIELDS,
+    2: IDENTITY_HASHED_FIELDS_V2,
+    4: IDENTITY_HASHED_FIELDS_V4,
+}
+# The PostgreSQL type of each field version 4 hashes, prev_hash first (tests/compliance/
+# test_canonical.py checks them against the table).
+IDENTITY_FIELD_TYPES_V4 = (
+    "varchar",  # prev_hash
+    "int2",  # hash_version
+    "int8",  # contact_id
+    "int4",  # version
+    "varchar",  # kind
+    "varchar",  # email
+    "varchar",  # phone
+    "varchar",  # app_user_id
+    "varchar",  # zoho_id
+    "varchar",  # first_name
+    "varchar",  # last_name
+    "int8",  # other_contact_id
+    "varchar",  # source
+    "inet",  # ip_address
+    "varchar",  # actor
+    "text",  # reason
+    "varchar",  # request_key
+    "timestamptz",  # recorded_at
+    "varchar",  # personal_hash
+)
 IDENTITY_HASHED_COLUMNS = (*IDENTITY_HASHED_FIELDS, "hash_version", "personal_hash")
 _IDENTITY_PICK = {
     version: tuple(IDENTITY_HASHED_COLUMNS.index(name) for name in fields)
@@ -269,7 +299,11 @@ def _identity_item(value: Any) -> str:
 
 
 def identity_event_hash(prev_hash: str, values: tuple[Any, ...]) -> str:
-    """Hash of one identity event from its IDENTITY_HASHED_FIELDS values and its predecessor's hash."""
+    """Hash of one identity event from its IDENTITY_HASHED_FIELDS (or _V2, _V4) values and its
+    predecessor's hash."""
+    if len(values) == len(IDENTITY_HASHED_FIELDS_V4) and values[0] == SEND_VERSION:
+        fields = zip(IDENTITY_FIELD_TYPES_V4, (prev_hash, *values), strict=True)
+        return hashlib.sha256(record_bytes(fields)).hexdigest()
     content = ",".join(_identity_item(value) for value in values)
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
@@ -292,6 +326,10 @@ def identity_event_hash_sql(alias: str) -> str:
     differs from the stored hash, identity_event_hash is the judge."""
     forms = []
     for version, fields in IDENTITY_HASHED_FIELDS_BY_VERSION.items():
+        if version == SEND_VERSION:
+            row = ", ".join(f"{alias}.{name}" for name in ("prev_hash", *fields))
+            forms.append(f"WHEN {version} THEN encode(sha256(record_send(ROW({row}))), 'hex')")
+            continue
         items = []
         for name in fields:
             text = _IDENTITY_TEXT_SQL.get(name, "{col}").replace("{col}", f"{alias}.{name}")
@@ -312,6 +350,7 @@ __all__ = [
     "IDENTITY_HASHED_COLUMNS",
     "IDENTITY_HASHED_FIELDS",
     "IDENTITY_HASHED_FIELDS_V2",
+    "IDENTITY_HASHED_FIELDS_V4",
     "RECORD_VERSION",
     "event_hash",
     "event_hash_of",

@@ -26,8 +26,8 @@ GENESIS_HASH = "0" * 64
 # same values written as PostgreSQL writes a row and a jsonb, 4 their binary forms (record_send,
 # jsonb_send) and a one-call keyed commitment (compliance/canonical.py, compliance/personal.py).
 HASH_VERSION = 4
-# Identity events already have a canonical form PostgreSQL writes cheaply: they stay at 2.
-IDENTITY_HASH_VERSION = 2
+# Identity events follow the same numbering: 2, then 4 (the binary row; no version 3).
+IDENTITY_HASH_VERSION = 4
 
 
 class Contact(models.Model):

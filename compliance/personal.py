@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from compliance.canonical import RECORD_VERSION, SEND_VERSION, jsonb_bytes, jsonb_text
+from compliance.canonical import RECORD_VERSION, SEND_VERSION, jsonb_bytes, jsonb_text, record_bytes
 
 SECRET_BYTES = 32
 
@@ -148,6 +148,31 @@ def event_personal_values(
 IDENTITY_PERSONAL_FIELDS = ("email", "phone", "app_user_id", "first_name", "last_name", "ip_address")
 
 
+# Their PostgreSQL types (IdentityPersonalData's columns), for version 4's commitment.
+IDENTITY_PERSONAL_TYPES = ("varchar", "varchar", "varchar", "varchar", "varchar", "inet")
+
+
 def identity_personal_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """An identity event's personal values (from IDENTITY_PERSONAL_FIELDS), only those present."""
     return {name: values[name] for name in IDENTITY_PERSONAL_FIELDS if values.get(name)}
+
+
+def identity_commitment(secret: bytes | memoryview | None, values: Mapping[str, Any], *, version: int) -> str:
+    """The keyed commitment of an identity event's personal values (identity_personal_values)
+    by its hash version; "" when there are none.
+
+    - Version 4: as a consent event's (keyed SHA-384, its first 32 bytes), over the binary row of
+      the six values in IDENTITY_PERSONAL_FIELDS' order, an absent one as NULL: what PostgreSQL
+      gives for `record_send(ROW(email, phone, ...))` of the side row, blanks as NULL.
+    - Version 2: HMAC-SHA256 of their compact JSON (commitment)."""
+    if not values:
+        return ""
+    if version < SEND_VERSION:
+        return commitment(secret, values, version=version)
+    key = secret_bytes(secret)
+    if key is None:
+        raise ValueError("A commitment needs the contact's secret (was the contact erased?).")
+    row = zip(
+        IDENTITY_PERSONAL_TYPES, (values.get(name) or None for name in IDENTITY_PERSONAL_FIELDS), strict=True
+    )
+    return keyed_digest(key, record_bytes(row))

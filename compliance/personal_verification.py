@@ -57,7 +57,7 @@ def identity_personal_problem(
     identity_event_id: int, hash_version: int, personal_hash: str, secret: Any, values: dict[str, Any]
 ) -> str | None:
     """Why identity event `identity_event_id`'s side row does not match its chained row, or None."""
-    if hash_version != APART_VERSION:
+    if hash_version not in (APART_VERSION, SEND_VERSION):
         return (
             f"identity event {identity_event_id}: personal data kept apart beside an identity event of "
             f"hash version {hash_version}: it was planted"
@@ -68,7 +68,7 @@ def identity_personal_problem(
             "put back outside the ledger"
         )
     plain = personal.identity_personal_values(values)
-    if (personal.commitment(secret, plain, version=hash_version) if plain else "") != personal_hash:
+    if personal.identity_commitment(secret, plain, version=hash_version) != personal_hash:
         return (
             f"identity event {identity_event_id}: its personal data kept apart was tampered with "
             "(the identifiers do not match the commitment in the identity event)"
@@ -301,19 +301,37 @@ def verify_identity_personal(chunk_size: int) -> None:
         stream.close()
 
 
+def identity_side_commitment_sql(event: str, side: str, secret: str) -> str:
+    """The commitment in hex of the identity side row `side` of the identity event aliased `event`
+    under the bytea `secret`, by the event's hash version (personal.identity_commitment): version
+    4's keyed SHA-384 of the row of its six values (blanks as NULL), else HMAC-SHA256 of the
+    canonical JSON (its key padded for each row: only rows written before version 4 take it)."""
+    # (nullif gives a text: cast back to the column's type, which the row's binary form names.)
+    values = ", ".join(
+        f"{side}.{name}" if name == "ip_address" else f"nullif({side}.{name}, '')::varchar"
+        for name in _IDENTITY_FIELDS
+    )
+    text = f"convert_to({_identity_text_sql(side)}, 'UTF8')"
+    hmac = hmac_hex_sql(padded_key_sql(secret, "36"), padded_key_sql(secret, "5c"), text)
+    return (
+        f"CASE {event}.hash_version WHEN {SEND_VERSION}"
+        f" THEN encode(substring(sha384({secret} || record_send(ROW({values}))) from 1 for 32), 'hex')"
+        f" ELSE {hmac} END"
+    )
+
+
 def _identity_doubtful(chunk_size: int) -> list[int]:
     """The identity events whose side row the database does not confirm: it writes each row's
-    canonical text and its HMAC under the contact's secret (compliance/hmac_sql.py), and sends
-    only the ids of the rows whose commitment that is not (an erased contact's, or one of another
-    hash version, included)."""
-    text = f"convert_to({_identity_text_sql('p')}, 'UTF8')"
-    digest = hmac_hex_sql(padded_key_sql("c.secret", "36"), padded_key_sql("c.secret", "5c"), text)
+    commitment under the contact's secret (identity_side_commitment_sql), and sends only the ids
+    of the rows whose commitment that is not (an erased contact's, or one of another hash version,
+    included)."""
+    digest = identity_side_commitment_sql("e", "p", "c.secret")
     with connection.chunked_cursor() as cursor:
         cursor.execute(
             f"SELECT p.identity_event_id FROM {IdentityPersonalData._meta.db_table} p"  # noqa: S608 - _meta names only
             f" JOIN {IdentityEvent._meta.db_table} e ON e.id = p.identity_event_id"
             f" JOIN {Contact._meta.db_table} c ON c.id = e.contact_id"
-            f" WHERE e.hash_version <> {APART_VERSION} OR c.secret IS NULL"
+            f" WHERE e.hash_version NOT IN ({APART_VERSION}, {SEND_VERSION}) OR c.secret IS NULL"
             f" OR ({digest}) IS DISTINCT FROM e.personal_hash"
         )
         return [

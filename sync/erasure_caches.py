@@ -16,11 +16,14 @@ from django.core.cache import cache
 from django.db import transaction
 
 from compliance.services.erasure import contact_erasing
-from sync.duplicates import duplicate_record_cache_key
 from sync.models import CrmLinkRecord
 
 
 def duplicate_records_forget(*, contact_id: int, zoho_id: str | None, **_: Any) -> None:
+    # Imported when an erasure runs, not when the app is ready: sync.duplicates brings the Zoho
+    # client (0.15 s), which every process (verify_ledger, each management command) imported.
+    from sync.duplicates import duplicate_record_cache_key
+
     keys = {
         duplicate_record_cache_key(module, record_id)
         for module, record_id in CrmLinkRecord.objects.filter(contact_id=contact_id).values_list(

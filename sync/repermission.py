@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from sync.zoho import ZohoClient
-from sync.zoho.errors import ZohoPermanentError
+if TYPE_CHECKING:
+    from sync.zoho import ZohoClient
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ def repermission_list_add(
     run: Any, targets: Sequence[Any], *, zoho: ZohoClient | None = None
 ) -> dict[int, str]:
     """Add the targets' addresses to the re-permission list; {target id: error} for those refused."""
+    # The Zoho client imported when a run adds its addresses, not when the app is ready (this
+    # module is imported then): it costs every process 0.15 s to start.
+    from sync.zoho import ZohoClient
+    from sync.zoho.errors import ZohoPermanentError
+
     list_key = settings.ZOHO_REPERMISSION_LIST_KEY
     if not list_key:
         return {t.target_id: "ZOHO_REPERMISSION_LIST_KEY is not set" for t in targets}

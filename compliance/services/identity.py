@@ -125,9 +125,7 @@ def identity_event_next(
         source=context.source,
         zoho_id=values.get("zoho_id"),
         hash_version=IDENTITY_HASH_VERSION,
-        personal_hash=(
-            personal.commitment(contact.secret, plain, version=IDENTITY_HASH_VERSION) if plain else ""
-        ),
+        personal_hash=(personal.identity_commitment(contact.secret, plain, version=IDENTITY_HASH_VERSION)),
         api_client=context.api_client,
         actor_user=context.actor_user,  # type: ignore[misc]
         actor=context.actor,

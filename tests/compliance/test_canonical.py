@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from compliance import canonical, chain
-from compliance.models import ConsentEvent
+from compliance import canonical, chain, personal
+from compliance.models import ConsentEvent, IdentityEvent, IdentityPersonalData
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.ledger]
 
@@ -138,19 +138,24 @@ def test_a_rows_binary_form_is_written_as_postgresql_sends_it(
     assert canonical.jsonb_bytes(value) == database_bytes("SELECT jsonb_send(%s::jsonb)", [json.dumps(value)])
 
 
-def test_version_4_names_each_field_by_its_columns_type():
-    columns = ("prev_hash", *chain.EVENT_HASHED_FIELDS_V4)
-    names = [ConsentEvent._meta.get_field(name).column for name in columns]
+@pytest.mark.parametrize(
+    ("model", "fields", "types"),
+    [
+        (ConsentEvent, ("prev_hash", *chain.EVENT_HASHED_FIELDS_V4), chain.EVENT_FIELD_TYPES_V4),
+        (IdentityEvent, ("prev_hash", *chain.IDENTITY_HASHED_FIELDS_V4), chain.IDENTITY_FIELD_TYPES_V4),
+        (IdentityPersonalData, personal.IDENTITY_PERSONAL_FIELDS, personal.IDENTITY_PERSONAL_TYPES),
+    ],
+)
+def test_version_4_names_each_field_by_its_columns_type(model, fields, types):
+    names = [model._meta.get_field(name).column for name in fields]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT attname, atttypid FROM pg_attribute"
             " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [ConsentEvent._meta.db_table],
+            [model._meta.db_table],
         )
         oids = dict(cursor.fetchall())
-    assert [oids[name] for name in names] == [
-        canonical.TYPE_OIDS[kind] for kind in chain.EVENT_FIELD_TYPES_V4
-    ]
+    assert [oids[name] for name in names] == [canonical.TYPE_OIDS[kind] for kind in types]
 
 
 def test_the_binary_form_tells_values_apart_and_refuses_what_it_cannot_write():

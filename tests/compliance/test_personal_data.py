@@ -12,7 +12,14 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from compliance import canonical, chain, personal, services
+from compliance import (
+    canonical,
+    chain,
+    identity_verification,
+    personal,
+    personal_verification,
+    services,
+)
 from compliance.models import (
     ConsentEvent,
     ConsentState,
@@ -72,9 +79,22 @@ def test_events_hold_commitments_and_the_side_tables_the_values(decide):
     identity = IdentityEvent.objects.select_related("personal").get()
     assert (identity.shown_email, identity.shown_first_name) == (EMAIL, NAME)
     # (The IP address the identifiers came from is the person's too.)
-    assert identity.personal_hash == personal.commitment(
-        contact.secret, {"email": EMAIL, "first_name": NAME, "ip_address": IP}, version=2
+    assert identity.personal_hash == personal.identity_commitment(
+        contact.secret, {"email": EMAIL, "first_name": NAME, "ip_address": IP}, version=4
     )
+    # Identity hash version 4's commitment, written out: SHA-384 of the secret then the binary row
+    # (email, phone, app_user_id, first_name, last_name, ip_address), absent values as NULL.
+    row = canonical.record_bytes(
+        [
+            ("varchar", EMAIL),
+            ("varchar", None),
+            ("varchar", None),
+            ("varchar", NAME),
+            ("varchar", None),
+            ("inet", IP),
+        ]
+    )
+    assert identity.personal_hash == hashlib.sha384(bytes(contact.secret) + row).hexdigest()[:64]
     # Another secret commits the same values differently: a guess cannot be tested without it.
     assert (
         personal.commitment(personal.new_secret(), stored.personal.values, version=4) != stored.personal_hash
@@ -228,3 +248,57 @@ def test_the_parallel_verifier_gives_the_serial_verdict_on_every_hash_version(de
         and f"event {apart.pk}: its personal data kept apart was tampered with" in serial.problem
     )
     assert parallel == serial
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_identity_events_of_version_2_still_verify_beside_version_4(decide, monkeypatch):
+    # given a contact whose identity chain holds versions 4, 2 and 4 (the middle one written as
+    # the ledger wrote identity events before version 4)
+    from compliance.services import identity as identity_service
+    from tests.compliance.test_verify_ledger import behind_the_triggers
+
+    _record(decide)
+    contact = Contact.objects.get()
+    context = identity_service.identity_context(source="web_portal", ip_address=IP)
+    with monkeypatch.context() as patched:
+        patched.setattr(identity_service, "IDENTITY_HASH_VERSION", 2)
+        contact.phone = "+4915100000001"
+        legacy = identity_service.identity_append(contact, kind="updated", context=context, changed=["phone"])
+    contact.email = "second.address@example.org"
+    identity_service.identity_append(contact, kind="updated", context=context, changed=["email"])
+    events = list(IdentityEvent.objects.order_by("version"))
+    assert [e.hash_version for e in events] == [4, 2, 4]
+    assert legacy.personal_hash == personal.commitment(
+        contact.secret,
+        {"email": EMAIL, "phone": "+4915100000001", "first_name": NAME, "ip_address": IP},
+        version=2,
+    )
+
+    # then the database and Python agree on every hash, and both passes verify
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT hash = {chain.identity_event_hash_sql('e')} FROM compliance_identityevent e")
+        assert [ok for (ok,) in cursor.fetchall()] == [True] * 3
+    # (the database confirms every chain and side row itself: none is left for Python to judge)
+    assert identity_verification._identity_intact_in_database() == 3
+    assert personal_verification._identity_doubtful(100) == []
+    serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+    assert serial.ok and parallel == serial, serial.summary()
+
+    # and a changed value kept apart is named, in either version
+    for event in (legacy, events[0]):  # (not the newest, whose values the contact row must also hold)
+        behind_the_triggers(
+            (
+                "UPDATE compliance_identitypersonaldata SET first_name = 'Someone' WHERE identity_event_id = %s",
+                [event.pk],
+            )
+        )
+        serial, parallel = ledger_verify(workers=1), ledger_verify(workers=2)
+        assert f"identity event {event.pk}: its personal data kept apart was tampered with" in serial.problem
+        assert parallel == serial
+        behind_the_triggers(
+            (
+                "UPDATE compliance_identitypersonaldata SET first_name = %s WHERE identity_event_id = %s",
+                [NAME, event.pk],
+            )
+        )

@@ -17,9 +17,11 @@ from compliance import canonical, ledger_guard, personal, services
 from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
 from compliance.models import Contact, EventPersonalData, IdentityEvent, IdentityPersonalData
 from compliance.personal_verification import (
+    _IDENTITY_FIELDS,
     ShareCommitments,
     _event_text_sql,
     _identity_text_sql,
+    identity_side_commitment_sql,
     side_commitment_sql,
 )
 from compliance.services import ConsentDecision, ContactIdentity
@@ -249,4 +251,37 @@ def test_the_databases_version_4_commitment_is_personal_commitment(length):
     assert in_database == [
         personal.commitment(secret, values, version=3),
         personal.commitment(secret, values, version=4),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"email": "a@example.org", "first_name": "Ana", "ip_address": "192.0.2.7"},
+        {"email": "b@example.org", "phone": "+4915100000002", "app_user_id": "u-9", "last_name": "Łódź"},
+        {"phone": "+4915100000003", "ip_address": "2001:db8::7"},
+    ],
+)
+def test_the_databases_identity_commitment_is_personal_identity_commitment(values):
+    """identity_side_commitment_sql, which the identity rows' pass computes in the database, gives
+    personal.identity_commitment's hex for versions 2 and 4 (blanks and NULLs both absent)."""
+    secret = personal.new_secret()
+    row = {
+        name: values.get(name, "" if name in ("first_name", "last_name") else None)
+        for name in _IDENTITY_FIELDS
+    }
+    sql = identity_side_commitment_sql("e", "p", "s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {sql} FROM (SELECT %s::bytea AS s) AS given,"
+            " (SELECT %s::varchar AS email, %s::varchar AS phone, %s::varchar AS app_user_id,"
+            " %s::varchar AS first_name, %s::varchar AS last_name, %s::inet AS ip_address) AS p,"
+            " (SELECT unnest(ARRAY[2, 4]) AS hash_version) AS e ORDER BY e.hash_version",
+            [secret, *(row[name] for name in _IDENTITY_FIELDS)],
+        )
+        in_database = [found for (found,) in cursor.fetchall()]
+    assert in_database == [
+        personal.identity_commitment(secret, values, version=2),
+        personal.identity_commitment(secret, values, version=4),
     ]
