@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import connection
 
-from compliance import chain
+from compliance import canonical, chain
 from compliance.link_digest import link_digest_sql, new_key
 from compliance.models import Contact, IdentityEvent, IdentityPersonalData
 
@@ -28,15 +28,20 @@ SNAPSHOT_FIELDS = chain.IDENTITY_HASHED_FIELDS[_IDENTITY_SNAPSHOT]
 _APART = tuple(name for name in SNAPSHOT_FIELDS if name != "zoho_id")
 
 
-def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
+def verify_identity(counters: dict[str, int], chunk_size: int) -> bool:
     """Every contact's identity chain (per contact: version + 1, previous hash, its own hash),
     and every contact row against its chain: the version it records, and the identifiers of
     the newest event. A contact without identity events, or whose identifiers differ from its
-    newest one, had them changed outside the ledger (or its events deleted)."""
+    newest one, had them changed outside the ledger (or its events deleted).
+
+    True when the database has also confirmed every side row's commitment (the identity events'
+    personal data apart): then `personal_verification.verify_identity_personal` has nothing left
+    to check."""
     intact = _identity_intact_in_database()
     if intact is not None:
-        counters["identity_events"] += intact
-        return
+        count, sides_confirmed = intact
+        counters["identity_events"] += count
+        return sides_confirmed
     names = ("id", "hash", "prev_hash", *chain.IDENTITY_HASHED_COLUMNS)
     apart = tuple(f"personal__{name}" for name in _APART)
     # Chain by chain (the chain-version index's order, which PostgreSQL reads without sorting).
@@ -59,22 +64,32 @@ def verify_identity(counters: dict[str, int], chunk_size: int) -> None:
         _check_contacts_against_identity(heads, contacts)
     finally:
         contacts.close()
+    return False
 
 
-def _identity_intact_in_database() -> int | None:
-    """On PostgreSQL (in UTC), the identity checks as two aggregates that return counts and sums,
-    not rows: the number of identity events when every check passes, else None (and when the
+def _identity_intact_in_database() -> tuple[int, bool] | None:
+    """On PostgreSQL (in UTC), the identity checks as one aggregate over the identity events that
+    returns counts and sums, not rows: (the number of identity events, whether every side row's
+    commitment is confirmed too) when every check of the chains passes, else None (and when the
     database cannot tell), for the row-by-row pass to name the first broken point.
 
-    Each event's hash is recomputed; the links are checked without sorting the chains, as the
-    consent chains' quick check does (compliance/chain_fingerprint.py): every event offers a place
-    to its successor at (contact, version + 1, its hash), every event after the first points back
-    at (contact, version, previous hash), the first holds the genesis hash, and every contact
-    points at its head, the event of the version it records, whose identifiers it must hold. The
-    places and the pointers balance (a keyed digest summed) exactly when each contact's chain is
-    whole, gapless and ends at the version the contact records."""
+    Each event's hash is recomputed; the links are checked without sorting the chains: every
+    event offers a place to its successor at (contact, version + 1, its hash), every event after
+    the first points back at (contact, version, previous hash), the first holds the genesis hash,
+    and every contact points at its head, the event of the version it records, whose identifiers
+    it must hold. The places and the pointers balance (a keyed digest summed, compliance/
+    link_digest.py) exactly when each contact's chain is whole, gapless and ends at the version
+    the contact records; every contact must have its head. Each event is read once with its side
+    row and its contact, so the side rows' commitments are confirmed in the same pass
+    (`personal_verification.identity_side_commitment_sql`)."""
     if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
         return None
+    # (Imported here: personal_verification imports Broken from this module.)
+    from compliance.personal_verification import (
+        APART_VERSION,
+        identity_side_commitment_sql,
+    )
+
     events = IdentityEvent._meta.db_table
     contacts = Contact._meta.db_table
     personal = IdentityPersonalData._meta.db_table
@@ -90,29 +105,29 @@ def _identity_intact_in_database() -> int | None:
     pointer = link_digest_sql("e.contact_id", "0", "e.version", "e.prev_hash")
     place = link_digest_sql("e.contact_id", "0", "e.version + 1", "e.hash")
     head = link_digest_sql("c.id", "0", "c.identity_version + 1", "e.hash")
+    committed = identity_side_commitment_sql("e", "p", "c.secret")
+    is_head = "e.version = c.identity_version"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*),"  # noqa: S608 - _meta names and fixed SQL only
             f" count(*) FILTER (WHERE {chain.identity_event_hash_sql('e')} IS DISTINCT FROM e.hash"
             " OR (e.version = 1 AND e.prev_hash <> %(genesis)s)),"
             f" coalesce(sum({pointer}) FILTER (WHERE e.version > 1), 0) - coalesce(sum({place}), 0)"
-            f" FROM {events} e",
+            f" + coalesce(sum({head}) FILTER (WHERE {is_head}), 0),"
+            f" count(*) FILTER (WHERE {is_head}),"
+            f" count(*) FILTER (WHERE {is_head} AND ({differs})),"
+            " count(*) FILTER (WHERE p.identity_event_id IS NOT NULL AND (c.secret IS NULL"
+            f" OR e.hash_version NOT IN ({APART_VERSION}, {canonical.SEND_VERSION})"
+            f" OR ({committed}) IS DISTINCT FROM e.personal_hash)),"
+            f" (SELECT count(*) FROM {contacts})"
+            f" FROM {events} e LEFT JOIN {personal} p ON p.identity_event_id = e.id"
+            f" LEFT JOIN {contacts} c ON c.id = e.contact_id",
             params,
         )
-        count, unconfirmed, links = cursor.fetchone()
-        if unconfirmed:
-            return None
-        # Every contact against the event of the version it records: there, and holding its identifiers.
-        cursor.execute(
-            f"SELECT count(*) FILTER (WHERE e.id IS NULL OR {differs}),"  # noqa: S608 - _meta names only
-            f" coalesce(sum({head}) FILTER (WHERE e.id IS NOT NULL), 0)"
-            f" FROM {contacts} c"
-            f" LEFT JOIN {events} e ON e.contact_id = c.id AND e.version = c.identity_version"
-            f" LEFT JOIN {personal} p ON p.identity_event_id = e.id",
-            params,
-        )
-        mismatched, heads = cursor.fetchone()
-    return None if mismatched or links + heads != 0 else int(count)
+        count, unconfirmed, links, heads, mismatched, doubtful, contacts_count = cursor.fetchone()
+    if unconfirmed or links != 0 or mismatched or heads != contacts_count:
+        return None
+    return int(count), not doubtful
 
 
 def _check_identity_chains(

@@ -97,8 +97,8 @@ def ledger_verify(
                 heads = _verify_events_and_seals(counters, chunk_size)
                 _verify_states(heads)
                 counters["chains"] = len(heads)
-                _verify_identity(counters, chunk_size)
-                verify_identity_personal(chunk_size)
+                if not _verify_identity(counters, chunk_size):
+                    verify_identity_personal(chunk_size)
             if seal_log is not None:
                 seal_log_verify(seal_log)
     except _Broken as broken:
@@ -332,8 +332,8 @@ def _verify_in_parallel(counters: dict[str, int], chunk_size: int, workers: int)
         identity_counters = {"identity_events": 0}
         identity_problem: _Broken | None = None
         try:
-            _verify_identity(identity_counters, chunk_size)
-            verify_identity_personal(chunk_size)
+            if not _verify_identity(identity_counters, chunk_size):
+                verify_identity_personal(chunk_size)
         except _Broken as broken:
             identity_problem = broken
         results = chain_fingerprint.vouched(quick.answers())
