@@ -186,9 +186,13 @@ def instant_microseconds(value: datetime) -> int:
     return (value - _POSTGRES_EPOCH) // _MICROSECOND
 
 
+# jsonb_send's first byte: the format's version.
+JSONB_FORMAT = b"\x01"
+
+
 def jsonb_bytes(value: Any) -> bytes:
     """jsonb_send: the format's version (1), then the jsonb's text."""
-    return b"\x01" + jsonb_text(value).encode()
+    return JSONB_FORMAT + jsonb_text(value).encode()
 
 
 def inet_bytes(value: str) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any
 from django.db import connection
 
 from compliance import chain, personal
-from compliance.canonical import SEND_VERSION
+from compliance.canonical import JSONB_FORMAT, SEND_VERSION
 from compliance.hmac_sql import hmac_hex_sql, padded_key_sql
 from compliance.identity_verification import Broken
 from compliance.models import ConsentEvent, Contact, EventPersonalData, IdentityEvent, IdentityPersonalData
@@ -98,7 +98,7 @@ class ShareCommitments:
             secret = self._secrets.get(contact_id)
             if secret is None:
                 return False
-            committed = personal.keyed_digest(bytes(secret), b"\x01" + text.encode())
+            committed = personal.keyed_digest(bytes(secret), JSONB_FORMAT + text.encode())
             return hmac.compare_digest(committed, personal_hash)
         states = self._states.get(contact_id)
         if states is None:
