@@ -41,9 +41,11 @@ The database (bench_pages or `--database`, dropped and recreated by a build) hol
 
 Then the app runs under `gunicorn config.wsgi -w 2` (DEBUG=false, cache in Redis db 9 or
 BENCH_PAGES_CACHE_URL, port 8790 or BENCH_PAGES_PORT) and this process, with httpx, signs
-each role in and requests every page: first sequentially from one client (`--warmup` requests
-per page, then `--requests` timed), then from 4 concurrent clients (each its own session,
-`--requests` each, all starting together). A latency is the client's: from sending the request
+each role in and requests every page, and the read API's look-ups of a contact by email, phone
+and app user id (`GET /api/v1/contacts`, each client with the key of an API client of its own
+that may read contacts): first sequentially from one client (`--warmup` requests per page, then
+`--requests` timed), then from 4 concurrent clients (each its own session or key, `--requests`
+each, all starting together). A latency is the client's: from sending the request
 to having read the whole answer. The load generator, gunicorn and PostgreSQL share the
 machine's cores. The sync health page counts the calls of the 24 hours before *now*: measured
 long after a build, it sees fewer (the script says how many). Before measuring, the script runs
@@ -81,8 +83,12 @@ CACHE_URL = os.environ.get("BENCH_PAGES_CACHE_URL", "redis://127.0.0.1:6379/9")
 PORT = int(os.environ.get("BENCH_PAGES_PORT", "8790"))
 PASSWORD = "bench-pages-pass"
 OFFICER, ADMIN, AUDITOR = "olivia-officer", "ada-admin", "aldo-auditor"
+# A system calling the read API (GET /api/v1/contacts) with a key of contacts:read: each client
+# of it (the sequential one, each concurrent one) an API client of its own, as several systems.
+API_READER = "api:contacts-read"
+API_READER_PREFIX = "bench-pages-reader-"
 CONCURRENT_CLIENTS = 4
-USERS = (OFFICER, ADMIN, AUDITOR)
+USERS = (OFFICER, ADMIN, AUDITOR, API_READER)
 
 FIRST_NAMES = [
     "Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hannah", "Ida", "Jonas", "Karl", "Lena",
@@ -890,6 +896,8 @@ def pages_to_measure() -> list[Page]:
     phone = Contact.objects.filter(pk__gt=typical.pk, phone__isnull=False).order_by("pk").first()
     assert phone is not None and phone.phone
     spaced_phone = f"{phone.phone[:3]} {phone.phone[3:6]} {phone.phone[6:]}"
+    app_user = Contact.objects.filter(pk__gt=typical.pk, app_user_id__isnull=False).order_by("pk").first()
+    assert app_user is not None and app_user.app_user_id
     detail = (
         Alert.objects.filter(discrepancy__status="open")
         .order_by("-id")
@@ -926,6 +934,14 @@ def pages_to_measure() -> list[Page]:
         Page("overview (home): admin", ADMIN, "/"),
         Page("search: email", OFFICER, "/contacts/?" + urlencode({"q": typical.email})),
         Page("search: phone", OFFICER, "/contacts/?" + urlencode({"q": spaced_phone})),
+        Page("search: app user id", OFFICER, "/contacts/?" + urlencode({"q": app_user.app_user_id})),
+        Page("api look-up: email", API_READER, "/api/v1/contacts?" + urlencode({"email": typical.email})),
+        Page("api look-up: phone", API_READER, "/api/v1/contacts?" + urlencode({"phone": spaced_phone})),
+        Page(
+            "api look-up: app user id",
+            API_READER,
+            "/api/v1/contacts?" + urlencode({"app_user_id": app_user.app_user_id}),
+        ),
         Page(
             "search: partial name", OFFICER, "/contacts/?" + urlencode({"q": typical.last_name[1:6].lower()})
         ),
@@ -995,6 +1011,9 @@ _sessions = itertools.count()
 
 def signed_in(base: str, username: str) -> Any:
     import httpx
+
+    if username == API_READER:
+        return httpx.Client(base_url=base, timeout=120, headers=api_reader_headers())
     from django.contrib.auth import get_user_model
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -1021,6 +1040,24 @@ def signed_in(base: str, username: str) -> Any:
     if device is not None:
         second_factor(client, base, device)
     return client
+
+
+def api_reader_headers() -> dict[str, str]:
+    """The Authorization header of a new API client that may read contacts (contacts:read)."""
+    from compliance.models import ApiClient
+    from compliance.services import api_client_create
+
+    _client, key = api_client_create(
+        name=f"{API_READER_PREFIX}{next(_sessions)}", sources=(), scopes=(ApiClient.Scope.CONTACTS_READ,)
+    )
+    return {"Authorization": f"Bearer {key}"}
+
+
+def api_readers_forgotten() -> None:
+    """The API clients of an earlier run gone (a key is shown once: each run makes its own)."""
+    from compliance.models import ApiClient
+
+    ApiClient.objects.filter(name__startswith=API_READER_PREFIX).delete()
 
 
 def second_factor(client: Any, base: str, device: Any) -> None:
@@ -1059,6 +1096,8 @@ def summary(latencies: list[float]) -> str:
 
 
 def what_it_shows(text: str) -> str:
+    if text.startswith("["):  # the API's list of contacts found
+        return f" ({len(json.loads(text))} found)"
     found = re.search(r"(\d+) contacts? match", text) or re.search(r"newest first, (\d+) event", text)
     return f" ({found.group(0)})" if found else ""
 
@@ -1168,6 +1207,7 @@ class ClockBeat(threading.Thread):
 def serve_and_measure(requests: int, warmup: int) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     beat_tallies()
+    api_readers_forgotten()
     pages = pages_to_measure()
     env = _common.bench_env(DB, CACHE_URL=CACHE_URL)
     beat = ClockBeat()
@@ -1197,6 +1237,8 @@ def in_process_client(username: str) -> Any:
 
     from compliance.logins import second_factor_required
 
+    if username == API_READER:
+        return Client(headers=api_reader_headers())
     user = get_user_model().objects.get(username=username)
     client = Client()
     client.force_login(user)
