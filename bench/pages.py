@@ -1007,6 +1007,7 @@ def pages_to_measure() -> list[Page]:
 
 
 _sessions = itertools.count()
+RUN = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def signed_in(base: str, username: str) -> Any:
@@ -1048,16 +1049,19 @@ def api_reader_headers() -> dict[str, str]:
     from compliance.services import api_client_create
 
     _client, key = api_client_create(
-        name=f"{API_READER_PREFIX}{next(_sessions)}", sources=(), scopes=(ApiClient.Scope.CONTACTS_READ,)
+        name=f"{API_READER_PREFIX}{RUN}-{next(_sessions)}",
+        sources=(),
+        scopes=(ApiClient.Scope.CONTACTS_READ,),
     )
     return {"Authorization": f"Bearer {key}"}
 
 
-def api_readers_forgotten() -> None:
-    """The API clients of an earlier run gone (a key is shown once: each run makes its own)."""
+def api_readers_retired() -> None:
+    """The API clients of earlier runs switched off (a key is shown once: each run makes its own;
+    the access log keeps naming the old ones)."""
     from compliance.models import ApiClient
 
-    ApiClient.objects.filter(name__startswith=API_READER_PREFIX).delete()
+    ApiClient.objects.filter(name__startswith=API_READER_PREFIX, is_active=True).update(is_active=False)
 
 
 def second_factor(client: Any, base: str, device: Any) -> None:
@@ -1207,7 +1211,7 @@ class ClockBeat(threading.Thread):
 def serve_and_measure(requests: int, warmup: int) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     beat_tallies()
-    api_readers_forgotten()
+    api_readers_retired()
     pages = pages_to_measure()
     env = _common.bench_env(DB, CACHE_URL=CACHE_URL)
     beat = ClockBeat()
