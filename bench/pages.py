@@ -1057,11 +1057,13 @@ def api_reader_headers() -> dict[str, str]:
 
 
 def api_readers_retired() -> None:
-    """The API clients of earlier runs switched off (a key is shown once: each run makes its own;
-    the access log keeps naming the old ones)."""
+    """The API clients of earlier runs revoked (a key is shown once: each run makes its own; the
+    access log keeps naming the old ones)."""
     from compliance.models import ApiClient
+    from compliance.services import api_client_revoke
 
-    ApiClient.objects.filter(name__startswith=API_READER_PREFIX, is_active=True).update(is_active=False)
+    for client in ApiClient.objects.filter(name__startswith=API_READER_PREFIX, is_active=True):
+        api_client_revoke(client=client)
 
 
 def second_factor(client: Any, base: str, device: Any) -> None:
