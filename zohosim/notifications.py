@@ -89,7 +89,10 @@ class Notifier:
             self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10) as http:
+        # Each callback on a connection of its own, closed after its answer: no idle keep-alive
+        # connection held open to the receiver, whose request thread (and its database
+        # connection) would wait on it for as long as this thread lives.
+        with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:
             while True:
                 item = self._queue.get()
                 status: int | None = None
