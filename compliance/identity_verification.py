@@ -11,7 +11,6 @@ from typing import Any
 from django.db import connection
 
 from compliance import canonical, chain
-from compliance.link_digest import link_digest_sql, new_key
 from compliance.models import Contact, IdentityEvent, IdentityPersonalData
 
 
@@ -68,20 +67,19 @@ def verify_identity(counters: dict[str, int], chunk_size: int) -> bool:
 
 
 def _identity_intact_in_database() -> tuple[int, bool] | None:
-    """On PostgreSQL (in UTC), the identity checks as one aggregate over the identity events that
-    returns counts and sums, not rows: (the number of identity events, whether every side row's
-    commitment is confirmed too) when every check of the chains passes, else None (and when the
-    database cannot tell), for the row-by-row pass to name the first broken point.
+    """On PostgreSQL (in UTC), the identity checks as one statement that returns counts, not
+    rows: (the number of identity events, whether every side row's commitment is confirmed too)
+    when every check of the chains passes, else None (and when the database cannot tell), for the
+    row-by-row pass to name the first broken point.
 
-    Each event's hash is recomputed; the links are checked without sorting the chains: every
-    event offers a place to its successor at (contact, version + 1, its hash), every event after
-    the first points back at (contact, version, previous hash), the first holds the genesis hash,
-    and every contact points at its head, the event of the version it records, whose identifiers
-    it must hold. The places and the pointers balance (a keyed digest summed, compliance/
-    link_digest.py) exactly when each contact's chain is whole, gapless and ends at the version
-    the contact records; every contact must have its head. Each event is read once with its side
-    row and its contact, so the side rows' commitments are confirmed in the same pass
-    (`personal_verification.identity_side_commitment_sql`)."""
+    Two aggregates in one snapshot. The events in id order, each read once with its side row and
+    its contact: each event's hash is recomputed, its side row's commitment confirmed
+    (`personal_verification.identity_side_commitment_sql`), and the head (the event of the version
+    its contact records) must hold the contact's identifiers. The events along their chains (the
+    chain-version index's order, `lag()` and `lead()`, as `chain_fingerprint` checks the consent
+    chains): the first of each has version 1 and the genesis hash before it, each next one the
+    version after and the hash of the one before, and the last one is the version its contact
+    records; every contact has one chain. Exact, with no key and no odds."""
     if connection.vendor != "postgresql" or connection.timezone_name != "UTC":
         return None
     # (Imported here: personal_verification imports Broken from this module.)
@@ -101,31 +99,44 @@ def _identity_intact_in_database() -> tuple[int, bool] | None:
         return f"CASE e.hash_version WHEN 1 THEN e.{name} ELSE {apart} END"
 
     differs = " OR ".join(f"{held(name)} IS DISTINCT FROM c.{name}" for name in SNAPSHOT_FIELDS)
-    params: dict[str, bytes | str] = {"key": new_key(), "genesis": chain.GENESIS_HASH}
-    pointer = link_digest_sql("e.contact_id", "0", "e.version", "e.prev_hash")
-    place = link_digest_sql("e.contact_id", "0", "e.version + 1", "e.hash")
-    head = link_digest_sql("c.id", "0", "c.identity_version + 1", "e.hash")
     committed = identity_side_commitment_sql("e", "p", "c.secret")
     is_head = "e.version = c.identity_version"
+    contents = (
+        "SELECT count(*) AS events,"  # noqa: S608 - _meta names and fixed SQL only
+        f" count(*) FILTER (WHERE {chain.identity_event_hash_sql('e')} IS DISTINCT FROM e.hash) AS altered,"
+        f" count(*) FILTER (WHERE {is_head}) AS heads,"
+        f" count(*) FILTER (WHERE {is_head} AND ({differs})) AS mismatched,"
+        " count(*) FILTER (WHERE p.identity_event_id IS NOT NULL AND (c.secret IS NULL"
+        f" OR e.hash_version NOT IN ({APART_VERSION}, {canonical.SEND_VERSION})"
+        f" OR ({committed}) IS DISTINCT FROM e.personal_hash)) AS doubtful"
+        f" FROM {events} e LEFT JOIN {personal} p ON p.identity_event_id = e.id"
+        f" LEFT JOIN {contacts} c ON c.id = e.contact_id"
+    )
+    # A chain's last event meets its contact only if it is the version the contact records.
+    chains = (
+        "SELECT count(*) AS links,"  # noqa: S608 - _meta names and fixed SQL only
+        " count(*) FILTER (WHERE x.version <> coalesce(x.before_version, 0) + 1"
+        " OR x.prev_hash <> coalesce(x.before_hash, %(genesis)s)) AS unchained,"
+        " count(*) FILTER (WHERE x.after_version IS NULL) AS chains,"
+        " count(c.id) AS ends"
+        " FROM (SELECT e.contact_id, e.version, e.hash, e.prev_hash,"
+        " lag(e.version) OVER chain AS before_version, lag(e.hash) OVER chain AS before_hash,"
+        " lead(e.version) OVER chain AS after_version"
+        f" FROM {events} e WINDOW chain AS (PARTITION BY e.contact_id ORDER BY e.version)) x"
+        f" LEFT JOIN {contacts} c ON c.id = x.contact_id AND x.after_version IS NULL"
+        " AND c.identity_version = x.version"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*),"  # noqa: S608 - _meta names and fixed SQL only
-            f" count(*) FILTER (WHERE {chain.identity_event_hash_sql('e')} IS DISTINCT FROM e.hash"
-            " OR (e.version = 1 AND e.prev_hash <> %(genesis)s)),"
-            f" coalesce(sum({pointer}) FILTER (WHERE e.version > 1), 0) - coalesce(sum({place}), 0)"
-            f" + coalesce(sum({head}) FILTER (WHERE {is_head}), 0),"
-            f" count(*) FILTER (WHERE {is_head}),"
-            f" count(*) FILTER (WHERE {is_head} AND ({differs})),"
-            " count(*) FILTER (WHERE p.identity_event_id IS NOT NULL AND (c.secret IS NULL"
-            f" OR e.hash_version NOT IN ({APART_VERSION}, {canonical.SEND_VERSION})"
-            f" OR ({committed}) IS DISTINCT FROM e.personal_hash)),"
-            f" (SELECT count(*) FROM {contacts})"
-            f" FROM {events} e LEFT JOIN {personal} p ON p.identity_event_id = e.id"
-            f" LEFT JOIN {contacts} c ON c.id = e.contact_id",
-            params,
+            f"SELECT a.*, b.*, (SELECT count(*) FROM {contacts}) FROM ({contents}) a CROSS JOIN ({chains}) b",  # noqa: S608
+            {"genesis": chain.GENESIS_HASH},
         )
-        count, unconfirmed, links, heads, mismatched, doubtful, contacts_count = cursor.fetchone()
-    if unconfirmed or links != 0 or mismatched or heads != contacts_count:
+        count, altered, heads, mismatched, doubtful, links, unchained, chain_count, ends, contacts_count = (
+            cursor.fetchone()
+        )
+    if altered or mismatched or unchained or links != count:
+        return None
+    if not heads == chain_count == ends == contacts_count:
         return None
     return int(count), not doubtful
 
