@@ -197,6 +197,31 @@ def _event_column(name: str) -> str:
     return str(field.column)
 
 
+def chain_links_sql(table: str, chain_columns: tuple[str, ...], where: str = "true") -> str:
+    """A subquery `x` over the events of `table` (matching `where`, on alias `e`) along their
+    chains, each chain keyed by `chain_columns` and ordered by version (the chain-version index's
+    order): each event's chain columns, version, hash and prev_hash, with the version and hash of
+    the event before it in its chain (`before_version`, `before_hash`) and the version of the one
+    after (`after_version`, NULL for a chain's last event). CHAIN_BROKEN_SQL says which do not
+    follow."""
+    keys = ", ".join(f"e.{column}" for column in chain_columns)
+    return (
+        f"(SELECT {keys}, e.version, e.hash, e.prev_hash,"  # noqa: S608 - _meta names and fixed SQL only
+        " lag(e.version) OVER chain AS before_version, lag(e.hash) OVER chain AS before_hash,"
+        " lead(e.version) OVER chain AS after_version"
+        f" FROM {table} e WHERE {where} WINDOW chain AS (PARTITION BY {keys} ORDER BY e.version)) x"
+    )
+
+
+# Over chain_links_sql's rows: an event that does not follow the one before it in its chain (the
+# first of a chain has version 1 and the genesis hash before it, each next one the version after
+# and the hash of the one before).
+CHAIN_BROKEN_SQL = (
+    "x.version <> coalesce(x.before_version, 0) + 1"
+    f" OR x.prev_hash <> coalesce(x.before_hash, '{GENESIS_HASH}')"
+)
+
+
 def seal_hash(
     *,
     sequence: int,
@@ -340,6 +365,7 @@ def identity_event_hash_sql(alias: str) -> str:
 
 
 __all__ = [
+    "CHAIN_BROKEN_SQL",
     "EVENT_HASHED_COLUMNS",
     "EVENT_HASHED_FIELDS",
     "EVENT_HASHED_FIELDS_V2",
@@ -352,6 +378,7 @@ __all__ = [
     "IDENTITY_HASHED_FIELDS_V2",
     "IDENTITY_HASHED_FIELDS_V4",
     "RECORD_VERSION",
+    "chain_links_sql",
     "event_hash",
     "event_hash_of",
     "event_hash_sql",

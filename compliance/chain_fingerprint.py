@@ -138,16 +138,11 @@ def _chains_sql(contacts: Bounds) -> str:
     states = ConsentState._meta.db_table
     return (
         "SELECT count(x.version),"  # noqa: S608 - _meta names and fixed SQL only
-        " count(*) FILTER (WHERE x.version <> coalesce(x.before_version, 0) + 1"
-        f" OR x.prev_hash <> coalesce(x.before_hash, '{chain.GENESIS_HASH}')),"
+        f" count(*) FILTER (WHERE {chain.CHAIN_BROKEN_SQL}),"
         " count(*) FILTER (WHERE x.version = 1),"
         " count(*) FILTER (WHERE x.after_version IS NULL AND s.head_hash = x.hash),"
         " count(s.contact_id)"
-        " FROM (SELECT e.contact_id, e.purpose_id, e.version, e.hash, e.prev_hash,"
-        " lag(e.version) OVER chain AS before_version, lag(e.hash) OVER chain AS before_hash,"
-        " lead(e.version) OVER chain AS after_version"
-        f" FROM {events} e WHERE {_in_range('e.contact_id', contacts)}"
-        " WINDOW chain AS (PARTITION BY e.contact_id, e.purpose_id ORDER BY e.version)) x"
+        f" FROM {chain.chain_links_sql(events, ('contact_id', 'purpose_id'), _in_range('e.contact_id', contacts))}"
         f" FULL JOIN (SELECT contact_id, purpose_id, version, head_hash FROM {states}"
         f" WHERE version > 0 AND {_in_range('contact_id', contacts)}) s"
         " ON s.contact_id = x.contact_id AND s.purpose_id = x.purpose_id AND s.version = x.version"

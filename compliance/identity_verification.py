@@ -115,21 +115,16 @@ def _identity_intact_in_database() -> tuple[int, bool] | None:
     # A chain's last event meets its contact only if it is the version the contact records.
     chains = (
         "SELECT count(*) AS links,"  # noqa: S608 - _meta names and fixed SQL only
-        " count(*) FILTER (WHERE x.version <> coalesce(x.before_version, 0) + 1"
-        " OR x.prev_hash <> coalesce(x.before_hash, %(genesis)s)) AS unchained,"
+        f" count(*) FILTER (WHERE {chain.CHAIN_BROKEN_SQL}) AS unchained,"
         " count(*) FILTER (WHERE x.after_version IS NULL) AS chains,"
         " count(c.id) AS ends"
-        " FROM (SELECT e.contact_id, e.version, e.hash, e.prev_hash,"
-        " lag(e.version) OVER chain AS before_version, lag(e.hash) OVER chain AS before_hash,"
-        " lead(e.version) OVER chain AS after_version"
-        f" FROM {events} e WINDOW chain AS (PARTITION BY e.contact_id ORDER BY e.version)) x"
+        f" FROM {chain.chain_links_sql(events, ('contact_id',))}"
         f" LEFT JOIN {contacts} c ON c.id = x.contact_id AND x.after_version IS NULL"
         " AND c.identity_version = x.version"
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT a.*, b.*, (SELECT count(*) FROM {contacts}) FROM ({contents}) a CROSS JOIN ({chains}) b",  # noqa: S608
-            {"genesis": chain.GENESIS_HASH},
+            f"SELECT a.*, b.*, (SELECT count(*) FROM {contacts}) FROM ({contents}) a CROSS JOIN ({chains}) b"  # noqa: S608
         )
         count, altered, heads, mismatched, doubtful, links, unchained, chain_count, ends, contacts_count = (
             cursor.fetchone()
