@@ -35,12 +35,15 @@ def retention_cutoff(now: datetime) -> datetime:
         return now.replace(year=now.year - years, day=28)
 
 
-def retention_due(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
-    """Ids of the contacts past retention (before the holds of other apps are asked)."""
+def retention_due(*, now: datetime | None = None, limit: int = 1000, after: int = 0) -> list[int]:
+    """Ids above `after` of the contacts past retention, in id order, but those under a legal hold
+    (before the holds of other apps are asked)."""
     cutoff = retention_cutoff(now or timezone.now())
     live = [ConsentStatus.OPTED_IN, ConsentStatus.PENDING]
+    held = LegalHold.objects.filter(lifted_at__isnull=True).values("contact_id")
     return list(
-        Contact.objects.filter(erased_at__isnull=True, merged_into__isnull=True)
+        Contact.objects.filter(erased_at__isnull=True, merged_into__isnull=True, pk__gt=after)
+        .exclude(pk__in=held)
         .annotate(
             last_end=Max("states__occurred_at"),
             live=Count("states", filter=Q(states__status__in=live)),
@@ -52,25 +55,36 @@ def retention_due(*, now: datetime | None = None, limit: int = 1000) -> list[int
 
 
 def retention_erase(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Erase the contacts past retention, but those held; returns how many were erased."""
-    due = retention_due(now=now, limit=limit)
-    held: set[int] = set()
-    for _receiver, answer in retention_holds.send(sender=Contact, contact_ids=due):
-        held.update(int(pk) for pk in (answer or []))
-    erased = 0
+    """Erase up to `limit` contacts past retention, but those held; returns how many were erased.
+
+    The due contacts are read a page at a time in id order, each page asked of the holds, until
+    `limit` are erased or none is left: contacts held for good (an open discrepancy) never fill
+    every page, so the ones after them are still reached."""
+    erased = held_count = 0
     years = settings.RETENTION_YEARS
-    for contact in Contact.objects.filter(pk__in=[pk for pk in due if pk not in held]).order_by("id"):
-        if LegalHold.objects.filter(contact=contact, lifted_at__isnull=True).exists():
-            continue
-        try:
-            result = erasure_request(
-                contact=contact,
-                channel=ErasureRequest.Channel.RETENTION,
-                reason=f"{years} years after the end of the last consent",
-                now=now,
-            )
-        except LegalHoldActive:
-            continue
-        erased += int(result.created)
-    logger.info("Retention: %s contacts erased, %s held", erased, len(held))
+    after = 0
+    while erased < limit:
+        due = retention_due(now=now, limit=limit, after=after)
+        if not due:
+            break
+        after = due[-1]
+        held: set[int] = set()
+        for _receiver, answer in retention_holds.send(sender=Contact, contact_ids=due):
+            held.update(int(pk) for pk in (answer or []))
+        held_count += len(held)
+        free = [pk for pk in due if pk not in held]
+        for contact in Contact.objects.filter(pk__in=free).order_by("id"):
+            if erased >= limit:
+                break
+            try:
+                result = erasure_request(
+                    contact=contact,
+                    channel=ErasureRequest.Channel.RETENTION,
+                    reason=f"{years} years after the end of the last consent",
+                    now=now,
+                )
+            except LegalHoldActive:  # set since the page was read
+                continue
+            erased += int(result.created)
+    logger.info("Retention: %s contacts erased, %s held", erased, held_count)
     return erased

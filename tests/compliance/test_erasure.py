@@ -333,6 +333,31 @@ def test_a_rotated_suppression_secret_still_holds_the_old_digests(decide, settin
 
 
 @pytest.mark.django_db
+def test_retention_counts_from_an_expiry_not_from_the_opt_in_it_ended(decide):
+    from datetime import UTC, datetime
+
+    from compliance.services.retention import retention_erase
+
+    opted_in = datetime(2015, 1, 10, 12, tzinfo=UTC)
+    with time_machine.travel(opted_in, tick=False):
+        services.consent_ingest(
+            identity=ContactIdentity(email="lapsed@example.net"),
+            decision=decide(purpose="phone_marketing", occurred_at=opted_in),
+        )
+    # phone_marketing's opt-in is valid 12 months: it expires on 2016-01-10.
+    with time_machine.travel(datetime(2016, 1, 11, tzinfo=UTC), tick=False):
+        assert services.consent_expire_due() == 1
+    lapsed = Contact.objects.get(email="lapsed@example.net")
+    assert lapsed.states.get().status == "expired"
+
+    with time_machine.travel(datetime(2022, 12, 1, tzinfo=UTC), tick=False):
+        assert retention_erase() == 0, "seven years after the opt-in, but not after its expiry"
+    with time_machine.travel(datetime(2023, 1, 12, tzinfo=UTC), tick=False):
+        assert retention_erase() == 1
+    assert ErasureRequest.objects.get().contact_id == lapsed.pk
+
+
+@pytest.mark.django_db
 def test_retention_erases_seven_years_after_the_last_consent_ended_but_not_the_held(decide, admin_user):
     start = timezone.now() - timedelta(days=1)
     with time_machine.travel(start, tick=False):

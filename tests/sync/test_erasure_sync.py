@@ -45,6 +45,22 @@ def test_an_open_discrepancy_holds_the_retention_job(db):
     assert Contact.objects.get(pk=disputed.pk).erased_at is None
 
 
+def test_contacts_held_for_good_do_not_stall_the_retention_job_for_the_ones_after_them(db):
+    """The job erases at most `limit` a run; the held ones at the front of the queue must not fill
+    every page it reads, day after day."""
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        disputed = [_withdrawn(f"disputed{n}@example.net") for n in range(3)]
+        free = [_withdrawn(f"free{n}@example.net") for n in range(2)]
+    for contact in disputed:
+        Discrepancy.objects.create(contact=contact, crm_field="Email_Opt_Out", kind="drift")
+
+    with time_machine.travel(start + timedelta(days=365 * 7 + 3), tick=False):
+        assert retention_erase(limit=2) == 2
+    assert sorted(ErasureRequest.objects.values_list("contact_id", flat=True)) == [c.pk for c in free]
+    assert not Contact.objects.filter(pk__in=[c.pk for c in disputed], erased_at__isnull=False).exists()
+
+
 def test_an_erased_address_leaves_no_observation_and_the_pull_records_none_again(
     db, django_capture_on_commit_callbacks
 ):
