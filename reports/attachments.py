@@ -18,6 +18,7 @@ import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -356,10 +357,15 @@ def manifest_write(
     counts: dict[str, Any],
     seal: dict[str, Any] | None,
     attachments: list[Attachment],
+    made_at: datetime,
+    report_id: str,
 ) -> Attachment:
-    """manifest.json: what the report covers and the SHA-256 of each other attachment."""
+    """manifest.json: which report it is and when it was made (so the copies handed out can be kept
+    and deleted by their age), what it covers, and the SHA-256 of each other attachment. All but
+    `made` is the ledger's data: the same scope made again gives the same."""
     data = {
         "format": "consent-desk-report-manifest/1",
+        "made": {"at": made_at.astimezone(UTC).isoformat(timespec="seconds"), "report_id": report_id},
         "kind": kind,
         "scope": scope,
         "counts": counts,

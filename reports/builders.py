@@ -81,6 +81,8 @@ def report_pdf_make(*, report: Report, work_dir: Path, progress: Progress) -> Ma
         counts=content.counts,
         seal=selectors.manifest_seal(content.integrity),
         attachments=content.attachments,
+        made_at=now,
+        report_id=str(report.id),
     )
     attachments = [*content.attachments, manifest]
     progress("Laying out the PDF", 86)

@@ -148,6 +148,7 @@ def test_a_sample_is_reproducible_from_its_seed(ledger_of, seal, tmp_path, signi
     one = manifest(attachments(tmp_path / "one.pdf", tmp_path / "one"))
     two = manifest(attachments(tmp_path / "two.pdf", tmp_path / "two"))
     three = manifest(attachments(tmp_path / "three.pdf", tmp_path / "three"))
+    assert one.pop("made")["report_id"] != two.pop("made")["report_id"]
     assert one == two
     assert len(one["counts"]["picked"]) == 4
     assert one["counts"]["picked"] != three["counts"]["picked"]
