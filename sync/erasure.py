@@ -4,11 +4,13 @@
   (the discrepancy may still need the person's data to be resolved).
 - `contact_erasing` (inside the erasure's transaction): the job that makes Zoho forget the person
   (`sync.erasure_zoho`: CRM records deleted or anonymised, addresses unsubscribed from every
-  Campaigns list), durable with the erasure itself.
+  Campaigns list), durable with the erasure itself; the contact's CRM link keeps how it was found
+  but not the value; its discrepancies keep what was found and done, with the person's addresses
+  and numbers masked.
 - `contact_erased` (once committed): the Campaigns observations of the erased addresses are
-  deleted (the pull skips erased addresses from then on, so none is recorded again); the contact's
-  CRM link keeps how it was found but not the value; the record of each Zoho call (kept as evidence
-  of what was sent) keeps its path and error with the person's values masked.
+  deleted (the pull skips erased addresses from then on, so none is recorded again); the record of
+  each Zoho call (kept as evidence of what was sent) keeps its path and error with the person's
+  values masked.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from compliance.services.erasure import contact_erased, contact_erasing
 from compliance.services.retention import retention_holds
-from sync.masking import calls_mask
+from sync.masking import calls_mask, discrepancies_mask
 from sync.models import CampaignsObservation, CrmLink, Discrepancy
 
 
@@ -34,8 +36,15 @@ def observations_forget(*, emails: list[str], **_: Any) -> None:
         CampaignsObservation.objects.filter(email__in=emails).delete()
 
 
-def evidence_mask(*, contact_id: int, emails: list[str], phones: list[str], **_: Any) -> None:
+def evidence_forget(*, contact_id: int, emails: list[str], phones: list[str], **_: Any) -> None:
+    """In the erasure's transaction (so a crash after it cannot leave them): the contact's CRM link
+    keeps how it was found but not the value; its discrepancies keep what was found, without the
+    person's addresses and numbers."""
     CrmLink.objects.filter(contact_id=contact_id).update(matched_value="")
+    discrepancies_mask(contact_id=contact_id, values=[*emails, *phones])
+
+
+def evidence_mask(*, emails: list[str], phones: list[str], **_: Any) -> None:
     calls_mask(values=[*emails, *phones])
 
 
@@ -51,5 +60,6 @@ def zoho_job_create(**payload: Any) -> None:
 def connect() -> None:
     retention_holds.connect(open_discrepancy_holds, dispatch_uid="sync_open_discrepancy_holds")
     contact_erasing.connect(zoho_job_create, dispatch_uid="sync_erasure_zoho_job_create")
+    contact_erasing.connect(evidence_forget, dispatch_uid="sync_evidence_forget")
     contact_erased.connect(observations_forget, dispatch_uid="sync_observations_forget")
     contact_erased.connect(evidence_mask, dispatch_uid="sync_evidence_mask")

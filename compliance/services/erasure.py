@@ -209,9 +209,9 @@ def _erase(erasure: ErasureRequest) -> None:
     identity_deleted, _ = IdentityPersonalData.objects.filter(identity_event__contact=contact).delete()
     Suppression.objects.filter(contact=contact).update(evidence={})
     # The mails sent to them (double opt-in, refresh): kept as a record that a mail went out,
-    # without address, subject or body.
+    # without address, subject, body or the mail server's answer (which may name the address).
     LifecycleMessage.objects.filter(contact=contact).update(
-        to_email="", subject="", body_text="", body_html=""
+        to_email="", subject="", body_text="", body_html="", last_error=""
     )
 
     # 4. The contact forgets who it was; its identity chain says so.

@@ -10,11 +10,13 @@ import time_machine
 from django.utils import timezone
 
 from compliance import services
-from compliance.models import Contact, ErasureRequest
+from compliance.lifecycle.models import LifecycleMessage
+from compliance.models import Contact, ErasureRequest, Purpose
 from compliance.services import ContactIdentity
 from compliance.services.retention import retention_erase
 from sync import campaigns_pull
-from sync.models import CampaignsObservation, Discrepancy
+from sync.masking import MASK
+from sync.models import CampaignsObservation, CrmLink, Discrepancy
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +82,55 @@ def test_an_erased_address_leaves_no_observation_and_the_pull_records_none_again
     )
     assert not CampaignsObservation.objects.filter(email="gone@example.net").exists()
     assert not Contact.objects.filter(email="gone@example.net").exists()
+
+
+def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_the_person(db):
+    contact = _withdrawn("dup.person@example.net")
+    Contact.objects.filter(pk=contact.pk).update(phone="+447700900123")
+    other = _withdrawn("someone.else@example.net")
+    Discrepancy.objects.create(
+        contact=contact,
+        kind="duplicate",
+        evidence={"email": "dup.person@example.net", "phone": "+447700900123", "candidates": ["z1", "z2"]},
+        hint="Two CRM records carry dup.person@example.net: merge them in Zoho.",
+    )
+    Discrepancy.objects.create(
+        contact=contact,
+        crm_field="Email_Opt_Out",
+        kind="drift",
+        status="resolved",
+        expected={"Email": "dup.person@example.net"},
+        resolution="Called +447700900123, who confirmed the withdrawal.",
+    )
+    kept = Discrepancy.objects.create(contact=other, kind="duplicate", hint="someone.else@example.net twice")
+    CrmLink.objects.create(
+        contact=contact,
+        state="linked",
+        checked_at=timezone.now(),
+        matched_by="email",
+        matched_value="dup.person@example.net",
+    )
+    LifecycleMessage.objects.create(
+        kind="refresh",
+        contact=contact,
+        purpose=Purpose.objects.get(code="email_marketing"),
+        message_id="<m1@consent-desk.test>",
+        to_email="dup.person@example.net",
+        subject="Still want our mails?",
+        body_text="Hello",
+        status="failed",
+        last_error="550 5.1.1 <dup.person@example.net>: Recipient address rejected",
+    )
+
+    # Only the transaction: these must not wait for what runs once it has committed.
+    services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
+
+    duplicate, drift = Discrepancy.objects.filter(contact=contact).order_by("id")
+    assert duplicate.evidence == {"email": MASK, "phone": MASK, "candidates": ["z1", "z2"]}
+    assert duplicate.hint == f"Two CRM records carry {MASK}: merge them in Zoho."
+    assert drift.expected == {"Email": MASK}
+    assert drift.resolution == f"Called {MASK}, who confirmed the withdrawal."
+    assert Discrepancy.objects.get(pk=kept.pk).hint == "someone.else@example.net twice"
+    assert CrmLink.objects.get(contact=contact).matched_value == ""
+    message = LifecycleMessage.objects.get(contact=contact)
+    assert (message.to_email, message.last_error, message.status) == ("", "", "failed")
