@@ -1,11 +1,14 @@
 """Deleting our stored copies of report files (docs/erasure.md, "Logs, caches and files").
 
 An evidence pack or an auditor's sample holds the personal values (identifiers, IP addresses, user
-agents, evidence) of the people it names, as they were when it was made. Our copy goes:
+agents, evidence) of the people it names, and a period report those of everyone who acted in the
+period (its events.csv), as they were when it was made. Our copy goes:
 
 - **erasure**: once an erasure is committed (reports.erasure), the file of every finished evidence
-  pack and sample that names the person and was begun before the erasure. One begun after holds
-  nothing of theirs (their values were gone by then), and stays;
+  pack and sample that names the person, and of every finished period report whose scope holds one
+  of the person's events, begun before the erasure. One begun after holds nothing of theirs (their
+  values were gone by then), and stays; the same scope made again gives a period report without
+  them;
 - **retention**: every stored file made more than REPORT_FILE_RETENTION_DAYS ago, period reports too.
 
 The daily sweep (`reports.files_sweep`) does both, so a deletion missed at erasure time (a crash, the
@@ -31,7 +34,7 @@ from reports.models import Report, report_storage
 
 logger = logging.getLogger(__name__)
 
-# The kinds that name people; a period report's file goes by retention only (docs/erasure.md).
+# The kinds that name their people (Report.contact_ids); a period report holds whoever acted in it.
 NAMING_KINDS = (Report.Kind.EVIDENCE, Report.Kind.SAMPLE)
 FIELDS = ("pk", "file", "contact_ids", "created_at", "started_at")
 
@@ -64,14 +67,20 @@ def _delete_each(reports: Iterable[tuple[Report, str]], now: datetime) -> int:
 def report_files_erased_delete(
     *, contact_ids: Iterable[int] | None = None, now: datetime | None = None
 ) -> int:
-    """Delete the stored files of the evidence packs and samples begun before a person they name was
-    erased: of the people `contact_ids` (the erasure's receiver), or of everyone erased (the sweep).
-    Returns how many files were deleted."""
+    """Delete the stored files of the reports begun before a person they hold was erased: of the
+    people `contact_ids` (the erasure's receiver), or of everyone erased (the sweep). Returns how
+    many files were deleted."""
     now = now or timezone.now()
+    people = None if contact_ids is None else set(contact_ids)
+    return _naming_erased_delete(people, now) + _periods_erased_delete(people, now)
+
+
+def _naming_erased_delete(contact_ids: set[int] | None, now: datetime) -> int:
+    """The evidence packs and samples that name a person erased since they were begun."""
     reports = Report.objects.filter(
         status=Report.Status.READY, kind__in=NAMING_KINDS, file_deleted_at__isnull=True
     ).only(*FIELDS)
-    candidates = list(reports) if contact_ids is None else _naming(reports, set(contact_ids))
+    candidates = list(reports) if contact_ids is None else _naming(reports, contact_ids)
     named = {contact_id for report in candidates for contact_id in report.contact_ids}
     erasures = {
         contact_id: (pk, erased_at)
@@ -94,6 +103,32 @@ def report_files_erased_delete(
     )
 
 
+def _periods_erased_delete(contact_ids: set[int] | None, now: datetime) -> int:
+    """The period reports whose scope holds an event of a person erased since they were begun: one
+    query a stored period report, on the events of the people erased since (by contact, by time)."""
+    from reports.scopes import scope_from_json
+    from reports.selectors import scope_events
+
+    erasures = ErasureRequest.objects.filter(status=ErasureRequest.Status.DONE, erased_at__isnull=False)
+    if contact_ids is not None:
+        erasures = erasures.filter(contact_id__in=contact_ids)
+    if not erasures.exists():
+        return 0
+    periods = Report.objects.filter(
+        status=Report.Status.READY, kind=Report.Kind.PERIOD, file_deleted_at__isnull=True
+    ).only(*FIELDS, "scope")
+
+    def causes(report: Report) -> list[int]:
+        since = erasures.filter(erased_at__gt=report.started_at or report.created_at)
+        scope = scope_from_json(Report.Kind.PERIOD, report.scope)
+        held = scope_events(scope).filter(contact_id__in=since.values("contact_id")).values("contact_id")
+        return sorted(since.filter(contact_id__in=held).values_list("pk", flat=True))
+
+    return _delete_each(
+        ((report, _erased_reason(found, period=True)) for report in periods if (found := causes(report))), now
+    )
+
+
 def _naming(reports: QuerySet[Report], contact_ids: set[int]) -> list[Report]:
     """The reports that name one of these people: the database picks them where it has JSON
     containment (PostgreSQL); SQLite (the demo's) has none, so each row is checked here anyway."""
@@ -105,10 +140,11 @@ def _naming(reports: QuerySet[Report], contact_ids: set[int]) -> list[Report]:
     return [report for report in reports if contact_ids & set(report.contact_ids)]
 
 
-def _erased_reason(erasure_ids: list[int]) -> str:
+def _erased_reason(erasure_ids: list[int], *, period: bool = False) -> str:
+    holds = "who acted in its period" if period else "it names"
     if len(erasure_ids) == 1:
-        return f"erasure request {erasure_ids[0]}: the person it names was erased"
-    return f"erasure requests {', '.join(map(str, erasure_ids))}: people it names were erased"
+        return f"erasure request {erasure_ids[0]}: the person {holds} was erased"
+    return f"erasure requests {', '.join(map(str, erasure_ids))}: people {holds} were erased"
 
 
 def report_files_expire(*, now: datetime | None = None) -> int:

@@ -57,6 +57,8 @@ def test_an_erasure_deletes_our_copy_of_the_persons_evidence_pack_and_the_handed
     pack = make(contact_scope(email="ana@example.com"), auditor)
     others = make(contact_scope(email="ben@example.com"), auditor)
     period = make(period_scope(date_from=days_ago(10).date(), date_to=days_ago(1).date()), auditor)
+    # A period in which the person did not act holds nothing of theirs.
+    before = make(period_scope(date_from=days_ago(30).date(), date_to=days_ago(20).date()), auditor)
     client = client_for(auditor)
     handed_out = tmp_path / "auditors-copy.pdf"
     handed_out.write_bytes(
@@ -77,9 +79,14 @@ def test_an_erasure_deletes_our_copy_of_the_persons_evidence_pack_and_the_handed
         pack.size,
         pack.seal_hash,
     )
-    # The period report (everyone of the period) and another person's pack are kept.
-    assert stored(period) and stored(others)
-    assert Report.objects.filter(file_deleted_at__isnull=False).count() == 1
+    # The period report holds everyone who acted in the period, the person too: our copy goes. A
+    # period without them and another person's pack are kept.
+    assert not stored(period)
+    assert Report.objects.get(pk=period.pk).file_deleted_reason == (
+        f"erasure request {erasure.pk}: the person who acted in its period was erased"
+    )
+    assert stored(before) and stored(others)
+    assert Report.objects.filter(file_deleted_at__isnull=False).count() == 2
 
     # The download is gone for good, and nothing was handed out, so nothing is logged.
     answer = client.get(reverse("reports:report_download", args=[pack.pk]))
@@ -131,15 +138,21 @@ def test_the_sweep_finishes_a_deletion_the_erasure_missed_and_a_file_already_gon
 ):
     ana, _ben = two_people
     pack = make(contact_scope(email="ana@example.com"), auditor)
+    period = make(period_scope(date_from=days_ago(10).date(), date_to=days_ago(1).date()), auditor)
     report_storage().delete(pack.file.name)  # as a crash after the deletion would leave it
     # Erased without its receivers running (a process that died right after the commit).
     erasure = compliance_services.erasure_request(contact=ana, channel=ErasureRequest.Channel.API).erasure
     assert Report.objects.get(pk=pack.pk).file_deleted_at is None
+    assert stored(period)
 
-    assert files_sweep() == {"erased": 1, "retention": 0}
+    assert files_sweep() == {"erased": 2, "retention": 0}
 
     row = Report.objects.get(pk=pack.pk)
     assert row.file_deleted_reason == f"erasure request {erasure.pk}: the person it names was erased"
+    assert not stored(period)
+    assert Report.objects.get(pk=period.pk).file_deleted_reason == (
+        f"erasure request {erasure.pk}: the person who acted in its period was erased"
+    )
     assert files_sweep() == {"erased": 0, "retention": 0}
     assert Report.objects.get(pk=pack.pk).file_deleted_at == row.file_deleted_at
 
