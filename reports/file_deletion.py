@@ -106,7 +106,7 @@ def _naming_erased_delete(contact_ids: set[int] | None, now: datetime) -> int:
 def _periods_erased_delete(contact_ids: set[int] | None, now: datetime) -> int:
     """The period reports whose scope holds an event of a person erased since they were begun: one
     query a stored period report, on the events of the people erased since (by contact, by time)."""
-    from reports.scopes import scope_from_json
+    from reports.scopes import PeriodScope, scope_from_json
     from reports.selectors import scope_events
 
     erasures = ErasureRequest.objects.filter(status=ErasureRequest.Status.DONE, erased_at__isnull=False)
@@ -121,6 +121,7 @@ def _periods_erased_delete(contact_ids: set[int] | None, now: datetime) -> int:
     def causes(report: Report) -> list[int]:
         since = erasures.filter(erased_at__gt=report.started_at or report.created_at)
         scope = scope_from_json(Report.Kind.PERIOD, report.scope)
+        assert isinstance(scope, PeriodScope)
         held = scope_events(scope).filter(contact_id__in=since.values("contact_id")).values("contact_id")
         return sorted(since.filter(contact_id__in=held).values_list("pk", flat=True))
 
