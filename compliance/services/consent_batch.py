@@ -357,6 +357,10 @@ def _chunk_set_based(
         by_fields.setdefault(tuple(sorted(names)), []).append(contact)
     for names_filled, changed in by_fields.items():
         Contact.objects.bulk_update(changed, [*names_filled, "updated_at"])
+    # A contact that took an erased person's address or number is held too (as identity_append does).
+    taking = [contact for contact, names in filled_in.values() if names & {"email", "phone"}]
+    if taking:
+        erased_suppressions_add(taking, source=Source.SYSTEM)
     if identity_changes:
         _identity_events_insert(identity_changes, api_client=api_client, now=now)
 

@@ -33,6 +33,7 @@ from compliance.models import (
     IdentityPersonalData,
     Source,
 )
+from compliance.services.erased_identifiers import erased_suppressions_add
 from compliance.services.errors import ConsentRejected
 from compliance.services.rows import rows_insert
 
@@ -201,11 +202,15 @@ def identity_append(
     """Save the contact's changed identifiers (already set on it) and append the event that
     records them, in the caller's transaction. A concurrent change of the same contact makes
     the event's (contact, version) collide: IntegrityError, and the caller's transaction rolls
-    back."""
+    back. A contact that takes an erased person's address or number is held by "do not
+    contact", as a new one is (`erased_suppressions_add`)."""
     now = now or timezone.now()
+    changed = list(changed)
     prev_hash = identity_heads([contact.pk]).get(contact.pk, chain.GENESIS_HASH)
     contact.identity_version += 1
     contact.save(update_fields=[*changed, "identity_version", "updated_at"])
+    if {"email", "phone"} & set(changed):
+        erased_suppressions_add([contact], source=Source.SYSTEM)
     event = identity_event_next(
         contact,
         kind=kind,

@@ -290,6 +290,44 @@ def test_the_objection_holds_a_new_ingest_a_reimport_and_a_campaigns_match(decid
 
 
 @pytest.mark.django_db
+def test_a_contact_that_takes_an_erased_address_or_number_later_is_held_too(decide):
+    services.consent_ingest(identity=ContactIdentity(app_user_id="u-fill"), decision=decide())
+    services.consent_ingest(identity=ContactIdentity(email="was.other@example.net"), decision=decide())
+    services.erasure_request(contact=_person(decide), channel=ErasureRequest.Channel.API)
+    assert not Suppression.objects.filter(kind="erased").exists()
+
+    # A missing address filled in with the erased one.
+    services.consent_ingest(identity=ContactIdentity(app_user_id="u-fill", email=EMAIL), decision=decide())
+    filled = Contact.objects.get(app_user_id="u-fill")
+    assert filled.email == EMAIL
+    assert Suppression.objects.filter(contact=filled, kind="erased").exists()
+
+    # An address changed to the erased number's owner's phone, by a caller that may change it.
+    client, _ = services.api_client_create(
+        name="account-service-2", sources=["mobile_app"], scopes=["identity:write"]
+    )
+    services.consent_ingest(
+        identity=ContactIdentity(email="was.other@example.net", phone=PHONE, update_identity=True),
+        decision=decide(),
+        api_client=client,
+    )
+    changed = Contact.objects.get(email="was.other@example.net")
+    assert changed.phone is not None
+    assert Suppression.objects.filter(contact=changed, kind="erased").exists()
+    assert Suppression.objects.filter(kind="erased").count() == 2
+
+    # The batch path: a missing address filled in with the erased person's former one.
+    services.consent_ingest(identity=ContactIdentity(app_user_id="u-batch"), decision=decide())
+    services.consent_ingest_batch(
+        items=[(ContactIdentity(app_user_id="u-batch", email="quillon.new@example.net"), decide())],
+        api_client=None,
+    )
+    batch = Contact.objects.get(app_user_id="u-batch")
+    assert batch.email == "quillon.new@example.net"
+    assert Suppression.objects.filter(contact=batch, kind="erased").exists()
+
+
+@pytest.mark.django_db
 def test_a_crash_leaves_the_request_pending_and_the_retry_completes_it(decide, monkeypatch):
     from compliance.services import erasure
 
