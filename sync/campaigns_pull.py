@@ -19,9 +19,10 @@ Idempotency: every row seen is a `CampaignsObservation` (unique per list,
 campaign, email and status), written in the same transaction as its ledger
 write. A row already observed is skipped, so pulling twice records each
 unsubscribe and bounce once. The unsubscribe's idempotency key is
-``campaigns:unsub:<list>:<email>`` and its ``occurred_at`` the moment we first
-saw it (Campaigns gives no unsubscribe time), so even a replay through the
-ledger is a no-op.
+``campaigns:unsub:<list>:<email token>`` (the address's keyed token,
+compliance/address_tokens.py: the key is hashed into the chain, so it must not
+name the person) and its ``occurred_at`` the moment we first saw it (Campaigns
+gives no unsubscribe time), so even a replay through the ledger is a no-op.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from compliance import services
+from compliance.address_tokens import email_token
 from compliance.identifiers import normalise_email
 from compliance.models import ConsentState, ConsentStatus, Source, Suppression
+from config.logs import mask_emails
 from sync.models import CampaignsObservation
 from sync.zoho import ZohoClient
 from sync.zoho.errors import ZohoError
@@ -66,7 +69,8 @@ class PullResult:
 
 
 def unsubscribe_key(list_key: str, email: str) -> str:
-    return f"campaigns:unsub:{list_key}:{email}"
+    """The unsubscribe's idempotency key: the list and the address's token, never the address."""
+    return f"campaigns:unsub:{list_key}:{email_token(email)}"
 
 
 def _email(row: Mapping[str, Any], *names: str) -> str | None:
@@ -188,7 +192,8 @@ def _bounce(result: PullResult, **kwargs: Any) -> bool:
     try:
         return hard_bounce_record(**kwargs)
     except services.ConsentRejected as exc:
-        result.errors.append(f"hard bounce {kwargs.get('email')}: {exc}")
+        # Masked: the errors are logged and kept as the task's result.
+        result.errors.append(f"hard bounce {mask_emails(str(kwargs.get('email')))}: {exc}")
         return False
 
 
@@ -217,7 +222,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
                         list_key=list_key, row=row, email=email
                     )
                 except (services.ConsentRejected, services.IdempotencyConflict) as exc:
-                    result.errors.append(f"unsubscribe {email}: {exc}")
+                    result.errors.append(f"unsubscribe {mask_emails(email)}: {exc}")
             seen = _seen(list_key=list_key, campaign_key="", status=Status.HARD_BOUNCE)
             for row in _rows(
                 result, f"list {list_key} bounce", zoho.campaigns.list_subscribers(list_key, "bounce")

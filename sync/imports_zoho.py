@@ -39,8 +39,9 @@ import brings in what the ledger does not know; afterwards the sync's rule of di
 deals with CRM-side changes.
 
 **Again, and after a crash.** Each event's idempotency key is the record id, its
-``Modified_Time`` and the purpose (``import-zoho:crm:…``), or the list key, the address and
-its status (``import-zoho:campaigns:…``); keys already in the ledger are skipped before
+``Modified_Time`` and the purpose (``import-zoho:crm:…``), or the list key, the address's
+keyed token (never the address: compliance/address_tokens.py) and its status
+(``import-zoho:campaigns:…``); keys already in the ledger are skipped before
 writing, so a second run records nothing. Each batch commits its events together with the
 run's cursor (`ImportRun`): a run whose process died is taken over by the next command and
 goes on from the last committed batch.

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from compliance import services
+from compliance.address_tokens import email_token
 from compliance.identifiers import normalise_email, normalise_phone
 from compliance.models import (
     ConsentStatus,
@@ -402,7 +403,8 @@ def campaigns_candidate(
             status=ConsentStatus.OPTED_OUT,
             source=Source.IMPORT,
             occurred_at=occurred,
-            idempotency_key=f"{KEY_PREFIX}:campaigns:{list_key}:{email}:unsub",
+            # The address's token, not the address: the key is hashed into the chain for good.
+            idempotency_key=f"{KEY_PREFIX}:campaigns:{list_key}:{email_token(email)}:unsub",
             evidence=evidence,
             reason="Imported from Zoho Campaigns",
         ),
