@@ -599,9 +599,9 @@ CELERY_BEAT_SCHEDULE = {
 # /healthz fails when beat's heartbeat (run every minute by a worker) is older than this.
 HEALTH_BEAT_MAX_AGE_S = env_int("HEALTH_BEAT_MAX_AGE_S", 300)
 
-# Logs: no personal data. E-mail addresses are masked in every record (config/logs.py), and
-# httpx/httpcore, which log each request's URL (a CRM search URL holds the address), log
-# warnings only. LOG_FORMAT=json writes one JSON object a line, for a log collector.
+# Logs: no personal data. E-mail addresses and phone numbers are masked in every record and its
+# traceback (config/logs.py), and httpx/httpcore, which log each request's URL (a CRM search URL
+# holds the address), log warnings only. LOG_FORMAT=json writes one JSON object a line, for a log collector.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
@@ -611,11 +611,11 @@ LOGGING = {
     "filters": {"mask_personal_data": {"()": "config.logs.MaskPersonalData"}},
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "config.logs.MaskingJsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "text": {"format": "%(message)s"},
+        "text": {"()": "config.logs.MaskingFormatter", "fmt": "%(message)s"},
     },
     "handlers": {
         "console": {

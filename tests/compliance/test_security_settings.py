@@ -159,6 +159,34 @@ def test_mail_addresses_are_masked_in_every_log_line() -> None:
     assert stream.getvalue().strip() == "pushed A***@***.com and b***@***.org"
 
 
+def test_numbers_encoded_addresses_and_tracebacks_are_masked_too() -> None:
+    [handler] = [
+        h for h in logging.getLogger().handlers if isinstance(h.filters and h.filters[0], MaskPersonalData)
+    ]
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        logger = logging.getLogger("sync.push")
+        logger.warning("sms to %s, then %s", "+4915198765432", "+44 7700 900123")
+        logger.warning("GET /crm/v8/Contacts/search?email=anna.schmidt%40example.com&phone=%2B4915198765432")
+        logger.warning("at 2026-12-06T04:10:25+00:00, release 1.2.3+20261206, id 12345678")
+        try:
+            raise ValueError("no CRM record for ben@example.org (+4930123456789)")
+        except ValueError:
+            logger.exception("push failed")
+    finally:
+        handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+
+    lines = stream.getvalue()
+    assert "sms to +4***32, then +4***23" in lines
+    assert "search?email=a***@***.com&phone=+4***32" in lines
+    assert "at 2026-12-06T04:10:25+00:00, release 1.2.3+20261206, id 12345678" in lines, "not a number"
+    assert "push failed" in lines and "Traceback (most recent call last)" in lines
+    assert "ValueError: no CRM record for b***@***.org (+4***89)" in lines
+    for value in ("anna.schmidt", "ben@example.org", "4915198765432", "7700 900123", "4930123456789"):
+        assert value not in lines
+
+
 def test_json_logs_are_one_object_a_line() -> None:
     code = "import logging, django; django.setup(); logging.getLogger('sync').warning('hello %s', 'x@y.com')"
     base = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
@@ -175,6 +203,28 @@ def test_json_logs_are_one_object_a_line() -> None:
     assert {"level": "WARNING", "logger": "sync", "message": "hello x***@***.com"}.items() <= lines[
         -1
     ].items()
+
+
+def test_json_logs_mask_a_traceback_too() -> None:
+    code = (
+        "import logging, django; django.setup()\n"
+        "try:\n    raise ValueError('no record for ben@example.org')\n"
+        "except ValueError:\n    logging.getLogger('sync').exception('push failed')\n"
+    )
+    base = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    line = json.loads(result.stderr.splitlines()[-1])
+    assert line["message"] == "push failed"
+    assert "ValueError: no record for b***@***.org" in line["exc_info"]
+    assert "ben@example.org" not in result.stderr
 
 
 def test_an_api_call_makes_no_session(client, api_client_and_key) -> None:
