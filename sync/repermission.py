@@ -6,7 +6,9 @@ each target's address to the list ZOHO_REPERMISSION_LIST_KEY (``json/listsubscri
 per address: Zoho's bulk add takes ten addresses and answers no per-address outcome), from which
 a Campaigns mail asks those people to opt in again. An address Zoho refuses is a failed target
 (its error kept); a transient error propagates, and the run's task retries the batch (adding an
-address twice changes nothing in the list).
+address twice changes nothing in the list). A target whose contact is held by "do not contact"
+(an erased person's address came back: `compliance.lifecycle.suppressions`) is never subscribed;
+the run leaves such contacts out before, so here it is a refused target, in case one gets by.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+
+from compliance.lifecycle.suppressions import DO_NOT_CONTACT, do_not_contact
+from compliance.models import RepermissionTarget
 
 if TYPE_CHECKING:
     from sync.zoho import ZohoClient
@@ -41,8 +46,16 @@ def repermission_list_add(
     list_key = settings.ZOHO_REPERMISSION_LIST_KEY
     if not list_key:
         return {t.target_id: "ZOHO_REPERMISSION_LIST_KEY is not set" for t in targets}
+    held = set(
+        RepermissionTarget.objects.filter(
+            pk__in=[t.target_id for t in targets], contact_id__in=do_not_contact().values("contact_id")
+        ).values_list("pk", flat=True)
+    )
+    errors: dict[int, str] = {t.target_id: DO_NOT_CONTACT for t in targets if t.target_id in held}
+    targets = [t for t in targets if t.target_id not in held]
+    if not targets:
+        return errors
     zoho = zoho or ZohoClient.from_settings()
-    errors: dict[int, str] = {}
     added: dict[str, str] = {}
     for target in targets:
         email = target.email.lower()

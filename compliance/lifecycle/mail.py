@@ -6,6 +6,10 @@ email backend (EMAIL_* settings) with `message_send`, which counts the attempt b
 finishes the row after it. A failed send is retried by the task with a backoff; one that never got
 its task (a broker down) is sent by the lifecycle cycle. Nothing here touches the ledger: a mail
 that bounces or cannot be sent is not a withdrawal of consent.
+
+A contact held by "do not contact" (`compliance.lifecycle.suppressions`: an erased person's address
+came back) is never mailed: its message is recorded unrendered as failed, saying why, and a queued
+one is failed the same way when its send comes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from django.utils import timezone, translation
 
 from compliance.lifecycle import tokens
 from compliance.lifecycle.policies import policy_in_force, policy_url
+from compliance.lifecycle.suppressions import DO_NOT_CONTACT, do_not_contact
 from compliance.models import ConsentEvent, LifecycleMessage, PolicyVersion
 
 logger = logging.getLogger(__name__)
@@ -48,7 +53,8 @@ def message_queue(*, kind: str, event: ConsentEvent, now: datetime | None = None
     opt-in, and send it once that commits.
 
     None when the contact has no email address. Asked twice for the same event and kind, it
-    answers the message made the first time (one confirmation and one reminder per event).
+    answers the message made the first time (one confirmation and one reminder per event). A
+    contact held by "do not contact" gets a message that says so (status failed), never a mail.
     """
     contact = event.contact
     if not contact.email:
@@ -87,11 +93,14 @@ def _policy_of(kind: str, event: ConsentEvent, in_force: PolicyVersion | None = 
 
 def _messages_make(asks: Sequence[_Ask], *, now: datetime | None) -> list[LifecycleMessage]:
     """Insert the messages (one INSERT), sign their links, render them (one UPDATE), and queue
-    their sends once the transaction commits. The caller holds the transaction."""
+    their sends once the transaction commits. The caller holds the transaction. The message of a
+    contact held by "do not contact" is inserted failed, saying why: no link, no body, no send."""
     if not asks:
         return []
     now = now or timezone.now()
-    generations = tokens.link_generations({ask.event.contact_id for ask in asks})
+    contact_ids = {ask.event.contact_id for ask in asks}
+    held = set(do_not_contact().filter(contact_id__in=contact_ids).values_list("contact_id", flat=True))
+    generations = tokens.link_generations(contact_ids - held)
     domain = _message_domain()
     messages = LifecycleMessage.objects.bulk_create(
         [
@@ -104,11 +113,21 @@ def _messages_make(asks: Sequence[_Ask], *, now: datetime | None) -> list[Lifecy
                 to_email=ask.event.contact.email or "",
                 subject="",
                 body_text="",
+                status=(
+                    LifecycleMessage.Status.FAILED
+                    if ask.event.contact_id in held
+                    else LifecycleMessage.Status.QUEUED
+                ),
+                last_error=DO_NOT_CONTACT if ask.event.contact_id in held else "",
             )
             for ask in asks
         ]
     )
+    rendered = []
     for message, ask in zip(messages, asks, strict=True):
+        if ask.event.contact_id in held:
+            continue
+        rendered.append(message)
         generation = generations[ask.event.contact_id]
         token = tokens.token_make(
             kind=tokens.Kind.CONFIRM,
@@ -120,9 +139,10 @@ def _messages_make(asks: Sequence[_Ask], *, now: datetime | None) -> list[Lifecy
             generation=generation,
         )
         _render(message, token=token, event=ask.event, policy=ask.policy, now=now, generation=generation)
-    LifecycleMessage.objects.bulk_update(messages, ["subject", "body_text", "body_html"])
-    pks = [message.pk for message in messages]
-    transaction.on_commit(lambda: messages_send_soon(pks))
+    if rendered:
+        LifecycleMessage.objects.bulk_update(rendered, ["subject", "body_text", "body_html"])
+        pks = [message.pk for message in rendered]
+        transaction.on_commit(lambda: messages_send_soon(pks))
     return messages
 
 
@@ -266,10 +286,16 @@ class SendFailed(Exception):
 def message_send(*, message_pk: int, now: datetime | None = None) -> LifecycleMessage | None:
     """Send one queued message: the attempt is counted (and committed) before the call, the
     outcome stored after it. Returns the row (None when it is gone), raises SendFailed when
-    the send failed. A message already sent or failed for good is left alone."""
+    the send failed. A message already sent or failed for good is left alone; one whose contact
+    is held by "do not contact" (since it was queued) is failed, saying why, and not sent."""
     with transaction.atomic():
         message = LifecycleMessage.objects.select_for_update().filter(pk=message_pk).first()
         if message is None or message.status != LifecycleMessage.Status.QUEUED:
+            return message
+        if do_not_contact().filter(contact_id=message.contact_id).exists():
+            message.status = LifecycleMessage.Status.FAILED
+            message.last_error = DO_NOT_CONTACT
+            message.save(update_fields=["status", "last_error"])
             return message
         message.attempts += 1
         message.last_attempt_at = now or timezone.now()

@@ -15,6 +15,10 @@ admin's action on them in the background (`repermission_start`, then the Celery 
 
 Whether a person answered is read from the ledger: a later opt-in to the same purpose citing the
 run's policy version (`repermission_responses`), whichever way it came.
+
+A contact held by "do not contact" (`compliance.lifecycle.suppressions`: an erased person's address
+came back) is never asked: it is left out of the opt-ins listed and counted, of a run's targets,
+and (held since the targets were made) skipped by the run, its target saying why.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from compliance.lifecycle import mail
+from compliance.lifecycle.suppressions import DO_NOT_CONTACT, do_not_contact
 from compliance.models import (
     ConsentEvent,
     ConsentState,
@@ -120,11 +125,16 @@ def repermission_states(
     *, policy: PolicyVersion, purposes: Sequence[str] = (), include_legacy: bool = True
 ) -> QuerySet[ConsentState]:
     """Current opt-ins asked about: those citing an older version (or none) and, with
-    ``include_legacy``, those imported without the person's own evidence (whatever they cite)."""
+    ``include_legacy``, those imported without the person's own evidence (whatever they cite);
+    never those of a contact held by "do not contact"."""
     wanted = _superseded_q(policy)
     if include_legacy:
         wanted |= _legacy_q()
-    states = ConsentState.objects.filter(status=ConsentStatus.OPTED_IN).filter(wanted)
+    states = (
+        ConsentState.objects.filter(status=ConsentStatus.OPTED_IN)
+        .filter(wanted)
+        .exclude(contact_id__in=do_not_contact().values("contact_id"))
+    )
     if purposes:
         # By id, not by a join on the code: the list then walks compliance_state_optin_purpose.
         states = states.filter(
@@ -161,13 +171,36 @@ class PurposeCount:
         return self.older + self.none
 
 
+def _held_optins() -> dict[tuple[int, int, bool], int]:
+    """The current opt-ins of contacts held by "do not contact", grouped as `optin_counts` groups
+    them (purpose, version cited or 0, legacy). One query, read from the suppressions' side."""
+    rows = (
+        ConsentState.objects.filter(
+            status=ConsentStatus.OPTED_IN, contact_id__in=do_not_contact().values("contact_id")
+        )
+        .annotate(is_legacy=Q(event__evidence__legacy=True))
+        .values("purpose_id", "policy_version_id", "is_legacy")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {
+        (row["purpose_id"], row["policy_version_id"] or 0, bool(row["is_legacy"])): row["n"] for row in rows
+    }
+
+
 def repermission_counts(*, policy: PolicyVersion) -> list[PurposeCount]:
     """Per purpose: current opt-ins citing an older version, none, or `policy`, and the legacy ones.
     From the opt-in counts beat keeps (`compliance.tallies.optin_counts`): a few rows, whatever the
-    number of current opt-ins."""
+    number of current opt-ins; less those of contacts held by "do not contact" (never asked, not
+    listed)."""
     older = set(older_versions(policy).values_list("pk", flat=True))
+    counts = optin_counts()
+    for group, n in _held_optins().items():
+        counts[group] = counts.get(group, 0) - n
     figures: dict[int, dict[str, int]] = {}
-    for (purpose_id, cited, legacy), n in optin_counts().items():
+    for (purpose_id, cited, legacy), n in counts.items():
+        if n <= 0:
+            continue
         row = figures.setdefault(
             purpose_id, dict.fromkeys(("older", "none", "legacy", "current", "asked_legacy"), 0)
         )
@@ -354,7 +387,7 @@ def _still_asked(targets: QuerySet[RepermissionTarget]) -> QuerySet[Repermission
 def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> RepermissionRun:
     """Run (or resume) one re-permission run: make its targets, then mail them or hand them to
     the registered action, BATCH at a time, counting progress. Safe to run twice: a target done
-    is never done again."""
+    is never done again. A target whose contact is held by "do not contact" is skipped, saying why."""
     now = now or timezone.now()
     with transaction.atomic():
         run = RepermissionRun.objects.select_for_update().select_related("policy").get(pk=run_pk)
@@ -390,8 +423,13 @@ def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> Rep
             still = set(
                 _still_asked(run.targets.filter(pk__in=[t.pk for t in pending])).values_list("pk", flat=True)
             )
-            skipped = [t for t in pending if t.pk not in still or not t.contact.email]
-            asked = [t for t in pending if t.pk in still and t.contact.email]
+            held = set(
+                do_not_contact()
+                .filter(contact_id__in={t.contact_id for t in pending})
+                .values_list("contact_id", flat=True)
+            )
+            skipped = [t for t in pending if t.pk not in still or not t.contact.email or t.contact_id in held]
+            asked = [t for t in pending if t.pk in still and t.contact.email and t.contact_id not in held]
             errors: dict[int, str] = {}
             if handler is None:
                 messages = mail.repermission_messages_queue(targets=asked, policy=run.policy, now=now)
@@ -409,9 +447,11 @@ def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> Rep
             )
             for target_id, error in errors.items():
                 RepermissionTarget.objects.filter(pk=target_id).update(error=error[:500] or "failed")
-            skipped_ids = [t.pk for t in skipped]
-            RepermissionTarget.objects.filter(pk__in=skipped_ids).update(
-                error="no email address or no longer opted in under that event"
+            RepermissionTarget.objects.filter(
+                pk__in=[t.pk for t in skipped if t.contact_id not in held]
+            ).update(error="no email address or no longer opted in under that event")
+            RepermissionTarget.objects.filter(pk__in=[t.pk for t in skipped if t.contact_id in held]).update(
+                error=DO_NOT_CONTACT
             )
             RepermissionRun.objects.filter(pk=run.pk).update(
                 processed=F("processed") + len(pending),

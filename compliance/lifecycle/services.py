@@ -353,9 +353,15 @@ def preferences_save(
                 continue
             outcome.recorded.append(event)
             if status == ConsentStatus.PENDING:
-                mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=event, now=now)
-                outcome.confirmation_sent.append(purpose)
+                message = mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=event, now=now)
+                if _queued(message):  # not when the contact is held by "do not contact"
+                    outcome.confirmation_sent.append(purpose)
     return outcome
+
+
+def _queued(message: LifecycleMessage | None) -> bool:
+    """Whether a message was made to be sent: not one held by "do not contact" (made failed)."""
+    return message is not None and message.status != LifecycleMessage.Status.FAILED
 
 
 def confirmation_request(*, event: ConsentEvent) -> LifecycleMessage | None:
@@ -409,7 +415,8 @@ class CycleResult:
 def refresh_notices_queue(*, now: datetime, limit: int = 1000) -> int:
     """A refresh request for each opt-in whose refresh date comes within REFRESH_NOTICE_DAYS (one
     per opt-in, to a contact with an email address). Unanswered, the expiry job (`expire_due`)
-    ends the opt-in on its date and the sync pushes the opt-out."""
+    ends the opt-in on its date and the sync pushes the opt-out. A contact held by "do not
+    contact" gets its request recorded as not sent (`mail.message_queue`), not counted here."""
     due = (
         ConsentState.objects.filter(
             status=ConsentStatus.OPTED_IN,
@@ -429,7 +436,7 @@ def refresh_notices_queue(*, now: datetime, limit: int = 1000) -> int:
     queued = 0
     for state in due:
         assert state.event is not None
-        if mail.message_queue(kind=LifecycleMessage.Kind.REFRESH, event=state.event, now=now) is not None:
+        if _queued(mail.message_queue(kind=LifecycleMessage.Kind.REFRESH, event=state.event, now=now)):
             queued += 1
     return queued
 
@@ -463,7 +470,7 @@ def lifecycle_cycle(*, now: datetime | None = None, send_grace_s: int = 60) -> C
             continue
         if LifecycleMessage.objects.filter(event=event, kind=LifecycleMessage.Kind.REMINDER).exists():
             continue
-        if mail.message_queue(kind=LifecycleMessage.Kind.REMINDER, event=event, now=now) is not None:
+        if _queued(mail.message_queue(kind=LifecycleMessage.Kind.REMINDER, event=event, now=now)):
             reminders += 1
     sent = failed = 0
     queued = LifecycleMessage.objects.filter(status=LifecycleMessage.Status.QUEUED).filter(
@@ -477,8 +484,11 @@ def lifecycle_cycle(*, now: datetime | None = None, send_grace_s: int = 60) -> C
         ):
             continue
         try:
-            mail.message_send(message_pk=message.pk, now=now)
-            sent += 1
+            done = mail.message_send(message_pk=message.pk, now=now)
         except mail.SendFailed:
             failed += 1
+        else:
+            # Not sent when its contact is held by "do not contact" (the row says so).
+            if done is None or done.status != LifecycleMessage.Status.FAILED:
+                sent += 1
     return CycleResult(reminders=reminders, refreshes=refreshes, sent=sent, failed=failed)
