@@ -6,11 +6,11 @@
   (`sync.erasure_zoho`: CRM records deleted or anonymised, addresses unsubscribed from every
   Campaigns list), durable with the erasure itself; the contact's CRM link keeps how it was found
   but not the value; its discrepancies keep what was found and done, with the person's addresses
-  and numbers masked.
-- `contact_erased` (once committed): the Campaigns observations of the erased addresses are
-  deleted (the pull skips erased addresses from then on, so none is recorded again); the record of
-  each Zoho call (kept as evidence of what was sent) keeps its path and error with the person's
-  values masked.
+  and numbers masked; the Campaigns observations of the erased addresses are deleted (the pull
+  skips erased addresses from then on, so none is recorded again).
+- `contact_erased` (once committed): the record of each Zoho call (kept as evidence of what was
+  sent) keeps its path and error with the person's values masked (a scan of the whole call log,
+  kept out of the erasure's transaction).
 """
 
 from __future__ import annotations
@@ -61,5 +61,5 @@ def connect() -> None:
     retention_holds.connect(open_discrepancy_holds, dispatch_uid="sync_open_discrepancy_holds")
     contact_erasing.connect(zoho_job_create, dispatch_uid="sync_erasure_zoho_job_create")
     contact_erasing.connect(evidence_forget, dispatch_uid="sync_evidence_forget")
-    contact_erased.connect(observations_forget, dispatch_uid="sync_observations_forget")
+    contact_erasing.connect(observations_forget, dispatch_uid="sync_observations_forget")
     contact_erased.connect(evidence_mask, dispatch_uid="sync_evidence_mask")

@@ -242,3 +242,23 @@ def test_the_erasure_deletes_the_correction_files_of_the_person(
     assert services.correction_evidence_path(shared).read_bytes() == PDF  # another contact's evidence too
     # The proof that a file was given stays in the events.
     assert ConsentEvent.objects.filter(contact=wendelin, evidence__file__sha256=own).exists()
+
+
+def test_the_daily_job_deletes_the_correction_files_an_erasure_missed(
+    settings, tmp_path, admin_user, wendelin, decide
+):
+    from compliance.tasks import retention_erase
+
+    settings.CORRECTION_EVIDENCE_DIR = tmp_path / "evidence"
+    own = _correct(wendelin, admin_user, PDF + b"% Wendelin's letter\n", "desk:sweep:1")
+    identity = services.ContactIdentity(email="someone.else@example.org")
+    services.consent_ingest(identity=identity, decision=decide())
+    shared = _correct(services.contact_resolve(identity=identity), admin_user, PDF, "desk:sweep:2")
+    assert _correct(wendelin, admin_user, PDF, "desk:sweep:3") == shared
+    # Erased, but the process died before what follows the commit ran.
+    services.erasure_request(contact=wendelin, channel="admin", reason="ticket 13", actor_user=admin_user)
+    assert services.correction_evidence_path(own).exists()
+
+    assert retention_erase() == 0  # nobody is past retention; the sweep runs all the same
+    assert not services.correction_evidence_path(own).exists()
+    assert services.correction_evidence_path(shared).read_bytes() == PDF  # still another's evidence

@@ -122,6 +122,8 @@ def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_th
         last_error="550 5.1.1 <dup.person@example.net>: Recipient address rejected",
     )
 
+    CampaignsObservation.objects.create(list_key="LK1", email="dup.person@example.net", status="unsub")
+
     # Only the transaction: these must not wait for what runs once it has committed.
     services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
 
@@ -134,3 +136,4 @@ def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_th
     assert CrmLink.objects.get(contact=contact).matched_value == ""
     message = LifecycleMessage.objects.get(contact=contact)
     assert (message.to_email, message.last_error, message.status) == ("", "", "failed")
+    assert not CampaignsObservation.objects.filter(email="dup.person@example.net").exists()
