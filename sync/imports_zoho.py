@@ -36,7 +36,8 @@ the sync, by email; the phone only when there is no email; names only where the 
 **The ledger's own decisions stand.** A purpose for which the ledger already holds a decision
 (any but this import's own) is not imported for that contact (counted as ``ledger_decides``): the
 import brings in what the ledger does not know; afterwards the sync's rule of direction
-deals with CRM-side changes.
+deals with CRM-side changes. Nothing is imported for an erased contact (its CRM record, kept or
+anonymised, is still linked by the Zoho id the contact keeps): counted as ``ledger_decides`` too.
 
 **Again, and after a crash.** Each event's idempotency key is the record id, its
 ``Modified_Time`` and the purpose (``import-zoho:crm:…``), or the list key, the address's
@@ -139,7 +140,7 @@ def _sift(candidates: list[Candidate], tally: Tally) -> list[Candidate]:
     emails = {c.email for c in fresh if c.email}
     contacts = list(
         Contact.objects.filter(Q(zoho_id__in=zoho_ids) | Q(email__in=emails)).values(
-            "pk", "zoho_id", "email", "first_name", "last_name"
+            "pk", "zoho_id", "email", "first_name", "last_name", "erased_at"
         )
     )
     by_zoho = {c["zoho_id"]: c for c in contacts if c["zoho_id"]}
@@ -156,6 +157,11 @@ def _sift(candidates: list[Candidate], tally: Tally) -> list[Candidate]:
     for c in fresh:
         contact = by_zoho.get(c.zoho_id) or by_email.get(c.email)
         if contact is not None:
+            if contact["erased_at"] is not None:
+                # An erased person's CRM record (anonymised, or kept): the erasure decided.
+                c.outcome = "erased"
+                tally.ledger_decides += 1
+                continue
             if (contact["pk"], c.decision.purpose) in decided:
                 c.outcome = "ledger decides"
                 tally.ledger_decides += 1

@@ -39,7 +39,7 @@ from compliance.models import (
 )
 from compliance.outbox import outbox_written_on_commit
 from compliance.services.consent_append import event_append
-from compliance.services.contacts import ContactIdentity, contact_resolve
+from compliance.services.contacts import ContactIdentity, contact_resolve, erased_refusal
 from compliance.services.errors import ConsentForbidden, ConsentRejected, IdempotencyConflict
 from compliance.services.identity import actor_name, decision_identity_context
 from compliance.services.state import advance_state, lock_state
@@ -470,7 +470,7 @@ def _record(
     transaction; a key used before makes the insert fail with IntegrityError."""
     now = timezone.now()
     if contact.erased_at is not None:
-        raise ConsentRejected("contact", f"Contact {contact.pk} was erased; it records no more events.")
+        raise ConsentRejected("contact", erased_refusal(contact))
     checked = consent_check(decision, api_client=api_client, actor_user=actor_user, lookups=lookups, now=now)
     digest = request_digest(contact.pk, decision, contact.secret)
     state = lock_state(contact, checked.purpose)

@@ -45,6 +45,7 @@ from compliance.services.contacts import (
     contact_changes,
     contact_choose,
     contact_new,
+    erased_refusal,
     identity_normalise,
 )
 from compliance.services.erased_identifiers import erased_suppressions_add
@@ -295,6 +296,8 @@ def _chunk_set_based(
             continue
         try:
             contact, changes, kind = contacts.resolve(normalised, may_update=may_update)
+            if contact.erased_at is not None:  # found by the Zoho id an erased contact keeps
+                raise ConsentRejected("contact", erased_refusal(contact))
             checked = consent_check(
                 decision, api_client=api_client, actor_user=None, lookups=lookups, now=now
             )

@@ -174,6 +174,11 @@ def contact_resolve(
     )
 
 
+def erased_refusal(contact: Contact) -> str:
+    """Why nothing more is recorded for an erased contact (found again by the Zoho id it keeps)."""
+    return f"Contact {contact.pk} was erased; it records no more events."
+
+
 def _create(contact: Contact, context: IdentityContext) -> None:
     """Insert a new contact and the first event of its identity chain."""
     contact.save(force_insert=True)
@@ -200,6 +205,9 @@ def _resolve(
             condition |= Q(**{name: value})
     found = list(Contact.objects.filter(condition)[:RESOLVE_LIMIT])
     contact = contact_choose(found=found, identity=identity)
+    if contact is not None and contact.erased_at is not None:
+        # Only its Zoho id can find it: it takes no identifiers again, and records nothing.
+        raise ConsentRejected("contact", erased_refusal(contact))
     if contact is None:
         contact = contact_new(identity)
         if not savepoint:
