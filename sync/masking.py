@@ -54,7 +54,11 @@ def discrepancies_mask(*, contact_id: int, values: Iterable[str]) -> int:
                 setattr(row, name, json.loads(_masked(json.dumps(value, ensure_ascii=False), forms)))
         row.hint = _masked(row.hint, forms)
         row.resolution = _masked(row.resolution, forms)
-        if (row.expected, row.actual, row.evidence, row.hint, row.resolution) != before:
-            row.save(update_fields=["expected", "actual", "evidence", "hint", "resolution", "updated_at"])
+        after = (row.expected, row.actual, row.evidence, row.hint, row.resolution)
+        if after != before:
+            # update(): "last seen" (updated_at) stays when Zoho last showed the problem.
+            Discrepancy.objects.filter(pk=row.pk).update(
+                **dict(zip(("expected", "actual", "evidence", "hint", "resolution"), after, strict=True))
+            )
             changed += 1
     return changed

@@ -187,44 +187,40 @@ def test_numbers_encoded_addresses_and_tracebacks_are_masked_too() -> None:
         assert value not in lines
 
 
-def test_json_logs_are_one_object_a_line() -> None:
-    code = "import logging, django; django.setup(); logging.getLogger('sync').warning('hello %s', 'x@y.com')"
+def _json_logs(code: str) -> str:
+    """What `code` logs to standard error after django.setup(), LOG_FORMAT=json, in a process of its own."""
     base = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", f"import logging, django\ndjango.setup()\n{code}"],
         cwd=ROOT,
         env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "json"},
         capture_output=True,
         text=True,
         timeout=60,
     )
+    return result.stderr
 
-    lines = [json.loads(line) for line in result.stderr.splitlines()]
+
+def test_json_logs_are_one_object_a_line() -> None:
+    lines = [
+        json.loads(line)
+        for line in _json_logs("logging.getLogger('sync').warning('hello %s', 'x@y.com')").splitlines()
+    ]
     assert {"level": "WARNING", "logger": "sync", "message": "hello x***@***.com"}.items() <= lines[
         -1
     ].items()
 
 
 def test_json_logs_mask_a_traceback_too() -> None:
-    code = (
-        "import logging, django; django.setup()\n"
+    stderr = _json_logs(
         "try:\n    raise ValueError('no record for ben@example.org')\n"
         "except ValueError:\n    logging.getLogger('sync').exception('push failed')\n"
     )
-    base = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**base, "DJANGO_SETTINGS_MODULE": "config.settings", "LOG_FORMAT": "json"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
-    line = json.loads(result.stderr.splitlines()[-1])
+    line = json.loads(stderr.splitlines()[-1])
     assert line["message"] == "push failed"
     assert "ValueError: no record for b***@***.org" in line["exc_info"]
-    assert "ben@example.org" not in result.stderr
+    assert "ben@example.org" not in stderr
 
 
 def test_an_api_call_makes_no_session(client, api_client_and_key) -> None:

@@ -1,18 +1,23 @@
 """Fixtures of the lifecycle's tests: a published policy, a contact waiting for a double opt-in,
-links made as a mail would carry them, and a public client that checks CSRF like a browser."""
+links made as a mail would carry them, a public client that checks CSRF like a browser, and a real
+SMTP server (aiosmtpd) for Django's SMTP backend."""
 
 from __future__ import annotations
 
 import itertools
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from compliance import services
 from compliance.lifecycle import links, mail
@@ -31,6 +36,28 @@ from tests.sync.conftest import (  # noqa: F401
 )
 
 _keys = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def smtp_server(settings: Any, handler: Any) -> Iterator[None]:
+    """An SMTP server on a free local port whose messages go to `handler` (aiosmtpd's handle_DATA),
+    with Django's SMTP backend pointed at it, until the block ends."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
+    settings.EMAIL_TIMEOUT = 5
+    try:
+        yield
+    finally:
+        controller.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +85,11 @@ def policy(db: None) -> PolicyVersion:
     )
 
 
-def record(contact: Contact | None, purpose: str, status: str, **fields: Any) -> ConsentEvent:
+def record(
+    contact: Contact | None, purpose: str, status: str, *, email: str | None = None, **fields: Any
+) -> ConsentEvent:
+    """A decision recorded for `contact`; with none, ingested for the contact of `email` (by
+    default Ana, ana@example.com)."""
     values: dict[str, Any] = {
         "purpose": purpose,
         "status": status,
@@ -70,9 +101,22 @@ def record(contact: Contact | None, purpose: str, status: str, **fields: Any) ->
     values.update(fields)
     decision = services.ConsentDecision(**values)
     if contact is None:
-        identity = services.ContactIdentity(email="ana@example.com", first_name="Ana")
+        identity = (
+            services.ContactIdentity(email=email)
+            if email
+            else services.ContactIdentity(email="ana@example.com", first_name="Ana")
+        )
         return services.consent_ingest(identity=identity, decision=decision).event
     return services.consent_record(contact=contact, decision=decision).event
+
+
+@pytest.fixture
+def api(db: None) -> APIClient:
+    """The web portal's API client (source web_portal)."""
+    _, key = services.api_client_create(name="web-portal", sources=["web_portal"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -22,14 +21,6 @@ from tests.lifecycle.test_mail import pending_body
 # Queries of confirmation_requests, whatever the number of events: the existing confirmations,
 # the policies cited, the link generations, one INSERT, one UPDATE (and savepoints).
 MAX_QUERIES = 8
-
-
-@pytest.fixture
-def api(db: None) -> APIClient:
-    _, key = services.api_client_create(name="web-portal", sources=["web_portal"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def pendings(count: int, prefix: str) -> list[ConsentEvent]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -12,18 +11,16 @@ from typing import Any
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from django.core import mail as outbox
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from compliance import services
 from compliance.lifecycle import mail
 from compliance.lifecycle.services import lifecycle_cycle
 from compliance.lifecycle.tasks import send_message
 from compliance.models import ConsentEvent, LifecycleMessage, PolicyVersion
-from tests.lifecycle.conftest import confirm_path
+from tests.lifecycle.conftest import confirm_path, free_port, smtp_server
 
 
 class FailingFirst:
@@ -41,25 +38,11 @@ class FailingFirst:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def smtp(settings: Any) -> Iterator[FailingFirst]:
     handler = FailingFirst(failures=1)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
-    settings.EMAIL_TIMEOUT = 5
-    try:
+    with smtp_server(settings, handler):
         yield handler
-    finally:
-        controller.stop()
 
 
 def queued(pending: ConsentEvent) -> LifecycleMessage:
@@ -191,14 +174,6 @@ def test_no_reminder_once_confirmed(pending: ConsentEvent, client: Any) -> None:
 
 
 # -- the ingest API queues the confirmation, unless the client runs its own ----------------------
-
-
-@pytest.fixture
-def api(db: None) -> APIClient:
-    _, key = services.api_client_create(name="web-portal", sources=["web_portal"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def pending_body(email: str, **overrides: Any) -> dict[str, Any]:

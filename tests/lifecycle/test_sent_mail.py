@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from compliance.models import ConsentState, LifecycleMessage, PolicyVersion
+from compliance.models import ConsentEvent, ConsentState, LifecycleMessage, PolicyVersion
 
 URL = "/lifecycle/sent-mail/"
 
@@ -59,3 +59,28 @@ def test_a_demo_sign_up_mails_a_confirmation_whose_links_the_page_shows(
     # and a bad address records nothing
     assert admin.post(URL, {"email": "not an address"}).status_code == 400
     assert LifecycleMessage.objects.count() == 1
+
+
+def test_a_mail_never_written_shows_why_and_offers_no_unsubscribe(
+    demo: Any, admin_user: Any, client_for: Callable[..., Client], pending: ConsentEvent
+) -> None:
+    from compliance.lifecycle.suppressions import DO_NOT_CONTACT
+
+    LifecycleMessage.objects.create(
+        kind=LifecycleMessage.Kind.CONFIRMATION,
+        contact=pending.contact,
+        purpose=pending.purpose,
+        event=pending,
+        message_id="<held@consent-desk.test>",
+        to_email="ana@example.com",
+        subject="",
+        body_text="",
+        status=LifecycleMessage.Status.FAILED,
+        last_error=DO_NOT_CONTACT,
+    )
+
+    page = client_for(admin_user).get(URL).content.decode()
+
+    assert "No mail written" in page
+    assert "Nothing was written or sent to this address." in page and DO_NOT_CONTACT in page
+    assert 'class="mail-body"' not in page and "List-Unsubscribe" not in page

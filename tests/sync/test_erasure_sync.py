@@ -124,10 +124,15 @@ def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_th
 
     CampaignsObservation.objects.create(list_key="LK1", email="dup.person@example.net", status="unsub")
 
+    seen = list(
+        Discrepancy.objects.filter(contact=contact).order_by("id").values_list("updated_at", flat=True)
+    )
+
     # Only the transaction: these must not wait for what runs once it has committed.
     services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
 
     duplicate, drift = Discrepancy.objects.filter(contact=contact).order_by("id")
+    assert [duplicate.updated_at, drift.updated_at] == seen, "when Zoho last showed them stays"
     assert duplicate.evidence == {"email": MASK, "phone": MASK, "candidates": ["z1", "z2"]}
     assert duplicate.hint == f"Two CRM records carry {MASK}: merge them in Zoho."
     assert drift.expected == {"Email": MASK}

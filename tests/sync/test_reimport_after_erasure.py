@@ -32,6 +32,7 @@ from compliance.services import ContactIdentity
 from compliance.verification import ledger_verify
 from sync.import_models import ImportRun
 from sync.projection import active_mappings, project, to_crm_record
+from tests.sync import test_import_zoho as zoho_import_tests
 
 pytestmark = pytest.mark.django_db
 
@@ -40,30 +41,13 @@ PHONE = "+4915198765432"
 NEVER_ERASED = "ottilie.neverhere@example.net"
 NEVER_ERASED_PHONE = "+4915112340000"
 MARKETING = {"email_marketing", "sms_marketing"}
-# The CRM's consent object showing consent obtained through Zoho's consent mail: an email
-# opt-in with its double opt-in (as tests/sync/test_import_zoho.py seeds it).
-LEGACY_EMAIL = {
-    "Data_Processing_Basis": "Obtained",
-    "Data_Processing_Basis_Details": {
-        "Contact_Through_Email": True,
-        "Contact_Through_Phone": False,
-        "Consent_Date": "2024-01-15",
-        "Consent_Through": "Email",
-        "Data_Processing_Basis": "Obtained",
-    },
-}
+# The Zoho import's tests' CRM consent object and fixtures: a policy in force before the legacy
+# consent dates, zohosim's settings for the import.
+LEGACY_EMAIL = zoho_import_tests.LEGACY_EMAIL
+policy = zoho_import_tests.policy
+import_settings = zoho_import_tests.import_settings
 
 _keys = itertools.count(1)
-
-
-@pytest.fixture
-def policy(db: None) -> PolicyVersion:
-    # In force since before the legacy consent dates the imports carry.
-    return services.policy_version_publish(
-        label="2023-06",
-        effective_at="2023-06-01",
-        text="We send offers you chose, by the channels you chose.",
-    )
 
 
 @pytest.fixture
@@ -224,13 +208,6 @@ def test_a_csv_reimport_naming_only_the_erased_phone_is_held_too(
 
 
 # -- the Zoho import --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def import_settings(sim_settings: Any) -> Any:
-    sim_settings.RECONCILE_BULK_POLL_S = 0
-    sim_settings.ZOHO_CAMPAIGNS_LIST_KEYS = []
-    return sim_settings
 
 
 @pytest.mark.parametrize("method", ["coql", "bulk"])

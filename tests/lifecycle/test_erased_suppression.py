@@ -7,15 +7,12 @@ goes through a real SMTP server (aiosmtpd), the Campaigns list is zohosim's over
 from __future__ import annotations
 
 import itertools
-import socket
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -25,7 +22,6 @@ from compliance.lifecycle import mail, repermission
 from compliance.lifecycle.services import lifecycle_cycle
 from compliance.lifecycle.suppressions import DO_NOT_CONTACT
 from compliance.models import (
-    ConsentEvent,
     ConsentState,
     Contact,
     ErasureRequest,
@@ -35,14 +31,8 @@ from compliance.models import (
     RepermissionTarget,
     Suppression,
 )
-from compliance.services import ContactIdentity
-from tests.sync import conftest as sync_fixtures
-
-# The sync's zohosim fixtures, for the Campaigns list.
-engine_settings = sync_fixtures.engine_settings
-sim_server = sync_fixtures.sim_server
-sim = sync_fixtures.sim
-sim_settings = sync_fixtures.sim_settings
+from tests.lifecycle.conftest import record, smtp_server
+from tests.lifecycle.test_mail import pending_body
 
 RETURNING = "quillon.vandersnoot@example.net"  # erased, then back
 RETURNING_TOO = "ottilie.vandersnoot@example.net"  # erased, then back through the batch path
@@ -51,21 +41,6 @@ FRESH_TOO = "another.person@example.net"
 CONFIRMED = {"double_opt_in_confirmed_at": "2026-04-01T10:00:00+00:00"}
 
 _keys = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _lifecycle_settings(settings: Any) -> Any:
-    settings.LINK_SIGNING_KEYS = ["link-key-new-0123456789abcdef"]
-    settings.PUBLIC_BASE_URL = "http://testserver"
-    settings.LIFECYCLE_SEND_ON_COMMIT = False  # sent by the lifecycle cycle in the test
-    settings.LINK_RATE_LIMIT_PER_MIN = 1000
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"lifecycle-dnc-{uuid.uuid4().hex}",
-        }
-    }
-    return settings
 
 
 class Inbox:
@@ -81,43 +56,14 @@ class Inbox:
 
 @pytest.fixture
 def smtp(settings: Any) -> Iterator[Inbox]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
-    settings.EMAIL_TIMEOUT = 5
-    try:
+    with smtp_server(settings, inbox):
         yield inbox
-    finally:
-        controller.stop()
-
-
-def _decision(purpose: str, status: str, **fields: Any) -> services.ConsentDecision:
-    values: dict[str, Any] = {
-        "purpose": purpose,
-        "status": status,
-        "source": "web_portal",
-        "occurred_at": timezone.now() - timedelta(minutes=5),
-        "idempotency_key": f"dnc-{next(_keys)}",
-        "policy_version": "2026-03" if status in ("opted_in", "pending") else None,
-    }
-    values.update(fields)
-    return services.ConsentDecision(**values)
-
-
-def _ingest(email: str, purpose: str, status: str, **fields: Any) -> ConsentEvent:
-    return services.consent_ingest(
-        identity=ContactIdentity(email=email), decision=_decision(purpose, status, **fields)
-    ).event
 
 
 def _erase(email: str) -> None:
     """Someone with this address opted in, then asked to be erased."""
-    contact = _ingest(email, "sms_marketing", "opted_in").contact
+    contact = record(None, "sms_marketing", "opted_in", email=email).contact
     services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
     assert Contact.objects.get(pk=contact.pk).email is None
 
@@ -147,26 +93,6 @@ def _assert_not_sent(message: LifecycleMessage) -> None:
 
 
 @pytest.fixture
-def api(db: None) -> APIClient:
-    _, key = services.api_client_create(name="web-portal", sources=["web_portal"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
-def _pending_body(email: str) -> dict[str, Any]:
-    return {
-        "contact": {"email": email},
-        "purpose": "email_marketing",
-        "status": "pending",
-        "source": "web_portal",
-        "policy_version": "2026-03",
-        "occurred_at": (timezone.now() - timedelta(minutes=1)).isoformat(),
-        "idempotency_key": f"pending-{email}",
-    }
-
-
-@pytest.fixture
 def new_policy(policy: PolicyVersion) -> PolicyVersion:
     return services.policy_version_publish(
         label="2027-01", effective_at="2026-06-01", text="We now also use your data for surveys."
@@ -175,7 +101,7 @@ def new_policy(policy: PolicyVersion) -> PolicyVersion:
 
 def _opted_in_under_the_old_policy(*emails: str) -> None:
     for email in emails:
-        _ingest(email, "email_marketing", "opted_in", evidence=CONFIRMED)
+        record(None, "email_marketing", "opted_in", evidence=CONFIRMED, email=email)
 
 
 # -- double opt-in confirmations and their reminders ----------------------------------------------
@@ -189,10 +115,10 @@ def test_no_confirmation_or_reminder_goes_to_an_erased_address_that_came_back(
 
     # Given pending sign-ups through the API: one by one, and in a batch
     for email in (RETURNING, FRESH):
-        assert api.post("/api/v1/consent-events", _pending_body(email), format="json").status_code == 201
+        assert api.post("/api/v1/consent-events", pending_body(email), format="json").status_code == 201
     batch = api.post(
         "/api/v1/consent-events/batch",
-        {"events": [_pending_body(RETURNING_TOO), _pending_body(FRESH_TOO)]},
+        {"events": [pending_body(RETURNING_TOO), pending_body(FRESH_TOO)]},
         format="json",
     )
     assert batch.status_code == 200 and batch.json()["created"] == 2
@@ -222,8 +148,8 @@ def test_a_queued_mail_is_not_sent_once_held_but_the_persons_own_click_still_con
     policy: PolicyVersion, smtp: Inbox, client: Client
 ) -> None:
     # Given two confirmations queued (a queue made before the hold, or before this check existed)
-    late = _ingest(FRESH, "email_marketing", "pending")
-    other = _ingest(FRESH_TOO, "email_marketing", "pending")
+    late = record(None, "email_marketing", "pending", email=FRESH)
+    other = record(None, "email_marketing", "pending", email=FRESH_TOO)
     late_mail = mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=late)
     other_mail = mail.message_queue(kind=LifecycleMessage.Kind.CONFIRMATION, event=other)
     assert late_mail is not None and other_mail is not None
@@ -253,8 +179,8 @@ def test_no_refresh_request_goes_to_an_erased_address_that_came_back(
 ) -> None:
     _erase(RETURNING)
     at = timezone.now() - timedelta(minutes=5)
-    returning = _ingest(RETURNING, "sms_marketing", "opted_in", frequency="weekly", occurred_at=at)
-    fresh = _ingest(FRESH, "sms_marketing", "opted_in", frequency="weekly", occurred_at=at)
+    returning = record(None, "sms_marketing", "opted_in", frequency="weekly", occurred_at=at, email=RETURNING)
+    fresh = record(None, "sms_marketing", "opted_in", frequency="weekly", occurred_at=at, email=FRESH)
     held = _held(RETURNING)
     due = ConsentState.objects.get(contact=fresh.contact, purpose=fresh.purpose).refresh_due_at
     assert due is not None
