@@ -566,6 +566,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=RETENTION_HOUR_UTC, minute=30),
         "options": {"expires": 3600},
     },
+    # An erased person's address or number still in the Zoho call log (an on-commit masking lost
+    # to a crash), masked; after retention-daily, which erases.
+    "erased-calls-daily": {
+        "task": "sync.erased_calls_mask",
+        "schedule": crontab(hour=RETENTION_HOUR_UTC, minute=40),
+        "options": {"expires": 3600},
+    },
     # Stored report files past REPORT_FILE_RETENTION_DAYS, or made before a person they name was
     # erased (a lost erasure-time deletion), deleted; after retention-daily, which erases.
     "report-files-daily": {

@@ -4,7 +4,8 @@
 minute) runs every job that is due: one whose queued run was lost (a crash, a broker down) or
 whose last run left work (the job's own backoff). The retries live in the job row, not in Celery:
 a run that fails stores its next attempt, so a message lost with its worker loses nothing. Zoho
-refusing our credentials raises the auth alert (`ZohoTask`).
+refusing our credentials raises the auth alert (`ZohoTask`). `erased_calls_mask` (beat, daily)
+masks an erased person's address or number that the Zoho call log still holds (`sync.masking`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from celery import shared_task
 
 from sync.erasure_zoho import erasure_zoho_job_run, erasure_zoho_jobs_due
+from sync.masking import erased_calls_mask as calls_sweep
 from sync.tasks.base import ZohoTask
 from sync.zoho import ZohoClient
 
@@ -36,3 +38,8 @@ def erasure_zoho_due(self: Any) -> dict[str, int]:
                 ran += job is not None
                 done += bool(job and job.done_at)
     return {"ran": ran, "done": done}
+
+
+@shared_task(name="sync.erased_calls_mask")
+def erased_calls_mask() -> int:
+    return calls_sweep()

@@ -142,3 +142,33 @@ def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_th
     message = LifecycleMessage.objects.get(contact=contact)
     assert (message.to_email, message.last_error, message.status) == ("", "", "failed")
     assert not CampaignsObservation.objects.filter(email="dup.person@example.net").exists()
+
+
+def test_the_daily_sweep_masks_an_erased_persons_values_the_call_log_still_holds(db):
+    from config.celery import app as celery_app
+    from sync.models import ZohoCall
+    from sync.tasks.erasure import erased_calls_mask
+
+    contact = _withdrawn("lost.mask@example.net")
+    Contact.objects.filter(pk=contact.pk).update(phone="+4915198765499")
+    contact.refresh_from_db()
+    now = timezone.now()
+
+    def call(path: str, error: str) -> ZohoCall:
+        return ZohoCall.objects.create(
+            service="crm", operation="x", method="GET", path=path, started_at=now, error=error
+        )
+
+    plain = call("/crm/v8/Contacts/1", "no record for Lost.Mask@Example.net (+4915198765499)")
+    encoded = call("/campaigns/lists/LK1/lost.mask%40example.net", "")
+    other = call("/crm/v8/Contacts/2", "no record for someone.else@example.net (+447700900999)")
+    # Erased without its receivers running (a process that died right after the commit).
+    services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
+    assert "Lost.Mask@Example.net" in ZohoCall.objects.get(pk=plain.pk).error
+
+    assert erased_calls_mask() == 3
+    assert ZohoCall.objects.get(pk=plain.pk).error == f"no record for {MASK} ({MASK})"
+    assert ZohoCall.objects.get(pk=encoded.pk).path == f"/campaigns/lists/LK1/{MASK}"
+    assert ZohoCall.objects.get(pk=other.pk).error == "no record for someone.else@example.net (+447700900999)"
+    assert erased_calls_mask() == 0
+    assert "sync.erased_calls_mask" in celery_app.tasks
