@@ -17,19 +17,28 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import quote
 
-from django.db.models import F, Q, Value
+from django.core.exceptions import ValidationError
+from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Replace
 
-from compliance.services.erased_identifiers import erased_identifiers_match
+from compliance.erasure_models import ErasedIdentifier
+from compliance.identifiers import normalise_email, normalise_phone
+from compliance.services.erased_identifiers import erased_identifier_digests
 from sync.models import Discrepancy, ZohoCall
 
 MASK = "[erased]"
 
 
-def calls_mask(*, values: Iterable[str], since: datetime | None = None) -> None:
+def calls_mask(
+    *, values: Iterable[str], since: datetime | None = None, until: datetime | None = None
+) -> None:
     """Replace each value (plain and URL-quoted) in the path and error of the calls started
-    ``since`` (all calls when None) with `MASK`."""
-    calls = ZohoCall.objects.all() if since is None else ZohoCall.objects.filter(started_at__gte=since)
+    ``since`` and up to ``until`` (no bound where None) with `MASK`."""
+    calls = ZohoCall.objects.all()
+    if since is not None:
+        calls = calls.filter(started_at__gte=since)
+    if until is not None:
+        calls = calls.filter(started_at__lte=until)
     for value in set(values):
         for form in {value, quote(value, safe=""), quote(value)}:
             calls.filter(Q(path__contains=form) | Q(error__contains=form)).update(
@@ -49,21 +58,32 @@ _MAY_NAME |= Q(path__regex=r"(\+|%2B)[0-9]{7,15}") | Q(error__regex=r"(\+|%2B)[0
 
 
 def erased_calls_mask() -> int:
-    """Mask, in every call's path and error, each address and number an erased person had; returns
-    how many values were masked. Rows without "@" or "+digits" are not read."""
+    """Mask, in the path and error of every call made up to a person's erasure, each address and
+    number that person had; returns how many of the values found were an erased person's. Rows without "@" or "+digits"
+    are not read. (A call made since may be for someone new with the same address: it stays.)"""
     found: set[str] = set()
     for path, error in ZohoCall.objects.filter(_MAY_NAME).values_list("path", "error").iterator():
         for text in (path, error):
             found.update(match.group(0) for match in _ADDRESS.finditer(text))
             found.update(match.group(0) for match in _NUMBER.finditer(text))
-    erased = set()
-    for value in found:
-        plain = value.replace("%40", "@").replace("%2B", "+")
-        if erased_identifiers_match(email=plain) if "@" in plain else erased_identifiers_match(phone=plain):
-            erased.add(plain)
-    if erased:
-        calls_mask(values=erased)
-    return len(erased)
+    masked = 0
+    for plain in sorted({value.replace("%40", "@").replace("%2B", "+") for value in found}):
+        kind, normalise = (
+            (ErasedIdentifier.Kind.EMAIL, normalise_email)
+            if "@" in plain
+            else (ErasedIdentifier.Kind.PHONE, normalise_phone)
+        )
+        try:
+            digests = erased_identifier_digests(kind, normalise(plain))
+        except ValidationError:
+            continue  # not an address or a number anyone had
+        erased_at = ErasedIdentifier.objects.filter(digest__in=digests).aggregate(
+            last=Max("erasure__erased_at")
+        )["last"]
+        if erased_at is not None:
+            calls_mask(values=[plain], until=erased_at)
+            masked += 1
+    return masked
 
 
 def _masked(text: str, values: list[str]) -> str:

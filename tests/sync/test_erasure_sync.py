@@ -165,10 +165,22 @@ def test_the_daily_sweep_masks_an_erased_persons_values_the_call_log_still_holds
     # Erased without its receivers running (a process that died right after the commit).
     services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
     assert "Lost.Mask@Example.net" in ZohoCall.objects.get(pk=plain.pk).error
+    # Someone new with that address since: their calls are theirs, and stay.
+    with time_machine.travel(timezone.now() + timedelta(minutes=5), tick=False):
+        later = ZohoCall.objects.create(
+            service="crm",
+            operation="x",
+            method="GET",
+            path="/crm/v8/Contacts/3",
+            started_at=timezone.now(),
+            error="no record for lost.mask@example.net",
+        )
 
     assert erased_calls_mask() == 3
     assert ZohoCall.objects.get(pk=plain.pk).error == f"no record for {MASK} ({MASK})"
     assert ZohoCall.objects.get(pk=encoded.pk).path == f"/campaigns/lists/LK1/{MASK}"
     assert ZohoCall.objects.get(pk=other.pk).error == "no record for someone.else@example.net (+447700900999)"
-    assert erased_calls_mask() == 0
+    assert ZohoCall.objects.get(pk=later.pk).error == "no record for lost.mask@example.net"
+    assert erased_calls_mask() == 1, "only the later call's address is left, and it stays"
+    assert ZohoCall.objects.get(pk=later.pk).error == "no record for lost.mask@example.net"
     assert "sync.erased_calls_mask" in celery_app.tasks
