@@ -262,3 +262,41 @@ def test_the_daily_job_deletes_the_correction_files_an_erasure_missed(
     assert retention_erase() == 0  # nobody is past retention; the sweep runs all the same
     assert not services.correction_evidence_path(own).exists()
     assert services.correction_evidence_path(shared).read_bytes() == PDF  # still another's evidence
+
+
+def test_the_admin_sets_a_legal_hold_with_a_reason_and_lifts_it(client_for, admin_user, wendelin):
+    client = client_for(admin_user)
+    add = reverse("admin:compliance_legalhold_add")
+
+    refused = client.post(add, {"contact": wendelin.pk, "reason": ""})
+    assert refused.status_code == 200 and "This field is required." in refused.content.decode()
+    assert not LegalHold.objects.exists()
+
+    assert client.post(add, {"contact": wendelin.pk, "reason": "Tax audit 2026"}).status_code == 302
+    hold = LegalHold.objects.get()
+    assert (hold.contact_id, hold.reason, hold.lifted_at) == (wendelin.pk, "Tax audit 2026", None)
+    assert admin_user.username in hold.set_by
+    with pytest.raises(services.LegalHoldActive):
+        services.erasure_request(contact=wendelin, channel="admin", actor_user=admin_user)
+
+    changelist = reverse("admin:compliance_legalhold_changelist")
+    lifted = client.post(changelist, {"action": "lift_holds", "_selected_action": [hold.pk]}, follow=True)
+    assert "1 legal holds lifted." in lifted.content.decode()
+    hold.refresh_from_db()
+    assert hold.lifted_at is not None and admin_user.username in hold.lifted_by
+    assert LegalHold.objects.count() == 1, "a hold is lifted, never deleted"
+
+
+def test_the_contact_admins_erase_action_asks_a_reason_then_erases(client_for, admin_user, wendelin):
+    client = client_for(admin_user)
+    changelist = reverse("admin:compliance_contact_changelist")
+    picked = {"action": "erase_contact", "_selected_action": [wendelin.pk]}
+
+    asked = client.post(changelist, picked)
+    assert asked.status_code == 200 and not ErasureRequest.objects.exists()  # the form, first
+
+    done = client.post(changelist, {**picked, "apply": "1", "reason": "Ticket 88, by letter"}, follow=True)
+    erasure = ErasureRequest.objects.get(contact=wendelin)
+    assert (erasure.channel, erasure.reason, erasure.status) == ("admin", "Ticket 88, by letter", "done")
+    assert Contact.objects.get(pk=wendelin.pk).email is None
+    assert EMAIL not in done.content.decode()
