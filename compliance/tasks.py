@@ -36,4 +36,4 @@ def retention_erase() -> int:
 
     erased = erase()
     correction_files_sweep()
-    return int(erased)
+    return erased

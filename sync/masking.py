@@ -12,7 +12,6 @@ and numbers the call log holds and masks those an erased person had (their diges
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from django.db.models.functions import Replace
 from compliance.erasure_models import ErasedIdentifier
 from compliance.identifiers import normalise_email, normalise_phone
 from compliance.services.erased_identifiers import erased_identifier_digests
+from config.logs import EMAIL, PHONE
 from sync.models import Discrepancy, ZohoCall
 
 MASK = "[erased]"
@@ -47,10 +47,8 @@ def calls_mask(
             )
 
 
-# What may be an address or a number in a call's path or error (as the log filter finds them,
-# config/logs.py; "@" also URL-encoded), and the rows that may hold one.
-_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_NUMBER = re.compile(r"(?:\+|%2B)\d{7,15}")
+# The rows that may hold an address or a number ("@" also URL-encoded); in them, the log filter's
+# patterns (config/logs.py) find each one.
 _MAY_NAME = (
     Q(path__contains="@") | Q(error__contains="@") | Q(path__contains="%40") | Q(error__contains="%40")
 )
@@ -64,8 +62,8 @@ def erased_calls_mask() -> int:
     found: set[str] = set()
     for path, error in ZohoCall.objects.filter(_MAY_NAME).values_list("path", "error").iterator():
         for text in (path, error):
-            found.update(match.group(0) for match in _ADDRESS.finditer(text))
-            found.update(match.group(0) for match in _NUMBER.finditer(text))
+            found.update(match.group(0) for match in EMAIL.finditer(text))
+            found.update(match.group(0) for match in PHONE.finditer(text))
     masked = 0
     for plain in sorted({value.replace("%40", "@").replace("%2B", "+") for value in found}):
         kind, normalise = (

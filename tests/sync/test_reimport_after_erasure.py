@@ -8,9 +8,7 @@ CRM projection gives it no consent; a contact of an address never erased is not 
 from __future__ import annotations
 
 import io
-import itertools
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from compliance.services import ContactIdentity
 from compliance.verification import ledger_verify
 from sync.import_models import ImportRun
 from sync.projection import active_mappings, project, to_crm_record
+from tests.compliance import conftest as compliance_fixtures
 from tests.sync import test_import_zoho as zoho_import_tests
 
 pytestmark = pytest.mark.django_db
@@ -47,24 +46,9 @@ LEGACY_EMAIL = zoho_import_tests.LEGACY_EMAIL
 policy = zoho_import_tests.policy
 import_settings = zoho_import_tests.import_settings
 
-_keys = itertools.count(1)
 
-
-@pytest.fixture
-def decide(policy: PolicyVersion) -> Callable[..., services.ConsentDecision]:
-    def make(**overrides: Any) -> services.ConsentDecision:
-        values: dict[str, Any] = {
-            "purpose": "sms_marketing",
-            "status": "opted_in",
-            "source": "mobile_app",
-            "occurred_at": timezone.now() - timedelta(minutes=1),
-            "idempotency_key": f"reimport-{next(_keys)}",
-            "policy_version": policy.label,
-        }
-        values.update(overrides)
-        return services.ConsentDecision(**values)
-
-    return make
+# The compliance tests' decisions (under the policy above).
+decide = compliance_fixtures.decide
 
 
 @pytest.fixture
