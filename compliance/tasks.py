@@ -30,10 +30,10 @@ def erasure_retry() -> int:
 
 @shared_task(name="compliance.retention_erase")  # type: ignore[untyped-decorator]
 def retention_erase() -> int:
-    """The daily retention erasures, then the correction files an erasure missed deleting."""
-    from compliance.erasure_files import correction_files_sweep
+    """The daily retention erasures, then the files an erasure missed deleting."""
+    from compliance.erasure_files import erasure_files_sweep
     from compliance.services.retention import retention_erase as erase
 
     erased = erase()
-    correction_files_sweep()
+    erasure_files_sweep()
     return erased

@@ -100,9 +100,7 @@ class Report(models.Model):
         """What the pages and the download say in place of the file, once our copy is deleted."""
         if self.file_deleted_at is None:
             return ""
-        return (
-            f"Stored copy deleted on {self.file_deleted_at:%Y-%m-%d %H:%M} UTC ({self.file_deleted_reason})."
-        )
+        return f"Stored copy deleted on {self.file_deleted_at:%Y-%m-%d %H:%M:%S} UTC ({self.file_deleted_reason})."
 
     @property
     def scope_text(self) -> str:

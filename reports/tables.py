@@ -35,12 +35,8 @@ class ReportTable(tables.Table):  # type: ignore[misc]
     def render_status(self, record: Report) -> str:
         if record.status == Report.Status.RUNNING:
             return format_html("{} ({} %)", record.get_status_display(), record.percent)
-        if record.file_deleted_at is not None:
-            return format_html(
-                '{} <span class="muted file-deleted">{}</span>',
-                record.get_status_display(),
-                record.file_deleted_text,
-            )
+        if record.file_deleted_at is not None:  # signed, but nothing left to download here
+            return format_html('<span class="muted file-deleted">{}</span>', record.file_deleted_text)
         return str(record.get_status_display())
 
     def render_size(self, value: int) -> str:

@@ -16,11 +16,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance import services
 from compliance.lifecycle import mail
 from compliance.lifecycle.services import lifecycle_cycle
 from compliance.lifecycle.tasks import send_message
-from compliance.models import ConsentEvent, LifecycleMessage, PolicyVersion
-from tests.lifecycle.conftest import confirm_path, free_port, smtp_server
+from compliance.models import ConsentEvent, ErasureRequest, LifecycleMessage, PolicyVersion
+from tests.lifecycle.conftest import confirm_path, free_port, record, smtp_server
 
 
 class FailingFirst:
@@ -86,6 +87,64 @@ def test_the_file_backend_keeps_each_mail_in_a_file(
     assert parsed["Message-ID"] == message.message_id
     assert parsed["To"] == "ana@example.com"
     assert "/c/" in written.read_text()
+
+
+def _file_backend_mails(
+    settings: Any, tmp_path: Path, pending: ConsentEvent
+) -> tuple[LifecycleMessage, dict[str, Path]]:
+    """Ana's confirmation and Ben's, each sent through the file backend: the files by address."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path / "mail")
+    anas = queued(pending)
+    for message in (anas, queued(record(None, "email_marketing", "pending", email="ben@example.com"))):
+        mail.message_send(message_pk=message.pk)
+    files = {message_from_bytes(path.read_bytes())["To"]: path for path in (tmp_path / "mail").iterdir()}
+    assert sorted(files) == ["ana@example.com", "ben@example.com"]
+    return anas, files
+
+
+def test_the_erasure_deletes_the_file_backends_copies_of_the_persons_mail(
+    pending: ConsentEvent, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    anas, files = _file_backend_mails(settings, tmp_path, pending)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.erasure_request(contact=anas.contact, channel=ErasureRequest.Channel.API)
+
+    assert list((tmp_path / "mail").iterdir()) == [files["ben@example.com"]]  # Ben's mail stays
+    assert LifecycleMessage.objects.filter(pk=anas.pk, to_email="").exists()  # the record stays
+
+
+def test_the_daily_job_deletes_the_mail_files_an_erasure_missed(
+    pending: ConsentEvent, settings: Any, tmp_path: Path
+) -> None:
+    from compliance.tasks import retention_erase
+
+    anas, files = _file_backend_mails(settings, tmp_path, pending)
+    # Erased, but the process died before what follows the commit ran.
+    services.erasure_request(contact=anas.contact, channel=ErasureRequest.Channel.API)
+    assert files["ana@example.com"].exists()
+
+    assert retention_erase() == 0  # nobody is past retention; the sweep runs all the same
+    assert list((tmp_path / "mail").iterdir()) == [files["ben@example.com"]]
+
+
+def test_a_file_holding_several_mails_goes_when_it_holds_the_persons(tmp_path: Path, settings: Any) -> None:
+    from compliance.erasure_files import _mail_files_delete
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    with outbox.get_connection() as connection:  # one connection: Django writes one file for both
+        for to in ("ana@example.com", "ben@example.com"):
+            outbox.EmailMessage(
+                "Hello", "Body", to=[to], headers={"Message-ID": f"<{to}>"}, connection=connection
+            ).send()
+    (written,) = list(tmp_path.iterdir())
+
+    assert _mail_files_delete(["<nobody@example.com>"]) == 0 and written.exists()
+    assert _mail_files_delete(["<ben@example.com>"]) == 1 and not written.exists()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert _mail_files_delete(["<ben@example.com>"]) == 0  # no file backend, no copies to look for
 
 
 def test_a_send_that_the_smtp_server_refuses_first_is_retried_by_the_task(

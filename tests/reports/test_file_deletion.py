@@ -93,7 +93,7 @@ def test_an_erasure_deletes_our_copy_of_the_persons_evidence_pack_and_the_handed
     assert answer.status_code == 410
     assert answer.content.decode() == row.file_deleted_text
     assert answer.content.decode().startswith(
-        f"Stored copy deleted on {row.file_deleted_at:%Y-%m-%d %H:%M} UTC"
+        f"Stored copy deleted on {row.file_deleted_at:%Y-%m-%d %H:%M:%S} UTC"
     )
     assert why in answer.content.decode()
     assert ReportDownload.objects.filter(report=pack).count() == 1
