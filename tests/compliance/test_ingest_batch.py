@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -289,7 +291,8 @@ def test_a_chunks_queries_do_not_grow_with_its_items(decide, mobile_app):
     # earlier keys read; contacts, their first identity events (SQLite: 47 a statement), states,
     # events (SQLite: 45 a statement), outbox inserted; states updated; the chunk's savepoint
     # (the test's transaction is around it); the new contacts' identity personal data and events'
-    # personal data inserted, and the erased identifiers looked up (issue 14: one of each a chunk).
+    # personal data inserted, and the erased identifiers looked up (issue 14: one of each a chunk);
+    # the identifiers nobody had locked and read again (PostgreSQL: two a chunk).
     assert queries_for(range(3)) <= 18
     assert queries_for(range(3, 53)) <= 20
 
@@ -374,27 +377,73 @@ def test_a_batch_fills_in_only_what_it_brings_and_keeps_a_concurrent_change(deci
     the batch read Eve before the link committed, and must not write its stale copy back."""
     client, _ = mobile_app
     services.consent_ingest(identity=EVE, decision=decide(), api_client=client)
-    linking = threading.Event()
 
-    def the_sync_links_eve() -> bool:
-        """Link Eve in an open transaction; commit once the batch waits for it. True if it did."""
-        try:
-            with transaction.atomic():
-                Contact.objects.filter(email="eve@example.com").update(zoho_id="5725767000000412001")
-                linking.set()
-                return _blocked_someone_within(seconds=30)
-        finally:
-            connection.close()
+    def the_sync_links_eve() -> None:
+        Contact.objects.filter(email="eve@example.com").update(zoho_id="5725767000000412001")
 
-    with ThreadPoolExecutor(1) as pool:
-        sync = pool.submit(the_sync_links_eve)
-        assert linking.wait(timeout=30), "the sync never linked Eve"
+    with _open_in_another_session(the_sync_links_eve) as waited_for:
         identity = ContactIdentity(email="eve@example.com", last_name="Stone")
         services.consent_ingest_batch(items=[(identity, decide(purpose="profiling"))], api_client=client)
-        assert sync.result(), "the batch never waited for the sync's row lock"
+        assert waited_for(), "the batch never waited for the sync's row lock"
 
     eve = Contact.objects.get(email="eve@example.com")
     assert (eve.last_name, eve.zoho_id) == ("Stone", "5725767000000412001")
+
+
+@pytest.mark.postgres  # (SQLite lets one writer in at a time)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "newcomer",
+    [
+        # A phone number may be shared: no unique index would stop a second contact.
+        ContactIdentity(phone="+4915100000077"),
+        # An address is unique: the second batch met the first's row and did its chunk again.
+        ContactIdentity(email="newcomer@example.com", phone="+4915100000078"),
+    ],
+    ids=["phone", "email"],
+)
+def test_a_batch_waits_for_another_giving_the_same_new_person_and_records_on_its_contact(
+    decide, mobile_app, caplog, newcomer
+):
+    client, _ = mobile_app
+    caplog.set_level(logging.INFO, logger="compliance.services.consent_batch")
+
+    def the_first_batch() -> None:
+        services.consent_ingest_batch(items=[(newcomer, decide(purpose="profiling"))], api_client=client)
+
+    with _open_in_another_session(the_first_batch) as waited_for:
+        decision = decide(purpose="sms_marketing", status="opted_out", policy_version=None)
+        (outcome,) = services.consent_ingest_batch(items=[(newcomer, decision)], api_client=client)
+        assert waited_for(), "the second batch never waited for the first"
+
+    (contact,) = Contact.objects.all()
+    assert isinstance(outcome, RecordResult) and outcome.event.contact_id == contact.pk
+    assert sorted(ConsentEvent.objects.values_list("contact_id", flat=True)) == [contact.pk] * 2
+    assert "concurrent writer" not in caplog.text  # nothing was done twice
+    assert ledger_verify().ok
+
+
+@contextmanager
+def _open_in_another_session(work: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+    """`work` done in a transaction of another session, left open while the block runs: it
+    commits once someone comes to wait for one of its locks (or after 30 s). The block gets a
+    function that says whether someone did."""
+    done = threading.Event()
+
+    def run() -> bool:
+        try:
+            with transaction.atomic():
+                work()
+                done.set()
+                return _blocked_someone_within(seconds=30)
+        finally:
+            done.set()
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        session = pool.submit(run)
+        assert done.wait(timeout=30), "the other session never did its work"
+        yield session.result
 
 
 def _blocked_someone_within(*, seconds: float) -> bool:
