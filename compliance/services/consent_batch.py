@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from hashlib import blake2b
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from compliance.models import (
@@ -46,7 +44,10 @@ from compliance.services.contacts import (
     contact_changes,
     contact_choose,
     contact_new,
+    contacts_holding,
     erased_refusal,
+    identifiers_lock,
+    identifiers_unseen,
     identity_normalise,
 )
 from compliance.services.erased_identifiers import erased_suppressions_add
@@ -151,55 +152,6 @@ def _chunk_set_based_with_retries(
             logger.info("Batch chunk met a concurrent writer, starting it again: %s", exc)
             continue
     return None
-
-
-def _contacts_with(identifiers: dict[str, set[str]]) -> list[Contact]:
-    """The contacts holding any of these identifier values (by identifier name), in one query."""
-    condition = Q()
-    for name, values in identifiers.items():
-        if values:
-            condition |= Q(**{f"{name}__in": values})
-    return list(Contact.objects.filter(condition)) if condition else []
-
-
-def _identifiers_unseen(wanted: dict[str, set[str]], found: list[Contact]) -> dict[str, set[str]]:
-    """The wanted identifier values that none of the contacts found holds."""
-    return {name: values - {getattr(contact, name) for contact in found} for name, values in wanted.items()}
-
-
-# The first key of the advisory locks on identifier values (the second: the value's hash). The
-# two-key form is a key space of its own: no one-key lock (sync/outbox.py) can meet these.
-_IDENTIFIER_LOCK_CLASS = 0x4944_454E
-
-
-def _identifiers_lock(identifiers: dict[str, set[str]]) -> bool:
-    """On PostgreSQL, lock these identifier values until the transaction ends (an advisory lock
-    each, taken in one order by every chunk, so two chunks cannot wait for each other here); True
-    when any was locked. Without it, two concurrent chunks giving one new address to a contact
-    both plan their whole chunk, one meets the other's row in the unique index, and its work is
-    rolled back and done again (bench/ingest.py's concurrent batches: a third of the chunks);
-    two chunks giving one new phone number (not unique) to a new contact would both create one.
-    A value's hash shared by another only makes one chunk wait for the other.
-
-    A chunk holds at most one lock per identifier of its items (400 for 100 items, when all are
-    new people with four identifiers each), in PostgreSQL's shared lock table (docs/operations.md
-    says how large it must be)."""
-    if connection.vendor != "postgresql":
-        return False  # SQLite runs one writer at a time
-    keys = {
-        int.from_bytes(blake2b(f"{name}:{value}".encode(), digest_size=4).digest(), "big", signed=True)
-        for name, values in identifiers.items()
-        for value in values
-    }
-    if not keys:
-        return False
-    with connection.cursor() as cursor:
-        # A function scan gives the array's elements in order: the locks are taken in key order.
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int4[]) AS k",
-            [_IDENTIFIER_LOCK_CLASS, sorted(keys)],
-        )
-    return True
 
 
 class _ItemByItem(Exception):
@@ -308,13 +260,13 @@ def _chunk_set_based(
             value = getattr(known, name, None)
             if value:
                 wanted[name].add(value)
-    found = _contacts_with(wanted)
+    found = list(contacts_holding(wanted))
     # Identifiers nobody has yet, which this chunk may give a new contact or fill in: another
-    # chunk that gives them too waits for this one's commit, then reads what it wrote.
-    unseen = _identifiers_unseen(wanted, found)
-    if _identifiers_lock(unseen):
+    # writer that gives them too waits for this one's commit, then reads what it wrote.
+    unseen = identifiers_unseen(wanted, found)
+    if identifiers_lock(unseen):
         read = {contact.pk for contact in found}
-        found += [contact for contact in _contacts_with(unseen) if contact.pk not in read]
+        found += [contact for contact in contacts_holding(unseen) if contact.pk not in read]
     contacts = _ContactIndex(found)
     keys = {
         decision.idempotency_key

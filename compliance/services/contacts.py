@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from compliance import chain
@@ -174,6 +175,56 @@ def contact_resolve(
     )
 
 
+def contacts_holding(identifiers: dict[str, set[str]]) -> QuerySet[Contact]:
+    """The contacts holding any of these identifier values (by identifier name)."""
+    condition = Q()
+    for name, values in identifiers.items():
+        if values:
+            condition |= Q(**{f"{name}__in": values})
+    return Contact.objects.filter(condition) if condition else Contact.objects.none()
+
+
+def identifiers_unseen(wanted: dict[str, set[str]], found: list[Contact]) -> dict[str, set[str]]:
+    """The wanted identifier values that none of the contacts found holds."""
+    return {name: values - {getattr(contact, name) for contact in found} for name, values in wanted.items()}
+
+
+# The first key of the advisory locks on identifier values (the second: the value's hash). The
+# two-key form is a key space of its own: no one-key lock (sync/outbox.py) can meet these.
+_IDENTIFIER_LOCK_CLASS = 0x4944_454E
+
+
+def identifiers_lock(identifiers: dict[str, set[str]]) -> bool:
+    """On PostgreSQL, lock these identifier values until the transaction ends (an advisory lock
+    each, taken in one order by every writer, so two cannot wait for each other here); True when
+    any was locked. A writer locks the identifiers nobody had when it read, before it gives them
+    to a new contact or fills them in, then reads again. Without it, two concurrent batch chunks
+    giving one new address both plan their whole chunk, one meets the other's row in the unique
+    index, and its work is rolled back and done again (bench/ingest.py's concurrent batches: a
+    third of the chunks); two writers giving one new phone number (not unique) to a new person
+    would each create a contact. A value's hash shared by another only makes one wait for the other.
+
+    A batch chunk holds at most one lock per identifier of its items (400 for 100 items, all new
+    people with four identifiers each), in PostgreSQL's shared lock table (docs/operations.md says
+    how large it must be)."""
+    if connection.vendor != "postgresql":
+        return False  # SQLite runs one writer at a time
+    keys = {
+        int.from_bytes(blake2b(f"{name}:{value}".encode(), digest_size=4).digest(), "big", signed=True)
+        for name, values in identifiers.items()
+        for value in values
+    }
+    if not keys:
+        return False
+    with connection.cursor() as cursor:
+        # A function scan gives the array's elements in order: the locks are taken in key order.
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int4[]) AS k",
+            [_IDENTIFIER_LOCK_CLASS, sorted(keys)],
+        )
+    return True
+
+
 def erased_refusal(contact: Contact) -> str:
     """Why nothing more is recorded for an erased contact (found again by the Zoho id it keeps)."""
     return f"Contact {contact.pk} was erased; it records no more events."
@@ -198,12 +249,12 @@ def _create(contact: Contact, context: IdentityContext) -> None:
 def _resolve(
     identity: ContactIdentity, context: IdentityContext, *, attempts: int, savepoint: bool = True
 ) -> Contact:
-    condition = Q()
-    for name in IDENTIFIERS:
-        value = getattr(identity, name)
-        if value:
-            condition |= Q(**{name: value})
-    found = list(Contact.objects.filter(condition)[:RESOLVE_LIMIT])
+    given = {name: {value} for name in IDENTIFIERS if (value := getattr(identity, name))}
+    found = list(contacts_holding(given)[:RESOLVE_LIMIT])
+    # Identifiers nobody has yet (a new person, or one to fill in): locked, then read again, so
+    # that a concurrent writer giving them too waits for this one (identifiers_lock).
+    if identifiers_lock(identifiers_unseen(given, found)):
+        found = list(contacts_holding(given)[:RESOLVE_LIMIT])
     contact = contact_choose(found=found, identity=identity)
     if contact is not None and contact.erased_at is not None:
         # Only its Zoho id can find it: it takes no identifiers again, and records nothing.

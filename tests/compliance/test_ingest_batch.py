@@ -397,34 +397,39 @@ def test_a_batch_fills_in_only_what_it_brings_and_keeps_a_concurrent_change(deci
     [
         # A phone number may be shared: no unique index would stop a second contact.
         ContactIdentity(phone="+4915100000077"),
-        # An address is unique: the second batch met the first's row and did its chunk again.
+        # An address is unique: a second batch met the first's row and did its chunk again.
         ContactIdentity(email="newcomer@example.com", phone="+4915100000078"),
     ],
     ids=["phone", "email"],
 )
-def test_a_batch_waits_for_another_giving_the_same_new_person_and_records_on_its_contact(
-    decide, mobile_app, caplog, newcomer
+@pytest.mark.parametrize(
+    "first, second", [("batch", "batch"), ("one", "batch"), ("batch", "one"), ("one", "one")]
+)
+def test_a_writer_waits_for_another_giving_the_same_new_person_and_records_on_its_contact(
+    decide, mobile_app, caplog, newcomer, first, second
 ):
     client, _ = mobile_app
     caplog.set_level(logging.INFO, logger="compliance.services.consent_batch")
 
-    def the_first_batch() -> None:
-        services.consent_ingest_batch(items=[(newcomer, decide(purpose="profiling"))], api_client=client)
-
-    with _open_in_another_session(the_first_batch) as waited_for:
-        decision = decide(purpose="sms_marketing", status="opted_out", policy_version=None)
+    def write(path: str, decision: ConsentDecision) -> services.Outcome:
+        if path == "one":
+            return services.consent_ingest(identity=newcomer, decision=decision, api_client=client)
         (outcome,) = services.consent_ingest_batch(items=[(newcomer, decision)], api_client=client)
-        assert waited_for(), "the second batch never waited for the first"
+        return outcome
+
+    with _open_in_another_session(lambda: write(first, decide(purpose="profiling"))) as waited_for:
+        outcome = write(second, decide(purpose="sms_marketing", status="opted_out", policy_version=None))
+        assert waited_for(), "the second writer never waited for the first"
 
     (contact,) = Contact.objects.all()
     assert isinstance(outcome, RecordResult) and outcome.event.contact_id == contact.pk
     assert sorted(ConsentEvent.objects.values_list("contact_id", flat=True)) == [contact.pk] * 2
-    assert "concurrent writer" not in caplog.text  # nothing was done twice
+    assert "concurrent writer" not in caplog.text  # no chunk was done twice
     assert ledger_verify().ok
 
 
 @contextmanager
-def _open_in_another_session(work: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+def _open_in_another_session(work: Callable[[], object]) -> Iterator[Callable[[], bool]]:
     """`work` done in a transaction of another session, left open while the block runs: it
     commits once someone comes to wait for one of its locks (or after 30 s). The block gets a
     function that says whether someone did."""
