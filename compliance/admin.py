@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from compliance.api.admin import ApiClientAdmin
+from compliance.checks import ORPHANED_HINT, orphaned_message
 from compliance.models import (
     ApiClient,
     ConsentEvent,
@@ -43,6 +44,7 @@ from compliance.services import (
     legal_hold_set,
     policy_version_publish,
 )
+from compliance.services.erased_identifiers import orphaned_key_ids
 
 # django-stubs makes ModelAdmin generic in its model; Django's own class takes no parameter.
 if TYPE_CHECKING:
@@ -414,6 +416,13 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
     fields = (*list_display, "attempts", "last_error", "identity_event_id")
     readonly_fields = fields
     show_full_result_count = False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # The hashed identifiers an erasure leaves must stay matchable (compliance.E011).
+        orphaned = orphaned_key_ids()
+        if orphaned:
+            self.message_user(request, f"{orphaned_message(orphaned)} {ORPHANED_HINT}", messages.ERROR)
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Contact", ordering="contact_id")
     def contact_page(self, erasure: ErasureRequest) -> str:

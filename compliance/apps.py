@@ -21,6 +21,8 @@ class ComplianceConfig(AppConfig):
         # Permissions exist only after migrate's own post_migrate handler ran,
         # so the role groups are (re)built then, not in a data migration.
         post_migrate.connect(_install_roles, sender=self, dispatch_uid="compliance_install_roles")
+        from compliance import checks  # noqa: F401  (registers the system checks)
+
         # An erasure deletes the files kept of the person (compliance/erasure_files.py).
         from compliance.erasure_files import connect as erasure_files_connect
 

@@ -1,7 +1,13 @@
 """The hashed identifiers an erasure leaves: an erased person's email addresses and phone numbers
 as HMACs under the suppression secret (settings.ERASURE_SUPPRESSION_SECRETS, the first makes new
 ones, all are checked, so a secret is rotated by putting a new one first). A new contact that one
-of them names is held by a suppression "do not contact", its only effect."""
+of them names is held by a suppression "do not contact", its only effect.
+
+Without ERASURE_SUPPRESSION_SECRETS the secret is derived from SECRET_KEY. The ones derived from
+SECRET_KEY and from each of SECRET_KEY_FALLBACKS are always checked too, so neither rotating
+SECRET_KEY the documented way nor setting ERASURE_SUPPRESSION_SECRETS later lets an erased person
+back in unnoticed; a digest no checked secret made is reported (`orphaned_key_ids`, the deploy
+check compliance.E010)."""
 
 from __future__ import annotations
 
@@ -11,19 +17,38 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 
 from compliance.erasure_models import ErasedIdentifier
 from compliance.identifiers import normalise_email, normalise_phone
 from compliance.models import Contact, Suppression
 
 
-def suppression_secrets() -> list[bytes]:
+def suppression_secrets(*, fallbacks: bool = True) -> list[bytes]:
+    """The secrets checked, the one that makes new digests first: those configured, then the ones
+    derived from SECRET_KEY and (unless not `fallbacks`) from SECRET_KEY_FALLBACKS."""
     configured = [secret.encode() for secret in settings.ERASURE_SUPPRESSION_SECRETS if secret]
-    if configured:
-        return configured
-    return [
-        hmac.new(settings.SECRET_KEY.encode(), b"consent-desk erasure suppression", hashlib.sha256).digest()
+    keys = [settings.SECRET_KEY, *(settings.SECRET_KEY_FALLBACKS if fallbacks else ())]
+    derived = [
+        hmac.new(key.encode(), b"consent-desk erasure suppression", hashlib.sha256).digest()
+        for key in keys
+        if key
     ]
+    return list(dict.fromkeys([*configured, *derived]))
+
+
+def orphaned_key_ids(*, fallbacks: bool = True) -> dict[str, int]:
+    """The erased identifiers hashed under a secret not checked (by key id, how many): a re-import
+    of one of those addresses or numbers would not be held. Not `fallbacks`: those that only a
+    secret derived from SECRET_KEY_FALLBACKS still matches."""
+    checked = {key_id(secret) for secret in suppression_secrets(fallbacks=fallbacks)}
+    counts = (
+        ErasedIdentifier.objects.exclude(key_id__in=checked)
+        .values_list("key_id")
+        .annotate(count=Count("id"))
+        .order_by("key_id")
+    )
+    return dict(counts)
 
 
 def key_id(secret: bytes) -> str:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -368,6 +369,38 @@ def test_a_rotated_suppression_secret_still_holds_the_old_digests(decide, settin
     services.erasure_request(contact=Contact.objects.get(email="other@example.net"), channel="api")
     new_key = ErasedIdentifier.objects.exclude(key_id=old_key).values_list("key_id", flat=True).first()
     assert new_key and new_key != old_key
+
+
+def _check_ids() -> set[str]:
+    from django.core.checks import Tags, run_checks
+
+    return {message.id for message in run_checks(tags=[Tags.database], databases=["default"])}
+
+
+@pytest.mark.django_db
+def test_rotating_secret_key_keeps_erased_people_held_while_its_former_key_is_a_fallback(
+    decide, settings, client_for, admin_user
+):
+    old_key, new_key = "former-secret-key-" + "o" * 40, "current-secret-key-" + "n" * 40
+    settings.ERASURE_SUPPRESSION_SECRETS, settings.SECRET_KEY = [], old_key
+    services.erasure_request(contact=_person(decide), channel=ErasureRequest.Channel.API)
+    assert _check_ids().isdisjoint({"compliance.E011", "compliance.W011"})
+
+    # Rotated as docs/operations.md says: the former key kept as a fallback for a while.
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = new_key, [old_key]
+    back = services.consent_ingest(identity=ContactIdentity(email=EMAIL), decision=decide()).event.contact
+    assert Suppression.objects.filter(contact=back).exists(), "the erased person is held again"
+    assert "compliance.W011" in _check_ids()  # dropping the fallback would orphan the digests
+    # Setting a secret of its own later changes nothing for the digests made before.
+    settings.ERASURE_SUPPRESSION_SECRETS = ["a-suppression-secret-of-its-own-0123456789"]
+    assert services.erased_identifiers_match(email=EMAIL, phone=PHONE)
+
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not services.erased_identifiers_match(email=EMAIL)
+    assert "compliance.E011" in _check_ids()
+    page = client_for(admin_user).get(reverse("admin:compliance_erasurerequest_changelist"))
+    assert "made with a suppression secret no longer configured" in page.content.decode()
+    assert "SECRET_KEY_FALLBACKS" in page.content.decode()
 
 
 @pytest.mark.django_db

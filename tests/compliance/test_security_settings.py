@@ -31,6 +31,7 @@ PRODUCTION = {
     "SESSION_COOKIE_SECURE": "true",
     "CSRF_COOKIE_SECURE": "true",
     "SECURE_PROXY_SSL_HEADER": "true",
+    "ERASURE_SUPPRESSION_SECRETS": "a-suppression-secret-of-its-own-0123456789",
 }
 
 
@@ -65,7 +66,7 @@ def test_check_deploy_names_what_is_missing_without_them() -> None:
     )
 
     assert result.returncode != 0
-    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016", "compliance.W010"):
         assert warning in result.stderr
 
 
