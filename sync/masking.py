@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from django.core.exceptions import ValidationError
@@ -22,7 +23,7 @@ from django.db.models.functions import Replace
 
 from compliance.erasure_models import ErasedIdentifier
 from compliance.identifiers import normalise_email, normalise_phone
-from compliance.services.erased_identifiers import erased_identifier_digests
+from compliance.services.erased_identifiers import digest, suppression_secrets
 from config.logs import EMAIL, PHONE
 from sync.models import Discrepancy, ZohoCall
 
@@ -33,18 +34,28 @@ def calls_mask(
     *, values: Iterable[str], since: datetime | None = None, until: datetime | None = None
 ) -> None:
     """Replace each value (plain and URL-quoted) in the path and error of the calls started
-    ``since`` and up to ``until`` (no bound where None) with `MASK`."""
+    ``since`` and up to ``until`` (no bound where None) with `MASK`: one UPDATE, so one pass over
+    the log (it has no index a substring could use), however many values and forms."""
+    forms = sorted(
+        {form for value in values if value for form in (value, quote(value, safe=""), quote(value))}
+    )
+    if not forms:
+        return
+    # The longest first, so that no shorter form cuts into a longer one.
+    forms.sort(key=len, reverse=True)
     calls = ZohoCall.objects.all()
     if since is not None:
         calls = calls.filter(started_at__gte=since)
     if until is not None:
         calls = calls.filter(started_at__lte=until)
-    for value in set(values):
-        for form in {value, quote(value, safe=""), quote(value)}:
-            calls.filter(Q(path__contains=form) | Q(error__contains=form)).update(
-                path=Replace(F("path"), Value(form), Value(MASK)),
-                error=Replace(F("error"), Value(form), Value(MASK)),
-            )
+    naming = Q()
+    path: Any = F("path")
+    error: Any = F("error")
+    for form in forms:
+        naming |= Q(path__contains=form) | Q(error__contains=form)
+        path = Replace(path, Value(form), Value(MASK))
+        error = Replace(error, Value(form), Value(MASK))
+    calls.filter(naming).update(path=path, error=error)
 
 
 # The rows that may hold an address or a number ("@" also URL-encoded); in them, the log filter's
@@ -58,13 +69,17 @@ _MAY_NAME |= Q(path__regex=r"(\+|%2B)[0-9]{7,15}") | Q(error__regex=r"(\+|%2B)[0
 def erased_calls_mask() -> int:
     """Mask, in the path and error of every call made up to a person's erasure, each address and
     number that person had; returns how many of the values found were an erased person's. Rows without "@" or "+digits"
-    are not read. (A call made since may be for someone new with the same address: it stays.)"""
+    are not read. (A call made since may be for someone new with the same address: it stays.)
+
+    The values found are looked up by their digests in chunks, not one query each, and those of
+    people erased at the same time are masked in one pass."""
     found: set[str] = set()
     for path, error in ZohoCall.objects.filter(_MAY_NAME).values_list("path", "error").iterator():
         for text in (path, error):
             found.update(match.group(0) for match in EMAIL.finditer(text))
             found.update(match.group(0) for match in PHONE.finditer(text))
-    masked = 0
+    secrets = suppression_secrets()
+    digests_of: dict[str, list[str]] = {}
     for plain in sorted({value.replace("%40", "@").replace("%2B", "+") for value in found}):
         kind, normalise = (
             (ErasedIdentifier.Kind.EMAIL, normalise_email)
@@ -72,16 +87,31 @@ def erased_calls_mask() -> int:
             else (ErasedIdentifier.Kind.PHONE, normalise_phone)
         )
         try:
-            digests = erased_identifier_digests(kind, normalise(plain))
+            normal = normalise(plain)
         except ValidationError:
             continue  # not an address or a number anyone had
-        erased_at = ErasedIdentifier.objects.filter(digest__in=digests).aggregate(
-            last=Max("erasure__erased_at")
-        )["last"]
-        if erased_at is not None:
-            calls_mask(values=[plain], until=erased_at)
-            masked += 1
-    return masked
+        digests_of[plain] = [digest(secret, kind, normal) for secret in secrets]
+    erased_at: dict[str, datetime] = {}
+    wanted = sorted({value for values in digests_of.values() for value in values})
+    for start in range(0, len(wanted), _LOOKUP_CHUNK):
+        erased_at.update(
+            ErasedIdentifier.objects.filter(digest__in=wanted[start : start + _LOOKUP_CHUNK])
+            .values("digest")
+            .annotate(last=Max("erasure__erased_at"))
+            .values_list("digest", "last")
+        )
+    by_erasure: dict[datetime, list[str]] = {}
+    for plain, digests in digests_of.items():
+        times = [erased_at[value] for value in digests if erased_at.get(value) is not None]
+        if times:
+            by_erasure.setdefault(max(times), []).append(plain)
+    for until, values in sorted(by_erasure.items()):
+        calls_mask(values=values, until=until)
+    return sum(len(values) for values in by_erasure.values())
+
+
+# How many digests one look-up asks about.
+_LOOKUP_CHUNK = 5000
 
 
 def _masked(text: str, values: list[str]) -> str:

@@ -16,9 +16,19 @@ from compliance.services import ContactIdentity
 from compliance.services.retention import retention_erase
 from sync import campaigns_pull
 from sync.masking import MASK
-from sync.models import CampaignsObservation, CrmLink, Discrepancy
+from sync.models import CampaignsObservation, CrmLink, Discrepancy, ZohoCall
 
 pytestmark = pytest.mark.django_db
+
+
+def _call(path: str, error: str = "", *, save: bool = True) -> ZohoCall:
+    """A call in the Zoho call log (saved, unless not `save`)."""
+    call = ZohoCall(
+        service="crm", operation="x", method="GET", path=path, started_at=timezone.now(), error=error
+    )
+    if save:
+        call.save()
+    return call
 
 
 def _withdrawn(email: str) -> Contact:
@@ -146,22 +156,14 @@ def test_the_persons_discrepancies_and_mail_errors_keep_what_happened_without_th
 
 def test_the_daily_sweep_masks_an_erased_persons_values_the_call_log_still_holds(db):
     from config.celery import app as celery_app
-    from sync.models import ZohoCall
     from sync.tasks.erasure import erased_calls_mask
 
     contact = _withdrawn("lost.mask@example.net")
     Contact.objects.filter(pk=contact.pk).update(phone="+4915198765499")
     contact.refresh_from_db()
-    now = timezone.now()
-
-    def call(path: str, error: str) -> ZohoCall:
-        return ZohoCall.objects.create(
-            service="crm", operation="x", method="GET", path=path, started_at=now, error=error
-        )
-
-    plain = call("/crm/v8/Contacts/1", "no record for Lost.Mask@Example.net (+4915198765499)")
-    encoded = call("/campaigns/lists/LK1/lost.mask%40example.net", "")
-    other = call("/crm/v8/Contacts/2", "no record for someone.else@example.net (+447700900999)")
+    plain = _call("/crm/v8/Contacts/1", "no record for Lost.Mask@Example.net (+4915198765499)")
+    encoded = _call("/campaigns/lists/LK1/lost.mask%40example.net", "")
+    other = _call("/crm/v8/Contacts/2", "no record for someone.else@example.net (+447700900999)")
     # Erased without its receivers running (a process that died right after the commit).
     services.erasure_request(contact=contact, channel=ErasureRequest.Channel.API)
     assert "Lost.Mask@Example.net" in ZohoCall.objects.get(pk=plain.pk).error
@@ -184,3 +186,49 @@ def test_the_daily_sweep_masks_an_erased_persons_values_the_call_log_still_holds
     assert erased_calls_mask() == 1, "only the later call's address is left, and it stays"
     assert ZohoCall.objects.get(pk=later.pk).error == "no record for lost.mask@example.net"
     assert "sync.erased_calls_mask" in celery_app.tasks
+
+
+def test_the_call_log_is_masked_in_one_pass_for_every_value_and_form(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sync.masking import calls_mask
+
+    both = _call(
+        "/api/v1.1/json/listunsubscribe/a%2Bb%40example.net/%2B4915198765400",
+        "a+b@example.net (+4915198765400) refused",
+    )
+    other = _call("/crm/v8/Contacts/2", "c@example.net")
+
+    with CaptureQueriesContext(connection) as queries:
+        calls_mask(values=["a+b@example.net", "+4915198765400"])
+
+    assert len(queries) == 1, "one UPDATE: one pass over the log"
+    both.refresh_from_db()
+    assert (both.path, both.error) == (
+        f"/api/v1.1/json/listunsubscribe/{MASK}/{MASK}",
+        f"{MASK} ({MASK}) refused",
+    )
+    assert ZohoCall.objects.get(pk=other.pk).error == "c@example.net"
+
+
+def test_the_daily_sweep_looks_up_the_addresses_it_finds_together_not_one_by_one(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sync.masking import erased_calls_mask
+
+    ZohoCall.objects.bulk_create(
+        _call(
+            f"/api/v1.1/json/listunsubscribe/someone{n}%40example.net",
+            f"+49151000000{n:02d} refused",
+            save=False,
+        )
+        for n in range(40)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        assert erased_calls_mask() == 0
+
+    # The log read (a named cursor: its declaration, fetches and close), then one look-up.
+    assert len(queries) <= 6, [query["sql"][:80] for query in queries]
