@@ -4,6 +4,7 @@
     .venv/bin/python bench/ingest.py --workers 2 4      # gunicorn worker counts to try
     .venv/bin/python bench/ingest.py --profile          # also cProfile one in-process batch
     .venv/bin/python bench/ingest.py --skip-http        # the in-process figures only
+    .venv/bin/python bench/ingest.py --skip-http --gc   # also the garbage collector's share of a batch
 
 Database bench_ingest (or --database bench_…) is dropped and recreated at the start.
 Data is mixed: many contacts (email, phone, app user id), every purpose, opt-ins naming
@@ -316,6 +317,51 @@ def http_phase(key: str, workers: int, single: int, batches: int, contacts: int,
         server.wait(timeout=30)
 
 
+def gc_share(contacts: int, batches: int = 4) -> None:
+    """The garbage collector's time in in-process batches of 1,000, one as they come, the next with
+    everything alive frozen (gc.freeze(), as config/wsgi.py does once the project is loaded)."""
+    import gc
+
+    from compliance import services
+    from compliance.models import ApiClient
+
+    client = ApiClient.objects.get(name="bench-mobile-app")
+    spent = {"s": 0.0, "n": 0, "since": 0.0}
+
+    def clock(phase: str, info: dict) -> None:
+        if phase == "start":
+            spent["since"] = time.perf_counter()
+        else:
+            spent["s"] += time.perf_counter() - spent["since"]
+            spent["n"] += 1
+
+    gc.callbacks.append(clock)
+    try:
+        # Alternating, each batch with people of its own (the database grows as they go).
+        for n in range(2 * batches):
+            frozen = n % 2 == 1
+            if frozen:
+                gc.collect()
+                gc.freeze()
+            else:
+                gc.unfreeze()
+            items = [
+                to_domain(b) for b in make_events(1000, prefix=f"gc-{n}", contacts=contacts, seed=10 + n)
+            ]
+            spent.update(s=0.0, n=0)
+            started = time.perf_counter()
+            services.consent_ingest_batch(items=items, api_client=client)
+            took = time.perf_counter() - started
+            print(
+                f"batch of 1,000{' (frozen: ' + str(gc.get_freeze_count()) + ' objects)' if frozen else ''}: "
+                f"{took * 1000:.0f} ms, of which collecting {spent['s'] * 1000:.0f} ms in {spent['n']} collections",
+                flush=True,
+            )
+    finally:
+        gc.callbacks.remove(clock)
+        gc.unfreeze()
+
+
 def main() -> None:
     global DB
     parser = argparse.ArgumentParser(
@@ -335,6 +381,9 @@ def main() -> None:
     parser.add_argument("--skip-inproc", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument(
+        "--gc", action="store_true", help="time the collector in batches, then with what loading made frozen"
+    )
+    parser.add_argument(
         "--database", default="bench_ingest", help="a bench_* database, dropped and recreated"
     )
     args = parser.parse_args()
@@ -348,6 +397,8 @@ def main() -> None:
     key = setup_database()
     if not args.skip_inproc:
         in_process(args.inproc_single, args.inproc_batch, args.contacts, args.profile)
+    if args.gc:
+        gc_share(args.contacts)
     for workers in [] if args.skip_http else args.workers:
         http_phase(key, workers, args.http_single, args.http_batches, args.contacts, args.threads)
     from django.db import connection
