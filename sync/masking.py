@@ -23,7 +23,7 @@ from django.db.models.functions import Replace
 
 from compliance.erasure_models import ErasedIdentifier
 from compliance.identifiers import normalise_email, normalise_phone
-from compliance.services.erased_identifiers import digest, suppression_secrets
+from compliance.services.erased_identifiers import erased_identifier_digests, suppression_secrets
 from config.logs import EMAIL, PHONE
 from sync.models import Discrepancy, ZohoCall
 
@@ -36,13 +36,13 @@ def calls_mask(
     """Replace each value (plain and URL-quoted) in the path and error of the calls started
     ``since`` and up to ``until`` (no bound where None) with `MASK`: one UPDATE, so one pass over
     the log (it has no index a substring could use), however many values and forms."""
+    # The longest first, so that no shorter form cuts into a longer one.
     forms = sorted(
-        {form for value in values if value for form in (value, quote(value, safe=""), quote(value))}
+        {form for value in values if value for form in (value, quote(value, safe=""), quote(value))},
+        key=lambda form: (-len(form), form),
     )
     if not forms:
         return
-    # The longest first, so that no shorter form cuts into a longer one.
-    forms.sort(key=len, reverse=True)
     calls = ZohoCall.objects.all()
     if since is not None:
         calls = calls.filter(started_at__gte=since)
@@ -90,7 +90,7 @@ def erased_calls_mask() -> int:
             normal = normalise(plain)
         except ValidationError:
             continue  # not an address or a number anyone had
-        digests_of[plain] = [digest(secret, kind, normal) for secret in secrets]
+        digests_of[plain] = erased_identifier_digests(kind, normal, secrets)
     erased_at: dict[str, datetime] = {}
     wanted = sorted({value for values in digests_of.values() for value in values})
     for start in range(0, len(wanted), _LOOKUP_CHUNK):
@@ -102,7 +102,7 @@ def erased_calls_mask() -> int:
         )
     by_erasure: dict[datetime, list[str]] = {}
     for plain, digests in digests_of.items():
-        times = [erased_at[value] for value in digests if erased_at.get(value) is not None]
+        times = [when for value in digests if (when := erased_at.get(value))]
         if times:
             by_erasure.setdefault(max(times), []).append(plain)
     for until, values in sorted(by_erasure.items()):

@@ -6,8 +6,8 @@ of them names is held by a suppression "do not contact", its only effect.
 Without ERASURE_SUPPRESSION_SECRETS the secret is derived from SECRET_KEY. The ones derived from
 SECRET_KEY and from each of SECRET_KEY_FALLBACKS are always checked too, so neither rotating
 SECRET_KEY the documented way nor setting ERASURE_SUPPRESSION_SECRETS later lets an erased person
-back in unnoticed; a digest no checked secret made is reported (`orphaned_key_ids`, the deploy
-check compliance.E010)."""
+back in unnoticed; a digest no checked secret made is reported (`orphaned_key_ids`, the database
+check compliance.E011)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,10 @@ def digest(secret: bytes, kind: str, value: str) -> str:
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def erased_identifier_digests(kind: str, value: str) -> list[str]:
-    """The digests of a normalised identifier under every suppression secret (newest first)."""
-    return [digest(secret, kind, value) for secret in suppression_secrets()]
+def erased_identifier_digests(kind: str, value: str, secrets: list[bytes] | None = None) -> list[str]:
+    """The digests of a normalised identifier under every suppression secret (newest first), or
+    under `secrets` (suppression_secrets(), taken once by a caller that asks for many)."""
+    return [digest(secret, kind, value) for secret in secrets or suppression_secrets()]
 
 
 def erased_identifiers_match(*, email: str | None = None, phone: str | None = None) -> bool:
