@@ -20,10 +20,13 @@ would give: the first broken point in id order wins.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import multiprocessing
 import os
+import signal
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,18 +263,34 @@ def _default_workers() -> int:
 
 
 class _WorkerGroup:
-    """Forked processes, one per (target, args), each answering once through a pipe."""
+    """Forked processes, one per (target, args), each answering once through a pipe.
+
+    Forked with `os.fork`, not `multiprocessing.Process`: a `multiprocessing` child first runs
+    every hook registered with `multiprocessing.util.register_after_fork`, and kombu's (the
+    Celery broker's connection pool, in a worker or any process that sent a task) closes the
+    inherited broker connections, which on Redis can block for good reading a socket the parent
+    owns. A worker touches nothing it inherits (it opens its own database connection) and leaves
+    with `os._exit`, so nothing of the parent's is closed or flushed twice."""
 
     def __init__(self, work: Iterable[tuple[Any, tuple[Any, ...]]]) -> None:
-        context = multiprocessing.get_context("fork")
-        self.pipes, self.processes = [], []
+        self.pipes: list[Any] = []
+        self.pids: list[int] = []
         for target, args in work:
-            receiver, sender = context.Pipe(duplex=False)
-            process = context.Process(target=target, args=(*args, sender), daemon=True)
-            process.start()
+            receiver, sender = multiprocessing.Pipe(duplex=False)
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    receiver.close()
+                    for earlier in self.pipes:
+                        earlier.close()
+                    target(*args, sender)
+                    code = 0
+                finally:
+                    os._exit(code)
             sender.close()
             self.pipes.append(receiver)
-            self.processes.append(process)
+            self.pids.append(pid)
 
     def answers(self) -> list[dict[str, Any]]:
         """Each one's answer, in order; {"error": ...} for one that died without answering."""
@@ -283,11 +302,19 @@ class _WorkerGroup:
                 answers.append({"error": "died without an answer"})
         return answers
 
-    def join(self) -> None:
-        for process in self.processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+    def join(self, timeout_s: float = 5.0) -> None:
+        """Wait for every worker to end (at most `timeout_s` in all), then kill those left."""
+        deadline = time.monotonic() + timeout_s
+        for pid in self.pids:
+            with contextlib.suppress(ChildProcessError):  # reaped already
+                while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    if time.monotonic() > deadline:
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                        break
+                    time.sleep(0.01)
+        for receiver in self.pipes:
+            receiver.close()
 
 
 def _id_ranges(parts: int) -> list[tuple[int, int]]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
+import multiprocessing.util
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -283,6 +287,42 @@ def test_the_parallel_verifier_gives_the_serial_verdict_before_and_after_tamperi
     delete_events([ids[5]])
     serial, parallel = verdicts()
     assert not serial.ok and parallel == serial
+
+
+class _AfterFork:
+    """Stands for kombu's broker pool, which multiprocessing's after-fork hooks close in a child."""
+
+    def __init__(self, marks: Path) -> None:
+        self.marks = marks
+
+
+def _after_fork_mark(holder: _AfterFork) -> None:
+    with holder.marks.open("a") as out:
+        out.write(f"{os.getpid()}\n")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_parallel_workers_run_no_after_fork_hook_of_the_parents(policy, settings, tmp_path):
+    # In a Celery worker (or anything that sent a task), kombu registers its broker pool with
+    # multiprocessing's after-fork hooks; run in a verify worker, closing the inherited Redis
+    # connection blocked on the parent's socket for good. The workers are forked without them.
+    settings.LEDGER_SEAL_LOG = tmp_path / "seals.log"
+    for n in range(12):
+        record(f"fork{n % 4}@example.com", PURPOSES[n % 2], "opted_in", f"fork-{n}", 300 - n)
+    marks = tmp_path / "after-fork"
+    holder = _AfterFork(marks)
+    multiprocessing.util.register_after_fork(holder, _after_fork_mark)
+
+    verdict = ledger_verify(workers=2)
+
+    assert verdict.ok and verdict.events_checked == 12
+    assert not marks.exists(), "a verify worker ran the parent's after-fork hooks"
+    # And the hook is live: a multiprocessing child runs it.
+    child = multiprocessing.get_context("fork").Process(target=os.getpid)
+    child.start()
+    child.join(10)
+    assert marks.read_text().strip() == str(child.pid)
 
 
 @pytest.mark.django_db(transaction=True)
