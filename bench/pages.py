@@ -120,7 +120,7 @@ OPERATIONS = [
     ("crm", "crm.search", "GET", "/crm/v8/Contacts/search", 5),
     ("campaigns", "campaigns.unsubscribe", "POST", "/api/v1.1/json/listunsubscribe", 9),
     ("campaigns", "campaigns.list_subscribers", "GET", "/api/v1.1/getlistsubscribers", 8),
-    ("campaigns", "campaigns.recipients", "GET", "/api/v1.1/getcampaignrecipientsdata", 5),
+    ("campaigns", "campaigns.recipients", "POST", "/api/v1.1/getcampaignrecipientsdata", 5),
     ("campaigns", "campaigns.subscribe", "POST", "/api/v1.1/json/listsubscribe", 2),
     ("accounts", "accounts.refresh", "POST", "/oauth/v2/token", 0.6),
     ("crm", "crm.fields", "GET", "/crm/v8/settings/fields", 0.3),

@@ -405,6 +405,14 @@ ZOHO_429_COOLDOWN_S = float(os.environ.get("ZOHO_429_COOLDOWN_S", "2"))
 ZOHO_429_COOLDOWN_MAX_S = float(os.environ.get("ZOHO_429_COOLDOWN_MAX_S", "60"))
 ZOHO_QUOTA_MAX_WAIT_S = float(os.environ.get("ZOHO_QUOTA_MAX_WAIT_S", "30"))
 ZOHO_OFF_PEAK_HOURS = os.environ.get("ZOHO_OFF_PEAK_HOURS", "0-6")
+# Zoho Campaigns locks a method for 30 minutes past its limit (500 calls in 5 minutes for
+# getlistsubscribers, listunsubscribe, contactdonotmail, listsubscriberscount; listsubscribe 500
+# a minute, 12,500 an hour, 75,000 a day): every worker counts its calls in the shared cache and
+# sends at most this share of each; a method Zoho refuses anyway is paused for every worker,
+# ZOHO_CAMPAIGNS_COOLDOWN_S at first, doubling up to ZOHO_CAMPAIGNS_LOCK_S.
+ZOHO_CAMPAIGNS_LIMIT_SHARE = float(os.environ.get("ZOHO_CAMPAIGNS_LIMIT_SHARE", "0.9"))
+ZOHO_CAMPAIGNS_COOLDOWN_S = float(os.environ.get("ZOHO_CAMPAIGNS_COOLDOWN_S", "60"))
+ZOHO_CAMPAIGNS_LOCK_S = float(os.environ.get("ZOHO_CAMPAIGNS_LOCK_S", "1800"))
 # Who changed a CRM record: our API user (found through the API when unset), or a workflow.
 ZOHO_API_USER_ID = os.environ.get("ZOHO_API_USER_ID", "")
 ZOHO_WORKFLOW_USER_IDS = env_list("ZOHO_WORKFLOW_USER_IDS")

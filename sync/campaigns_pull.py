@@ -28,11 +28,12 @@ gives no unsubscribe time), so even a replay through the ledger is a no-op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -43,6 +44,7 @@ from compliance.models import ConsentState, ConsentStatus, Source, Suppression
 from config.logs import mask_emails
 from sync.models import CampaignsObservation
 from sync.zoho import ZohoClient
+from sync.zoho.campaigns import ListStatus
 from sync.zoho.errors import ZohoError
 
 logger = logging.getLogger("sync.campaigns_pull")
@@ -182,10 +184,48 @@ def _rows(result: PullResult, where: str, rows: Iterable[dict[str, Any]]) -> Ite
     try:
         yield from rows
     except ZohoError as exc:
-        logger.warning("Campaigns pull: %s failed: %s", where, exc)
-        result.errors.append(f"{where}: {exc}")
-        if not exc.permanent:
-            result.transient_errors += 1
+        _failed(result, where, exc)
+
+
+def _failed(result: PullResult, where: str, exc: ZohoError) -> None:
+    logger.warning("Campaigns pull: %s failed: %s", where, exc)
+    result.errors.append(f"{where}: {exc}")
+    if not exc.permanent:
+        result.transient_errors += 1
+
+
+# Where a list's read stopped (the next row's index), kept a week in the shared cache.
+RESUME_TTL_S = 7 * 24 * 3600
+
+
+def _resume_key(zoho: ZohoClient, list_key: str, status: str) -> str:
+    return f"{zoho.config.cache_prefix}:campaigns-pull:resume:{list_key}:{status}"
+
+
+def _list_rows(
+    result: PullResult, zoho: ZohoClient, list_key: str, status: ListStatus
+) -> Iterator[dict[str, Any]]:
+    """A list's rows of one status, from where the last read of it stopped, if it did.
+
+    Campaigns allows 500 ``getlistsubscribers`` calls in 5 minutes for every list and status
+    together (the client stops short of them, sync/zoho/campaigns_limits.py): 100 rows a call, a
+    pull of larger lists is cut before their end, and the task retries it. Each retry goes on
+    from the row where the read stopped, so every row is read across the retries; a read that
+    reaches the end starts from the first row next time. (Rows are in the order Campaigns adds
+    contacts; one that changes status meanwhile may be read on the next full pass instead.)"""
+    where = f"list {list_key} {status}"
+    key = _resume_key(zoho, list_key, status)
+    start = int(cache.get(key) or 1)
+    read = 0
+    try:
+        for row in zoho.campaigns.list_subscribers(list_key, status, start=start):
+            read += 1
+            yield row
+    except ZohoError as exc:
+        cache.set(key, start + read, timeout=RESUME_TTL_S)
+        _failed(result, f"{where} (from row {start}; the next pull goes on from row {start + read})", exc)
+        return
+    cache.delete(key)
 
 
 def _bounce(result: PullResult, **kwargs: Any) -> bool:
@@ -207,9 +247,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
         for list_key in keys:
             result.lists += 1
             seen = _seen(list_key=list_key, campaign_key="", status=Status.UNSUBSCRIBED)
-            for row in _rows(
-                result, f"list {list_key} unsub", zoho.campaigns.list_subscribers(list_key, "unsub")
-            ):
+            for row in _list_rows(result, zoho, list_key, "unsub"):
                 email = _email(row, "contact_email", "Contact Email", "email")
                 if email is None:
                     result.skipped += 1
@@ -224,9 +262,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
                 except (services.ConsentRejected, services.IdempotencyConflict) as exc:
                     result.errors.append(f"unsubscribe {mask_emails(email)}: {exc}")
             seen = _seen(list_key=list_key, campaign_key="", status=Status.HARD_BOUNCE)
-            for row in _rows(
-                result, f"list {list_key} bounce", zoho.campaigns.list_subscribers(list_key, "bounce")
-            ):
+            for row in _list_rows(result, zoho, list_key, "bounce"):
                 email = _email(row, "contact_email", "Contact Email", "email")
                 if email is None:
                     result.skipped += 1

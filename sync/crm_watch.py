@@ -17,7 +17,9 @@ fallback for a callback that never came.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import logging
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -33,6 +35,9 @@ from sync.outbox import contacts_requeue
 from sync.projection import active_mappings, read_fields
 from sync.zoho import ZohoClient
 from sync.zoho.crm import MAX_RECORDS_PER_CALL
+from sync.zoho.errors import ZohoPermanentError
+
+logger = logging.getLogger(__name__)
 
 # Zoho keeps a channel at most a week (longer, or none: one hour); renew well before.
 WATCH_LIFETIME = timedelta(days=7) - timedelta(minutes=10)
@@ -70,13 +75,25 @@ def crm_watch_ensure(*, zoho: ZohoClient, notify_url: str, now: datetime | None 
     else:
         channel.renewed_at = now
     expires_at = now + WATCH_LIFETIME
-    zoho.crm.watch(
+    watch = functools.partial(
+        zoho.crm.watch,
         channel_id=channel.channel_id,
         events=events,
         notify_url=notify_url,
         token=channel.token,
         expires_at=expires_at,
     )
+    if channel.pk is not None and channel.expires_at > now:
+        # Zoho holds it: replaced (PUT); one Zoho no longer holds (deleted there) is enabled anew.
+        try:
+            watch(renew=True)
+        except ZohoPermanentError as exc:
+            logger.warning(
+                "Zoho did not renew watch channel %s (%s): enabling it anew", channel.channel_id, exc
+            )
+            watch()
+    else:
+        watch()
     channel.events, channel.notify_url, channel.expires_at = events, notify_url, expires_at
     channel.save()
     return channel

@@ -39,7 +39,7 @@ from sync.projection import project, to_crm_record
 from sync.push import CAMPAIGNS_NOT_IN_LIST
 from sync.zoho import RecordResult, ZohoClient
 from sync.zoho.crm import MAX_RECORDS_PER_CALL
-from sync.zoho.crm_erasure import crm_delete, record_gone
+from sync.zoho.crm_erasure import crm_delete
 from sync.zoho.errors import ZohoAuthError, ZohoError, ZohoRateLimited
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def _crm_forget(job: ErasureZohoJob, zoho: ZohoClient, errors: list[str]) -> Non
 def _forgotten(chunk: list[dict[str, Any]], results: list[RecordResult], errors: list[str]) -> set[str]:
     done = set()
     for record, result in zip(chunk, results, strict=True):
-        if result.ok or record_gone(result):
+        if result.ok or result.gone:
             done.add(record["record_id"])
         else:
             errors.append(f"{record['module']} {record['record_id']}: {result.code} {result.message}")

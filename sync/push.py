@@ -59,7 +59,7 @@ from sync.projection import Projection, consent_picklists, project, read_back, r
 from sync.webhooks import webhooks_on_push_commit
 from sync.zoho import RecordResult, ZohoClient
 from sync.zoho.crm import MAX_RECORDS_PER_CALL
-from sync.zoho.errors import ZohoPermanentError
+from sync.zoho.errors import ZohoPermanentError, ZohoTransientError
 
 logger = logging.getLogger(__name__)
 
@@ -124,24 +124,30 @@ def crm_records_resolve(
 # -- Campaigns: write to both ------------------------------------------------------------------
 
 
-def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> int:
-    """Unsubscribe each address from every configured list; "not in the list" is fine."""
+def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> tuple[int, ZohoTransientError | None]:
+    """Unsubscribe each address from every configured list; "not in the list" is fine. Returns
+    how many were unsubscribed and, when Campaigns could not be reached for the rest (its limit,
+    its lock, an outage), the error that stopped it: no further Campaigns call is made then."""
     done = 0
     absent: list[tuple[str, str]] = []
-    for email in emails:
-        for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS:
-            try:
-                zoho.campaigns.unsubscribe(list_key, email)
-                done += 1
+    stopped: ZohoTransientError | None = None
+    pairs = [(email, list_key) for email in emails for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS]
+    for email, list_key in pairs:
+        try:
+            zoho.campaigns.unsubscribe(list_key, email)
+            done += 1
+            absent.append((email, list_key))
+        except ZohoPermanentError as exc:
+            if exc.code != CAMPAIGNS_NOT_IN_LIST:
+                logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
+            else:
                 absent.append((email, list_key))
-            except ZohoPermanentError as exc:
-                if exc.code != CAMPAIGNS_NOT_IN_LIST:
-                    logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
-                else:
-                    absent.append((email, list_key))
+        except ZohoTransientError as exc:
+            stopped = exc
+            break
     # The opt-out clock: each address is now out of these lists (or was never in one).
     withdrawal_clocks_unsubscribed(done=absent)
-    return done
+    return done, stopped
 
 
 def _email_not_permitted(projection: Projection) -> bool:
@@ -231,13 +237,16 @@ def contacts_push(
     ``claim``: its outbox rows are marked processed with the outcome.
     ``unsubscribe``: contacts whose email withdrawal also goes to Campaigns.
     Transient Zoho errors propagate (nothing is marked processed, the attempt rows of the
-    calls not answered are removed: those writes did not happen).
+    calls not answered are removed: those writes did not happen). Campaigns out of reach for
+    the unsubscribes does not hold the CRM writes back: they are made, then its error is raised
+    with nothing marked processed, so the retry finds them delivered and unsubscribes again.
     """
     if len(set(contact_ids)) > 100:
         raise ValueError("at most 100 contacts per push")
     report = PushReport()
     contacts = list(Contact.objects.filter(pk__in=contact_ids).order_by("pk"))
     level = quota.WITHDRAWAL if urgent else quota.OPT_IN
+    campaigns_stopped: ZohoTransientError | None = None
     with quota.urgency(level):
         projections = project([c.pk for c in contacts], picklists=consent_picklists(zoho=zoho))
         if unsubscribe and settings.ZOHO_CAMPAIGNS_LIST_KEYS:
@@ -246,7 +255,7 @@ def contacts_push(
                 for c in contacts
                 if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
             ]
-            report.unsubscribed = campaigns_unsubscribe(emails=emails, zoho=zoho)
+            report.unsubscribed, campaigns_stopped = campaigns_unsubscribe(emails=emails, zoho=zoho)
         linked = crm_records_resolve(contacts=contacts, zoho=zoho, report=report)
         rows: dict[Target, CrmLinkRecord] = {
             (cid, r.module, r.record_id): r for cid, records in linked.items() for r in records
@@ -291,9 +300,11 @@ def contacts_push(
         if not to_write:
             with transaction.atomic():
                 _unanswered_settle([latest[t] for t in skipped], now)
-                if claim is not None:
+                if claim is not None and campaigns_stopped is None:
                     _busy_release(claim, busy, now)
                     outbox_finish(claim=claim, contact_ids=finished, now=now)
+            if campaigns_stopped is not None:
+                raise campaigns_stopped
             return report
 
         # bulk_create returns the primary keys on PostgreSQL and on SQLite 3.35+.
@@ -343,9 +354,11 @@ def contacts_push(
             _resent_supersede([latest[t] for t in to_write if _unanswered(latest.get(t))], timezone.now())
             # Leads converted since they were linked: the Contact they became is written next.
             contacts_requeue(contact_ids=sorted(set(requeue)))
-            if claim is not None:
+            if claim is not None and campaigns_stopped is None:
                 _busy_release(claim, busy, now)
                 outbox_finish(claim=claim, contact_ids=finished)
+    if campaigns_stopped is not None:
+        raise campaigns_stopped
     return report
 
 
@@ -454,11 +467,7 @@ def _store_results(
             crm_field = _error_field(result, push.sent)
             if result.code == "NO_PERMISSION":
                 kind = Discrepancy.Kind.PERMISSION_DENIED
-            elif (
-                result.code == "INVALID_DATA"
-                and "id" in result.details
-                and not result.details.get("api_name")
-            ):
+            elif result.gone:
                 kind, crm_field = Discrepancy.Kind.RECORD_MISSING, ""
             else:
                 kind = Discrepancy.Kind.REJECTED

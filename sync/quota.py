@@ -64,12 +64,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
-from django.core.cache.backends.filebased import FileBasedCache
 from django.db.models import Sum
 from django.utils import timezone
 
 from sync.zoho.errors import ZohoRateLimited, ZohoTransientError
-from sync.zoho.locks import SharedLock, cache_lock
+from sync.zoho.locks import SharedCounters
 
 WITHDRAWAL = "withdrawal"
 OPT_IN = "opt_in"
@@ -177,35 +176,13 @@ class QuotaGate:
         self.config = config or QuotaSettings.from_settings()
         self.clock = clock
         self.sleep = sleep
-        # Redis and LocMem make add/incr atomic themselves; the file cache needs a lock
-        # (it never expires: the kernel drops it when its holder's process ends).
-        self._file_lock: SharedLock | None = None
-        if isinstance(self.cache, FileBasedCache):
-            self._file_lock = cache_lock(self.cache, f"{scope}-quota", expire_s=60.0)
+        self.counters = SharedCounters(self.cache, f"{scope}-quota")
         self._budget: tuple[float, Budget] | None = None
 
     # Keys ---------------------------------------------------------------------
 
     def _key(self, name: str) -> str:
         return f"{self.scope}:quota:{name}"
-
-    @contextlib.contextmanager
-    def _atomic(self) -> Iterator[None]:
-        if self._file_lock is None:
-            yield
-            return
-        with self._file_lock:
-            yield
-
-    def _incr(self, key: str, ttl: int) -> int:
-        with self._atomic():
-            if self.cache.add(key, 1, timeout=ttl):
-                return 1
-            try:
-                return int(self.cache.incr(key))
-            except ValueError:  # expired between add and incr
-                self.cache.set(key, 1, timeout=ttl)
-                return 1
 
     # The hook -----------------------------------------------------------------
 
@@ -265,12 +242,11 @@ class QuotaGate:
         now = self.clock()
         second = int(now)
         key = self._key(f"rate:{second}")
-        count = self._incr(key, ttl=5)
+        count = self.counters.incr(key, ttl=5)
         if count <= self.share(level):
             return 0.0
         # Not sent: give the slot back, so waiting callers do not crowd out the ones allowed.
-        with contextlib.suppress(ValueError), self._atomic():
-            self.cache.decr(key)
+        self.counters.decr(key)
         return max(0.001, second + 1 - now)
 
     def calls_this_second(self) -> int:
@@ -280,14 +256,13 @@ class QuotaGate:
 
     def cooldown_start(self) -> float:
         """Set (or lengthen) the shared cool-down after a 429; returns its length in seconds."""
-        level = self._incr(self._key("cooldown-level"), ttl=int(self.config.cooldown_max_s * 4) + 1)
-        length = min(self.config.cooldown_max_s, self.config.cooldown_s * 2 ** (level - 1))
-        until = self.clock() + length
-        with self._atomic():
-            current = self.cache.get(self._key("cooldown"))
-            if current is None or float(current) < until:
-                self.cache.set(self._key("cooldown"), until, timeout=int(length) + 2)
-        return length
+        return self.counters.pause(
+            level_key=self._key("cooldown-level"),
+            until_key=self._key("cooldown"),
+            first_s=self.config.cooldown_s,
+            max_s=self.config.cooldown_max_s,
+            now=self.clock(),
+        )
 
     def cooldown_remaining(self, *, level: str | None = None) -> float:
         until = self.cache.get(self._key("cooldown"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +28,21 @@ ACTIONS = (
     "sentcontacts", "openedleads", "optoutleads", "spamleads", "unopenedleads", "clickedleads",
     "senthardbounce", "sentsoftbounce", "unsentleads",
 )  # fmt: skip
-LIST_STATUSES = ("active", "recent", "most recent", "unsub", "bounce", "spam")
+# ``status`` of getlistsubscribers and of listsubscriberscount, as zoho-api.md section 7 lists them
+# (``spam`` only for the count).
+LIST_STATUSES = ("active", "recent", "most recent", "unsub", "bounce")
+COUNT_STATUSES = ("active", "unsub", "bounce", "spam")
 DEFAULT_RANGE = 20
+# The HTTP method(s) zoho-api.md section 7 gives each method; any other is refused like a wrong URL.
+GET = ("GET",)
+POST = ("POST",)
+GET_OR_POST = ("GET", "POST")
+POSITIVE_INT = re.compile(r"[0-9]+")
+# Messages of the empty-page codes (``campaigns_empty_page_codes``).
+EMPTY_PAGE_MESSAGES = {
+    "2203": "No contacts found in the list.",
+    "6302": "No contacts found for this campaign.",
+}
 
 
 def _method() -> str:
@@ -98,14 +113,51 @@ class CampaignsApi(Api):
                     raise self.rate_limited()
 
 
-def campaigns_route(path: str) -> Callable[[F], F]:
-    """Route ``/api/v1.1<path>`` (GET and POST) to a view guarded by the shared pipeline; the method
-    is the last part of the path."""
+def _wrong_method(method: str, allowed: tuple[str, ...]) -> Response:
+    """A method Zoho does not serve on this path: refused as a wrong URL (code 1004, HTTP 200),
+    before auth and the lock count, as an unknown path is."""
+    g.op = f"campaigns.{method}"
+    return _error(
+        1004, f"Invalid URL: {method} takes {' or '.join(allowed)}, not {request.method}."
+    ).response()
+
+
+def _require_json() -> None:
+    """``resfmt=JSON`` on every call (zoho-api.md section 7: every method takes ``resfmt=JSON|XML``).
+    Without it Zoho may answer XML, which neither the sim nor the client speaks."""
+    resfmt = _param("resfmt")
+    code = sim_state().config.campaigns_bad_param_code
+    if resfmt is None or resfmt == "":
+        raise _error(code, "Missing resfmt: zohosim answers resfmt=JSON only (Zoho may answer XML).")
+    if resfmt == "XML":
+        raise _error(code, "resfmt=XML is not implemented by zohosim: send resfmt=JSON.")
+    if resfmt != "JSON":
+        raise _error(code, f"Invalid resfmt {resfmt!r}: JSON or XML.")
+
+
+def campaigns_route(path: str, methods: tuple[str, ...]) -> Callable[[F], F]:
+    """Route ``/api/v1.1<path>`` to a view guarded by the shared pipeline; the Campaigns method is
+    the last part of the path. ``methods`` are the HTTP methods the doc gives it: another is
+    refused as a wrong URL; a call without ``resfmt=JSON`` is refused after the auth check."""
 
     def decorate(view: F) -> F:
-        guarded = api_call(CampaignsApi(path.rsplit("/", 1)[-1]))(view)
-        bp.route(path, methods=["GET", "POST"])(guarded)
-        return guarded
+        method = path.rsplit("/", 1)[-1]
+
+        @functools.wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            _require_json()
+            return view(*args, **kwargs)
+
+        guarded = api_call(CampaignsApi(method))(checked)
+
+        @functools.wraps(view)
+        def routed(*args: Any, **kwargs: Any) -> Any:
+            if request.method not in methods:
+                return _wrong_method(method, methods)
+            return guarded(*args, **kwargs)
+
+        bp.route(path, methods=["GET", "POST"])(routed)
+        return routed  # type: ignore[return-value]
 
     return decorate
 
@@ -115,16 +167,40 @@ def _param(name: str) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
+def _positive(name: str, default: int) -> int:
+    raw = _param(name)
+    if raw is None:
+        return default
+    if not POSITIVE_INT.fullmatch(raw) or int(raw) < 1:
+        code = sim_state().config.campaigns_bad_param_code
+        raise _error(code, f"Invalid {name} {raw!r}: a positive integer is required.")
+    return int(raw)
+
+
 def _paging() -> tuple[int, int]:
-    try:
-        start = max(1, int(_param("fromindex") or 1))
-    except ValueError:
-        start = 1
-    try:
-        count = max(1, int(_param("range") or DEFAULT_RANGE))
-    except ValueError:
-        count = DEFAULT_RANGE
+    """``fromindex`` (1-based) and ``range``: absent, their defaults; not a positive integer, an
+    error; ``range`` above ``campaigns_max_range`` refused or capped (``campaigns_range_over_max``)."""
+    cfg = sim_state().config
+    start = _positive("fromindex", 1)
+    count = _positive("range", DEFAULT_RANGE)
+    if count > cfg.campaigns_max_range:
+        if cfg.campaigns_range_over_max != "cap":
+            raise _error(
+                cfg.campaigns_bad_param_code,
+                f"Invalid range {count}: at most {cfg.campaigns_max_range} rows a page.",
+            )
+        count = cfg.campaigns_max_range
     return start, count
+
+
+def _page(key: str, details: list[dict[str, Any]]) -> Response:
+    """A page of rows; an empty one answers the method's empty-page error when it has one
+    (``campaigns_empty_page_codes``)."""
+    if not details:
+        code = sim_state().config.campaigns_empty_page_codes.get(_method(), "")
+        if code:
+            raise _error(code, EMPTY_PAGE_MESSAGES.get(code, "No data found."))
+    return _envelope("Data fetched successfully.", **{key: details})
 
 
 def _contactinfo() -> dict[str, Any] | None:
@@ -151,7 +227,7 @@ def _list(state: SimState) -> MailingList:
     return mlist
 
 
-@campaigns_route("/json/listsubscribe")
+@campaigns_route("/json/listsubscribe", POST)
 def listsubscribe() -> Response:
     state = sim_state()
     with state.lock:
@@ -178,7 +254,7 @@ def listsubscribe() -> Response:
     return _envelope("User successfully subscribed.")
 
 
-@campaigns_route("/json/listunsubscribe")
+@campaigns_route("/json/listunsubscribe", POST)
 def listunsubscribe() -> Response:
     state = sim_state()
     with state.lock:
@@ -194,7 +270,7 @@ def listunsubscribe() -> Response:
     return _envelope("User successfully unsubscribed.")
 
 
-@campaigns_route("/json/contactdonotmail")
+@campaigns_route("/json/contactdonotmail", POST)
 def contactdonotmail() -> Response:
     state = sim_state()
     info = _contactinfo()
@@ -216,12 +292,14 @@ def _select(mlist: MailingList, status: str) -> list[Subscriber]:
     return [s for s in mlist.subscribers.values() if s.status == status]
 
 
-@campaigns_route("/getlistsubscribers")
+@campaigns_route("/getlistsubscribers", GET_OR_POST)
 def getlistsubscribers() -> Response:
     state = sim_state()
     status = (_param("status") or "active").lower()
     if status not in LIST_STATUSES:
-        raise _error(2502, "Error while listing contacts: invalid status.")
+        raise _error(
+            2502, f"Error while listing contacts: invalid status; one of {', '.join(LIST_STATUSES)}."
+        )
     start, count = _paging()
     with state.lock:
         mlist = _list(state)
@@ -241,20 +319,24 @@ def getlistsubscribers() -> Response:
             }
             for s in page
         ]
-    return _envelope("Data fetched successfully.", list_of_details=details)
+    return _page("list_of_details", details)
 
 
-@campaigns_route("/listsubscriberscount")
+@campaigns_route("/listsubscriberscount", GET)
 def listsubscriberscount() -> Response:
     state = sim_state()
     status = (_param("status") or "active").lower()
+    if status not in COUNT_STATUSES:
+        raise _error(
+            2502, f"Error while counting contacts: invalid status; one of {', '.join(COUNT_STATUSES)}."
+        )
     with state.lock:
         mlist = _list(state)
         n = len(_select(mlist, status))
     return _envelope("Data fetched successfully.", no_of_contacts=n)
 
 
-@campaigns_route("/getmailinglists")
+@campaigns_route("/getmailinglists", GET)
 def getmailinglists() -> Response:
     state = sim_state()
     start, count = _paging()
@@ -275,10 +357,10 @@ def getmailinglists() -> Response:
             }
             for m in lists[start - 1 : start - 1 + count]
         ]
-    return _envelope("Data fetched successfully.", list_of_details=details)
+    return _page("list_of_details", details)
 
 
-@campaigns_route("/recentsentcampaigns")
+@campaigns_route("/recentsentcampaigns", GET)
 def recentsentcampaigns() -> Response:
     state = sim_state()
     start, count = _paging()
@@ -295,7 +377,7 @@ def recentsentcampaigns() -> Response:
             }
             for c in camps[start - 1 : start - 1 + count]
         ]
-    return _envelope("Data fetched successfully.", recent_campaigns=rows)
+    return _page("recent_campaigns", rows)
 
 
 def _recipient_status(state: SimState, r: Recipient) -> str:
@@ -306,7 +388,7 @@ def _recipient_status(state: SimState, r: Recipient) -> str:
     return "active"
 
 
-@campaigns_route("/getcampaignrecipientsdata")
+@campaigns_route("/getcampaignrecipientsdata", POST)
 def getcampaignrecipientsdata() -> Response:
     state = sim_state()
     action = (_param("action") or "").lower()
@@ -316,7 +398,7 @@ def getcampaignrecipientsdata() -> Response:
         if camp is None:
             raise _error(6002, "Invalid campaign key.")
         if action not in ACTIONS:
-            raise _error(1004, "Invalid action.")
+            raise _error(state.config.campaigns_bad_param_code, "Invalid action.")
         if action == "unopenedleads":
             rows = [r for r in camp.recipients.values() if "openedleads" not in r.actions]
         else:
@@ -333,10 +415,10 @@ def getcampaignrecipientsdata() -> Response:
             }
             for r in rows[start - 1 : start - 1 + count]
         ]
-    return _envelope("Data fetched successfully.", list_of_details=details)
+    return _page("list_of_details", details)
 
 
-@campaigns_route("/addlistsubscribersinbulk")
+@campaigns_route("/addlistsubscribersinbulk", POST)
 def addlistsubscribersinbulk() -> Response:
     state = sim_state()
     emails = [e.strip() for e in (_param("emailids") or "").split(",") if e.strip()]

@@ -90,6 +90,10 @@ class SimConfig:
     tz_offset_minutes: int = 0  # offset used in Modified_Time etc. ("+00:00" by default)
     mixed_status: int = 207  # top-level HTTP status of a multi-record write with both outcomes (UNVERIFIED)
     missing_record_mode: str = "204"  # GET /Contacts/{id} of an unknown id: "204" or "invalid_data"
+    # An update naming an id the module does not hold: INVALID_DATA "the id given seems to be
+    # invalid" with ``details.id`` ("id", zoho-api.md's test list) or with the field named,
+    # ``details.api_name: id`` and ``json_path: $.data[N].id`` ("api_name", its error table).
+    unknown_id_details: str = "id"
     unknown_field_mode: str = "error"  # unknown field in a write: "error" (INVALID_DATA) or "ignore"
     require_fields_param: bool = True  # list GET without fields -> REQUIRED_PARAM_MISSING
     custom_fields: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_CUSTOM_FIELDS))
@@ -119,6 +123,26 @@ class SimConfig:
     campaigns_lock_s: int = 1800
     campaigns_lock_code: str = "2201"  # UNVERIFIED: the real lock error code is undocumented
     campaigns_lock_message: str = "API call limit exceeded. Please retry after some time."
+    # The largest ``range`` (page size) a paged Campaigns read accepts. Zoho documents no maximum;
+    # the only source that pages (Airbyte's source-zoho-campaign, zoho-api.md section 7) asks
+    # 100 rows a page, so 100 is the largest size known to work: anything above it is UNVERIFIED,
+    # and a sim stricter than Zoho is safe where a laxer one is not.
+    campaigns_max_range: int = 100
+    # A ``range`` above ``campaigns_max_range``: "refuse" (an error envelope, code
+    # ``campaigns_bad_param_code``) or "cap" (a page of ``campaigns_max_range`` rows, as an API
+    # that silently caps would answer: a pager that takes a short page for the last one stops early).
+    campaigns_range_over_max: str = "refuse"
+    # UNVERIFIED: the code for a parameter Campaigns refuses whose code zoho-api.md does not give
+    # (``resfmt`` missing or not JSON, ``fromindex``/``range`` not a positive integer or too large,
+    # an unknown ``action``). 1004 is the documented "wrong URL" code: the request is malformed.
+    campaigns_bad_param_code: str = "1004"
+    # The error a paged read answers when its page holds no row (an empty list, a status nobody
+    # has, the page past the last row), per Campaigns method. zoho-api.md's error codes: 2203 "no
+    # contacts / list deleted" (a list's contacts), 6302 "no contacts" (a campaign's recipients).
+    # A method not named here, or named with "", answers success with an empty ``list_of_details``.
+    campaigns_empty_page_codes: dict[str, str] = field(
+        default_factory=lambda: {"getlistsubscribers": "2203", "getcampaignrecipientsdata": "6302"}
+    )
     # Faults
     fault_seed: int | None = None
     # Logs

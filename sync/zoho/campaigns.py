@@ -1,7 +1,8 @@
 """Zoho Campaigns API v1.1: list subscribers, subscribe/unsubscribe, bounces, sent campaigns.
 
 Campaigns answers HTTP 200 even on error; the transport reads ``code``/``Code``
-and ``status`` from the body and raises (1007 refreshes the token once).
+and ``status`` from the body and raises (1007 refreshes the token once). A paged
+read takes codes 2203 and 6302 ("no contacts") on a page as the end of its rows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from sync.zoho.transport import Request, ZohoResponse, ZohoTransport, campaigns_
 
 API = "/api/v1.1"
 PAGE_SIZE = 100
+# What Campaigns answers for a page with no row (zoho-api.md section 7's error codes): 2203 "no
+# contacts / list deleted" and 6302 "no contacts". A paged read ends there, as on a short page: an
+# empty list, a status nobody has, or the page after an exactly full one. A list key Zoho does not
+# know is another code (2501, 2002, 2102) and stays an error.
+EMPTY_PAGE_CODES = frozenset({"2203", "6302"})
 ListStatus = Literal["active", "unsub", "bounce", "recent", "most recent"]
 RecipientAction = Literal[
     "sentcontacts",
@@ -62,6 +68,7 @@ class CampaignsClient:
         *,
         records: int = 0,
         form: bool = False,
+        empty_codes: frozenset[str] = frozenset(),
     ) -> ZohoResponse:
         params = {"resfmt": "JSON", **params}
         return self.transport.call(
@@ -75,8 +82,19 @@ class CampaignsClient:
                 data=params if form else None,
                 records=records,
                 credits=0,
+                empty_codes=empty_codes,
             )
         )
+
+    def _page(
+        self, operation: str, method: str, path: str, params: dict[str, Any], *keys: str, form: bool = False
+    ) -> list[dict[str, Any]]:
+        """One page of a paged read: its rows under the first of ``keys``; none on an empty-page
+        code (which the transport answers, and the call log keeps, as an answer, not an error)."""
+        response = self._call(operation, method, path, params, form=form, empty_codes=EMPTY_PAGE_CODES)
+        if response.zoho_code in EMPTY_PAGE_CODES:
+            return []
+        return _rows(response.body, *keys)
 
     def _result(self, response: ZohoResponse) -> CampaignsResult:
         body = response.body if isinstance(response.body, dict) else {}
@@ -84,13 +102,16 @@ class CampaignsClient:
         return CampaignsResult(campaigns_code(body), message, body)
 
     def list_subscribers(
-        self, list_key: str, status: ListStatus = "active", *, page_size: int = PAGE_SIZE
+        self, list_key: str, status: ListStatus = "active", *, page_size: int = PAGE_SIZE, start: int = 1
     ) -> Iterator[dict[str, Any]]:
-        """Every contact of a list with this status (``unsub``, ``bounce``, ``active``),
-        paging with ``fromindex``/``range``. Rows carry no unsubscribe time."""
-        from_index = 1
+        """Every contact of a list with this status (``unsub``, ``bounce``, ``active``), from the
+        ``start``-th (1 is the first), paging with ``fromindex``/``range``. Rows carry no
+        unsubscribe time."""
+        if start < 1:
+            raise ValueError("Campaigns counts rows from 1")
+        from_index = start
         while True:
-            response = self._call(
+            rows = self._page(
                 "campaigns.list_subscribers",
                 "GET",
                 "getlistsubscribers",
@@ -101,8 +122,8 @@ class CampaignsClient:
                     "fromindex": from_index,
                     "range": page_size,
                 },
+                "list_of_details",
             )
-            rows = _rows(response.body, "list_of_details")
             yield from rows
             if len(rows) < page_size:
                 return
@@ -145,25 +166,29 @@ class CampaignsClient:
         """Recipients of a sent campaign by outcome, e.g. ``senthardbounce``, ``sentsoftbounce``."""
         from_index = 1
         while True:
-            response = self._call(
+            rows = self._page(
                 "campaigns.recipients",
                 "POST",
                 "getcampaignrecipientsdata",
                 {"campaignkey": campaign_key, "action": action, "fromindex": from_index, "range": page_size},
+                "list_of_details",
                 form=True,
             )
-            rows = _rows(response.body, "list_of_details")
             yield from rows
             if len(rows) < page_size:
                 return
             from_index += len(rows)
 
     def recent_campaigns(self, *, limit: int = 20) -> list[dict[str, Any]]:
-        """Recently sent campaigns (``recentsentcampaigns``), newest first."""
-        response = self._call(
+        """Recently sent campaigns (``recentsentcampaigns``), newest first; none on an empty-page
+        code. One page: at most `PAGE_SIZE` (100), the largest ``range`` known to be taken."""
+        limit = max(1, min(limit, PAGE_SIZE))
+        return self._page(
             "campaigns.recent_campaigns",
             "GET",
             "recentsentcampaigns",
             {"fromindex": 1, "range": limit},
+            "recent_sent_campaigns",
+            "recent_campaigns",
+            "list_of_details",
         )
-        return _rows(response.body, "recent_sent_campaigns", "recent_campaigns", "list_of_details")

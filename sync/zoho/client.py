@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 from sync.zoho.auth import TokenManager
 from sync.zoho.calllog import CallLog, DatabaseCallLog
 from sync.zoho.campaigns import CampaignsClient
+from sync.zoho.campaigns_limits import CampaignsLimits
 from sync.zoho.config import ZohoConfig
 from sync.zoho.crm import CrmClient
 from sync.zoho.locks import SharedSemaphore
@@ -51,8 +52,20 @@ class ZohoClient:
             limit=config.complex_limit,
             expire_s=config.timeout_s * 2 + 5,
         )
+        limits = CampaignsLimits(
+            shared,
+            config.cache_prefix,
+            share=config.campaigns_limit_share,
+            cooldown_s=config.campaigns_cooldown_s,
+            lock_s=config.campaigns_lock_s,
+        )
         self.transport = ZohoTransport(
-            config, self.http, call_log or DatabaseCallLog(), gate=gate, complex_slots=slots
+            config,
+            self.http,
+            call_log or DatabaseCallLog(),
+            gate=gate,
+            complex_slots=slots,
+            campaigns_limits=limits,
         )
         self.tokens = TokenManager(config, self.transport.mint_token, cache=shared)
         self.transport.tokens = self.tokens

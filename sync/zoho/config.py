@@ -47,6 +47,11 @@ class ZohoConfig:
     complex_limit: int = 10
     # How long a worker waits for a complex-call slot before the call counts as rate limited.
     complex_wait_s: float = 30.0
+    # Campaigns' per-method limits (sync/zoho/campaigns_limits.py): the share of each that we
+    # fill, and how long a method Zoho refused is paused (doubling up to its 30-minute lock).
+    campaigns_limit_share: float = 0.9
+    campaigns_cooldown_s: float = 60.0
+    campaigns_lock_s: float = 1800.0
 
     def __post_init__(self) -> None:
         dc = data_centre(self.dc)  # ValueError on an unknown code
@@ -56,6 +61,10 @@ class ZohoConfig:
         object.__setattr__(self, "campaigns_url", _strip(self.campaigns_url) or dc.campaigns_url)
         if self.timeout_s <= 0:
             raise ValueError("ZOHO_TIMEOUT_S must be positive")
+        if not 0 < self.campaigns_limit_share <= 1:
+            raise ValueError("ZOHO_CAMPAIGNS_LIMIT_SHARE must be above 0 and at most 1")
+        if not 0 < self.campaigns_cooldown_s <= self.campaigns_lock_s:
+            raise ValueError("ZOHO_CAMPAIGNS_COOLDOWN_S must be positive and at most ZOHO_CAMPAIGNS_LOCK_S")
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ZohoConfig:
@@ -72,6 +81,9 @@ class ZohoConfig:
             "timeout_s": float(settings.ZOHO_TIMEOUT_S),
             "campaigns_list_keys": tuple(settings.ZOHO_CAMPAIGNS_LIST_KEYS),
             "api_user_id": settings.ZOHO_API_USER_ID,
+            "campaigns_limit_share": float(settings.ZOHO_CAMPAIGNS_LIMIT_SHARE),
+            "campaigns_cooldown_s": float(settings.ZOHO_CAMPAIGNS_COOLDOWN_S),
+            "campaigns_lock_s": float(settings.ZOHO_CAMPAIGNS_LOCK_S),
         }
         values.update(overrides)
         try:

@@ -480,9 +480,11 @@ class CrmClient:
         notify_url: str,
         token: str,
         expires_at: datetime,
+        renew: bool = False,
     ) -> dict[str, Any]:
-        """Enable (or renew: the same ``channel_id``) a notification channel. Zoho caps
-        ``channel_expiry`` at a week (longer, or none: one hour) and ``token`` at 50 characters."""
+        """Enable a notification channel (``POST``), or renew one Zoho holds (``renew``: ``PUT``,
+        which replaces it; zoho-api.md section 6). Zoho caps ``channel_expiry`` at a week
+        (longer, or none: one hour) and ``token`` at 50 characters."""
         if len(token) > WATCH_TOKEN_MAX:
             raise ZohoPermanentError(
                 f"a watch token has at most {WATCH_TOKEN_MAX} characters", code="INVALID_DATA"
@@ -502,7 +504,7 @@ class CrmClient:
             Request(
                 service="crm",
                 operation="crm.watch",
-                method="POST",
+                method="PUT" if renew else "POST",
                 host="api",
                 path=self._path("actions/watch"),
                 json=body,

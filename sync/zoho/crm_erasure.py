@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sync.zoho.crm import MAX_RECORDS_PER_CALL, CrmClient, _check_ids
-from sync.zoho.crm_results import CrmUpdate, RecordResult, record_results
+from sync.zoho.crm_results import CrmUpdate, record_results
 from sync.zoho.errors import ZohoPermanentError
 from sync.zoho.transport import Request
 
@@ -43,8 +43,3 @@ def crm_delete(crm: CrmClient, ids: Sequence[str], *, module: str = "Contacts") 
         )
     )
     return record_results(response, checked)
-
-
-def record_gone(result: RecordResult) -> bool:
-    """Zoho has no such record (any more): ``INVALID_DATA`` naming the id, not a field."""
-    return result.code == "INVALID_DATA" and "id" in result.details and "api_name" not in result.details

@@ -3,11 +3,12 @@ input order, and which codes retrying cannot fix."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sync.zoho.errors import ZohoError
+from sync.zoho.errors import ZohoTransientError
 from sync.zoho.transport import ZohoResponse
 
 # Per-record codes that retrying cannot fix.
@@ -27,6 +28,10 @@ PERMANENT_RECORD_CODES = frozenset(
 )
 
 
+# Where Zoho points at a record's own id in a write's body.
+_RECORD_ID_PATH = re.compile(r"\$\.data\[\d+\]\.id")
+
+
 @dataclass(frozen=True, slots=True)
 class RecordResult:
     """Zoho's answer for one record of a write, in input order."""
@@ -44,6 +49,21 @@ class RecordResult:
     @property
     def ok(self) -> bool:
         return self.status == "success" and self.code == "SUCCESS"
+
+    @property
+    def gone(self) -> bool:
+        """Zoho has no such record (any more): ``INVALID_DATA`` for the record's own id, given
+        either as ``details.id`` (no field named) or as the field ``id`` at the record's top level
+        (``details.api_name``, its ``json_path`` ``$.data[N].id``). Both shapes are Zoho's
+        answer for an id it does not hold; an ``id`` inside a field (a consent record's,
+        ``$.data[0].Data_Processing_Basis_Details.id``) is that field's error, not the record's."""
+        if self.code != "INVALID_DATA":
+            return False
+        named = self.details.get("api_name")
+        if not named:
+            return "id" in self.details
+        path = self.details.get("json_path")
+        return named == "id" and (path is None or _RECORD_ID_PATH.fullmatch(str(path)) is not None)
 
     @classmethod
     def from_entry(cls, entry: Any, sent_id: str | None) -> RecordResult:
@@ -82,9 +102,8 @@ def record_results(response: ZohoResponse, sent_ids: Sequence[str | None]) -> Cr
     entries = response.body.get("data") if isinstance(response.body, dict) else None
     if not isinstance(entries, list) or len(entries) != len(sent_ids):
         got = len(entries) if isinstance(entries, list) else 0
-        raise ZohoError(
+        raise ZohoTransientError(
             f"Zoho answered {got} results for {len(sent_ids)} records",
-            permanent=False,
             http_status=response.status_code,
         )
     results = [RecordResult.from_entry(entry, sent) for entry, sent in zip(entries, sent_ids, strict=True)]

@@ -18,12 +18,14 @@ keeps the token per thread, `filelock` keeps a separate descriptor per thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Protocol
 
@@ -200,3 +202,51 @@ class SharedSlot:
         if not self._released:
             self._released = True
             self.semaphore._release(self.index)
+
+
+class SharedCounters:
+    """Counters and escalating pauses in a shared cache, for every process that shares it. Redis
+    and the local-memory cache add and increment atomically themselves; the file cache of the
+    embedded demo does not, so there every change takes a `cache_lock` named ``name``."""
+
+    def __init__(self, cache: BaseCache, name: str) -> None:
+        self.cache = cache
+        # (A file lock never expires: the kernel drops it when its holder's process ends.)
+        self._lock = cache_lock(cache, name, expire_s=60.0) if isinstance(cache, FileBasedCache) else None
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        if self._lock is None:
+            yield
+            return
+        with self._lock:
+            yield
+
+    def incr(self, key: str, *, ttl: int) -> int:
+        """Add one to ``key`` (made with ``ttl`` seconds to live when it is not there); its new value."""
+        with self.atomic():
+            if self.cache.add(key, 1, timeout=ttl):
+                return 1
+            try:
+                return int(self.cache.incr(key))
+            except ValueError:  # expired between add and incr
+                self.cache.set(key, 1, timeout=ttl)
+                return 1
+
+    def decr(self, key: str) -> None:
+        """Take one back from ``key``; nothing when it has expired meanwhile."""
+        with contextlib.suppress(ValueError), self.atomic():
+            self.cache.decr(key)
+
+    def pause(self, *, level_key: str, until_key: str, first_s: float, max_s: float, now: float) -> float:
+        """Start or lengthen a pause that doubles each time it is started again (``first_s``, twice
+        that, … up to ``max_s``) until ``level_key`` is deleted: ``until_key`` holds its end, never
+        moved earlier. Returns its length in seconds."""
+        level = self.incr(level_key, ttl=int(max_s * 4) + 1)
+        length = float(min(max_s, first_s * 2 ** (level - 1)))
+        until = now + length
+        with self.atomic():
+            current = self.cache.get(until_key)
+            if current is None or float(current) < until:
+                self.cache.set(until_key, until, timeout=int(length) + 2)
+        return length

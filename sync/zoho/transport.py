@@ -21,6 +21,7 @@ import httpx
 
 from sync.zoho.auth import AccessToken, TokenManager
 from sync.zoho.calllog import CallEnd, CallLog, CallStart, redact
+from sync.zoho.campaigns_limits import CampaignsLimits, campaigns_method
 from sync.zoho.config import ZohoConfig
 from sync.zoho.errors import (
     ZohoAuthError,
@@ -92,6 +93,9 @@ class Request:
     # it takes one of the org's 10 shared slots for its duration.
     complex: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # Campaigns codes that answer a paged read's page with no row (2203, 6302 "no contacts"):
+    # an answer, not an error (the page is empty).
+    empty_codes: frozenset[str] = frozenset()
 
 
 def _credits_remaining(headers: httpx.Headers) -> int | None:
@@ -152,6 +156,7 @@ class ZohoTransport:
         tokens: TokenManager | None = None,
         gate: CallGate | None = None,
         complex_slots: SharedSemaphore | None = None,
+        campaigns_limits: CampaignsLimits | None = None,
     ) -> None:
         self.config = config
         self.http = http
@@ -159,6 +164,7 @@ class ZohoTransport:
         self.tokens = tokens if tokens is not None else TokenManager(config, self.mint_token)
         self.gate = gate
         self.complex_slots = complex_slots
+        self.campaigns_limits = campaigns_limits
 
     # URLs --------------------------------------------------------------------
 
@@ -218,6 +224,10 @@ class ZohoTransport:
         gate = self.gate if request.service == "crm" else None
         if gate is not None:
             gate.before_call(request.operation)
+        limits = self.campaigns_limits if request.service == "campaigns" else None
+        method = campaigns_method(request.path)
+        if limits is not None:
+            limits.before_call(method)
         slot = self._complex_slot(request, gate)
         handle = self.call_log.start(
             CallStart(
@@ -238,6 +248,8 @@ class ZohoTransport:
             result.credits_remaining = end.credits_remaining
             result.call_id = self.call_log.call_id(handle)
             end.ok = True
+            if limits is not None:
+                limits.after_call(method, refused=False)
             end.zoho_code = result.zoho_code
             end.error = redact(result.note, secrets)
             return result
@@ -246,6 +258,8 @@ class ZohoTransport:
             end.error = redact(str(exc), secrets)
             end.permanent = exc.permanent
             logger.warning("Zoho %s failed: %s", request.operation, end.error)
+            if limits is not None and isinstance(exc, ZohoRateLimited):
+                limits.after_call(method, refused=True)
             raise
         except BaseException as exc:
             end.error = redact(f"{type(exc).__name__}: {exc}", secrets)
@@ -437,6 +451,8 @@ class ZohoTransport:
         state = _campaigns_field(body, "status").lower()
         message = _campaigns_field(body, "message")
         if status < 400 and state != "error" and code in ("", "0", "200"):
+            return ZohoResponse(status, body, response.headers, zoho_code=code)
+        if status < 400 and code in request.empty_codes:
             return ZohoResponse(status, body, response.headers, zoho_code=code)
         text = f"Zoho Campaigns {request.operation}: {message or 'error'}"
         fields: dict[str, Any] = {"http_status": status, "code": code or None, "details": body}

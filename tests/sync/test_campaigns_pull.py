@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management import call_command
 
 from compliance import services
@@ -13,6 +16,7 @@ from compliance.services import ConsentDecision, ContactIdentity
 from sync.campaigns_pull import campaigns_pull, soft_bounces, unsubscribe_key
 from sync.models import CampaignsObservation
 from sync.projection import project
+from sync.zoho.campaigns_limits import CampaignsLimits, Window
 
 pytestmark = pytest.mark.django_db
 
@@ -155,3 +159,69 @@ def test_the_command_runs_the_pull(sim, zoho, settings, capsys):
 
     assert "unsubscribes_recorded: 1" in capsys.readouterr().out
     assert ConsentEvent.objects.filter(source="campaigns").count() == 1
+
+
+def test_a_pull_over_lists_with_nothing_to_pull_records_no_error(sim, zoho):
+    seed_lists(sim)  # nobody unsubscribed or bounced; the campaign had no bounce
+
+    result = campaigns_pull(client=zoho, list_keys=["LK1", "LK2"])
+
+    assert result.errors == [] and result.transient_errors == 0
+    assert (result.lists, result.campaigns) == (2, 1)
+    assert result.unsubscribes_seen == result.hard_bounces_seen == 0
+    # Every read was answered "no contacts" (2203 for a list's status, 6302 for a campaign's action).
+    assert {c["code"] for c in sim.calls("campaigns.getlistsubscribers")} == {"2203"}
+    assert {c["code"] for c in sim.calls("campaigns.getcampaignrecipientsdata")} == {"6302"}
+
+
+def test_a_pull_over_exactly_one_full_page_ends_on_no_contacts(sim, zoho):
+    seed_lists(sim, extra_unsub=100)  # exactly the page size
+
+    result = campaigns_pull(client=zoho, list_keys=["LK1"])
+
+    assert result.errors == []
+    assert result.unsubscribes_recorded == 100
+    unsub_pages = [c for c in sim.calls("campaigns.getlistsubscribers") if "status=unsub" in c["query"]]
+    assert [c["code"] for c in unsub_pages] == ["0", "2203"]
+
+
+def test_a_pull_cut_short_by_campaigns_limits_goes_on_where_it_stopped(sim, zoho):
+    # 250 unsubscribes in one list; the client may send only 2 getlistsubscribers calls in the
+    # window (Zoho's 500 in 5 minutes, scaled down): the first pull reads 200 of them.
+    seed_lists(sim, extra_unsub=250)
+    clock = [1_800_000_000.0]
+    zoho.transport.campaigns_limits = CampaignsLimits(
+        LocMemCache(f"t-{uuid.uuid4().hex}", {}),
+        zoho.config.cache_prefix,
+        limits={"getlistsubscribers": (Window(3, 300, 15),)},
+        clock=lambda: clock[0],
+    )
+
+    first = campaigns_pull(client=zoho, list_keys=["LK1"])
+
+    assert first.unsubscribes_recorded == 200
+    assert first.transient_errors == 2  # unsub cut at row 201; bounce not read at all
+    assert any("the next pull goes on from row 201" in error for error in first.errors)
+
+    clock[0] += 400  # the window has room again (a retry of the task)
+    second = campaigns_pull(client=zoho, list_keys=["LK1"])
+
+    assert (second.unsubscribes_recorded, second.errors) == (50, [])
+    assert Contact.objects.filter(email__startswith="gone").count() == 250
+    froms = [
+        parse_qs(c["query"])["fromindex"][0]
+        for c in sim.calls("campaigns.getlistsubscribers")
+        if "status=unsub" in c["query"]
+    ]
+    assert froms == ["1", "101", "201"]
+
+    # A read that reached the end starts from the first row next time.
+    clock[0] += 400
+    third = campaigns_pull(client=zoho, list_keys=["LK1"])
+    assert (third.unsubscribes_seen, third.unsubscribes_recorded) == (200, 0)
+    assert "list LK1 unsub (from row 1; the next pull goes on from row 201)" in third.errors[0]
+    assert [
+        parse_qs(c["query"])["fromindex"][0]
+        for c in sim.calls("campaigns.getlistsubscribers")
+        if "status=unsub" in c["query"]
+    ][3:] == ["1", "101"]

@@ -24,7 +24,7 @@ from sync.reconcile import reconcile
 from sync.tasks.erasure import erasure_zoho_due, erasure_zoho_run
 from sync.verify import pushes_verify_due
 from sync.zoho import ZohoPermanentError
-from sync.zoho.crm_erasure import crm_delete, record_gone
+from sync.zoho.crm_erasure import crm_delete
 from tests.sync.conftest import Sim
 from tests.sync.test_push import push_all
 
@@ -333,7 +333,7 @@ def test_crm_delete_answers_each_id_and_refuses_more_than_100_before_sending(zoh
 
     update = crm_delete(zoho.crm, [gone, "5725767000999999999"])
 
-    assert [(r.code, r.record_id, r.ok, record_gone(r)) for r in update.results] == [
+    assert [(r.code, r.record_id, r.ok, r.gone) for r in update.results] == [
         ("SUCCESS", gone, True, False),
         ("INVALID_DATA", "5725767000999999999", False, True),
     ]

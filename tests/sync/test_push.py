@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from compliance.models import OutboxEntry
 from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
-from sync.outbox import lease, outbox_claim, outbox_release
+from sync.outbox import lease, outbox_claim, outbox_claim_return, outbox_claim_take, outbox_release
 from sync.push import contacts_push, outbox_batch_push
 from sync.zoho import ZohoRateLimited
+from sync.zoho.crm_results import RecordResult, record_results
+from sync.zoho.errors import ZohoTransientError
+from sync.zoho.transport import ZohoResponse
 
 
 def push_all(zoho: Any) -> list[Any]:
@@ -181,15 +185,48 @@ def test_no_permission_is_a_permission_denied_discrepancy_naming_the_field(
     assert discrepancy.evidence["zoho_answer"]["code"] == "NO_PERMISSION"
 
 
+@pytest.mark.parametrize("shape", ["id", "api_name"])
 def test_an_unknown_record_id_is_a_record_missing_discrepancy(
-    ledger: Any, zoho: Any, sim: Any, engine_settings: Any
+    shape: str, ledger: Any, zoho: Any, sim: Any, engine_settings: Any
 ) -> None:
+    # Zoho names the unknown id as details.id, or as the field "id" at $.data[N].id: both mean
+    # the record is gone, not that a field was refused.
+    sim.config(unknown_id_details=shape)
     contact = ledger.change("gone@example.com", "sms_marketing", "opted_in", zoho_id="5725767000099999999")
 
     push_all(zoho)
 
+    push = SyncPush.objects.get()
+    assert ("api_name" in push.response["details"]) == (shape == "api_name")
     discrepancy = Discrepancy.objects.get(contact=contact)
     assert discrepancy.kind == Discrepancy.Kind.RECORD_MISSING
+    assert discrepancy.crm_field == ""
+
+
+@pytest.mark.parametrize("body", [{"data": [{"code": "SUCCESS", "status": "success"}]}, {"data": []}, {}])
+def test_an_answer_with_another_count_of_results_is_retried(body: dict[str, Any]) -> None:
+    # One entry per record sent, in order (zoho-api.md section 2): anything else cannot be matched
+    # to the records, so the whole call is tried again (the push task retries transient errors).
+    response = ZohoResponse(200, body, httpx.Headers())
+    with pytest.raises(ZohoTransientError, match="results for 2 records"):
+        record_results(response, ["5725767000000000001", "5725767000000000002"])
+
+
+@pytest.mark.parametrize(
+    ("details", "gone"),
+    [
+        ({"id": "5725767000099999999"}, True),
+        ({"api_name": "id", "json_path": "$.data[3].id"}, True),
+        ({"api_name": "id"}, True),
+        # A consent record's stale id is that field's error: the record itself is there.
+        ({"api_name": "id", "json_path": "$.data[0].Data_Processing_Basis_Details.id", "id": "9"}, False),
+        ({"api_name": "Email_Opt_Out", "json_path": "$.data[0].Email_Opt_Out"}, False),
+    ],
+)
+def test_which_invalid_data_answers_mean_the_record_is_gone(details: dict[str, str], gone: bool) -> None:
+    entry = {"code": "INVALID_DATA", "status": "error", "message": "x", "details": details}
+    assert RecordResult.from_entry(entry, "5725767000099999999").gone is gone
+    assert not RecordResult.from_entry({**entry, "code": "MANDATORY_NOT_FOUND"}, None).gone
 
 
 def test_an_email_withdrawal_also_unsubscribes_from_every_campaigns_list(
@@ -228,3 +265,48 @@ def test_a_retry_push_writes_again_with_the_next_attempt_number(
 
     assert report.pushed[contact.pk].attempt == 2
     assert len([w for w in sim.writes() if w["source"] == "api"]) == 2
+
+
+def test_campaigns_out_of_reach_does_not_hold_back_the_crm_withdrawal(
+    ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
+) -> None:
+    # Campaigns has locked listunsubscribe (another app of the org used it up): the CRM write of
+    # the withdrawal goes out now; its rows stay unprocessed, and the retry only unsubscribes.
+    engine_settings.ZOHO_CAMPAIGNS_LIST_KEYS = ["LK1", "LK2"]
+    sim.seed(
+        lists=[
+            {"listkey": "LK1", "name": "News", "subscribers": ["leave@example.com"]},
+            {"listkey": "LK2", "name": "Offers", "subscribers": ["leave@example.com"]},
+        ]
+    )
+    record = crm("leave@example.com")
+    contact = ledger.change("leave@example.com", "email_marketing", "opted_in", zoho_id=record)
+    push_all(zoho)
+    ledger.change("leave@example.com", "email_marketing", "opted_out")
+    sim.fault("campaigns_lock", method="listunsubscribe")
+    writes_before = len([w for w in sim.writes() if w["source"] == "api"])
+
+    claim = outbox_claim(worker="w")
+    with pytest.raises(ZohoRateLimited):
+        outbox_batch_push(claim=claim, zoho=zoho)
+
+    assert len([w for w in sim.writes() if w["source"] == "api"]) == writes_before + 1
+    assert sim.contact(record)["Email_Opt_Out"] is True
+    push = SyncPush.objects.filter(contact=contact).latest("pk")
+    assert push.sent["Email_Opt_Out"] is True and push.call_id is not None
+    assert OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+    assert len(sim.calls("campaigns.listunsubscribe")) == 1  # refused once, then not asked again
+
+    # The lock ends (and our pause after it): the retry writes nothing to CRM, and unsubscribes.
+    sim.http.post("/_sim/clock", json={"advance_s": 1801})
+    zoho.transport.campaigns_limits = None
+    outbox_claim_return(claim=claim, token=claim.token)  # what the task does, then retries
+    outbox_batch_push(claim=outbox_claim_take(token=claim.token), zoho=zoho)
+
+    assert len([w for w in sim.writes() if w["source"] == "api"]) == writes_before + 1
+    lists = {row["listkey"]: row for row in sim.http.get("/_sim/lists").json()["lists"]}
+    assert {key: lists[key]["subscribers"][0]["status"] for key in ("LK1", "LK2")} == {
+        "LK1": "unsub",
+        "LK2": "unsub",
+    }
+    assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()

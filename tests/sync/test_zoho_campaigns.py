@@ -205,3 +205,80 @@ def test_campaigns_wrong_dc_is_an_auth_error(zoho: ZohoClient, sim: Sim) -> None
 
     assert caught.value.code == "invalid_client"
     assert "data centre" in str(caught.value)
+
+
+def test_each_call_uses_the_http_method_the_doc_gives(zoho: ZohoClient, sim: Sim) -> None:
+    seed_list(sim, [{"email": "a@example.com"}])
+    sim.seed(campaigns=[{"campaignkey": CAMPAIGN, "listkeys": [LIST]}])
+
+    list(zoho.campaigns.list_subscribers(LIST, "active"))
+    zoho.campaigns.subscribe(LIST, "b@example.com")
+    zoho.campaigns.unsubscribe(LIST, "a@example.com")
+    list(zoho.campaigns.campaign_recipients(CAMPAIGN, "sentcontacts"))
+    zoho.campaigns.recent_campaigns()
+
+    methods = {c["op"]: c["method"] for c in sim.calls() if str(c["op"]).startswith("campaigns.")}
+    assert methods == {
+        "campaigns.getlistsubscribers": "GET",  # GET|POST
+        "campaigns.listsubscribe": "POST",
+        "campaigns.listunsubscribe": "POST",
+        "campaigns.getcampaignrecipientsdata": "POST",
+        "campaigns.recentsentcampaigns": "GET",
+    }
+    assert {c["code"] for c in sim.calls() if str(c["op"]).startswith("campaigns.")} == {"0"}
+
+
+def test_a_page_answering_no_contacts_ends_the_list(zoho: ZohoClient, sim: Sim) -> None:
+    seed_list(sim, [{"email": f"u{i:03}@example.com", "status": "unsub"} for i in range(100)])
+
+    rows = list(zoho.campaigns.list_subscribers(LIST, "unsub"))  # exactly one full page of 100
+
+    assert len(rows) == 100
+    pages = sim.calls("campaigns.getlistsubscribers")
+    assert [(c["status"], c["code"]) for c in pages] == [(200, "0"), (200, "2203")]
+    assert "fromindex=101" in pages[1]["query"]
+    # The empty page is an answer, not an error: it counts in no error rate.
+    logged = ZohoCall.objects.filter(operation="campaigns.list_subscribers").order_by("pk")
+    assert [(c.outcome, c.zoho_code, c.error) for c in logged] == [
+        (ZohoCall.Outcome.OK, "0", ""),
+        (ZohoCall.Outcome.OK, "2203", ""),
+    ]
+
+
+def test_an_empty_recipient_page_ends_the_read(zoho: ZohoClient, sim: Sim) -> None:
+    sim.seed(
+        campaigns=[
+            {
+                "campaignkey": CAMPAIGN,
+                "recipients": [
+                    {"email": "h1@example.com", "actions": ["senthardbounce"]},
+                    {"email": "h2@example.com", "actions": ["senthardbounce"]},
+                    {"email": "fine@example.com"},
+                ],
+            }
+        ]
+    )
+
+    hard = list(zoho.campaigns.campaign_recipients(CAMPAIGN, "senthardbounce", page_size=2))
+    soft = list(zoho.campaigns.campaign_recipients(CAMPAIGN, "sentsoftbounce"))
+
+    assert sorted(r["contactemailaddress"] for r in hard) == ["h1@example.com", "h2@example.com"]
+    assert soft == []
+    assert [c["code"] for c in sim.calls("campaigns.getcampaignrecipientsdata")] == ["0", "6302", "6302"]
+
+
+def test_no_recent_campaigns_answering_no_contacts_is_none(zoho: ZohoClient, sim: Sim) -> None:
+    sim.config(campaigns_empty_page_codes={"recentsentcampaigns": "6302"})
+
+    assert zoho.campaigns.recent_campaigns() == []
+    assert [c["code"] for c in sim.calls("campaigns.recentsentcampaigns")] == ["6302"]
+
+
+def test_an_unknown_list_is_still_an_error_when_reading(zoho: ZohoClient, sim: Sim) -> None:
+    seed_list(sim, [])
+
+    with pytest.raises(ZohoPermanentError) as caught:
+        list(zoho.campaigns.list_subscribers("no-such-list", "unsub"))
+
+    assert caught.value.code == "2501"
+    assert list(zoho.campaigns.list_subscribers(LIST, "unsub")) == []  # the known, empty list: 2203

@@ -24,6 +24,10 @@ from tests.sync.leads import add_lead, convert, lead_edit
 AGENT = {"id": "5725767000000000003", "name": "Maria Agent"}
 
 
+def _auth(zoho: ZohoClient) -> dict[str, str]:
+    return {"Authorization": f"Zoho-oauthtoken {zoho.tokens.get().value}"}
+
+
 @pytest.mark.django_db
 def test_the_channel_is_enabled_once_and_renewed_two_days_before_it_ends(zoho: ZohoClient, sim: Sim) -> None:
     channel = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
@@ -38,6 +42,25 @@ def test_the_channel_is_enabled_once_and_renewed_two_days_before_it_ends(zoho: Z
     assert len(sim.calls("crm.watch")) == 2
     assert renewed.channel_id == channel.channel_id and renewed.token == channel.token
     assert renewed.expires_at > channel.expires_at and renewed.renewed_at is not None
+    # Enabled with POST (201), renewed with PUT: Zoho replaces the channel it holds.
+    assert [(c["method"], c["status"]) for c in sim.calls("crm.watch")] == [("POST", 201), ("PUT", 200)]
+
+
+@pytest.mark.django_db
+def test_a_channel_zoho_no_longer_holds_is_enabled_anew(zoho: ZohoClient, sim: Sim) -> None:
+    channel = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+    sim.http.delete("/crm/v8/actions/watch", params={"channel_ids": channel.channel_id}, headers=_auth(zoho))
+
+    with time_machine.travel(timezone.now() + timedelta(days=5, hours=1)):
+        renewed = crm_watch_ensure(zoho=zoho, notify_url="https://desk.example/sync/zoho/notify/")
+
+    # The replace is refused (nothing to replace), so the channel is enabled again, same id and token.
+    assert [(c["method"], c["status"]) for c in sim.calls("crm.watch") if c["method"] != "DELETE"] == [
+        ("POST", 201),
+        ("PUT", 400),
+        ("POST", 201),
+    ]
+    assert sim.state.notifier.channels[channel.channel_id]["token"] == renewed.token == channel.token
 
 
 @pytest.mark.django_db(transaction=True)

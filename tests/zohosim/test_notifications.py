@@ -49,6 +49,35 @@ def _watch(http: httpx.Client, auth: dict[str, str], **overrides: Any) -> httpx.
     return http.post("/crm/v8/actions/watch", json={"watch": [channel]}, headers=auth)
 
 
+def test_post_enables_a_new_channel_and_put_replaces_one_that_is_there(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    channel = {
+        "channel_id": "1000000068001",
+        "events": ["Contacts.edit"],
+        "notify_url": "http://127.0.0.1:9/hook",
+    }
+
+    replaced_nothing = http.put("/crm/v8/actions/watch", json={"watch": [channel]}, headers=auth)
+    enabled = _watch(http, auth)
+    enabled_again = _watch(http, auth, token="TOKEN_2")
+    replaced = http.put(
+        "/crm/v8/actions/watch", json={"watch": [{**channel, "token": "TOKEN_3"}]}, headers=auth
+    )
+
+    assert (replaced_nothing.status_code, replaced_nothing.json()["details"]["api_name"]) == (
+        400,
+        "channel_id",
+    )
+    assert enabled.status_code == 201 and enabled.json()["watch"][0]["code"] == "SUCCESS"
+    assert (enabled_again.status_code, enabled_again.json()["code"]) == (400, "DUPLICATE_DATA")
+    assert replaced.status_code == 200 and replaced.json()["watch"][0]["code"] == "SUCCESS"
+    assert sim.state.notifier.channels["1000000068001"]["token"] == "TOKEN_3"
+    # A channel past its expiry is gone: enabling its id again is a new channel.
+    sim.state.notifier.channels["1000000068001"]["expiry"] = sim.state.now() - 1
+    assert _watch(http, auth, token="TOKEN_4").status_code == 201
+
+
 def test_a_token_longer_than_50_characters_is_refused(http: httpx.Client, auth: dict[str, str]) -> None:
     resp = _watch(http, auth, token="x" * 51)
 

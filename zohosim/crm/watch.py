@@ -65,7 +65,10 @@ def _channel(index: int, spec: Any, now: float) -> dict[str, Any]:
     }
 
 
-def _enable() -> Response:
+def _enable(*, replace: bool) -> Response:
+    """POST enables new channels (201), PUT replaces channels that are there (200); zoho-api.md
+    section 6. A POST naming a live channel, or a PUT naming none, is refused (their codes are
+    unverified; a client renewing a channel must PUT, and enable anew once it has lapsed)."""
     state = sim_state()
     body = request.get_json(force=True, silent=True)
     specs = body.get("watch") if isinstance(body, dict) else None
@@ -75,6 +78,17 @@ def _enable() -> Response:
     channels = [_channel(i, spec, now) for i, spec in enumerate(specs)]
     answers = []
     with state.lock:
+        for index, channel in enumerate(channels):
+            current = state.notifier.channels.get(channel["channel_id"])
+            live = current is not None and current["expiry"] > now
+            if live and not replace:
+                raise ZohoError(
+                    "DUPLICATE_DATA",
+                    "the channel_id given is already subscribed",
+                    {"api_name": "channel_id", "json_path": f"$.watch[{index}].channel_id"},
+                )
+            if not live and replace:
+                raise _invalid("channel_id", index)
         for channel in channels:
             state.notifier.channels[channel["channel_id"]] = channel
             answers.append(
@@ -97,19 +111,21 @@ def _enable() -> Response:
                 }
             )
     g.code = "SUCCESS"
-    return jsonify({"watch": answers})
+    response = jsonify({"watch": answers})
+    response.status_code = 200 if replace else 201
+    return response
 
 
 @bp.post("/actions/watch")
 @crm_api("crm.watch")
 def enable(version: str) -> Response:
-    return _enable()
+    return _enable(replace=False)
 
 
 @bp.put("/actions/watch")
 @crm_api("crm.watch")
 def replace(version: str) -> Response:
-    return _enable()
+    return _enable(replace=True)
 
 
 @bp.get("/actions/watch")

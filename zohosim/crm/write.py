@@ -223,7 +223,12 @@ def _update_one(
     with state.lock:
         record = state.find(module, rid)
         if record is None:
-            raise ZohoError("INVALID_DATA", "the id given seems to be invalid", {"id": str(rid)})
+            details = (
+                {"api_name": "id", "json_path": f"$.data[{index}].id"}
+                if state.config.unknown_id_details == "api_name"
+                else {"id": str(rid)}
+            )
+            raise ZohoError("INVALID_DATA", "the id given seems to be invalid", details)
         if state.faults.stop_processing(op, str(record.id)):
             raise ZohoError("CANNOT_PROCESS", "The record is in stop processing", {"id": str(record.id)})
         changes = _changes(state, index, rec, record)
