@@ -33,6 +33,8 @@ class ContactSearchFilter(filters.FilterSet):  # type: ignore[misc]
         method="search",
         label="Email, phone, app user id or name",
         max_length=200,
+        min_length=selectors.SEARCH_MIN_LENGTH,
+        error_messages={"min_length": "Type at least %(limit_value)d characters: one finds too many people."},
         widget=forms.TextInput(
             attrs={
                 "type": "search",

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from compliance import services
-from compliance.models import Contact, Suppression
+from compliance.models import AccessLog, Contact, Suppression
 from tests.conftest import CAST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +153,15 @@ def test_contact_search_by_the_beginning_of_an_email(client_for, auditor, rosa, 
     response = client_for(auditor).get(reverse("compliance:contact_search"), {"q": query})
 
     assert sorted(contact.email for contact in response.context["table"].data) == found
+
+
+def test_a_one_character_search_asks_for_more_and_logs_nothing(client_for, auditor, rosa) -> None:
+    response = client_for(auditor).get(reverse("compliance:contact_search"), {"q": "r"})
+
+    assert response.context["table"] is None
+    assert "Type at least 2 characters" in response.content.decode()
+    assert "0 contacts match" not in response.content.decode()
+    assert not AccessLog.objects.filter(kind=AccessLog.Kind.SEARCH).exists()
 
 
 def test_contact_search_without_a_query_lists_nobody(client_for, auditor, rosa) -> None:
