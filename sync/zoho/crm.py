@@ -158,6 +158,10 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# An org's users read at most this many pages of 200 (10,000 users).
+MAX_USER_PAGES = 50
+
+
 class CrmClient:
     """``cache``: where the API user's id is kept for every process (the token's cache)."""
 
@@ -421,20 +425,27 @@ class CrmClient:
         return self.fields(CONSENTS_MODULE, profile_id=profile_id)
 
     def users(self) -> list[CrmUser]:
-        """Every user of the org (one page of 200): names and profiles by id."""
-        response = self.transport.call(
-            Request(
-                service="crm",
-                operation="crm.users",
-                method="GET",
-                host="api",
-                path=self._path("users"),
-                params={"type": "AllUsers", "per_page": 200},
-                credits=1,
+        """Every user of the org (pages of 200, while ``info.more_records``): names and profiles by id."""
+        found: list[CrmUser] = []
+        for page in range(1, MAX_USER_PAGES + 1):
+            response = self.transport.call(
+                Request(
+                    service="crm",
+                    operation="crm.users",
+                    method="GET",
+                    host="api",
+                    path=self._path("users"),
+                    params={"type": "AllUsers", "page": page, "per_page": 200},
+                    credits=1,
+                )
             )
-        )
-        users = response.body.get("users") if isinstance(response.body, dict) else None
-        return [_user(u) for u in users or [] if isinstance(u, dict)]
+            body = response.body if isinstance(response.body, dict) else {}
+            users = body.get("users")
+            found += [_user(u) for u in users or [] if isinstance(u, dict)]
+            info = body.get("info")
+            if not users or not (isinstance(info, dict) and info.get("more_records") is True):
+                break
+        return found
 
     def current_user(self) -> CrmUser:
         """The user the API acts as, with its profile (what decides field permissions)."""

@@ -271,6 +271,20 @@ def test_current_user_has_a_profile(zoho: ZohoClient, sim: Sim) -> None:
     assert ZohoCall.objects.get(operation="crm.current_user").path == "/crm/v8/users"
 
 
+def test_every_user_of_a_large_org_is_read_page_by_page(zoho: ZohoClient, sim: Sim) -> None:
+    # Zoho lists 200 users a page: a workflow user on the second page is still known by name.
+    already = len(sim.state.users)
+    for n in range(250):
+        sim.state.add_user(f"57257670001{n:05}", f"Workflow Robot {n}", f"robot{n}@example.com")
+
+    users = zoho.crm.users()
+
+    assert len(users) == already + 250
+    assert {u.full_name for u in users} >= {"Workflow Robot 0", "Workflow Robot 249"}
+    pages = [c["query"] for c in sim.calls("crm.users")]
+    assert len(pages) == 2 and "page=2" in pages[1]
+
+
 def test_the_api_user_id_is_asked_once_for_every_client_sharing_the_cache(sim: Sim, db: None) -> None:
     cache = LocMemCache(f"api-user-{uuid.uuid4().hex}", {})
     prefix = f"api-user-{uuid.uuid4().hex[:8]}"

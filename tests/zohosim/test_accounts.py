@@ -110,3 +110,21 @@ def test_it_works_in_process_through_wsgi_transport() -> None:
     assert body["api_domain"] == "https://www.zohoapis.eu"
     assert users["users"][0]["id"] == "5725767000000000001"
     assert users["users"][0]["profile"]["name"] == "Administrator"
+
+
+def test_users_come_in_pages_of_at_most_200(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str]
+) -> None:
+    for n in range(201):
+        sim.state.add_user(f"57257670002{n:05}", f"User {n}", f"user{n}@example.com")
+    total = len(sim.state.users)
+
+    first = http.get("/crm/v8/users", params={"type": "AllUsers"}, headers=auth).json()
+    second = http.get("/crm/v8/users", params={"type": "AllUsers", "page": 2}, headers=auth).json()
+    past = http.get("/crm/v8/users", params={"type": "AllUsers", "page": 3, "per_page": 200}, headers=auth)
+    too_many = http.get("/crm/v8/users", params={"type": "AllUsers", "per_page": 201}, headers=auth)
+
+    assert (len(first["users"]), first["info"]["more_records"]) == (200, True)
+    assert (len(second["users"]), second["info"]["more_records"]) == (total - 200, False)
+    assert past.status_code == 204
+    assert (too_many.status_code, too_many.json()["details"]) == (400, {"param_name": "per_page"})

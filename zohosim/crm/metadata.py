@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from zohosim.crm.params import MAX_PER_PAGE, positive_int_arg
 from zohosim.errors import ZohoError
 from zohosim.fields import BASIS_VALUES, CONSENT_DETAIL_FIELDS, CONSENT_DETAIL_READ_ONLY, json_type
-from zohosim.guard import crm_api, sim_state
+from zohosim.guard import crm_api, no_content, sim_state
 from zohosim.state import MODULES, STANDARD_PROFILE_ID, SimState
 
 bp = Blueprint("metadata", __name__)
@@ -126,9 +127,22 @@ def users(version: str) -> Response:
     state = sim_state()
     kind = request.args.get("type", "AllUsers")
     chosen = [state.api_user] if kind == "CurrentUser" else list(state.users.values())
+    # Pages of at most 200 (per_page), as every v8 list.
+    page = positive_int_arg("page", 1)
+    per_page = positive_int_arg("per_page", MAX_PER_PAGE)
+    if per_page > MAX_PER_PAGE:
+        raise ZohoError("INVALID_DATA", "invalid data", {"param_name": "per_page"})
+    start = (page - 1) * per_page
+    rows = chosen[start : start + per_page]
+    if not rows:
+        return no_content()
     g.code = "SUCCESS"
+    more = start + per_page < len(chosen)
     return jsonify(
-        {"users": chosen, "info": {"per_page": 200, "count": len(chosen), "page": 1, "more_records": False}}
+        {
+            "users": rows,
+            "info": {"per_page": per_page, "count": len(rows), "page": page, "more_records": more},
+        }
     )
 
 
