@@ -40,7 +40,7 @@ from sync import quota
 from sync.models import Discrepancy, ZohoCall
 from sync.projection import CONSENT_OBJECT, THROUGH_WORDS, ConsentPicklists, active_mappings, bounce_field
 from sync.zoho import CrmUser, FieldInfo, ZohoClient
-from sync.zoho.errors import ZohoAuthError, ZohoAuthRevoked, ZohoError
+from sync.zoho.errors import ZohoAuthError, ZohoAuthRevoked, ZohoError, ZohoPermanentError
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 # Where each scope is exercised, and the error a missing one gives.
@@ -223,7 +223,6 @@ def _check_fields(zoho: ZohoClient, user: CrmUser | None) -> tuple[list[Check], 
     profile = (user.profile_name if user else None) or "the API user's profile"
     try:
         contacts = zoho.crm.fields("Contacts", profile_id=profile_id)
-        consent = zoho.crm.consent_fields(profile_id=profile_id)
     except ZohoError as exc:
         return [
             Check(
@@ -234,18 +233,38 @@ def _check_fields(zoho: ZohoClient, user: CrmUser | None) -> tuple[list[Check], 
                 "See the scope checks.",
             )
         ], {}
+    checks = []
+    consent: dict[str, FieldInfo] | None
+    try:
+        consent = zoho.crm.consent_fields(profile_id=profile_id)
+    except ZohoPermanentError as exc:
+        # The pushes go on without the consent object's picklist values (sync.projection).
+        consent = None
+        checks.append(
+            Check(
+                "consent-metadata",
+                "The consent object's field metadata",
+                WARN,
+                f"Zoho did not give it ({exc}): whether the API user may edit the consent object's keys "
+                "cannot be checked here, and pushes write no Data_Processing_Basis or Consent_Through "
+                "value (the consent flags are written all the same).",
+                "Check in Zoho CRM (Setup > Customization > Modules and Fields > Consents) that the API "
+                "user's profile may edit the consent fields, and that GDPR compliance is enabled for "
+                "Contacts.",
+            )
+        )
     names = sorted({m.crm_field for m in active_mappings() if m.pushes})
     if bounce_field():
         names.append(bounce_field())
-    checks = []
     for name in names:
         top, _, key = name.partition(".")
         if key and top in contacts:
-            checks.append(_field_check(name, consent.get(key), profile, "Consents (the consent object)"))
+            if consent is not None:
+                checks.append(_field_check(name, consent.get(key), profile, "Consents (the consent object)"))
         else:
             checks.append(_field_check(name, contacts.get(name), profile, "Contacts"))
     for key in ("Data_Processing_Basis", "Consent_Through"):  # written with every opt-in
-        if f"{CONSENT_OBJECT}.{key}" not in names:
+        if consent is not None and f"{CONSENT_OBJECT}.{key}" not in names:
             checks.append(
                 _field_check(
                     f"{CONSENT_OBJECT}.{key}", consent.get(key), profile, "Consents (the consent object)"
@@ -265,7 +284,8 @@ def _check_fields(zoho: ZohoClient, user: CrmUser | None) -> tuple[list[Check], 
                     "Exists; it is read to link contacts by app user id.",
                 )
             )
-    checks.append(_check_picklists(consent))
+    if consent is not None:
+        checks.append(_check_picklists(consent))
     return checks, contacts
 
 

@@ -8,6 +8,7 @@ field by field.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,9 @@ from compliance.lifecycle.tokens import link_generations
 from compliance.models import ConsentState, ConsentStatus, Purpose, Source, Suppression
 from sync.models import FieldMapping
 from sync.zoho import ZohoClient
+from sync.zoho.errors import ZohoPermanentError
+
+logger = logging.getLogger(__name__)
 
 CONSENT_OBJECT = "Data_Processing_Basis_Details"
 PICKLISTS_KEY = "sync:consent-picklists"
@@ -102,7 +106,14 @@ def consent_picklists(*, zoho: ZohoClient | None = None) -> ConsentPicklists | N
         and time.time() - float(cached.get("at", 0)) < PICKLISTS_TTL_S
     )
     if not fresh:
-        fields = zoho.crm.consent_fields()
+        try:
+            fields = zoho.crm.consent_fields()
+        except ZohoPermanentError as exc:
+            # The consent object's metadata is not to be had (how Zoho answers for it is
+            # unverified): the pushes go on without its picklist values (Data_Processing_Basis,
+            # Consent_Through), as for an org whose picklists name none of ours.
+            logger.warning("Zoho gave no consent field metadata (%s): writing no picklist values", exc)
+            fields = {}
         basis = fields.get("Data_Processing_Basis")
         through = fields.get("Consent_Through")
         # The frequency field's values from module Contacts' metadata (one more call, when mapped).

@@ -107,6 +107,10 @@ class SimConfig:
     # A consent object written without its existing ``id`` creates a new consent record, as
     # Zoho does ("new"); "merge" updates the record's current one (lenient, not Zoho).
     consent_without_id: str = "new"
+    # Whether `settings/fields?module=Consents` answers the consent object's own metadata
+    # (zoho-api.md: "Consent sub-fields have their own metadata"; how they are asked for is
+    # unverified). False: INVALID_MODULE, as an org whose Zoho knows no such module.
+    consent_metadata: bool = True
     # Scopes the token is granted (space separated); a CRM call needing another answers
     # 401 OAUTH_SCOPE_MISMATCH. None: everything the client asks for.
     granted_scopes: str | None = None

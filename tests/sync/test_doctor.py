@@ -63,6 +63,23 @@ def test_a_field_the_api_user_may_not_edit_fails_with_where_to_give_permission(
 
 
 @pytest.mark.django_db
+def test_without_the_consent_objects_metadata_the_doctor_warns_and_checks_the_rest(
+    sim_settings: Any, sim: Any
+) -> None:
+    sim.config(consent_metadata=False)
+    sim.fault("field_no_permission", fields=["SMS_Opt_In"], mode="silent")
+
+    code, output = doctor()
+
+    # The Contacts fields are still checked; the consent object's keys cannot be, and say so.
+    assert [line.split(":")[0] for line in failed_lines(output)] == ["[FAIL] Field SMS_Opt_In"]
+    assert "[warn] The consent object's field metadata: Zoho did not give it" in output
+    assert "INVALID_MODULE" in output and "pushes write no Data_Processing_Basis" in output
+    assert f"Field {PHONE}" not in output and "Consent picklists" not in output
+    assert code == 1
+
+
+@pytest.mark.django_db
 def test_a_missing_scope_is_named(sim_settings: Any, sim: Any) -> None:
     sim.fault("missing_scope", scope="ZohoCRM.coql.READ")
 

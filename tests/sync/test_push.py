@@ -310,3 +310,23 @@ def test_campaigns_out_of_reach_does_not_hold_back_the_crm_withdrawal(
         "LK2": "unsub",
     }
     assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_without_the_consent_objects_metadata_the_push_goes_on_without_its_picklists(
+    ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
+) -> None:
+    # An org (or a Zoho) that answers INVALID_MODULE for the consent object's field metadata:
+    # the consent flags are written all the same, only the basis and channel picklists are not.
+    sim.config(consent_metadata=False)
+    record = crm("meta@example.com")
+    ledger.change("meta@example.com", "sms_marketing", "opted_in", zoho_id=record)
+    ledger.change("meta@example.com", "email_marketing", "opted_out", zoho_id=record)
+
+    push_all(zoho)
+
+    push = SyncPush.objects.get()
+    assert push.call_id is not None and push.response["code"] == "SUCCESS"
+    assert push.sent["SMS_Opt_In"] is True and push.sent["Email_Opt_Out"] is True
+    assert "Data_Processing_Basis_Details.Data_Processing_Basis" not in push.sent
+    assert sim.contact(record)["SMS_Opt_In"] is True
+    assert [c["code"] for c in sim.calls("crm.fields") if "Consents" in c["query"]] == ["INVALID_MODULE"]

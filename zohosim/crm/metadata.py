@@ -113,7 +113,8 @@ def settings_fields(version: str) -> Response:
         raise ZohoError(
             "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", {"param_name": "module"}
         )
-    if module not in MODULES and module != CONSENTS:
+    known = module in MODULES or (module == CONSENTS and sim_state().config.consent_metadata)
+    if not known:
         raise ZohoError(
             "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"}
         )
