@@ -411,7 +411,7 @@ ZOHO_OFF_PEAK_HOURS = os.environ.get("ZOHO_OFF_PEAK_HOURS", "0-6")
 # sends at most this share of each; a method Zoho refuses anyway is paused for every worker,
 # ZOHO_CAMPAIGNS_COOLDOWN_S at first, doubling up to ZOHO_CAMPAIGNS_LOCK_S.
 ZOHO_CAMPAIGNS_LIMIT_SHARE = float(os.environ.get("ZOHO_CAMPAIGNS_LIMIT_SHARE", "0.9"))
-ZOHO_CAMPAIGNS_COOLDOWN_S = float(os.environ.get("ZOHO_CAMPAIGNS_COOLDOWN_S", "60"))
+ZOHO_CAMPAIGNS_COOLDOWN_S = float(os.environ.get("ZOHO_CAMPAIGNS_COOLDOWN_S", "15"))
 ZOHO_CAMPAIGNS_LOCK_S = float(os.environ.get("ZOHO_CAMPAIGNS_LOCK_S", "1800"))
 # Who changed a CRM record: our API user (found through the API when unset), or a workflow.
 ZOHO_API_USER_ID = os.environ.get("ZOHO_API_USER_ID", "")

@@ -14,7 +14,7 @@ so the transport asks `CampaignsLimits` before each Campaigns call:
 * **No room.** The call is not sent: `ZohoRateLimited` (code ``campaigns_limit``), which a
   Celery task retries later; the message says when the window has room again.
 * **Zoho's own refusal** (its lock, or 2101 "retry after sometime"): the method is paused for
-  every worker, ``cooldown_s`` (60 s) at first and twice as long each time Zoho refuses again,
+  every worker, ``cooldown_s`` (15 s) at first and twice as long each time Zoho refuses again,
   up to ``lock_s`` (30 minutes, the documented lock). Calls meanwhile are not sent
   (code ``campaigns_paused``); the first success ends the escalation.
 """
@@ -64,7 +64,7 @@ class CampaignsLimits:
         prefix: str,
         *,
         share: float = 0.9,
-        cooldown_s: float = 60.0,
+        cooldown_s: float = 15.0,
         lock_s: float = 1800.0,
         limits: dict[str, tuple[Window, ...]] | None = None,
         clock: Callable[[], float] = time.time,

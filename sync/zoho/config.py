@@ -50,7 +50,7 @@ class ZohoConfig:
     # Campaigns' per-method limits (sync/zoho/campaigns_limits.py): the share of each that we
     # fill, and how long a method Zoho refused is paused (doubling up to its 30-minute lock).
     campaigns_limit_share: float = 0.9
-    campaigns_cooldown_s: float = 60.0
+    campaigns_cooldown_s: float = 15.0
     campaigns_lock_s: float = 1800.0
 
     def __post_init__(self) -> None:

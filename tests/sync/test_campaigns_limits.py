@@ -151,7 +151,7 @@ def test_a_method_zoho_refuses_is_paused_for_every_worker_and_escalates(zoho: Zo
     with pytest.raises(ZohoRateLimited) as caught:
         _page(zoho)
     assert caught.value.code != "campaigns_paused"  # Zoho's own answer
-    assert limits.paused_for("getlistsubscribers") == 60
+    assert limits.paused_for("getlistsubscribers") == 15
 
     # Another worker on the same cache sends nothing meanwhile; other methods are not paused.
     other = make_client(sim)
@@ -163,28 +163,29 @@ def test_a_method_zoho_refuses_is_paused_for_every_worker_and_escalates(zoho: Zo
     assert limits.paused_for("listunsubscribe") == 0
 
     # After the pause Zoho is asked again; refused again, the pause doubles.
-    clock.now += 61
+    clock.now += 16
     with pytest.raises(ZohoRateLimited):
         _page(other)
     assert len(sim.calls("campaigns.getlistsubscribers")) == 2
-    assert limits.paused_for("getlistsubscribers") == 120
+    assert limits.paused_for("getlistsubscribers") == 30
 
     # Zoho's lock ends: the calls go, and the escalation ends.
     sim.http.post("/_sim/clock", json={"advance_s": 1801})
-    clock.now += 121
+    clock.now += 31
     assert len(_page(zoho)) == 1
     sim.fault("campaigns_lock", method="getlistsubscribers")
     with pytest.raises(ZohoRateLimited):
         _page(zoho)
-    assert limits.paused_for("getlistsubscribers") == 60
+    assert limits.paused_for("getlistsubscribers") == 15
     other.close()
 
 
 def test_the_pause_stops_at_the_documented_lock() -> None:
     clock = Clock()
     limits = CampaignsLimits(LocMemCache(f"t-{uuid.uuid4().hex}", {}), "p", clock=clock)
-    lengths = [limits.pause("listunsubscribe") for _ in range(8)]
-    assert lengths == [60, 120, 240, 480, 960, 1800, 1800, 1800]
+    lengths = [limits.pause("listunsubscribe") for _ in range(9)]
+    # A refusal may be one 429 of a busy moment: asked again soon, then less and less often.
+    assert lengths == [15, 30, 60, 120, 240, 480, 960, 1800, 1800]
 
 
 def test_listsubscribe_keeps_each_of_its_windows() -> None:
