@@ -424,45 +424,42 @@ class CrmClient:
         own metadata (module ``Consents``): permissions and the org's picklist values."""
         return self.fields(CONSENTS_MODULE, profile_id=profile_id)
 
+    def _users_page(self, operation: str, params: dict[str, Any]) -> tuple[list[Any], bool, int]:
+        """One answer of ``GET /users``: its users (an empty list on 204), ``info.more_records``
+        and the HTTP status."""
+        response = self.transport.call(
+            Request(
+                service="crm",
+                operation=operation,
+                method="GET",
+                host="api",
+                path=self._path("users"),
+                params=params,
+                credits=1,
+            )
+        )
+        body = response.body if isinstance(response.body, dict) else {}
+        info = body.get("info")
+        more = isinstance(info, dict) and info.get("more_records") is True
+        return list(body.get("users") or []), more, response.status_code
+
     def users(self) -> list[CrmUser]:
         """Every user of the org (pages of 200, while ``info.more_records``): names and profiles by id."""
         found: list[CrmUser] = []
         for page in range(1, MAX_USER_PAGES + 1):
-            response = self.transport.call(
-                Request(
-                    service="crm",
-                    operation="crm.users",
-                    method="GET",
-                    host="api",
-                    path=self._path("users"),
-                    params={"type": "AllUsers", "page": page, "per_page": 200},
-                    credits=1,
-                )
+            users, more, _ = self._users_page(
+                "crm.users", {"type": "AllUsers", "page": page, "per_page": 200}
             )
-            body = response.body if isinstance(response.body, dict) else {}
-            users = body.get("users")
-            found += [_user(u) for u in users or [] if isinstance(u, dict)]
-            info = body.get("info")
-            if not users or not (isinstance(info, dict) and info.get("more_records") is True):
+            found += [_user(u) for u in users if isinstance(u, dict)]
+            if not users or not more:
                 break
         return found
 
     def current_user(self) -> CrmUser:
         """The user the API acts as, with its profile (what decides field permissions)."""
-        response = self.transport.call(
-            Request(
-                service="crm",
-                operation="crm.current_user",
-                method="GET",
-                host="api",
-                path=self._path("users"),
-                params={"type": "CurrentUser"},
-                credits=1,
-            )
-        )
-        users = response.body.get("users") if isinstance(response.body, dict) else None
-        if not users:
-            raise ZohoPermanentError("Zoho returned no current user", http_status=response.status_code)
+        users, _, status = self._users_page("crm.current_user", {"type": "CurrentUser"})
+        if not users or not isinstance(users[0], dict):
+            raise ZohoPermanentError("Zoho returned no current user", http_status=status)
         return _user(users[0])
 
     def api_user_id(self) -> str:

@@ -225,7 +225,7 @@ class ZohoTransport:
         if gate is not None:
             gate.before_call(request.operation)
         limits = self.campaigns_limits if request.service == "campaigns" else None
-        method = campaigns_method(request.path)
+        method = campaigns_method(request.path) if limits is not None else ""
         if limits is not None:
             limits.before_call(method)
         slot = self._complex_slot(request, gate)
