@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from sync.diagnostics import Check, zoho_diagnose
+from sync.diagnostics import WARN, Check, zoho_diagnose
 from sync.zoho import ZohoClient
 
 # Only admins change Zoho's setup, so only they run the checks (the FIX permission is theirs alone).
@@ -57,6 +57,7 @@ def zoho_doctor(request: HttpRequest) -> HttpResponse:
             "ran_at": ran_at,
             "checks": checks,
             "failures": [c for c in checks if c.failed],
+            "warnings": [c for c in checks if c.status == WARN],
             "probe_record": settings.ZOHO_DIAGNOSTIC_RECORD_ID,
             "probe_wait_s": PAGE_PROBE_WAIT_S,
         },

@@ -80,6 +80,20 @@ def test_without_the_consent_objects_metadata_the_doctor_warns_and_checks_the_re
 
 
 @pytest.mark.django_db
+def test_the_doctor_page_counts_the_warnings(
+    admin_user: Any, client_for: Any, sim_settings: Any, sim: Any
+) -> None:
+    cache.delete(LAST_RUN_KEY)
+    sim.config(consent_metadata=False)
+    client = client_for(admin_user)
+
+    client.post("/sync/doctor/")
+    page = client.get("/sync/doctor/").content.decode()
+
+    assert "<strong>all passed</strong>, 1 with a warning," in page
+
+
+@pytest.mark.django_db
 def test_a_missing_scope_is_named(sim_settings: Any, sim: Any) -> None:
     sim.fault("missing_scope", scope="ZohoCRM.coql.READ")
 
