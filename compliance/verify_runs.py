@@ -8,8 +8,6 @@ overview shows is what `manage.py verify_ledger` would have said at that moment.
 
 from __future__ import annotations
 
-import multiprocessing
-
 from django.conf import settings
 from django.utils import timezone
 
@@ -22,11 +20,11 @@ def ledger_verify_run() -> VerifyRun:
     (ok unknown, why in `problem`) and its error raised again."""
     run = VerifyRun.objects.create(started_at=timezone.now())
     seal_log = settings.LEDGER_SEAL_LOG if settings.LEDGER_SEAL_LOG.exists() else None
-    # A Celery (prefork) worker's process is a daemon, which may start no processes of its own:
-    # there the check runs in one process (the same verdict, slower) instead of in parallel.
-    workers = 1 if multiprocessing.current_process().daemon else None
+    # In parallel in a Celery (prefork) worker's process too: that process is a daemon, which
+    # `multiprocessing` forbids children, but the check forks its workers itself
+    # (verification._WorkerGroup).
     try:
-        verdict = ledger_verify(seal_log=seal_log, workers=workers)
+        verdict = ledger_verify(seal_log=seal_log)
     except Exception as exc:
         run.finished_at = timezone.now()
         run.problem = f"the check did not finish: {type(exc).__name__}: {exc}"[:2000]
