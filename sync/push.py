@@ -25,23 +25,30 @@ is the push itself (also used by retries, with ``force``):
    batch was answered keeps that one's answers: the batch's retry skips those records.
 
 Email withdrawals and suppressions also unsubscribe the address from every
-Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both"), before the CRM
-write, so that a transient Campaigns failure retries the whole batch.
+Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both"). Campaigns out of reach
+(its limit, its lock, an outage) does not hold the CRM write back: it is made, then the
+error is raised with the batch's rows unprocessed, and the retry finds CRM delivered. Each
+unsubscribe Campaigns took is remembered for a week under the contact's address and consent
+chain heads (`_unsubscribe_marks`), so the retry sends only those it did not take: a batch
+stopped by the limit does not spend the limit again on what it already did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.models import ConsentStatus, Contact, OutboxEntry
+from compliance.models import ConsentState, ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
 from sync.linking import consent_ids_forget, contacts_link, lead_converted_relink
@@ -124,15 +131,34 @@ def crm_records_resolve(
 # -- Campaigns: write to both ------------------------------------------------------------------
 
 
-def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> tuple[int, ZohoTransientError | None]:
+# How long an unsubscribe Campaigns took is remembered for the batch's retries.
+UNSUBSCRIBED_REMEMBERED_S = 7 * 86400
+
+
+def campaigns_unsubscribe(
+    *, emails: list[str], zoho: ZohoClient, marks: Mapping[str, str] | None = None
+) -> tuple[int, ZohoTransientError | None]:
     """Unsubscribe each address from every configured list; "not in the list" is fine. Returns
     how many were unsubscribed and, when Campaigns could not be reached for the rest (its limit,
-    its lock, an outage), the error that stopped it: no further Campaigns call is made then."""
+    its lock, an outage), the error that stopped it: no further Campaigns call is made then.
+
+    ``marks``: per address, what its unsubscribes are remembered under (the shared cache, a
+    week): an address and list done under the same mark before is not sent again."""
     done = 0
     absent: list[tuple[str, str]] = []
     stopped: ZohoTransientError | None = None
+    marks = marks or {}
     pairs = [(email, list_key) for email in emails for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS]
+    keys = {
+        (email, list_key): f"campaigns-unsubscribed:{list_key}:{marks[email]}"
+        for email, list_key in pairs
+        if email in marks
+    }
+    remembered = cache.get_many(list(keys.values())) if keys else {}
+    taken: dict[str, bool] = {}
     for email, list_key in pairs:
+        if keys.get((email, list_key)) in remembered:
+            continue  # an earlier attempt of this withdrawal took it
         try:
             zoho.campaigns.unsubscribe(list_key, email)
             done += 1
@@ -140,14 +166,36 @@ def campaigns_unsubscribe(*, emails: list[str], zoho: ZohoClient) -> tuple[int, 
         except ZohoPermanentError as exc:
             if exc.code != CAMPAIGNS_NOT_IN_LIST:
                 logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
-            else:
-                absent.append((email, list_key))
+                continue
+            absent.append((email, list_key))
         except ZohoTransientError as exc:
             stopped = exc
             break
+        if (email, list_key) in keys:
+            taken[keys[(email, list_key)]] = True
+    if taken:
+        cache.set_many(taken, timeout=UNSUBSCRIBED_REMEMBERED_S)
     # The opt-out clock: each address is now out of these lists (or was never in one).
     withdrawal_clocks_unsubscribed(done=absent)
     return done, stopped
+
+
+def _unsubscribe_marks(contacts: list[Contact]) -> dict[str, str]:
+    """Per address, what its unsubscribes are remembered under: the contact, the version of its
+    identity (its address) and the head of each of its consent chains (an event's hash, unique
+    to it). A newer decision, or a new address, gives a new mark: its unsubscribes are sent
+    again."""
+    heads: dict[int, list[str]] = defaultdict(list)
+    states = ConsentState.objects.filter(contact_id__in=[c.pk for c in contacts if c.email])
+    for contact_id, head_hash in states.order_by("purpose_id").values_list("contact_id", "head_hash"):
+        heads[contact_id].append(head_hash)
+    return {
+        contact.email: hashlib.sha256(
+            f"{contact.pk}:{contact.identity_version}:{','.join(heads[contact.pk])}".encode()
+        ).hexdigest()
+        for contact in contacts
+        if contact.email
+    }
 
 
 def _email_not_permitted(projection: Projection) -> bool:
@@ -255,7 +303,9 @@ def contacts_push(
                 for c in contacts
                 if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
             ]
-            report.unsubscribed, campaigns_stopped = campaigns_unsubscribe(emails=emails, zoho=zoho)
+            report.unsubscribed, campaigns_stopped = campaigns_unsubscribe(
+                emails=emails, zoho=zoho, marks=_unsubscribe_marks(contacts)
+            )
         linked = crm_records_resolve(contacts=contacts, zoho=zoho, report=report)
         rows: dict[Target, CrmLinkRecord] = {
             (cid, r.module, r.record_id): r for cid, records in linked.items() for r in records

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 
 from compliance.models import OutboxEntry
 from sync.models import CrmLink, Discrepancy, SyncPush, ZohoCall
 from sync.outbox import lease, outbox_claim, outbox_claim_return, outbox_claim_take, outbox_release
 from sync.push import contacts_push, outbox_batch_push
 from sync.zoho import ZohoRateLimited
+from sync.zoho.campaigns_limits import CampaignsLimits, Window
 from sync.zoho.crm_results import RecordResult, record_results
 from sync.zoho.errors import ZohoTransientError
 from sync.zoho.transport import ZohoResponse
@@ -310,6 +313,56 @@ def test_campaigns_out_of_reach_does_not_hold_back_the_crm_withdrawal(
         "LK2": "unsub",
     }
     assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_retried_batch_unsubscribes_only_what_campaigns_did_not_take(
+    ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
+) -> None:
+    # Two withdrawals, two lists: four unsubscribes. Our limiter has room for three: the batch
+    # stops at the fourth, and its retry sends only that one, not the three again.
+    engine_settings.ZOHO_CAMPAIGNS_LIST_KEYS = ["LK1", "LK2"]
+    leaving = ["one@example.com", "two@example.com"]
+    sim.seed(
+        lists=[
+            {"listkey": "LK1", "name": "News", "subscribers": leaving},
+            {"listkey": "LK2", "name": "Offers", "subscribers": leaving},
+        ]
+    )
+    for email in leaving:
+        ledger.change(email, "email_marketing", "opted_in", zoho_id=crm(email))
+    push_all(zoho)
+    for email in leaving:
+        ledger.change(email, "email_marketing", "opted_out")
+    zoho.transport.campaigns_limits = CampaignsLimits(
+        LocMemCache(f"t-{uuid.uuid4().hex}", {}),
+        zoho.config.cache_prefix,
+        share=1,
+        limits={"listunsubscribe": (Window(3, 300, 15),)},
+    )
+
+    claim = outbox_claim(worker="w")
+    with pytest.raises(ZohoRateLimited):
+        outbox_batch_push(claim=claim, zoho=zoho)
+    assert len(sim.calls("campaigns.listunsubscribe")) == 3
+
+    zoho.transport.campaigns_limits = None  # the window has room again
+    outbox_claim_return(claim=claim, token=claim.token)
+    outbox_batch_push(claim=outbox_claim_take(token=claim.token), zoho=zoho)
+
+    assert len(sim.calls("campaigns.listunsubscribe")) == 4
+    lists = {row["listkey"]: row for row in sim.http.get("/_sim/lists").json()["lists"]}
+    assert {(key, s["email"], s["status"]) for key in ("LK1", "LK2") for s in lists[key]["subscribers"]} == {
+        (key, email, "unsub") for key in ("LK1", "LK2") for email in leaving
+    }
+    assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+
+    # A new decision is a new withdrawal: its unsubscribes go out again, all of them.
+    for email in leaving:
+        ledger.change(email, "email_marketing", "opted_in")
+        ledger.change(email, "email_marketing", "opted_out")
+    push_all(zoho)
+
+    assert len(sim.calls("campaigns.listunsubscribe")) == 8
 
 
 def test_without_the_consent_objects_metadata_the_push_goes_on_without_its_picklists(
