@@ -155,26 +155,27 @@ def campaigns_unsubscribe(
         if email in marks
     }
     remembered = cache.get_many(list(keys.values())) if keys else {}
-    taken: dict[str, bool] = {}
     for email, list_key in pairs:
-        if keys.get((email, list_key)) in remembered:
-            continue  # an earlier attempt of this withdrawal took it
+        key = keys.get((email, list_key))
+        if key in remembered:
+            # An earlier attempt of this withdrawal had it taken. Told to the opt-out clock again
+            # (which keeps the time it has): that attempt's worker may have died before telling it.
+            absent.append((email, list_key))
+            continue
         try:
             zoho.campaigns.unsubscribe(list_key, email)
             done += 1
-            absent.append((email, list_key))
         except ZohoPermanentError as exc:
             if exc.code != CAMPAIGNS_NOT_IN_LIST:
                 logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
                 continue
-            absent.append((email, list_key))
         except ZohoTransientError as exc:
             stopped = exc
             break
-        if (email, list_key) in keys:
-            taken[keys[(email, list_key)]] = True
-    if taken:
-        cache.set_many(taken, timeout=UNSUBSCRIBED_REMEMBERED_S)
+        absent.append((email, list_key))
+        if key is not None:
+            # At once: a worker that dies on the next one has this one remembered all the same.
+            cache.set(key, True, timeout=UNSUBSCRIBED_REMEMBERED_S)
     # The opt-out clock: each address is now out of these lists (or was never in one).
     withdrawal_clocks_unsubscribed(done=absent)
     return done, stopped

@@ -270,3 +270,45 @@ def test_a_change_that_waited_for_its_contacts_push_in_flight_follows_without_be
         lambda: all_verified({contact.pk: contact.zoho_id}), "the opt-out verified", beat=False
     )
     assert sim.contact(contact.zoho_id)["SMS_Opt_In"] is False
+
+
+def test_email_withdrawals_reach_every_campaigns_list_through_5xx_each_unsubscribe_taken_once(
+    workers: Any, ledger: Any, crm: Any, sim: Any
+) -> None:
+    # Given twelve people in two Campaigns lists who opted in to email, then withdrew
+    emails = [f"leave{i}@example.com" for i in range(12)]
+    sim.seed(
+        lists=[
+            {"listkey": "LK1", "name": "News", "subscribers": emails},
+            {"listkey": "LK2", "name": "Offers", "subscribers": emails},
+        ]
+    )
+    records = {}
+    for email in emails:
+        contact = ledger.change(email, "email_marketing", "opted_in", zoho_id=crm(email), minutes_ago=3)
+        ledger.change(email, "email_marketing", "opted_out", minutes_ago=1)
+        records[contact.pk] = contact.zoho_id
+    # and Campaigns answering 500 to a quarter of the unsubscribes (seeded)
+    sim.config(fault_seed=7)
+    sim.fault("server_error", ratio=0.25, ops=["campaigns.listunsubscribe"])
+
+    # When two workers push them
+    workers.env["ZOHO_CAMPAIGNS_LIST_KEYS"] = "LK1,LK2"
+    workers.start(2)
+
+    def everyone_unsubscribed() -> bool:
+        lists = sim.http.get("/_sim/lists").json()["lists"]
+        return all(s["status"] == "unsub" for row in lists for s in row["subscribers"]) and all_verified(
+            records
+        )
+
+    workers.wait_until(everyone_unsubscribed, "every address out of both lists, CRM verified", deadline_s=120)
+    workers.wait_until(workers.drained, "the workers done")
+
+    # Then every withdrawal is out of both lists and in CRM, and each of the 24 unsubscribes
+    # was taken by Campaigns once: a batch's retry sent only those a 500 had stopped
+    unsubscribes = Counter(call["status"] for call in sim.calls("campaigns.listunsubscribe"))
+    assert unsubscribes[500] >= 1, unsubscribes
+    assert unsubscribes[200] == 24, unsubscribes
+    assert_zoho_holds_the_ledger(sim, records)
+    assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
