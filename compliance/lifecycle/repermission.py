@@ -465,6 +465,18 @@ def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> Rep
     return run
 
 
+def repermission_run_stopped(*, run_pk: int, attempts: int, error: BaseException) -> None:
+    """The run's task gave up: the run ends as failed, its page saying why and what stays done."""
+    RepermissionRun.objects.filter(pk=run_pk, status=RepermissionRun.Status.RUNNING).update(
+        status=RepermissionRun.Status.FAILED,
+        error=(
+            f"Stopped after {attempts} attempts: {type(error).__name__}: {error}. The targets handled "
+            "so far stay handled; the others were not asked."
+        )[:500],
+        finished_at=timezone.now(),
+    )
+
+
 def repermission_runs_resume(*, older_than_s: int = 300) -> int:
     """The lifecycle cycle's safety net: run the runs whose task never ran (a broker down)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)

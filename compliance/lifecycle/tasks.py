@@ -28,13 +28,21 @@ def cycle() -> None:
 
 
 @shared_task(  # type: ignore[untyped-decorator]
+    bind=True,
     name=repermission.RUN_TASK,
     ignore_result=True,
     autoretry_for=(Exception,),
     retry_backoff=30,
     max_retries=8,
 )
-def repermission_run(run_pk: int) -> None:
+def repermission_run(self: Task, run_pk: int) -> None:
     """An admin's re-permission run, in the background (progress on its page). A failure (a
-    transient Zoho error in the Campaigns action) is retried: the run resumes where it stopped."""
-    repermission.repermission_run_execute(run_pk=run_pk)
+    transient Zoho error in the Campaigns action) is retried: the run resumes where it stopped.
+    The last attempt's failure ends the run as failed, saying why, instead of leaving it
+    "running" for good."""
+    try:
+        repermission.repermission_run_execute(run_pk=run_pk)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            repermission.repermission_run_stopped(run_pk=run_pk, attempts=self.request.retries + 1, error=exc)
+        raise

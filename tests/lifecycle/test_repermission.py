@@ -229,6 +229,66 @@ def test_the_campaigns_action_adds_the_addresses_to_the_list_in_zohosim(
     assert not LifecycleMessage.objects.filter(kind="repermission").exists()
 
 
+def _campaigns_run(policy: PolicyVersion) -> RepermissionRun:
+    """An admin's Campaigns run for the newsletter's opt-ins under older versions (Ana, Ben, Cem)."""
+    return repermission.repermission_start(
+        policy=policy, action="campaigns_list", purposes=["email_marketing"], include_legacy=True, user=None
+    )
+
+
+def test_a_retried_campaigns_batch_adds_no_address_twice(
+    admin_user, new_policy, people, sim, sim_settings, monkeypatch
+):
+    # Given a re-permission run of the Campaigns action for Ana, Ben and Cem, and room in
+    # listsubscribe's minute for one address only
+    from sync.zoho import ZohoRateLimited
+    from sync.zoho.campaigns_limits import LIMITS, Window
+
+    sim.seed(lists=[{"listkey": "RP1", "name": "Re-permission", "subscribers": []}])
+    sim_settings.ZOHO_REPERMISSION_LIST_KEY = "RP1"
+    sim_settings.ZOHO_CAMPAIGNS_LIMIT_SHARE = 1.0
+    run = _campaigns_run(new_policy)
+    monkeypatch.setitem(LIMITS, "listsubscribe", (Window(1, 60, 5),))
+
+    # When the first attempt stops at the second address (the batch's rows roll back), Ana
+    # unsubscribes from the list meanwhile, and the retry runs with room again
+    with pytest.raises(ZohoRateLimited):
+        repermission.repermission_run_execute(run_pk=run.pk)
+    assert len(sim.calls("campaigns.listsubscribe")) == 1
+    sim.post("/_sim/campaigns/unsubscribe", email="ana@example.com", listkey="RP1")
+    monkeypatch.undo()
+    repermission.repermission_run_execute(run_pk=run.pk)
+
+    # Then each address was added once: Ana is not set back to active (nor sent a second
+    # confirmation on a double opt-in list), and the run is done
+    assert len(sim.calls("campaigns.listsubscribe")) == 3
+    lists = sim.http.get("/_sim/lists").json()["lists"]
+    statuses = {
+        s["email"]: s["status"] for row in lists if row["listkey"] == "RP1" for s in row["subscribers"]
+    }
+    assert statuses == {"ana@example.com": "unsub", "ben@example.com": "active", "cem@example.com": "active"}
+    run.refresh_from_db()
+    assert (run.status, run.processed, run.failed) == ("done", 3, 0)
+
+
+def test_a_run_whose_task_gives_up_ends_failed_saying_why(admin_user, new_policy, people, sim, sim_settings):
+    # Given a Campaigns run while Campaigns answers 500 to every add
+    sim.seed(lists=[{"listkey": "RP1", "name": "Re-permission", "subscribers": []}])
+    sim_settings.ZOHO_REPERMISSION_LIST_KEY = "RP1"
+    sim.fault("server_error", ops=["campaigns.listsubscribe"])
+    run = _campaigns_run(new_policy)
+
+    # When the task's last attempt fails too
+    result = tasks.repermission_run.apply(args=[run.pk], retries=tasks.repermission_run.max_retries)
+
+    # Then the run is failed, not running for good, and says why
+    assert result.failed()
+    run.refresh_from_db()
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error.startswith("Stopped after 9 attempts: ZohoTransientError")
+    assert run.processed == 0
+
+
 def test_the_campaigns_action_is_not_offered_without_its_list(client_for, admin_user, new_policy, settings):
     settings.ZOHO_REPERMISSION_LIST_KEY = ""
     page = client_for(admin_user).get(reverse("lifecycle:repermission", args=[new_policy.pk]))
