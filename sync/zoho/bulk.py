@@ -16,6 +16,14 @@ from sync.zoho.transport import Request, ZohoTransport
 
 # Spool the download in memory up to this size, then on disk.
 SPOOL_MAX_BYTES = 8 * 1024 * 1024
+# A job's status polls that may fail in a row before `BulkRead.wait` gives up.
+MAX_POLL_FAILURES = 5
+
+
+def _answered_or_lost(exc: ZohoTransientError) -> bool:
+    """Zoho's own failure (it answered 5xx or 429) or the network's, worth polling again; not our
+    quota gate's refusal (deferred work, the shared rate), which the caller must see at once."""
+    return exc.http_status is not None or exc.code in ("timeout", "connection_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +116,24 @@ class BulkRead:
         timeout_s: float = 3600.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> BulkReadJob:
-        """Poll until the job is COMPLETED (FAILURE raises)."""
+        """Poll until the job is COMPLETED (FAILURE raises).
+
+        A poll that Zoho fails (5xx, 429, a timeout, a broken connection) is polled again: the
+        job goes on building meanwhile, and giving up would throw away minutes of Zoho's work
+        and start a new job, which a steady error rate would never let finish. Only
+        `MAX_POLL_FAILURES` failures in a row raise (the last one)."""
         deadline = time.monotonic() + timeout_s
+        failures = 0
         while True:
-            job = self.status(job_id)
+            try:
+                job = self.status(job_id)
+            except ZohoTransientError as exc:
+                failures += 1
+                if not _answered_or_lost(exc) or failures >= MAX_POLL_FAILURES or time.monotonic() > deadline:
+                    raise
+                sleep(poll_s)
+                continue
+            failures = 0
             if job.state == "COMPLETED":
                 return job
             if job.state == "FAILURE":

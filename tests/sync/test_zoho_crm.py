@@ -10,6 +10,7 @@ from pytest_django.fixtures import Settings
 
 from sync.models import ZohoCall
 from sync.zoho import ZohoClient, ZohoConfig, ZohoPermanentError, ZohoRateLimited
+from sync.zoho.errors import ZohoTransientError
 from tests.sync.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_REFRESH_TOKEN, Sim, make_client
 
 
@@ -331,6 +332,33 @@ def test_bulk_read_creates_polls_and_streams_the_csv(zoho: ZohoClient, sim: Sim)
     assert rows[0]["Email_Opt_Out"] in ("true", "false")
     ops = list(ZohoCall.objects.order_by("id").values_list("operation", flat=True))
     assert "crm.bulk_read_create" in ops and "crm.bulk_read_poll" in ops and "crm.bulk_read_download" in ops
+
+
+def test_bulk_read_polls_again_through_zoho_failures_then_gives_up_after_five_in_a_row(
+    zoho: ZohoClient, sim: Sim
+) -> None:
+    # Zoho answers 500 to the job's status for 2.5 s of its clock; each poll waits 1 s of it
+    sim.seed(contacts=5)
+    job = zoho.crm.bulk.create(["Email"])
+    sim.fault("server_error", ops=["bulk.read.status"], for_s=2.5)
+
+    def tick(_seconds: float) -> None:
+        sim.http.post("/_sim/clock", json={"advance_s": 1}).raise_for_status()
+
+    done = zoho.crm.bulk.wait(job.id, poll_s=0, sleep=tick)
+
+    # The job was not given up: polled again after each failure, then read whole
+    polls = [call["status"] for call in sim.calls("bulk.read.status")]
+    assert polls[:3] == [500, 500, 500] and polls[-1] == 200
+    assert done.state == "COMPLETED" and len(list(zoho.crm.bulk.rows(job.id))) == 5
+
+    # Zoho failing five polls in a row is an outage: the last failure is raised
+    job = zoho.crm.bulk.create(["Email"])
+    sim.fault("server_error", ops=["bulk.read.status"])
+    with pytest.raises(ZohoTransientError) as raised:
+        zoho.crm.bulk.wait(job.id, poll_s=0, sleep=tick)
+    assert raised.value.http_status == 500
+    assert [call["status"] for call in sim.calls("bulk.read.status")][len(polls) :] == [500] * 5
 
 
 def test_bulk_read_with_criteria(zoho: ZohoClient, sim: Sim) -> None:
