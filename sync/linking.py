@@ -543,6 +543,13 @@ def lead_converted_relink(*, contact_id: int, module: str, record_id: str, zoho:
     contact_record = zoho.crm.lead_conversion(record_id)
     if contact_record is None:
         return None
+    lead_converted_move(contact_id=contact_id, record_id=record_id, contact_record=contact_record)
+    return contact_record
+
+
+def lead_converted_move(*, contact_id: int, record_id: str, contact_record: str) -> None:
+    """Move the contact's link from its Lead `record_id` to the Contact `contact_record` the Lead
+    was converted to (what Zoho's ``$converted_detail`` said: `lead_converted_relink`)."""
     row = CrmLinkRecord.objects.filter(contact_id=contact_id, module="Leads", record_id=record_id).first()
     if row is not None:
         record_relink(record=row, module="Contacts", record_id=contact_record, converted_from=record_id)
@@ -552,4 +559,3 @@ def lead_converted_relink(*, contact_id: int, module: str, record_id: str, zoho:
         contact_id,
         contact_record,
     )
-    return contact_record

@@ -51,7 +51,7 @@ from django.utils import timezone
 from compliance.models import ConsentState, ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
-from sync.linking import consent_ids_forget, contacts_link, lead_converted_relink
+from sync.linking import consent_ids_forget, contacts_link, lead_converted_move
 from sync.models import CrmLinkRecord, Discrepancy, SyncPush
 from sync.optout_clock import withdrawal_clocks_unsubscribed
 from sync.outbox import (
@@ -295,7 +295,9 @@ def contacts_push(
     report = PushReport()
     contacts = list(Contact.objects.filter(pk__in=contact_ids).order_by("pk"))
     level = quota.WITHDRAWAL if urgent else quota.OPT_IN
-    campaigns_stopped: ZohoTransientError | None = None
+    # An error that held part of the batch back (Campaigns out of reach for the unsubscribes, a
+    # gone Lead's look-up): the rest is done and stored, then it is raised, the rows unprocessed.
+    stopped: ZohoTransientError | None = None
     with quota.urgency(level):
         projections = project([c.pk for c in contacts], picklists=consent_picklists(zoho=zoho))
         if unsubscribe and settings.ZOHO_CAMPAIGNS_LIST_KEYS:
@@ -304,7 +306,7 @@ def contacts_push(
                 for c in contacts
                 if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
             ]
-            report.unsubscribed, campaigns_stopped = campaigns_unsubscribe(
+            report.unsubscribed, stopped = campaigns_unsubscribe(
                 emails=emails, zoho=zoho, marks=_unsubscribe_marks(contacts)
             )
         linked = crm_records_resolve(contacts=contacts, zoho=zoho, report=report)
@@ -351,11 +353,11 @@ def contacts_push(
         if not to_write:
             with transaction.atomic():
                 _unanswered_settle([latest[t] for t in skipped], now)
-                if claim is not None and campaigns_stopped is None:
+                if claim is not None and stopped is None:
                     _busy_release(claim, busy, now)
                     outbox_finish(claim=claim, contact_ids=finished, now=now)
-            if campaigns_stopped is not None:
-                raise campaigns_stopped
+            if stopped is not None:
+                raise stopped
             return report
 
         # bulk_create returns the primary keys on PostgreSQL and on SQLite 3.35+.
@@ -396,20 +398,21 @@ def contacts_push(
             report.calls += 1
             # Records that had no consent record have one now, made by this write: read its id next time.
             consent_ids_forget(records=[rows[t] for t in targets])
-            converted = _store_results(
+            converted, unlooked = _store_results(
                 {t: attempts[t] for t in targets}, update.results, update.call_id, report, zoho
             )
             requeue += converted
+            stopped = stopped or unlooked
         with transaction.atomic():
             _unanswered_settle([latest[t] for t in skipped], timezone.now())
             _resent_supersede([latest[t] for t in to_write if _unanswered(latest.get(t))], timezone.now())
             # Leads converted since they were linked: the Contact they became is written next.
             contacts_requeue(contact_ids=sorted(set(requeue)))
-            if claim is not None and campaigns_stopped is None:
+            if claim is not None and stopped is None:
                 _busy_release(claim, busy, now)
                 outbox_finish(claim=claim, contact_ids=finished)
-    if campaigns_stopped is not None:
-        raise campaigns_stopped
+    if stopped is not None:
+        raise stopped
     return report
 
 
@@ -491,21 +494,51 @@ def _busy_release(claim: OutboxClaim, busy: dict[int, SyncPush], now: datetime) 
         )
 
 
+def _lead_gone(target: Target, result: RecordResult) -> bool:
+    """Zoho holds no Lead of that id: converted to a Contact, or deleted (a look-up tells)."""
+    return target[1] == "Leads" and bool(result.permanent) and result.code != "NO_PERMISSION" and result.gone
+
+
 def _store_results(
     attempts: dict[Target, SyncPush],
     results: list[RecordResult],
     call_id: int | None,
     report: PushReport,
     zoho: ZohoClient,
-) -> list[int]:
+) -> tuple[list[int], ZohoTransientError | None]:
     """Store Zoho's answer for each record; returns the contacts whose Lead was converted (their
-    link moved to the Contact, which the caller queues a push of)."""
+    link moved to the Contact, which the caller queues a push of), and the error that stopped
+    the look-ups of where gone Leads went, if one did.
+
+    Those look-ups (one call each) are made first, outside the transaction that stores the
+    answers: a look-up Zoho fails does not roll back the answers of the other records. The
+    records it left unknown keep no answer (their attempt rows are removed, as for a call not
+    made): the caller raises the error after storing the rest, and the retry writes them again."""
     converted: list[int] = []
     now = timezone.now()
     due = now + timedelta(seconds=settings.CONSENT_VERIFY_DELAY_S)
+    became: dict[Target, str | None] = {}
+    stopped: ZohoTransientError | None = None
+    for target, result in zip(attempts, results, strict=True):
+        if _lead_gone(target, result):
+            try:
+                became[target] = zoho.crm.lead_conversion(target[2])
+            except ZohoTransientError as exc:
+                stopped = exc
+                break
+    unknown = [
+        target
+        for target, result in zip(attempts, results, strict=True)
+        if _lead_gone(target, result) and target not in became
+    ]
     with transaction.atomic():
         to_verify: list[SyncPush] = []
-        for ((contact_id, _, _), push), result in zip(attempts.items(), results, strict=True):
+        if unknown:
+            SyncPush.objects.filter(pk__in=[attempts[t].pk for t in unknown]).delete()
+        for (target, push), result in zip(attempts.items(), results, strict=True):
+            contact_id = target[0]
+            if target in unknown:
+                continue
             push.call_id = call_id
             push.response = _response_json(result)
             report.pushed.setdefault(contact_id, push)
@@ -522,9 +555,11 @@ def _store_results(
                 kind, crm_field = Discrepancy.Kind.RECORD_MISSING, ""
             else:
                 kind = Discrepancy.Kind.REJECTED
-            if kind == Discrepancy.Kind.RECORD_MISSING and lead_converted_relink(
-                contact_id=push.contact_id, module=push.module, record_id=push.zoho_id, zoho=zoho
-            ):
+            contact_record = became.get(target) if kind == Discrepancy.Kind.RECORD_MISSING else None
+            if contact_record is not None:
+                lead_converted_move(
+                    contact_id=contact_id, record_id=push.zoho_id, contact_record=contact_record
+                )
                 push.verification = SyncPush.Verification.SUPERSEDED
                 push.save(update_fields=["call", "response", "verification"])
                 converted.append(contact_id)
@@ -560,8 +595,8 @@ def _store_results(
             )
         SyncPush.objects.bulk_update(to_verify, ["call", "response", "verify_due_at"])
         # The clients' webhooks hear of the changes Zoho refused once this commits (issue 16).
-        webhooks_on_push_commit(pushes=attempts.values())
-    return converted
+        webhooks_on_push_commit(pushes=[push for target, push in attempts.items() if target not in unknown])
+    return converted, stopped
 
 
 # -- the outbox consumer -----------------------------------------------------------------------

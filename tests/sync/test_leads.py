@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from compliance.models import ConsentEvent
+from compliance.models import ConsentEvent, OutboxEntry
 from sync.audit import stranded_find
 from sync.models import CrmLink, CrmLinkRecord, Discrepancy, SyncPush, ZohoCall
+from sync.outbox import outbox_claim, outbox_claim_return, outbox_claim_take
+from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
-from sync.zoho.errors import ZohoError
+from sync.zoho.errors import ZohoError, ZohoTransientError
 from tests.sync.leads import add_lead, convert, lead, lead_converted, person_with_records, push_all
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +115,50 @@ def test_a_converted_lead_moves_its_link_to_the_contact_and_keeps_the_history(
     ) == [(1, "opted_in"), (2, "opted_out")]
     assert not Discrepancy.objects.filter(contact=person, status="open").exists()
     assert stranded_find().stranded == []
+
+
+def test_a_failed_look_up_of_a_converted_lead_keeps_the_answers_of_the_other_records(
+    ledger: Any, zoho: Any, sim: Any, leads_too: Any
+) -> None:
+    # Given two people whose only records are Leads, one of which was converted since its push
+    person, lead_id, contact_record = lead_converted(sim, ledger, zoho, "gone.lead@example.com")
+    other_lead = add_lead(sim, "still.lead@example.com")
+    other = ledger.change("still.lead@example.com", "sms_marketing", "opted_in")
+    push_all(zoho)
+    pushes_verify_due(zoho=zoho)
+
+    # When both change, and Zoho fails the look-up of where the gone Lead went
+    ledger.change("gone.lead@example.com", "sms_marketing", "opted_out")
+    ledger.change("still.lead@example.com", "sms_marketing", "opted_out")
+    sim.fault("server_error", ops=["crm.get"])
+    claim = outbox_claim(worker="w")
+    with pytest.raises(ZohoTransientError):
+        outbox_batch_push(claim=claim, zoho=zoho)
+
+    # Then the other Lead's answer from the same update call is kept (awaiting its read-back),
+    # the gone one keeps none, and the rows wait for the retry
+    (update,) = ZohoCall.objects.filter(operation="crm.update").order_by("-pk")[:1]
+    answered = SyncPush.objects.filter(contact=other).latest("pk")
+    assert (answered.zoho_id, answered.call_id, answered.verify_due_at is not None) == (
+        other_lead,
+        update.pk,
+        True,
+    )
+    assert not SyncPush.objects.filter(zoho_id=lead_id, call=update).exists()
+    assert OutboxEntry.objects.filter(contact=person, processed_at__isnull=True).exists()
+
+    # And once Zoho answers again, the retry writes the gone Lead again, follows it to its
+    # Contact, and does not write the other Lead twice
+    sim.clear_faults()
+    outbox_claim_return(claim=claim, token=claim.token)
+    outbox_batch_push(claim=outbox_claim_take(token=claim.token), zoho=zoho)
+    push_all(zoho)
+    pushes_verify_due(zoho=zoho)
+
+    assert sim.contact(contact_record)["SMS_Opt_In"] is False
+    assert lead(sim, other_lead)["SMS_Opt_In"] is False
+    assert SyncPush.objects.filter(contact=other, call__isnull=False).count() == 2
+    assert not Discrepancy.objects.filter(status="open").exists()
 
 
 def test_a_lead_converted_while_its_push_awaits_read_back_moves_at_verify(
