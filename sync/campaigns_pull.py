@@ -28,7 +28,7 @@ gives no unsubscribe time), so even a replay through the ledger is a no-op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from compliance.models import ConsentState, ConsentStatus, Source, Suppression
 from config.logs import mask_emails
 from sync.models import CampaignsObservation
 from sync.zoho import ZohoClient
-from sync.zoho.campaigns import ListStatus
+from sync.zoho.campaigns import ListStatus, RecipientAction
 from sync.zoho.errors import ZohoError
 
 logger = logging.getLogger("sync.campaigns_pull")
@@ -179,14 +179,6 @@ def soft_bounce_count(*, campaign_key: str, row: Mapping[str, Any], email: str) 
     )
 
 
-def _rows(result: PullResult, where: str, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """Rows of one Campaigns read; a failure is noted and ends that read, not the pull."""
-    try:
-        yield from rows
-    except ZohoError as exc:
-        _failed(result, where, exc)
-
-
 def _failed(result: PullResult, where: str, exc: ZohoError) -> None:
     logger.warning("Campaigns pull: %s failed: %s", where, exc)
     result.errors.append(f"{where}: {exc}")
@@ -198,8 +190,8 @@ def _failed(result: PullResult, where: str, exc: ZohoError) -> None:
 RESUME_TTL_S = 7 * 24 * 3600
 
 
-def _resume_key(zoho: ZohoClient, list_key: str, status: str) -> str:
-    return f"{zoho.config.cache_prefix}:campaigns-pull:resume:{list_key}:{status}"
+def _resume_key(zoho: ZohoClient, source: str, status: str) -> str:
+    return f"{zoho.config.cache_prefix}:campaigns-pull:resume:{source}:{status}"
 
 
 def _list_rows(
@@ -213,17 +205,44 @@ def _list_rows(
     from the row where the read stopped, so every row is read across the retries; a read that
     reaches the end starts from the first row next time. (Rows are in the order Campaigns adds
     contacts; one that changes status meanwhile may be read on the next full pass instead.)"""
-    where = f"list {list_key} {status}"
-    key = _resume_key(zoho, list_key, status)
+    return _resumed_rows(
+        result,
+        f"list {list_key} {status}",
+        _resume_key(zoho, list_key, status),
+        lambda start: zoho.campaigns.list_subscribers(list_key, status, start=start),
+    )
+
+
+def _campaign_rows(
+    result: PullResult, zoho: ZohoClient, campaign_key: str, action: RecipientAction
+) -> Iterator[dict[str, Any]]:
+    """A sent campaign's recipients of one outcome, from where the last read stopped, as
+    `_list_rows`: a campaign with many bounces is read whole across the retries even when
+    Campaigns fails one page in so many, instead of from its first row each time."""
+    return _resumed_rows(
+        result,
+        f"campaign {campaign_key} {action}",
+        _resume_key(zoho, f"campaign-{campaign_key}", action),
+        lambda start: zoho.campaigns.campaign_recipients(campaign_key, action, start=start),
+    )
+
+
+def _resumed_rows(
+    result: PullResult, where: str, key: str, read: Callable[[int], Iterator[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    """`read`'s rows from the row kept under `key` (the first, if none); a failure is noted, ends
+    the read and keeps the next row's index a week, and a read to the end forgets it."""
     start = int(cache.get(key) or 1)
-    read = 0
+    read_count = 0
     try:
-        for row in zoho.campaigns.list_subscribers(list_key, status, start=start):
-            read += 1
+        for row in read(start):
+            read_count += 1
             yield row
     except ZohoError as exc:
-        cache.set(key, start + read, timeout=RESUME_TTL_S)
-        _failed(result, f"{where} (from row {start}; the next pull goes on from row {start + read})", exc)
+        cache.set(key, start + read_count, timeout=RESUME_TTL_S)
+        _failed(
+            result, f"{where} (from row {start}; the next pull goes on from row {start + read_count})", exc
+        )
         return
     cache.delete(key)
 
@@ -284,8 +303,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
                 continue
             result.campaigns += 1
             seen = _seen(list_key="", campaign_key=campaign_key, status=Status.HARD_BOUNCE)
-            rows = zoho.campaigns.campaign_recipients(campaign_key, "senthardbounce")
-            for row in _rows(result, f"campaign {campaign_key} senthardbounce", rows):
+            for row in _campaign_rows(result, zoho, campaign_key, "senthardbounce"):
                 email = _email(row, "contactemailaddress", "contact_email")
                 if email is None:
                     result.skipped += 1
@@ -296,8 +314,7 @@ def campaigns_pull(*, client: ZohoClient | None = None, list_keys: Iterable[str]
                         result, list_key="", campaign_key=campaign_key, row=row, email=email
                     )
             seen = _seen(list_key="", campaign_key=campaign_key, status=Status.SOFT_BOUNCE)
-            rows = zoho.campaigns.campaign_recipients(campaign_key, "sentsoftbounce")
-            for row in _rows(result, f"campaign {campaign_key} sentsoftbounce", rows):
+            for row in _campaign_rows(result, zoho, campaign_key, "sentsoftbounce"):
                 email = _email(row, "contactemailaddress", "contact_email")
                 if email is None:
                     result.skipped += 1

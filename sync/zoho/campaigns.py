@@ -107,27 +107,10 @@ class CampaignsClient:
         """Every contact of a list with this status (``unsub``, ``bounce``, ``active``), from the
         ``start``-th (1 is the first), paging with ``fromindex``/``range``. Rows carry no
         unsubscribe time."""
-        if start < 1:
-            raise ValueError("Campaigns counts rows from 1")
-        from_index = start
-        while True:
-            rows = self._page(
-                "campaigns.list_subscribers",
-                "GET",
-                "getlistsubscribers",
-                {
-                    "listkey": list_key,
-                    "status": status,
-                    "sort": "asc",
-                    "fromindex": from_index,
-                    "range": page_size,
-                },
-                "list_of_details",
-            )
-            yield from rows
-            if len(rows) < page_size:
-                return
-            from_index += len(rows)
+        params = {"listkey": list_key, "status": status, "sort": "asc"}
+        return self._rows_from(
+            "campaigns.list_subscribers", "GET", "getlistsubscribers", params, start, page_size, form=False
+        )
 
     def unsubscribe(self, list_key: str, email: str) -> CampaignsResult:
         """Move ``email`` to the list's unsubscribed contacts (``json/listunsubscribe``)."""
@@ -161,18 +144,39 @@ class CampaignsClient:
         return self._result(response)
 
     def campaign_recipients(
-        self, campaign_key: str, action: RecipientAction, *, page_size: int = PAGE_SIZE
+        self, campaign_key: str, action: RecipientAction, *, page_size: int = PAGE_SIZE, start: int = 1
     ) -> Iterator[dict[str, Any]]:
-        """Recipients of a sent campaign by outcome, e.g. ``senthardbounce``, ``sentsoftbounce``."""
-        from_index = 1
+        """Recipients of a sent campaign by outcome, e.g. ``senthardbounce``, ``sentsoftbounce``,
+        from the ``start``-th (1 is the first)."""
+        params = {"campaignkey": campaign_key, "action": action}
+        return self._rows_from(
+            "campaigns.recipients", "POST", "getcampaignrecipientsdata", params, start, page_size, form=True
+        )
+
+    def _rows_from(
+        self,
+        operation: str,
+        method: str,
+        name: str,
+        params: dict[str, Any],
+        start: int,
+        page_size: int,
+        *,
+        form: bool,
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of a paged read (``list_of_details``), page by page with ``fromindex`` and
+        ``range`` from row `start`, until a page comes back short."""
+        if start < 1:
+            raise ValueError("Campaigns counts rows from 1")
+        from_index = start
         while True:
             rows = self._page(
-                "campaigns.recipients",
-                "POST",
-                "getcampaignrecipientsdata",
-                {"campaignkey": campaign_key, "action": action, "fromindex": from_index, "range": page_size},
+                operation,
+                method,
+                name,
+                {**params, "fromindex": from_index, "range": page_size},
                 "list_of_details",
-                form=True,
+                form=form,
             )
             yield from rows
             if len(rows) < page_size:

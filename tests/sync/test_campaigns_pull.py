@@ -185,17 +185,24 @@ def test_a_pull_over_exactly_one_full_page_ends_on_no_contacts(sim, zoho):
     assert [c["code"] for c in unsub_pages] == ["0", "2203"]
 
 
-def test_a_pull_cut_short_by_campaigns_limits_goes_on_where_it_stopped(sim, zoho):
-    # 250 unsubscribes in one list; the client may send only 2 getlistsubscribers calls in the
-    # window (Zoho's 500 in 5 minutes, scaled down): the first pull reads 200 of them.
-    seed_lists(sim, extra_unsub=250)
+def two_calls_a_window(zoho, method: str) -> list[float]:
+    """The client may send `method` twice in 5 minutes (Zoho's 500, scaled down: 90 % of 3), on a
+    clock the test moves (returned)."""
     clock = [1_800_000_000.0]
     zoho.transport.campaigns_limits = CampaignsLimits(
         LocMemCache(f"t-{uuid.uuid4().hex}", {}),
         zoho.config.cache_prefix,
-        limits={"getlistsubscribers": (Window(3, 300, 15),)},
+        limits={method: (Window(3, 300, 15),)},
         clock=lambda: clock[0],
     )
+    return clock
+
+
+def test_a_pull_cut_short_by_campaigns_limits_goes_on_where_it_stopped(sim, zoho):
+    # 250 unsubscribes in one list; the client may send only 2 getlistsubscribers calls in the
+    # window (Zoho's 500 in 5 minutes, scaled down): the first pull reads 200 of them.
+    seed_lists(sim, extra_unsub=250)
+    clock = two_calls_a_window(zoho, "getlistsubscribers")
 
     first = campaigns_pull(client=zoho, list_keys=["LK1"])
 
@@ -225,3 +232,28 @@ def test_a_pull_cut_short_by_campaigns_limits_goes_on_where_it_stopped(sim, zoho
         for c in sim.calls("campaigns.getlistsubscribers")
         if "status=unsub" in c["query"]
     ][3:] == ["1", "101"]
+
+
+def test_a_campaigns_bounces_read_cut_short_goes_on_where_it_stopped(sim, zoho):
+    # 250 hard bounces of one campaign; the client may send only 2 calls for its recipients in the
+    # window: the first pull reads 200 of them, the retry the other 50 (not all 250 again).
+    seed_lists(sim)
+    for i in range(250):
+        sim.post("/_sim/campaigns/bounce", email=f"bounced{i}@example.com", kind="hard", campaignkey="CK1")
+    clock = two_calls_a_window(zoho, "getcampaignrecipientsdata")
+
+    first = campaigns_pull(client=zoho, list_keys=[])
+
+    assert first.hard_bounces_seen == 200
+    assert any(
+        "campaign CK1 senthardbounce (from row 1; the next pull goes on from row 201)" in e
+        for e in first.errors
+    )
+
+    clock[0] += 400  # the window has room again (a retry of the task)
+    second = campaigns_pull(client=zoho, list_keys=[])
+
+    assert second.hard_bounces_seen == 50 and not any("senthardbounce" in e for e in second.errors)
+    # Campaigns was asked for rows 1, 101 and 201 of the hard bounces (and once for the soft)
+    assert len(sim.calls("campaigns.getcampaignrecipientsdata")) == 4
+    assert Suppression.objects.filter(kind="hard_bounce").count() == 250
