@@ -386,8 +386,9 @@ def _still_asked(targets: QuerySet[RepermissionTarget]) -> QuerySet[Repermission
 
 def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> RepermissionRun:
     """Run (or resume) one re-permission run: make its targets, then mail them or hand them to
-    the registered action, BATCH at a time, counting progress. Safe to run twice: a target done
-    is never done again. A target whose contact is held by "do not contact" is skipped, saying why."""
+    the registered action, BATCH at a time, counting progress. Safe to run twice, at once too: a
+    target done is never done again, and a batch in hand is not taken by another execution. A
+    target whose contact is held by "do not contact" is skipped, saying why."""
     now = now or timezone.now()
     with transaction.atomic():
         run = RepermissionRun.objects.select_for_update().select_related("policy").get(pk=run_pk)
@@ -413,12 +414,20 @@ def repermission_run_execute(*, run_pk: int, now: datetime | None = None) -> Rep
         handler = registered.handler
     while True:
         with transaction.atomic():
+            # Claimed for the batch's transaction: two executions of one run at once (its task,
+            # and the lifecycle cycle's safety net when the task was slow to start) take
+            # different batches, and nobody is mailed or subscribed twice.
             pending = list(
                 run.targets.filter(done_at__isnull=True, error="")
                 .select_related("contact", "purpose", "event")
+                .select_for_update(skip_locked=True, of=("self",))
                 .order_by("id")[:BATCH]
             )
             if not pending:
+                if run.targets.filter(done_at__isnull=True, error="").exists():
+                    # The rest is in another execution's hands: it finishes the run.
+                    run.refresh_from_db()
+                    return run
                 break
             still = set(
                 _still_asked(run.targets.filter(pk__in=[t.pk for t in pending])).values_list("pk", flat=True)

@@ -185,6 +185,57 @@ def test_a_run_skips_opt_ins_withdrawn_since_it_started(admin_user, new_policy, 
     assert LifecycleMessage.objects.filter(kind="repermission").count() == 2
 
 
+@pytest.mark.postgres  # row locks: SQLite has none to skip
+@pytest.mark.django_db(transaction=True)
+def test_two_executions_of_a_run_at_once_never_ask_anyone_twice(admin_user, new_policy, people):
+    # Given a mail run for Ana, Ben and Cem, one of whose targets another execution holds in
+    # its batch (its task, while the lifecycle cycle's safety net runs the run too)
+    import psycopg
+    from django.db import connection
+
+    run = repermission.repermission_start(
+        policy=new_policy, action="mail", purposes=["email_marketing"], include_legacy=True, user=admin_user
+    )
+    repermission._targets_make(run)
+    held, *others = list(RepermissionTarget.objects.filter(run=run).order_by("id"))
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        host=params.get("host") or "127.0.0.1",
+        port=params.get("port") or 5432,
+        dbname=connection.settings_dict["NAME"],
+        user=params.get("user") or "postgres",
+    )
+    try:
+        other.execute(
+            f"SELECT id FROM {RepermissionTarget._meta.db_table} WHERE id = %s FOR UPDATE",
+            [held.pk],
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # waiting on the held row would be the bug
+
+        # When this execution runs meanwhile
+        repermission.repermission_run_execute(run_pk=run.pk)
+
+        # Then it asks the other two, leaves the held one to its holder, and does not end the run
+        run.refresh_from_db()
+        assert run.status == "running"
+        assert sorted(
+            LifecycleMessage.objects.filter(kind="repermission").values_list("contact_id", flat=True)
+        ) == sorted(t.contact_id for t in others)
+    finally:
+        other.rollback()  # the holder's batch went nowhere: its target is still to ask
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    # And a later execution asks the last one, once, and ends the run
+    repermission.repermission_run_execute(run_pk=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.processed) == ("done", 3)
+    asked = list(LifecycleMessage.objects.filter(kind="repermission").values_list("contact_id", flat=True))
+    assert sorted(asked) == sorted(t.contact_id for t in (held, *others))
+
+
 def test_bad_input_is_refused_and_starts_nothing(client_for, admin_user, new_policy):
     client = client_for(admin_user)
     url = reverse("lifecycle:repermission", args=[new_policy.pk])
