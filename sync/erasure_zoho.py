@@ -36,7 +36,7 @@ from sync.discrepancies import retry_delay
 from sync.masking import MASK, calls_mask
 from sync.models import CrmLink, CrmLinkRecord, ErasureZohoJob, SyncPush
 from sync.projection import project, to_crm_record
-from sync.push import CAMPAIGNS_NOT_IN_LIST
+from sync.push_campaigns import CAMPAIGNS_NOT_IN_LIST
 from sync.zoho import RecordResult, ZohoClient
 from sync.zoho.crm import MAX_RECORDS_PER_CALL
 from sync.zoho.crm_erasure import crm_delete

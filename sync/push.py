@@ -25,35 +25,29 @@ is the push itself (also used by retries, with ``force``):
    batch was answered keeps that one's answers: the batch's retry skips those records.
 
 Email withdrawals and suppressions also unsubscribe the address from every
-Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both"). Campaigns out of reach
-(its limit, its lock, an outage) does not hold the CRM write back: it is made, then the
-error is raised with the batch's rows unprocessed, and the retry finds CRM delivered. Each
-unsubscribe Campaigns took is remembered for a week under the contact's address and consent
-chain heads (`_unsubscribe_marks`), so the retry sends only those it did not take: a batch
-stopped by the limit does not spend the limit again on what it already did.
+Campaigns list in ``ZOHO_CAMPAIGNS_LIST_KEYS`` ("write to both", `sync.push_campaigns`).
+Campaigns out of reach (its limit, its lock, an outage) does not hold the CRM write back: it
+is made, then the error is raised with the batch's rows unprocessed, and the retry finds CRM
+delivered and sends only the unsubscribes Campaigns did not take.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.models import ConsentState, ConsentStatus, Contact, OutboxEntry
+from compliance.models import ConsentStatus, Contact, OutboxEntry
 from sync import quota
 from sync.discrepancies import HINTS, discrepancy_record
 from sync.linking import consent_ids_forget, contacts_link, lead_converted_move
 from sync.models import CrmLinkRecord, Discrepancy, SyncPush
-from sync.optout_clock import withdrawal_clocks_unsubscribed
 from sync.outbox import (
     OutboxClaim,
     contacts_requeue,
@@ -63,16 +57,15 @@ from sync.outbox import (
     outbox_release,
 )
 from sync.projection import Projection, consent_picklists, project, read_back, read_fields, to_crm_record
+from sync.push_campaigns import contacts_unsubscribe
 from sync.webhooks import webhooks_on_push_commit
 from sync.zoho import RecordResult, ZohoClient
 from sync.zoho.crm import MAX_RECORDS_PER_CALL
-from sync.zoho.errors import ZohoPermanentError, ZohoTransientError
+from sync.zoho.errors import ZohoTransientError
 
 logger = logging.getLogger(__name__)
 
 EMAIL_PURPOSE = "email_marketing"
-# Campaigns' "contact is not in this list": nothing to unsubscribe.
-CAMPAIGNS_NOT_IN_LIST = "2103"
 
 
 @dataclass
@@ -126,83 +119,6 @@ def crm_records_resolve(
     report.duplicates += linked.duplicates
     report.link_calls += linked.calls
     return linked.linked
-
-
-# -- Campaigns: write to both ------------------------------------------------------------------
-
-
-# How long an unsubscribe Campaigns took is remembered for the batch's retries.
-UNSUBSCRIBED_REMEMBERED_S = 7 * 86400
-
-
-def campaigns_unsubscribe(
-    *, emails: list[str], zoho: ZohoClient, marks: Mapping[str, str] | None = None
-) -> tuple[int, ZohoTransientError | None]:
-    """Unsubscribe each address from every configured list; "not in the list" is fine. Returns
-    how many were unsubscribed and, when Campaigns could not be reached for the rest (its limit,
-    its lock, an outage), the error that stopped it: no further Campaigns call is made then.
-
-    ``marks``: per address, what its unsubscribes are remembered under (the shared cache, a
-    week): an address and list done under the same mark before is not sent again."""
-    done = 0
-    absent: list[tuple[str, str]] = []
-    stopped: ZohoTransientError | None = None
-    marks = marks or {}
-    pairs = [(email, list_key) for email in emails for list_key in settings.ZOHO_CAMPAIGNS_LIST_KEYS]
-    keys = {
-        (email, list_key): f"campaigns-unsubscribed:{list_key}:{marks[email]}"
-        for email, list_key in pairs
-        if email in marks
-    }
-    remembered = cache.get_many(list(keys.values())) if keys else {}
-    for email, list_key in pairs:
-        key = keys.get((email, list_key))
-        if key in remembered:
-            # An earlier attempt of this withdrawal had it taken. Told to the opt-out clock again
-            # (which keeps the time it has): that attempt's worker may have died before telling it.
-            absent.append((email, list_key))
-            continue
-        try:
-            zoho.campaigns.unsubscribe(list_key, email)
-            done += 1
-        except ZohoPermanentError as exc:
-            if exc.code != CAMPAIGNS_NOT_IN_LIST:
-                logger.warning("Campaigns unsubscribe of %s from %s failed: %s", email, list_key, exc)
-                continue
-        except ZohoTransientError as exc:
-            stopped = exc
-            break
-        absent.append((email, list_key))
-        if key is not None:
-            # At once: a worker that dies on the next one has this one remembered all the same.
-            cache.set(key, True, timeout=UNSUBSCRIBED_REMEMBERED_S)
-    # The opt-out clock: each address is now out of these lists (or was never in one).
-    withdrawal_clocks_unsubscribed(done=absent)
-    return done, stopped
-
-
-def _unsubscribe_marks(contacts: list[Contact]) -> dict[str, str]:
-    """Per address, what its unsubscribes are remembered under: the contact, the version of its
-    identity (its address) and the head of each of its consent chains (an event's hash, unique
-    to it). A newer decision, or a new address, gives a new mark: its unsubscribes are sent
-    again."""
-    heads: dict[int, list[str]] = defaultdict(list)
-    states = ConsentState.objects.filter(contact_id__in=[c.pk for c in contacts if c.email])
-    for contact_id, head_hash in states.order_by("purpose_id").values_list("contact_id", "head_hash"):
-        heads[contact_id].append(head_hash)
-    return {
-        contact.email: hashlib.sha256(
-            f"{contact.pk}:{contact.identity_version}:{','.join(heads[contact.pk])}".encode()
-        ).hexdigest()
-        for contact in contacts
-        if contact.email
-    }
-
-
-def _email_not_permitted(projection: Projection) -> bool:
-    return projection.values.get("Email_Opt_Out") is True or (
-        projection.values.get("Data_Processing_Basis_Details.Contact_Through_Email") is False
-    )
 
 
 # -- the push ----------------------------------------------------------------------------------
@@ -301,13 +217,8 @@ def contacts_push(
     with quota.urgency(level):
         projections = project([c.pk for c in contacts], picklists=consent_picklists(zoho=zoho))
         if unsubscribe and settings.ZOHO_CAMPAIGNS_LIST_KEYS:
-            emails = [
-                c.email
-                for c in contacts
-                if c.pk in unsubscribe and c.email and _email_not_permitted(projections[c.pk])
-            ]
-            report.unsubscribed, stopped = campaigns_unsubscribe(
-                emails=emails, zoho=zoho, marks=_unsubscribe_marks(contacts)
+            report.unsubscribed, stopped = contacts_unsubscribe(
+                contacts=contacts, projections=projections, unsubscribe=unsubscribe, zoho=zoho
             )
         linked = crm_records_resolve(contacts=contacts, zoho=zoho, report=report)
         rows: dict[Target, CrmLinkRecord] = {

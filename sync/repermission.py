@@ -6,13 +6,13 @@ each target's address to the list ZOHO_REPERMISSION_LIST_KEY (``json/listsubscri
 per address: Zoho's bulk add takes ten addresses and answers no per-address outcome), from which
 a Campaigns mail asks those people to opt in again. An address Zoho refuses is a failed target
 (its error kept); a transient error propagates, and the run's task retries the batch. Each
-address Campaigns took is remembered at once (the shared cache, a week, under the run and the
-target), and the retry does not add it again: on a double opt-in list each add may mail the
-person a confirmation again, and an add sets a contact who unsubscribed meanwhile back to active.
-So the batch makes progress however often Campaigns fails, and nobody is asked twice.
-A target whose contact is held by "do not contact"
-(an erased person's address came back: `compliance.lifecycle.suppressions`) is never subscribed;
-the run leaves such contacts out before, so here it is a refused target, in case one gets by.
+address Campaigns took is marked at once (`sync.taken`, under the run and the target) and the
+retry does not add it again: on a double opt-in list each add may mail the person a confirmation
+again, and an add sets a contact who unsubscribed meanwhile back to active. So the batch makes
+progress however often Campaigns fails, and nobody is asked twice. A target whose contact is held
+by "do not contact" (an erased person's address came back: `compliance.lifecycle.suppressions`)
+is never subscribed; the run leaves such contacts out before, so here it is a refused target, in
+case one gets by.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.cache import cache
 
 from compliance.lifecycle.suppressions import DO_NOT_CONTACT, do_not_contact
 from compliance.models import RepermissionTarget
+from sync.taken import taken, taken_mark
 
 if TYPE_CHECKING:
     from sync.zoho import ZohoClient
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SOURCE = "Consent Desk re-permission"
-# How long an address Campaigns took is remembered for the run's retries.
-TAKEN_REMEMBERED_S = 7 * 86400
 
 
 def repermission_list_available() -> bool:
@@ -65,20 +63,20 @@ def repermission_list_add(
     zoho = zoho or ZohoClient.from_settings()
     added: dict[str, str] = {}
     keys = {target.target_id: _taken_key(run, target.target_id) for target in targets}
-    taken = cache.get_many(list(keys.values()))
+    added_before = taken(keys.values())
     for target in targets:
         email = target.email.lower()
         if email in added:  # one address, several purposes: one call
             if added[email]:
                 errors[target.target_id] = added[email]
             continue
-        if keys[target.target_id] in taken:  # an earlier attempt of this batch added it
+        if keys[target.target_id] in added_before:  # an earlier attempt of this batch added it
             added[email] = ""
             continue
         try:
             zoho.campaigns.subscribe(list_key, target.email, source=SOURCE)
             added[email] = ""
-            cache.set(keys[target.target_id], True, timeout=TAKEN_REMEMBERED_S)
+            taken_mark(keys[target.target_id])
         except ZohoPermanentError as exc:
             logger.warning("Campaigns refused a re-permission address (run %s): %s", run.pk, exc.code)
             added[email] = f"Zoho Campaigns refused it: {exc}"[:500]
