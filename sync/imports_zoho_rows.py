@@ -124,10 +124,16 @@ def crm_rows_bulk(
     select = [*fields, *SYSTEM_FIELDS]
     criteria = None
     if since is not None:
+        # Always a group, even of one condition: v8 refuses a bare condition.
         criteria = {
-            "field": {"api_name": "Modified_Time"},
-            "comparator": "greater_equal",
-            "value": since.astimezone(UTC).isoformat(timespec="seconds"),
+            "group_operator": "and",
+            "group": [
+                {
+                    "field": {"api_name": "Modified_Time"},
+                    "comparator": "greater_equal",
+                    "value": since.astimezone(UTC).isoformat(timespec="seconds"),
+                }
+            ],
         }
     bulk = zoho.crm.bulk
     token = page_token

@@ -26,14 +26,33 @@ COMPARATORS = {
 }  # fmt: skip
 
 
-def _criterion_fn(state: SimState, crit: dict[str, Any]) -> Any:
-    if "group" in crit:
-        parts = [_criterion_fn(state, c) for c in crit["group"]]
-        if str(crit.get("group_operator", "and")).lower() == "or":
-            return lambda r: any(p(r) for p in parts)
-        return lambda r: all(p(r) for p in parts)
-    fld = crit.get("field")
-    name = fld.get("api_name") if isinstance(fld, dict) else crit.get("api_name")
+# What a criteria group and each of its conditions may hold (v8 OAS bulk_read.json: both objects
+# with additionalProperties false; a group needs group_operator and group, a condition needs
+# field, comparator and value, its field an object with api_name).
+GROUP_KEYS = {"group_operator", "group"}
+CONDITION_KEYS = {"field", "comparator", "value", "type"}
+
+
+def _criteria_fn(state: SimState, criteria: Any) -> Any:
+    """The predicate of a Bulk Read job's `criteria`: always a group (group_operator "and" or "or"
+    over a list of conditions), even for one condition, as v8 requires; ValueError otherwise."""
+    if not isinstance(criteria, dict) or set(criteria) != GROUP_KEYS:
+        raise ValueError("criteria must be a group_operator and a group")
+    operator_ = criteria["group_operator"]
+    conditions = criteria["group"]
+    if operator_ not in ("and", "or") or not isinstance(conditions, list) or not conditions:
+        raise ValueError("invalid criteria group")
+    parts = [_criterion_fn(state, condition) for condition in conditions]
+    if operator_ == "or":
+        return lambda r: any(p(r) for p in parts)
+    return lambda r: all(p(r) for p in parts)
+
+
+def _criterion_fn(state: SimState, crit: Any) -> Any:
+    if not isinstance(crit, dict) or not {"field", "comparator", "value"} <= set(crit) <= CONDITION_KEYS:
+        raise ValueError("invalid criteria condition")
+    fld = crit["field"]
+    name = fld.get("api_name") if isinstance(fld, dict) and set(fld) == {"api_name"} else None
     comparator = crit.get("comparator")
     if not name or (name != "id" and name.split(".")[0] not in state.fields) or comparator not in COMPARATORS:
         raise ValueError("invalid criteria")
@@ -165,8 +184,8 @@ def create_job(version: str) -> Response:
     start = _start_row(state, module, query)
     criteria = query.get("criteria")
     try:
-        if criteria:
-            _criterion_fn(state, criteria)
+        if criteria is not None:
+            _criteria_fn(state, criteria)
     except (ValueError, TypeError, IndexError):
         raise ZohoError(
             "INVALID_DATA", "invalid criteria", {"api_name": "criteria", "json_path": "$.query.criteria"}
@@ -228,7 +247,7 @@ def _build(state: SimState, job: dict[str, Any]) -> None:
     try:
         with state.lock:
             store = state.modules[job["module"]]
-            pred = _criterion_fn(state, job["criteria"]) if job["criteria"] else None
+            pred = _criteria_fn(state, job["criteria"]) if job["criteria"] is not None else None
             matched = store.ids if pred is None else [i for i in store.ids if pred(store.records[i])]
             per_page = state.config.bulk_read_per_page
             start = job["start"]

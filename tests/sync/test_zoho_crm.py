@@ -363,7 +363,8 @@ def test_bulk_read_polls_again_through_zoho_failures_then_gives_up_after_five_in
 
 def test_bulk_read_with_criteria(zoho: ZohoClient, sim: Sim) -> None:
     seed_contacts(sim, {"Last_Name": "A", "Email_Opt_Out": True}, {"Last_Name": "B"})
-    criteria = {"field": {"api_name": "Email_Opt_Out"}, "comparator": "equal", "value": True}
+    condition = {"field": {"api_name": "Email_Opt_Out"}, "comparator": "equal", "value": True}
+    criteria = {"group_operator": "and", "group": [condition]}
 
     job = zoho.crm.bulk.create(["Last_Name"], criteria=criteria)
     zoho.crm.bulk.wait(job.id, poll_s=0)

@@ -5,6 +5,7 @@ import io
 import zipfile
 
 import httpx
+import pytest
 
 from zohosim import LiveServer
 
@@ -17,7 +18,10 @@ def test_bulk_read_job_runs_to_a_zipped_csv(
         "query": {
             "module": {"api_name": "Contacts"},
             "fields": ["Email", "Email_Opt_Out"],
-            "criteria": {"field": {"api_name": "Email_Opt_Out"}, "comparator": "equal", "value": False},
+            "criteria": {
+                "group_operator": "and",
+                "group": [{"field": {"api_name": "Email_Opt_Out"}, "comparator": "equal", "value": False}],
+            },
         },
         "file_type": "csv",
     }
@@ -43,6 +47,43 @@ def test_bulk_read_job_runs_to_a_zipped_csv(
         [contact_ids[0], "p0@example.com", "false"],
         [contact_ids[1], "p1@example.com", "false"],
     ]
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        # One condition alone, not in a group (v8 requires group_operator and group)
+        {"field": {"api_name": "Email_Opt_Out"}, "comparator": "equal", "value": False},
+        # The field named bare, as v2 did
+        {
+            "group_operator": "and",
+            "group": [{"api_name": "Email_Opt_Out", "comparator": "equal", "value": False}],
+        },
+        {
+            "group_operator": "xor",
+            "group": [{"field": {"api_name": "Email"}, "comparator": "equal", "value": "a"}],
+        },
+        {"group_operator": "and", "group": []},
+        {
+            "group_operator": "and",
+            "group": [{"field": {"api_name": "Nope"}, "comparator": "equal", "value": "a"}],
+        },
+        {
+            "group_operator": "and",
+            "group": [{"field": {"api_name": "Email"}, "comparator": "like", "value": "a"}],
+        },
+    ],
+)
+def test_bulk_read_criteria_not_in_v8_shape_are_refused(
+    sim: LiveServer, http: httpx.Client, auth: dict[str, str], criteria: dict[str, object]
+) -> None:
+    body = {"query": {"module": {"api_name": "Contacts"}, "criteria": criteria}}
+
+    refused = http.post("/crm/bulk/v8/read", json=body, headers=auth)
+
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "INVALID_DATA"
+    assert refused.json()["details"]["json_path"] == "$.query.criteria"
 
 
 def test_more_than_ten_downloads_a_minute_get_429(
