@@ -26,6 +26,11 @@ contact's records is written until an admin chooses "write to all" or a primary
 (`sync.duplicates`). None: "not in CRM", asked again after ``RECHECK`` or when an identifier
 changes.
 
+A batch that Zoho stops halfway (a 500, a 429) is retried whole; the look-ups Zoho answered for it
+are kept for its retries (``LOOKUP_REMEMBERED_S``, in the shared cache, as keyed digests: no
+address, number or id in the clear) and not asked again, so its linking progresses however often
+Zoho fails.
+
 Links persist: a linked contact costs no call until the identifier it was found by changes (a
 changed email links again, by the new address). A Lead converted to a Contact is gone from Leads;
 the push or read-back that misses it asks Zoho where it went (`lead_converted_relink`) and moves
@@ -45,11 +50,13 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from compliance.models import Contact
 from sync.discrepancies import HINTS, discrepancy_record
 from sync.models import CrmLink, CrmLinkRecord, Discrepancy
 from sync.projection import CONSENT_OBJECT
+from sync.taken import answer, answer_keep
 from sync.zoho import ZohoClient
 from sync.zoho.crm import COQL_MAX_IN, MAX_RECORDS_PER_CALL
 from sync.zoho.locks import cache_lock
@@ -62,6 +69,9 @@ RECHECK = timedelta(hours=1)
 BULK_MIN = 500
 # A whole-CRM pass may take this long (a Bulk Read job of 200,000 rows takes minutes).
 BULK_LOCK_S = 1800
+# A look-up Zoho answered serves the retries of its batch for this long (Celery's backoff between
+# attempts stays within minutes); a record made in CRM meanwhile is found by the next look-up.
+LOOKUP_REMEMBERED_S = 900
 EMAIL, PHONE, APP_USER_ID, ZOHO_ID = "email", "phone", "app_user_id", "zoho_id"
 
 
@@ -173,28 +183,42 @@ def _lookup(
         values = sorted({_identifier(c, by) for c in chunk})
         by_key: dict[str, dict[Key, str]] = {}
         for module in crm_modules():
-            if by == EMAIL:
-                rows = zoho.crm.coql_where(select, any_of={"Email": values}, module=module)
-            elif by == PHONE:
-                spellings = sorted(set(values) | {v.lstrip("+") for v in values})
-                rows = zoho.crm.coql_where(
-                    select, any_of={"Phone": spellings, "Mobile": spellings}, module=module
-                )
-            else:
-                rows = zoho.crm.coql_where(
-                    select, any_of={settings.ZOHO_FIELD_APP_USER_ID: values}, module=module
-                )
-            report.calls += 1
-            for row in rows:
-                if not row.get("id"):
-                    continue
-                for key in keys(row):
-                    by_key.setdefault(key, {})[(module, str(row["id"]))] = _consent_id(row)
+            # A query Zoho answered for an earlier attempt of this batch is not asked again.
+            remembered = f"{zoho.config.cache_prefix}:link-lookup:{_sealed(module, by, *values)}"
+            matches = answer(remembered)
+            if matches is None:
+                if by == EMAIL:
+                    rows = zoho.crm.coql_where(select, any_of={"Email": values}, module=module)
+                elif by == PHONE:
+                    spellings = sorted(set(values) | {v.lstrip("+") for v in values})
+                    rows = zoho.crm.coql_where(
+                        select, any_of={"Phone": spellings, "Mobile": spellings}, module=module
+                    )
+                else:
+                    rows = zoho.crm.coql_where(
+                        select, any_of={settings.ZOHO_FIELD_APP_USER_ID: values}, module=module
+                    )
+                report.calls += 1
+                matches = {}
+                for row in rows:
+                    if not row.get("id"):
+                        continue
+                    for key in keys(row):
+                        matches.setdefault(_sealed(key), {})[str(row["id"])] = _consent_id(row)
+                answer_keep(remembered, matches, LOOKUP_REMEMBERED_S)
+            for sealed, records in matches.items():
+                for record_id, consent_id in records.items():
+                    by_key.setdefault(sealed, {})[(module, record_id)] = consent_id
         for contact in chunk:
             value = _identifier(contact, by)
-            records = by_key.get(value)
-            if records:
-                found[contact.pk] = _Found(records, by, value)
+            found_records = by_key.get(_sealed(value))
+            if found_records:
+                found[contact.pk] = _Found(found_records, by, value)
+
+
+def _sealed(*parts: str) -> str:
+    """An identifier (or a query's) as the cache may hold it: a keyed digest, no personal data."""
+    return salted_hmac("sync.linking.lookup", "\n".join(parts)).hexdigest()
 
 
 def _consent_ids_read(keys: list[Key], zoho: ZohoClient, report: LinkReport) -> dict[Key, str]:

@@ -51,6 +51,7 @@ def create_app(state: SimState | None = None, config: SimConfig | dict | None = 
         resp.headers["X-ZOHOSIM-REQUEST-ID"] = g.get("request_id", "")
         if request.path.startswith("/_sim"):
             return resp
+        coql = request.get_json(force=True, silent=True) if g.get("op") == "crm.coql" else None
         state.log_call(
             {
                 "time": state.fmt(state.now()),
@@ -64,6 +65,8 @@ def create_app(state: SimState | None = None, config: SimConfig | dict | None = 
                 "credits": g.get("charged", 0),
                 "request_id": g.get("request_id"),
                 "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                # What a COQL call asked (tests count the same question asked twice)
+                **({"select_query": coql.get("select_query")} if isinstance(coql, dict) else {}),
             }
         )
         return resp

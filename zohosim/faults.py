@@ -117,6 +117,10 @@ class FaultSet:
             rule.setdefault("delay_s", 1.0)
         if "ratio" in rule and not 0 <= float(rule["ratio"]) <= 1:
             raise FaultError("ratio must be between 0 and 1")
+        if "nth" in rule:
+            nth = rule["nth"]
+            if not isinstance(nth, list) or not all(isinstance(n, int) and n >= 1 for n in nth):
+                raise FaultError("nth must be a list of call numbers, 1 for the first")
 
     def rules(self, name: str, op: str | None = None) -> list[dict[str, Any]]:
         value = self.active.get(name)
@@ -144,6 +148,13 @@ class FaultSet:
     def pick(self, name: str, op: str) -> dict[str, Any] | None:
         """The first matching rule of ``name`` whose ratio roll succeeds, or None."""
         for rule in self.rules(name, op):
+            if "nth" in rule:
+                # The rule's own count of the calls it matched: it fires on those it names.
+                with self._rng_lock:
+                    rule["seen"] = int(rule.get("seen", 0)) + 1
+                    if rule["seen"] in rule["nth"]:
+                        return rule
+                continue
             if self.roll(rule.get("ratio")):
                 return rule
         return None

@@ -13,6 +13,7 @@ from sync.models import CrmLink, CrmLinkRecord, Discrepancy, SyncPush, ZohoCall
 from sync.outbox import outbox_claim
 from sync.push import outbox_batch_push
 from sync.verify import pushes_verify_due
+from sync.zoho.errors import ZohoTransientError
 from tests.sync.conftest import NO_CONSENT
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +44,27 @@ def test_120_contacts_known_only_by_email_link_in_three_queries_without_case(
     assert calls("crm.search") == 0
     assert calls("crm.update") == 2
     assert all(sim.contact(records[n])["SMS_Opt_In"] is True for n in (0, 119))
+
+
+def test_a_retry_after_a_failed_lookup_asks_zoho_only_what_it_had_not_answered(
+    ledger: Any, crm: Any, zoho: Any, sim: Any, engine_settings: Any
+) -> None:
+    # Given 120 contacts known only by email, looked up 50 addresses a query
+    records = {n: crm(f"retry.{n}@example.com") for n in range(120)}
+    contacts = [Contact.objects.create(email=f"retry.{n}@example.com") for n in range(120)]
+    # and Zoho failing the third query with a 500
+    sim.fault("server_error", ops=["crm.coql"], nth=[3])
+
+    # When the batch's first attempt stops there and its retry goes on
+    with pytest.raises(ZohoTransientError):
+        contacts_link(contacts=contacts, zoho=zoho)
+    links, _ = contacts_link(contacts=contacts, zoho=zoho)
+
+    # Then each of the three queries was answered once: the retry asked only the third again
+    lookups = sim.calls("crm.coql")
+    assert [call["status"] for call in lookups] == [200, 200, 500, 200]
+    assert len({call["select_query"] for call in lookups if call["status"] == 200}) == 3
+    assert [links[c.pk].candidates for c in contacts] == [[records[n]] for n in range(120)]
 
 
 def test_a_contact_known_only_by_phone_links_by_phone_or_mobile_in_e164(

@@ -312,3 +312,39 @@ def test_email_withdrawals_reach_every_campaigns_list_through_5xx_each_unsubscri
     assert unsubscribes[200] == 24, unsubscribes
     assert_zoho_holds_the_ledger(sim, records)
     assert not OutboxEntry.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_contacts_found_by_email_link_through_5xx_each_lookup_answered_once(
+    workers: Any, ledger: Any, crm: Any, sim: Any
+) -> None:
+    # Given ninety people who gave only their email (their CRM records exist; nobody told us the
+    # ids), looked up in Contacts and Leads, 50 addresses a query: four queries a batch
+    records = {}
+    for i in range(90):
+        email = f"found{i}@example.com"
+        record_id = crm(email)
+        records[ledger.change(email, "sms_marketing", "opted_in", minutes_ago=2).pk] = record_id
+    # and Zoho answering 500 to the second COQL look-up and a third of the others (seeded)
+    sim.config(fault_seed=11)
+    sim.http.put(
+        "/_sim/faults",
+        json={"server_error": [{"ops": ["crm.coql"], "nth": [2]}, {"ops": ["crm.coql"], "ratio": 0.35}]},
+    ).raise_for_status()
+
+    # When two workers push them
+    workers.env["ZOHO_MODULES"] = "Contacts,Leads"
+    workers.start(2)
+    workers.wait_until(
+        lambda: all_verified(records), "every change linked, pushed and verified", deadline_s=120
+    )
+    workers.wait_until(workers.drained, "the workers done")
+
+    # Then every record holds its consent, and each look-up Zoho answered was asked once: a
+    # batch's retry asked only those a 500 had stopped
+    lookups = sim.calls("crm.coql")
+    statuses = Counter(call["status"] for call in lookups)
+    assert statuses[500] >= 1, statuses
+    answered = Counter(call["select_query"] for call in lookups if call["status"] in (200, 204))
+    assert answered and max(answered.values()) == 1, answered
+    assert_zoho_holds_the_ledger(sim, records)
+    assert not Alert.objects.exists()

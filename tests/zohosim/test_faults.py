@@ -132,6 +132,24 @@ def test_ratio_faults_are_reproducible_with_a_seed() -> None:
     assert 0 < sum(pattern()) < 20
 
 
+def test_an_nth_rule_fails_exactly_the_calls_it_names_of_those_it_matches(
+    http: httpx.Client, auth: dict[str, str], contact_ids: list[str]
+) -> None:
+    http.put("/_sim/faults", json={"server_error": {"ops": ["crm.get"], "nth": [2, 4]}}).raise_for_status()
+
+    statuses = []
+    for _ in range(3):
+        statuses.append(http.get(f"/crm/v8/Contacts/{contact_ids[0]}", headers=auth).status_code)
+        # (a call the rule does not match is not counted)
+        coql = {"select_query": "select id from Contacts where id > 0"}
+        assert http.post("/crm/v8/coql", json=coql, headers=auth).status_code in (200, 204)
+    statuses.append(http.get(f"/crm/v8/Contacts/{contact_ids[0]}", headers=auth).status_code)
+    refused = http.put("/_sim/faults", json={"server_error": {"nth": [0]}})
+
+    assert statuses == [200, 500, 200, 500]
+    assert refused.status_code == 400
+
+
 def test_expire_tokens_and_wrong_dc(
     sim: LiveServer, http: httpx.Client, auth: dict[str, str], contact_ids: list[str]
 ) -> None:
