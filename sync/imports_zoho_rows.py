@@ -149,7 +149,7 @@ def crm_rows_bulk(
             if following_token
             else None
         )
-        table = bulk.table(job.id)
+        table = bulk.table(job.id, retry_s=poll_s)
         header = next(table, None)
         if header is not None:
             rows: Iterator[list[str]] = table

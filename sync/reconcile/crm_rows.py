@@ -88,7 +88,7 @@ def crm_rows(zoho: ZohoClient, method: str, fields: list[str], *, module: str = 
         if job.more_records and token is None:
             raise ZohoTransientError(f"bulk read job {job.id} has more records but no next_page_token")
         following = zoho.crm.bulk.create(select, module=module, page_token=token) if token else None
-        table = zoho.crm.bulk.table(job.id)
+        table = zoho.crm.bulk.table(job.id, retry_s=poll_s)
         header = next(table, None)
         if header is not None:
             try:

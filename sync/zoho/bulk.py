@@ -11,13 +11,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.zoho.errors import ZohoPermanentError, ZohoTransientError
+from sync.zoho.errors import ZohoPermanentError, ZohoRateLimited, ZohoTransientError
 from sync.zoho.transport import Request, ZohoTransport
 
 # Spool the download in memory up to this size, then on disk.
 SPOOL_MAX_BYTES = 8 * 1024 * 1024
 # A job's status polls that may fail in a row before `BulkRead.wait` gives up.
 MAX_POLL_FAILURES = 5
+# A result's downloads that may fail before `BulkRead.table` gives up; after Zoho's 429 (at most
+# 10 downloads a minute) the next one waits out the minute.
+MAX_DOWNLOAD_FAILURES = 3
+DOWNLOAD_LIMIT_WAIT_S = 60.0
 
 
 def _answered_or_lost(exc: ZohoTransientError) -> bool:
@@ -142,39 +146,31 @@ class BulkRead:
                 raise ZohoTransientError(f"bulk read job {job_id} still {job.state} after {timeout_s:g} s")
             sleep(poll_s)
 
-    def rows(self, job_id: str) -> Iterator[dict[str, str]]:
-        """Download the job's result and yield its CSV rows one by one, as dicts by column."""
-        table = self.table(job_id)
+    def rows(
+        self, job_id: str, *, retry_s: float = 5.0, sleep: Callable[[float], None] = time.sleep
+    ) -> Iterator[dict[str, str]]:
+        """Download the job's result (as `table`) and yield its CSV rows one by one, as dicts by column."""
+        table = self.table(job_id, retry_s=retry_s, sleep=sleep)
         header = next(table, None)
         if header is None:
             return
         for cells in table:
             yield dict(zip(header, cells, strict=False))
 
-    def table(self, job_id: str) -> Iterator[list[str]]:
+    def table(
+        self, job_id: str, *, retry_s: float = 5.0, sleep: Callable[[float], None] = time.sleep
+    ) -> Iterator[list[str]]:
         """Download the job's result and yield its CSV's header, then each row, as lists of cells
         (no dict per row: a page holds 200,000 of them). Blank lines are skipped.
 
         The zip is streamed to a spooled temporary file (memory up to 8 MB, then
-        disk) and the CSV is read from inside it, so memory stays bounded.
+        disk) and the CSV is read from inside it, so memory stays bounded. A download that Zoho
+        or the network fails, or that is cut short (not a whole zip), is made again after
+        `retry_s` (after a 429, once the minute is out), up to `MAX_DOWNLOAD_FAILURES` in all:
+        the job's file stays on Zoho's side, and giving up would start the whole read again.
         """
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES) as spool:
-            self.transport.call(
-                Request(
-                    service="crm",
-                    operation="crm.bulk_read_download",
-                    method="GET",
-                    host="api",
-                    path=self._path(f"/{job_id}/result"),
-                    credits=1,
-                    sink=spool,
-                )
-            )
-            spool.seek(0)
-            try:
-                archive = zipfile.ZipFile(spool)
-            except zipfile.BadZipFile as exc:
-                raise ZohoTransientError(f"bulk read job {job_id}: the download is not a zip file") from exc
+            archive = self._download(job_id, spool, retry_s=retry_s, sleep=sleep)
             with archive:
                 names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
                 if not names:
@@ -183,6 +179,38 @@ class BulkRead:
                     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                     # Blank lines are skipped, as csv.DictReader does.
                     yield from filter(None, csv.reader(text))
+
+    def _download(
+        self, job_id: str, spool: Any, *, retry_s: float, sleep: Callable[[float], None]
+    ) -> zipfile.ZipFile:
+        failures = 0
+        while True:
+            spool.seek(0)
+            spool.truncate()
+            try:
+                self.transport.call(
+                    Request(
+                        service="crm",
+                        operation="crm.bulk_read_download",
+                        method="GET",
+                        host="api",
+                        path=self._path(f"/{job_id}/result"),
+                        credits=1,
+                        sink=spool,
+                    )
+                )
+                spool.seek(0)
+                try:
+                    return zipfile.ZipFile(spool)
+                except zipfile.BadZipFile as exc:
+                    raise ZohoTransientError(
+                        f"bulk read job {job_id}: the download is not a zip file", code="connection_error"
+                    ) from exc
+            except ZohoTransientError as exc:
+                failures += 1
+                if not _answered_or_lost(exc) or failures >= MAX_DOWNLOAD_FAILURES:
+                    raise
+                sleep(DOWNLOAD_LIMIT_WAIT_S if isinstance(exc, ZohoRateLimited) else retry_s)
 
     @staticmethod
     def _job(body: Any) -> BulkReadJob:

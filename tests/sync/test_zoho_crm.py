@@ -379,8 +379,26 @@ def test_too_many_bulk_downloads_are_a_rate_limit(zoho: ZohoClient, sim: Sim) ->
     zoho.crm.bulk.wait(job.id, poll_s=0)
     assert len(list(zoho.crm.bulk.rows(job.id))) == 3
 
+    waits: list[float] = []
     with pytest.raises(ZohoRateLimited):
-        list(zoho.crm.bulk.rows(job.id))
+        list(zoho.crm.bulk.rows(job.id, sleep=waits.append))
+    # (each refused download waited out Zoho's minute before the next, three in all)
+    assert waits == [60.0, 60.0]
+    assert [call["status"] for call in sim.calls("bulk.read.download")] == [200, 429, 429, 429]
+
+
+def test_a_bulk_read_download_zoho_fails_is_made_again_not_the_whole_read(zoho: ZohoClient, sim: Sim) -> None:
+    sim.seed(contacts=4)
+    job = zoho.crm.bulk.create(["Email"])
+    zoho.crm.bulk.wait(job.id, poll_s=0)
+    sim.fault("server_error", ops=["bulk.read.download"], nth=[1, 2])
+    waits: list[float] = []
+
+    rows = list(zoho.crm.bulk.rows(job.id, retry_s=0.5, sleep=waits.append))
+
+    assert len(rows) == 4 and waits == [0.5, 0.5]
+    assert [call["status"] for call in sim.calls("bulk.read.download")] == [500, 500, 200]
+    assert [call["status"] for call in sim.calls("bulk.read.create")] == [201]
 
 
 def test_bulk_read_of_an_unknown_job_is_a_permanent_error(zoho: ZohoClient, sim: Sim) -> None:
