@@ -182,25 +182,21 @@ def _lookup(
     for chunk in _chunks(wanted, per_query):
         values = sorted({_identifier(c, by) for c in chunk})
         by_key: dict[str, dict[Key, str]] = {}
+        if by == EMAIL:
+            any_of = {"Email": values}
+        elif by == PHONE:
+            spellings = sorted(set(values) | {v.lstrip("+") for v in values})
+            any_of = {"Phone": spellings, "Mobile": spellings}
+        else:
+            any_of = {settings.ZOHO_FIELD_APP_USER_ID: values}
         for module in crm_modules():
             # A query Zoho answered for an earlier attempt of this batch is not asked again.
             remembered = f"{zoho.config.cache_prefix}:link-lookup:{_sealed(module, by, *values)}"
             matches = answer(remembered)
             if matches is None:
-                if by == EMAIL:
-                    rows = zoho.crm.coql_where(select, any_of={"Email": values}, module=module)
-                elif by == PHONE:
-                    spellings = sorted(set(values) | {v.lstrip("+") for v in values})
-                    rows = zoho.crm.coql_where(
-                        select, any_of={"Phone": spellings, "Mobile": spellings}, module=module
-                    )
-                else:
-                    rows = zoho.crm.coql_where(
-                        select, any_of={settings.ZOHO_FIELD_APP_USER_ID: values}, module=module
-                    )
                 report.calls += 1
                 matches = {}
-                for row in rows:
+                for row in zoho.crm.coql_where(select, any_of=any_of, module=module):
                     if not row.get("id"):
                         continue
                     for key in keys(row):

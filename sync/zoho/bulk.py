@@ -99,18 +99,21 @@ class BulkRead:
         )
         return self._job(response.body)
 
-    def status(self, job_id: str) -> BulkReadJob:
-        response = self.transport.call(
-            Request(
-                service="crm",
-                operation="crm.bulk_read_poll",
-                method="GET",
-                host="api",
-                path=self._path(f"/{job_id}"),
-                credits=1,
-            )
+    def _get(self, operation: str, rest: str, sink: Any = None) -> Any:
+        """A GET of a job's own path (its status, its result into `sink`), one credit."""
+        request = Request(
+            service="crm",
+            operation=operation,
+            method="GET",
+            host="api",
+            path=self._path(rest),
+            credits=1,
+            sink=sink,
         )
-        return self._job(response.body)
+        return self.transport.call(request)
+
+    def status(self, job_id: str) -> BulkReadJob:
+        return self._job(self._get("crm.bulk_read_poll", f"/{job_id}").body)
 
     def wait(
         self,
@@ -188,17 +191,7 @@ class BulkRead:
             spool.seek(0)
             spool.truncate()
             try:
-                self.transport.call(
-                    Request(
-                        service="crm",
-                        operation="crm.bulk_read_download",
-                        method="GET",
-                        host="api",
-                        path=self._path(f"/{job_id}/result"),
-                        credits=1,
-                        sink=spool,
-                    )
-                )
+                self._get("crm.bulk_read_download", f"/{job_id}/result", sink=spool)
                 spool.seek(0)
                 try:
                     return zipfile.ZipFile(spool)
